@@ -1,0 +1,206 @@
+//! gatectl: the field engineer's tool for provisioning, checking and testing
+//! a kiosk or lane device.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gated::config::{self, Config, ConfigError, DeviceCheck};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Field engineer's tool for the kiosk and gate appliance",
+    long_about = "Field engineer's tool for the kiosk and gate appliance.\n\n\
+        Checks a device's configuration before gated uses it. Output is for people by \
+        default; pass --json for scripts (one JSON document on stdout).\n\n\
+        Exit codes: 0 success, 1 failure, 2 invalid configuration or usage."
+)]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with gated's configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a gated.toml exactly as gated does at start, and summarise it.
+    ///
+    /// Reports every problem with file, line, key and what is wrong, and exits 2
+    /// if there is any, as gated would refuse to start.
+    Check {
+        /// The file to check.
+        #[arg(default_value = config::DEFAULT_PATH)]
+        path: PathBuf,
+        /// Do not require device nodes to exist (to check a file on a laptop
+        /// before it is copied to the device).
+        #[arg(long)]
+        skip_devices: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(ConfigCommand::Check { path, skip_devices }) => {
+            let check = if skip_devices {
+                DeviceCheck::Skip
+            } else {
+                DeviceCheck::Present
+            };
+            config_check(&path, check, cli.json)
+        }
+    }
+}
+
+fn config_check(path: &std::path::Path, check: DeviceCheck, json: bool) -> ExitCode {
+    let result = config::load(path, check);
+    let code = if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    };
+    let out = match (&result, json) {
+        (Ok(c), true) => format!("{:#}\n", summary_json(path, c)),
+        (Err(e), true) => format!("{:#}\n", problems_json(path, e)),
+        (Ok(c), false) => summary_text(path, c),
+        (Err(e), false) => {
+            // Problems go to stderr, as gated prints them.
+            eprintln!("{e}");
+            eprintln!(
+                "{}: {} problem(s); gated would refuse to start",
+                path.display(),
+                e.problems.len()
+            );
+            return code;
+        }
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = io::stdout().write_all(out.as_bytes());
+    code
+}
+
+/// One attached device as the engineer thinks of it: family, name, where.
+fn devices(c: &Config) -> Vec<(&'static str, String, String)> {
+    let d = &c.devices;
+    let mut v = Vec::new();
+    if let Some(p) = &d.printer {
+        v.push((
+            "printer",
+            "printer".into(),
+            p.get_ref().port.get_ref().display().to_string(),
+        ));
+    }
+    for (n, s) in &d.scanners {
+        let s = s.get_ref();
+        let at = match (&s.port, &s.evdev) {
+            (Some(p), _) => p.get_ref().display().to_string(),
+            (_, Some(e)) => format!("evdev {}", e.get_ref().display()),
+            _ => String::new(),
+        };
+        v.push(("scanner", n.clone(), at));
+    }
+    for (n, r) in &d.id_readers {
+        v.push((
+            "id-reader",
+            n.clone(),
+            r.get_ref().port.get_ref().display().to_string(),
+        ));
+    }
+    for (n, r) in &d.ic_readers {
+        v.push((
+            "ic-reader",
+            n.clone(),
+            r.get_ref().port.get_ref().display().to_string(),
+        ));
+    }
+    for (n, g) in &d.gates {
+        let g = g.get_ref();
+        v.push((
+            "gate",
+            n.clone(),
+            format!("modbus {} unit {}", g.modbus.get_ref(), g.unit),
+        ));
+    }
+    v
+}
+
+fn summary_text(path: &std::path::Path, c: &Config) -> String {
+    let mut s = format!("{}: OK\n\n", path.display());
+    s += &format!("  role       {}\n", c.role);
+    s += &format!("  device id  {}\n", c.device_id.get_ref());
+    s += &format!("  central    {}\n", c.central.url.get_ref());
+    s += &format!("  state dir  {}\n", c.state_dir.get_ref().display());
+    let devs = devices(c);
+    s += &format!("\n  devices ({})\n", devs.len());
+    for (family, name, at) in &devs {
+        s += &format!("    {family:<10} {name:<12} {at}\n");
+    }
+    if !c.lanes.is_empty() {
+        s += &format!("\n  lanes ({})\n", c.lanes.len());
+        for (name, lane) in &c.lanes {
+            let l = lane.get_ref();
+            let mut readers: Vec<String> = l.scanners.iter().map(|r| r.get_ref().clone()).collect();
+            readers.extend(l.id_reader.iter().map(|r| r.get_ref().clone()));
+            readers.extend(l.ic_reader.iter().map(|r| r.get_ref().clone()));
+            s += &format!(
+                "    {name:<12} {:<6} group {:<10} gate {:<8} readers {}\n",
+                format!("{:?}", l.direction).to_lowercase(),
+                l.group,
+                l.gate.get_ref(),
+                readers.join(", ")
+            );
+        }
+    }
+    s
+}
+
+fn summary_json(path: &std::path::Path, c: &Config) -> Value {
+    json!({
+        "file": path,
+        "valid": true,
+        "role": c.role,
+        "device_id": c.device_id.get_ref(),
+        "central_url": c.central.url.get_ref(),
+        "state_dir": c.state_dir.get_ref(),
+        "devices": devices(c).into_iter().map(|(family, name, at)| json!({
+            "family": family, "name": name, "address": at,
+        })).collect::<Vec<_>>(),
+        "lanes": c.lanes.iter().map(|(name, l)| {
+            let l = l.get_ref();
+            json!({
+                "name": name,
+                "direction": l.direction,
+                "group": l.group,
+                "gate": l.gate.get_ref(),
+                "scanners": l.scanners.iter().map(|s| s.get_ref()).collect::<Vec<_>>(),
+                "id_reader": l.id_reader.as_ref().map(|r| r.get_ref()),
+                "ic_reader": l.ic_reader.as_ref().map(|r| r.get_ref()),
+            })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn problems_json(path: &std::path::Path, e: &ConfigError) -> Value {
+    json!({
+        "file": path,
+        "valid": false,
+        "problems": e.problems.iter().map(|p| json!({
+            "line": p.line.map(|l| l.0),
+            "column": p.line.map(|l| l.1),
+            "key": p.key,
+            "message": p.message,
+        })).collect::<Vec<_>>(),
+    })
+}

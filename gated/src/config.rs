@@ -1,0 +1,749 @@
+//! `gated.toml`: what this device is and what is attached to it.
+//!
+//! The file is read once at start. Anything wrong with it is refused before a
+//! single subsystem starts, with the file, line, key and what is wrong, so a
+//! field engineer can fix it from the message alone. `gatectl config check`
+//! runs exactly this code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where the default configuration is installed by the image.
+pub const DEFAULT_PATH: &str = "/etc/gated/gated.toml";
+
+/// What this device does; decides which subsystems start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Self-service kiosk: sale, pickup, query.
+    Kiosk,
+    /// Entrance lane(s): validate, open, confirm, record.
+    Lane,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Kiosk => "kiosk",
+            Role::Lane => "lane",
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub role: Role,
+    /// Set at provisioning; names this device to the central system.
+    pub device_id: Spanned<String>,
+    /// Where gated keeps its database and state (systemd's StateDirectory).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: Spanned<PathBuf>,
+    pub central: Central,
+    #[serde(default)]
+    pub devices: Devices,
+    #[serde(default)]
+    pub lanes: BTreeMap<String, Spanned<Lane>>,
+}
+
+fn default_state_dir() -> Spanned<PathBuf> {
+    Spanned::new(0..0, PathBuf::from("/var/lib/gated"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Central {
+    /// Base URL of the central system's API v1.
+    pub url: Spanned<String>,
+    /// PEM file of the CA that signs the central system's certificate; when
+    /// absent the system's roots are used.
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// Devices attached to this unit, by family; lanes refer to them by name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Devices {
+    /// The kiosk's thermal ticket printer (ESC/POS).
+    pub printer: Option<Spanned<SerialDevice>>,
+    #[serde(default)]
+    pub scanners: BTreeMap<String, Spanned<Scanner>>,
+    #[serde(default)]
+    pub id_readers: BTreeMap<String, Spanned<SerialDevice>>,
+    #[serde(default)]
+    pub ic_readers: BTreeMap<String, Spanned<SerialDevice>>,
+    #[serde(default)]
+    pub gates: BTreeMap<String, Spanned<Gate>>,
+}
+
+/// A device on a serial port (or a USB printer's byte stream).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialDevice {
+    pub port: Spanned<PathBuf>,
+    pub baud: Option<Spanned<u32>>,
+}
+
+/// A QR/barcode scanner: serial (one code per line) or a USB keyboard-type
+/// scanner read through evdev. Exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scanner {
+    pub port: Option<Spanned<PathBuf>>,
+    pub baud: Option<Spanned<u32>>,
+    pub evdev: Option<Spanned<PathBuf>>,
+}
+
+/// A turnstile or wing gate controller.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// `tcp://HOST:PORT` or `rtu:/dev/PATH@BAUD`.
+    pub modbus: Spanned<String>,
+    /// Modbus unit (slave) id.
+    #[serde(default = "default_unit")]
+    pub unit: u8,
+}
+
+fn default_unit() -> u8 {
+    1
+}
+
+/// Where a Modbus gate controller is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModbusAddress {
+    Tcp(String),
+    Rtu { port: PathBuf, baud: u32 },
+}
+
+impl std::str::FromStr for ModbusAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(hostport) = s.strip_prefix("tcp://") {
+            let ok = hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if ok {
+                return Ok(ModbusAddress::Tcp(hostport.to_owned()));
+            }
+            return Err(format!(
+                "`{s}` is not tcp://HOST:PORT (for example tcp://192.0.2.10:502)"
+            ));
+        }
+        if let Some(rest) = s.strip_prefix("rtu:") {
+            if let Some((port, baud)) = rest.rsplit_once('@')
+                && let Ok(baud) = baud.parse::<u32>()
+                && port.starts_with('/')
+            {
+                return Ok(ModbusAddress::Rtu {
+                    port: PathBuf::from(port),
+                    baud,
+                });
+            }
+            return Err(format!(
+                "`{s}` is not rtu:/dev/PATH@BAUD (for example rtu:/dev/gate-rs485@9600)"
+            ));
+        }
+        Err(format!(
+            "`{s}` is neither tcp://HOST:PORT nor rtu:/dev/PATH@BAUD"
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Entry,
+    Exit,
+    /// One lane used both ways (the direction comes from the reader used).
+    Both,
+}
+
+/// One entrance lane: readers, a gate, a direction and a lane group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lane {
+    pub direction: Direction,
+    /// Lane group, as products name the groups they admit to.
+    pub group: String,
+    pub gate: Spanned<String>,
+    #[serde(default)]
+    pub scanners: Vec<Spanned<String>>,
+    pub id_reader: Option<Spanned<String>>,
+    pub ic_reader: Option<Spanned<String>>,
+}
+
+/// Whether device nodes must exist when the configuration is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCheck {
+    /// gated at start, and `gatectl config check` on the device.
+    Present,
+    /// `gatectl config check --skip-devices` on a laptop before deployment.
+    Skip,
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub line: Option<(usize, usize)>,
+    /// Dotted key, e.g. `devices.printer.port`; empty for the file as a whole.
+    pub key: String,
+    pub message: String,
+    /// The offending source line with a caret under the span.
+    snippet: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.line {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(snippet) = &self.snippet {
+            write!(f, "\n{snippet}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything wrong with a configuration file (at least one problem).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Builds problems with positions from byte spans of one source text.
+struct Reporter<'a> {
+    file: &'a Path,
+    source: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reporter<'a> {
+    fn problem(&self, key: &str, span: Option<Range<usize>>, message: String) -> Problem {
+        let span = span.filter(|s| s.end > 0 || s.start > 0);
+        let (line, snippet) = match span {
+            Some(span) => {
+                let (line, col) = line_col(self.source, span.start);
+                (Some((line, col)), Some(snippet(self.source, span)))
+            }
+            None => (None, None),
+        };
+        Problem {
+            file: self.file.to_owned(),
+            line,
+            key: key.to_owned(),
+            message,
+            snippet,
+        }
+    }
+
+    fn push(&mut self, key: &str, span: Range<usize>, message: String) {
+        let p = self.problem(key, Some(span), message);
+        self.problems.push(p);
+    }
+}
+
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn snippet(source: &str, span: Range<usize>) -> String {
+    let start = span.start.min(source.len());
+    let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |i| start + i);
+    let text = &source[line_start..line_end];
+    let (line_no, col) = line_col(source, start);
+    let width = source[start..span.end.clamp(start, line_end)]
+        .chars()
+        .count()
+        .max(1);
+    let gutter = line_no.to_string().len();
+    format!(
+        "{:gutter$} |\n{line_no} | {text}\n{:gutter$} | {}{}",
+        "",
+        "",
+        " ".repeat(col - 1),
+        "^".repeat(width)
+    )
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path, devices: DeviceCheck) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+            snippet: None,
+        }],
+    })?;
+    parse(path, &source, devices)
+}
+
+/// Parses and validates `source`, reporting problems against `path`.
+pub fn parse(path: &Path, source: &str, devices: DeviceCheck) -> Result<Config, ConfigError> {
+    let mut reporter = Reporter {
+        file: path,
+        source,
+        problems: Vec::new(),
+    };
+    let config = match deserialize(source) {
+        Ok(c) => c,
+        Err((key, span, message)) => {
+            let p = reporter.problem(&key, span, message);
+            return Err(ConfigError { problems: vec![p] });
+        }
+    };
+    validate(&config, devices, &mut reporter);
+    // In file order; problems of the file as a whole (no line) last.
+    reporter
+        .problems
+        .sort_by_key(|p| p.line.map_or((usize::MAX, 0), |l| l));
+    if reporter.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            problems: reporter.problems,
+        })
+    }
+}
+
+/// Runs serde over the TOML and turns its error into (key, span, message).
+fn deserialize(source: &str) -> Result<Config, (String, Option<Range<usize>>, String)> {
+    let de = toml::de::Deserializer::parse(source)
+        .map_err(|e| (String::new(), e.span(), e.message().to_owned()))?;
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let mut key = dotted_key(err.path());
+        let inner = err.into_inner();
+        let mut message = inner.message().to_owned();
+        // serde reports a missing key against its parent table; name the key itself.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            key = if key.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{key}.{field}")
+            };
+            message = "required key is missing".to_owned();
+        } else if let Some(rest) = message.strip_prefix("unknown field `") {
+            // The path already ends with the unknown key; keep serde's list of valid keys.
+            message = format!("unknown key `{rest}");
+        }
+        (key, inner.span(), message)
+    })
+}
+
+/// `devices.scanners.qr.port`, without the internal names `toml::Spanned` adds.
+fn dotted_key(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for segment in path.iter() {
+        let part = match segment {
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => continue,
+            Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
+            Segment::Seq { index } => format!("[{index}]"),
+            Segment::Unknown => continue,
+        };
+        if !key.is_empty() && !part.starts_with('[') {
+            key.push('.');
+        }
+        key += &part;
+    }
+    key
+}
+
+fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
+    let id = config.device_id.get_ref();
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        r.push(
+            "device_id",
+            config.device_id.span(),
+            format!("`{id}` is not a device id: use 1 to 64 letters, digits, `-` or `_`"),
+        );
+    }
+
+    let state_dir = config.state_dir.get_ref();
+    if !state_dir.is_absolute() {
+        r.push(
+            "state_dir",
+            config.state_dir.span(),
+            format!("`{}` must be an absolute path", state_dir.display()),
+        );
+    }
+
+    validate_url(&config.central.url, r);
+    if let Some(ca) = &config.central.ca_file
+        && !ca.get_ref().is_file()
+    {
+        r.push(
+            "central.ca_file",
+            ca.span(),
+            format!("{} does not exist or is not a file", ca.get_ref().display()),
+        );
+    }
+
+    validate_devices(&config.devices, devices, r);
+
+    match config.role {
+        Role::Kiosk => {
+            if config.devices.printer.is_none() {
+                r.problems.push(r.problem(
+                    "devices.printer",
+                    None,
+                    "a kiosk needs a ticket printer: add a [devices.printer] table".into(),
+                ));
+            }
+            if let Some((name, lane)) = config.lanes.iter().next() {
+                r.push(
+                    &format!("lanes.{name}"),
+                    lane.span(),
+                    "lanes are configured, but role is \"kiosk\": remove them or set role = \"lane\""
+                        .into(),
+                );
+            }
+        }
+        Role::Lane => {
+            if config.lanes.is_empty() {
+                r.problems.push(r.problem(
+                    "lanes",
+                    None,
+                    "role is \"lane\" but no lane is configured: add a [lanes.NAME] table".into(),
+                ));
+            }
+        }
+    }
+    for (name, lane) in &config.lanes {
+        validate_lane(name, lane.get_ref(), &config.devices, r);
+    }
+}
+
+fn validate_url(url: &Spanned<String>, r: &mut Reporter<'_>) {
+    match url::Url::parse(url.get_ref()) {
+        Ok(u) if u.scheme() == "https" => {}
+        Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => {}
+        Ok(u) if u.scheme() == "http" => r.push(
+            "central.url",
+            url.span(),
+            "plain http is only allowed to a loopback address: use https".into(),
+        ),
+        Ok(u) => r.push(
+            "central.url",
+            url.span(),
+            format!("scheme `{}` is not supported: use https://", u.scheme()),
+        ),
+        Err(e) => r.push(
+            "central.url",
+            url.span(),
+            format!("`{}` is not a URL: {e}", url.get_ref()),
+        ),
+    }
+}
+
+fn is_loopback_host(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
+fn check_node(key: &str, path: &Spanned<PathBuf>, devices: DeviceCheck, r: &mut Reporter<'_>) {
+    if devices == DeviceCheck::Skip {
+        return;
+    }
+    if let Err(e) = hal::node::check_char_device(path.get_ref()) {
+        r.push(key, path.span(), e.to_string());
+    }
+}
+
+fn validate_baud(key: &str, baud: Option<&Spanned<u32>>, r: &mut Reporter<'_>) {
+    const STANDARD: [u32; 8] = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200];
+    if let Some(b) = baud
+        && !STANDARD.contains(b.get_ref())
+    {
+        r.push(
+            key,
+            b.span(),
+            format!(
+                "{} is not a standard baud rate (one of {STANDARD:?})",
+                b.get_ref()
+            ),
+        );
+    }
+}
+
+fn validate_devices(d: &Devices, check: DeviceCheck, r: &mut Reporter<'_>) {
+    let serial = d
+        .printer
+        .iter()
+        .map(|p| ("devices.printer".to_owned(), p))
+        .chain(
+            d.id_readers
+                .iter()
+                .map(|(n, p)| (format!("devices.id_readers.{n}"), p)),
+        )
+        .chain(
+            d.ic_readers
+                .iter()
+                .map(|(n, p)| (format!("devices.ic_readers.{n}"), p)),
+        );
+    for (key, dev) in serial {
+        check_node(&format!("{key}.port"), &dev.get_ref().port, check, r);
+        validate_baud(&format!("{key}.baud"), dev.get_ref().baud.as_ref(), r);
+    }
+    for (name, s) in &d.scanners {
+        let key = format!("devices.scanners.{name}");
+        match (&s.get_ref().port, &s.get_ref().evdev) {
+            (Some(port), None) => check_node(&format!("{key}.port"), port, check, r),
+            (None, Some(ev)) => check_node(&format!("{key}.evdev"), ev, check, r),
+            (Some(_), Some(_)) => r.push(
+                &key,
+                s.span(),
+                "a scanner is either serial (`port`) or evdev (`evdev`), not both".into(),
+            ),
+            (None, None) => r.push(
+                &key,
+                s.span(),
+                "a scanner needs `port` (serial) or `evdev` (USB keyboard-type scanner)".into(),
+            ),
+        }
+        validate_baud(&format!("{key}.baud"), s.get_ref().baud.as_ref(), r);
+    }
+    for (name, g) in &d.gates {
+        let key = format!("devices.gates.{name}.modbus");
+        let modbus = &g.get_ref().modbus;
+        match modbus.get_ref().parse::<ModbusAddress>() {
+            Ok(ModbusAddress::Rtu { port, baud }) => {
+                check_node(&key, &Spanned::new(modbus.span(), port), check, r);
+                validate_baud(&key, Some(&Spanned::new(modbus.span(), baud)), r);
+            }
+            Ok(ModbusAddress::Tcp(_)) => {}
+            Err(e) => r.push(&key, modbus.span(), e),
+        }
+    }
+}
+
+fn validate_lane(name: &str, lane: &Lane, d: &Devices, r: &mut Reporter<'_>) {
+    let key = |k: &str| format!("lanes.{name}.{k}");
+    let reference =
+        |r: &mut Reporter<'_>, k: &str, found: bool, family: &str, dev: &Spanned<String>| {
+            if !found {
+                r.push(
+                    &key(k),
+                    dev.span(),
+                    format!("no device named `{}` in [devices.{family}]", dev.get_ref()),
+                );
+            }
+        };
+    reference(
+        r,
+        "gate",
+        d.gates.contains_key(lane.gate.get_ref()),
+        "gates",
+        &lane.gate,
+    );
+    for s in &lane.scanners {
+        reference(
+            r,
+            "scanners",
+            d.scanners.contains_key(s.get_ref()),
+            "scanners",
+            s,
+        );
+    }
+    if let Some(id) = &lane.id_reader {
+        reference(
+            r,
+            "id_reader",
+            d.id_readers.contains_key(id.get_ref()),
+            "id_readers",
+            id,
+        );
+    }
+    if let Some(ic) = &lane.ic_reader {
+        reference(
+            r,
+            "ic_reader",
+            d.ic_readers.contains_key(ic.get_ref()),
+            "ic_readers",
+            ic,
+        );
+    }
+    if lane.group.trim().is_empty() {
+        r.problems
+            .push(r.problem(&key("group"), None, "lane group must not be empty".into()));
+    }
+    if lane.scanners.is_empty() && lane.id_reader.is_none() && lane.ic_reader.is_none() {
+        r.problems.push(r.problem(
+            &format!("lanes.{name}"),
+            None,
+            "a lane needs at least one reader: `scanners`, `id_reader` or `ic_reader`".into(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+role = "lane"
+device_id = "north-gate-1"
+state_dir = "/var/lib/gated"
+
+[central]
+url = "https://central.example.com/api/v1"
+
+[devices.scanners.qr1]
+port = "/dev/null"
+
+[devices.gates.g1]
+modbus = "tcp://127.0.0.1:1502"
+
+[lanes.north-1]
+direction = "entry"
+group = "north"
+gate = "g1"
+scanners = ["qr1"]
+"#;
+
+    fn check(src: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("gated.toml"), src, DeviceCheck::Present)
+    }
+
+    #[test]
+    fn good_config_loads() {
+        let c = check(GOOD).unwrap();
+        assert_eq!(c.role, Role::Lane);
+        assert_eq!(c.device_id.get_ref(), "north-gate-1");
+        assert_eq!(c.lanes["north-1"].get_ref().direction, Direction::Entry);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let src = GOOD.replace(
+            "port = \"/dev/null\"",
+            "port = \"/dev/null\"\nbaudrate = 9600",
+        );
+        let e = check(&src).unwrap_err();
+        let p = &e.problems[0];
+        assert_eq!(p.key, "devices.scanners.qr1.baudrate");
+        assert_eq!(p.line.unwrap().0, 11);
+        assert!(
+            p.message.starts_with("unknown key `baudrate`"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let src = GOOD.replace("device_id = \"north-gate-1\"\n", "");
+        let e = check(&src).unwrap_err();
+        assert_eq!(e.problems[0].key, "device_id");
+        assert_eq!(e.problems[0].message, "required key is missing");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let src = GOOD
+            .replace("\"g1\"\nscanners", "\"g2\"\nscanners")
+            .replace("https://central", "ftp://central");
+        let e = check(&src).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["central.url", "lanes.north-1.gate"]);
+    }
+
+    #[test]
+    fn snippet_points_at_the_value() {
+        let src = GOOD.replace("\"/dev/null\"", "\"/dev/nope\"");
+        let e = check(&src).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("gated.toml:10:8: devices.scanners.qr1.port: /dev/nope does not exist"),
+            "{text}"
+        );
+        assert!(
+            text.contains("10 | port = \"/dev/nope\"\n   |        ^^^^^^^^^^^"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn skip_devices_ignores_missing_nodes_only() {
+        let src = GOOD.replace("\"/dev/null\"", "\"/dev/nope\"");
+        parse(Path::new("x"), &src, DeviceCheck::Skip).unwrap();
+    }
+
+    #[test]
+    fn modbus_addresses_parse() {
+        assert_eq!(
+            "rtu:/dev/gate-rs485@9600".parse::<ModbusAddress>(),
+            Ok(ModbusAddress::Rtu {
+                port: "/dev/gate-rs485".into(),
+                baud: 9600
+            })
+        );
+        assert_eq!(
+            "tcp://[::1]:502".parse::<ModbusAddress>(),
+            Ok(ModbusAddress::Tcp("[::1]:502".into()))
+        );
+        assert!("tcp://host".parse::<ModbusAddress>().is_err());
+        assert!("rtu:/dev/x".parse::<ModbusAddress>().is_err());
+        assert!("/dev/x".parse::<ModbusAddress>().is_err());
+    }
+
+    #[test]
+    fn kiosk_without_printer_is_refused() {
+        let src = r#"
+role = "kiosk"
+device_id = "kiosk-1"
+[central]
+url = "https://c.example"
+"#;
+        let e = check(src).unwrap_err();
+        assert_eq!(e.problems[0].key, "devices.printer");
+    }
+}

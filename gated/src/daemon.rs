@@ -1,0 +1,128 @@
+//! gated's life cycle: start every subsystem the role needs, tell systemd we
+//! are ready, keep the watchdog fed, and stop in order on SIGTERM.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::systemd;
+
+/// systemd's default stop timeout is longer; ours is a promise to the units.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error(
+        "state directory {path} is in use by another gated (lock file {path}/gated.lock is held)"
+    )]
+    AlreadyRunning { path: PathBuf },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+}
+
+/// The state directory, locked for this process: two daemons on one database
+/// and one set of devices would corrupt both.
+#[derive(Debug)]
+pub struct StateDir {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl StateDir {
+    pub fn open(path: &Path) -> Result<Self, StartError> {
+        let err = |source| StartError::StateDir {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join("gated.lock"))
+            .map_err(err)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                StartError::AlreadyRunning {
+                    path: path.to_owned(),
+                }
+            } else {
+                err(errno.into())
+            }
+        })?;
+        Ok(StateDir {
+            path: path.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Runs gated until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    // Signal handlers first: a SIGTERM during start-up must still stop us cleanly.
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+
+    let state = StateDir::open(config.state_dir.get_ref())?;
+    info!(path = %state.path().display(), "state directory ready");
+
+    let status = format!(
+        "role {}, device {}, {} lane(s)",
+        config.role,
+        config.device_id.get_ref(),
+        config.lanes.len()
+    );
+    systemd::ready(&status);
+    info!("gated ready: {status}");
+
+    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    if let Some(w) = &watchdog {
+        info!(
+            period_ms = w.period().as_millis() as u64,
+            "systemd watchdog armed"
+        );
+    }
+    let cause = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = tick(&mut watchdog) => systemd::watchdog(),
+        }
+    };
+    info!("{cause} received, stopping");
+    systemd::stopping();
+    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(state))
+        .await
+        .is_err()
+    {
+        warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    info!("gated stopped");
+    Ok(())
+}
+
+/// Stops subsystems in reverse order of start.
+async fn shutdown(state: StateDir) {
+    drop(state);
+}
+
+async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(w) => {
+            w.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,9 @@
+//! gated, the appliance's device daemon, and the library gatectl shares with it.
+//!
+//! gated is the only process that touches devices, the database and the
+//! network; the kiosk UI and gatectl reach it over D-Bus.
+
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod systemd;

@@ -1,0 +1,32 @@
+//! Every configuration file the repository ships is one gated accepts.
+
+use gated::config::{self, DeviceCheck, Role};
+use tests::repo_root;
+
+#[test]
+fn image_default_config_is_valid() {
+    // Its device nodes are udev names of the appliance; they do not exist here.
+    let c = config::load(
+        &repo_root().join("image/etc/gated/gated.toml"),
+        DeviceCheck::Skip,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.role, Role::Lane);
+    assert_eq!(c.state_dir.get_ref().to_str(), Some("/var/lib/gated"));
+    assert!(!c.lanes.is_empty());
+}
+
+#[test]
+fn demo_configs_are_valid() {
+    let demo = repo_root().join("demo");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&demo).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            // The demo creates the device nodes when it runs.
+            config::load(&path, DeviceCheck::Skip).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no demo config in {}", demo.display());
+}
