@@ -1,0 +1,830 @@
+//! The SAM serial protocol of 2nd-generation ID-card readers (GA 467 SAM).
+//!
+//! Frame: `AA AA AA 96 69 | LEN(2, BE) | body | CHK`, LEN counts body + CHK,
+//! CHK is the XOR of LEN and body. Requests carry CMD PARA DATA, responses
+//! SW1 SW2 SW3 DATA. Sources: the eastcoms SAM_V protocol page, softs.im's
+//! reader protocol notes, Heiher's `hev-dbus-object-idcard-reader.c` and the
+//! sdtapi reimplementation (shared/PROTOCOLS.md §1). Pure code, no I/O.
+
+use std::fmt;
+
+/// `AA AA AA` syncs, `96 69` marks the start of a frame.
+pub const PREAMBLE: [u8; 5] = [0xAA, 0xAA, 0xAA, 0x96, 0x69];
+/// Largest LEN any command answers with (30 10, text + photo + fingerprint).
+pub const MAX_LEN: usize = 0x090A;
+
+/// Find card (寻卡): 20 01.
+pub const FIND: (u8, u8) = (0x20, 0x01);
+/// Select card (选卡): 20 02.
+pub const SELECT: (u8, u8) = (0x20, 0x02);
+/// Read basic information, text and photo: 30 01.
+pub const READ_BASIC: (u8, u8) = (0x30, 0x01);
+/// SAM status check: 11 FF.
+pub const SAM_STATUS: (u8, u8) = (0x11, 0xFF);
+
+/// Length of the text block in a 30 01 answer, and of the photo (WLT).
+pub const TEXT_LEN: usize = 256;
+pub const PHOTO_LEN: usize = 1024;
+
+/// XOR over LEN and body, as the protocol defines CHK.
+pub fn checksum(len_and_body: &[u8]) -> u8 {
+    len_and_body.iter().fold(0, |a, b| a ^ b)
+}
+
+/// A whole frame with `body` between LEN and CHK.
+pub fn encode_frame(body: &[u8]) -> Vec<u8> {
+    let len = (body.len() + 1) as u16;
+    let mut f = Vec::with_capacity(body.len() + 8);
+    f.extend_from_slice(&PREAMBLE);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(body);
+    let chk = checksum(&f[5..]);
+    f.push(chk);
+    f
+}
+
+/// A host → reader request.
+pub fn request(cmd: (u8, u8), data: &[u8]) -> Vec<u8> {
+    let mut body = vec![cmd.0, cmd.1];
+    body.extend_from_slice(data);
+    encode_frame(&body)
+}
+
+/// A reader → host response (the simulator's side).
+pub fn response(sw: [u8; 3], data: &[u8]) -> Vec<u8> {
+    let mut body = sw.to_vec();
+    body.extend_from_slice(data);
+    encode_frame(&body)
+}
+
+/// What the reader said in SW3 (SW1, SW2 pass the card's APDU status through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sw3 {
+    Ok,
+    CardFound,
+    HostChecksum,
+    HostLength,
+    BadCommand,
+    Unauthorised,
+    Unrecognised,
+    CardAuthFailed,
+    ReaderAuthFailed,
+    VerifyError,
+    WrongCardType,
+    ReadFailed,
+    RandomFailed,
+    SamSelfTestFailed,
+    SamNotAuthorised,
+    NoCard,
+    SelectFailed,
+    NoContent,
+    Other(u8),
+}
+
+impl Sw3 {
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            0x90 => Sw3::Ok,
+            0x9F => Sw3::CardFound,
+            0x10 => Sw3::HostChecksum,
+            0x11 => Sw3::HostLength,
+            0x21 => Sw3::BadCommand,
+            0x23 => Sw3::Unauthorised,
+            0x24 => Sw3::Unrecognised,
+            0x31 => Sw3::CardAuthFailed,
+            0x32 => Sw3::ReaderAuthFailed,
+            0x33 => Sw3::VerifyError,
+            0x40 => Sw3::WrongCardType,
+            0x41 => Sw3::ReadFailed,
+            0x47 => Sw3::RandomFailed,
+            0x60 => Sw3::SamSelfTestFailed,
+            0x66 => Sw3::SamNotAuthorised,
+            0x80 => Sw3::NoCard,
+            0x81 => Sw3::SelectFailed,
+            0x91 => Sw3::NoContent,
+            b => Sw3::Other(b),
+        }
+    }
+
+    pub fn byte(self) -> u8 {
+        match self {
+            Sw3::Ok => 0x90,
+            Sw3::CardFound => 0x9F,
+            Sw3::HostChecksum => 0x10,
+            Sw3::HostLength => 0x11,
+            Sw3::BadCommand => 0x21,
+            Sw3::Unauthorised => 0x23,
+            Sw3::Unrecognised => 0x24,
+            Sw3::CardAuthFailed => 0x31,
+            Sw3::ReaderAuthFailed => 0x32,
+            Sw3::VerifyError => 0x33,
+            Sw3::WrongCardType => 0x40,
+            Sw3::ReadFailed => 0x41,
+            Sw3::RandomFailed => 0x47,
+            Sw3::SamSelfTestFailed => 0x60,
+            Sw3::SamNotAuthorised => 0x66,
+            Sw3::NoCard => 0x80,
+            Sw3::SelectFailed => 0x81,
+            Sw3::NoContent => 0x91,
+            Sw3::Other(b) => b,
+        }
+    }
+}
+
+impl fmt::Display for Sw3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Sw3::Ok => "ok",
+            Sw3::CardFound => "card found",
+            Sw3::HostChecksum => "reader saw a checksum error in our frame",
+            Sw3::HostLength => "reader saw a length error in our frame",
+            Sw3::BadCommand => "reader rejected the command",
+            Sw3::Unauthorised => "unauthorised operation",
+            Sw3::Unrecognised => "unrecognised error",
+            Sw3::CardAuthFailed => "card failed to authenticate the reader",
+            Sw3::ReaderAuthFailed => "reader failed to authenticate the card",
+            Sw3::VerifyError => "information verify error",
+            Sw3::WrongCardType => "wrong card type",
+            Sw3::ReadFailed => "reading the card failed",
+            Sw3::RandomFailed => "get random failed",
+            Sw3::SamSelfTestFailed => "SAM self-test failed",
+            Sw3::SamNotAuthorised => "SAM not authorised",
+            Sw3::NoCard => "no card",
+            Sw3::SelectFailed => "selecting the card failed",
+            Sw3::NoContent => "the card has no content for this item",
+            Sw3::Other(b) => return write!(f, "unknown status {b:#04x}"),
+        };
+        write!(f, "{text} (SW3 {:#04x})", self.byte())
+    }
+}
+
+/// One response frame: its status words and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub sw: [u8; 3],
+    pub data: Vec<u8>,
+}
+
+impl Response {
+    pub fn sw3(&self) -> Sw3 {
+        Sw3::from_byte(self.sw[2])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("bad checksum in frame: computed {computed:#04x}, frame says {found:#04x}")]
+    Checksum { computed: u8, found: u8 },
+    #[error("frame length {0} is impossible (4..={MAX_LEN})")]
+    Length(usize),
+}
+
+/// Reassembles frames from a byte stream. Bounded: never holds more than one
+/// maximal frame; garbage before a preamble is skipped, and a broken frame is
+/// reported and the search resumes just after its preamble.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    /// Smallest LEN of a valid frame: 4 for responses (SW1-3 + CHK), 3 for
+    /// requests (CMD PARA + CHK).
+    min_len: usize,
+}
+
+impl Decoder {
+    /// For the host: decodes the reader's responses.
+    pub fn responses() -> Self {
+        Decoder {
+            buf: Vec::new(),
+            min_len: 4,
+        }
+    }
+
+    /// For the simulator: decodes the host's requests.
+    pub fn requests() -> Self {
+        Decoder {
+            buf: Vec::new(),
+            min_len: 3,
+        }
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.trim_garbage();
+    }
+
+    /// Bytes held waiting for the rest of a frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Drops everything before the first possible preamble start, keeping a
+    /// partial preamble at the end.
+    fn trim_garbage(&mut self) {
+        let start = find_preamble(&self.buf).unwrap_or_else(|| {
+            // Keep the longest suffix that is a prefix of the preamble.
+            let keep = (1..PREAMBLE.len())
+                .rev()
+                .find(|&k| self.buf.len() >= k && self.buf[self.buf.len() - k..] == PREAMBLE[..k])
+                .unwrap_or(0);
+            self.buf.len() - keep
+        });
+        self.buf.drain(..start);
+    }
+
+    /// The body (between LEN and CHK) of the next complete frame, an error
+    /// for a broken one, or None for "need more bytes".
+    pub fn next_body(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
+        self.trim_garbage();
+        if self.buf.len() < 7 {
+            return None;
+        }
+        let len = u16::from_be_bytes([self.buf[5], self.buf[6]]) as usize;
+        if !(self.min_len..=MAX_LEN).contains(&len) {
+            self.buf.drain(..1);
+            return Some(Err(FrameError::Length(len)));
+        }
+        if self.buf.len() < 7 + len {
+            return None;
+        }
+        let computed = checksum(&self.buf[5..6 + len]);
+        let found = self.buf[6 + len];
+        if computed != found {
+            // The "frame" may have swallowed the start of a good one: rescan
+            // from just after its preamble.
+            self.buf.drain(..1);
+            return Some(Err(FrameError::Checksum { computed, found }));
+        }
+        let frame: Vec<u8> = self.buf.drain(..7 + len).collect();
+        Some(Ok(frame[7..frame.len() - 1].to_vec()))
+    }
+
+    /// The next response frame (see [`Decoder::next_body`]).
+    pub fn next_response(&mut self) -> Option<Result<Response, FrameError>> {
+        self.next_body().map(|r| {
+            r.map(|body| Response {
+                sw: [body[0], body[1], body[2]],
+                data: body[3..].to_vec(),
+            })
+        })
+    }
+
+    /// The next request frame (see [`Decoder::next_body`]).
+    pub fn next_request(&mut self) -> Option<Result<Request, FrameError>> {
+        self.next_body().map(|r| {
+            r.map(|body| Request {
+                cmd: (body[0], body[1]),
+                data: body[2..].to_vec(),
+            })
+        })
+    }
+}
+
+fn find_preamble(buf: &[u8]) -> Option<usize> {
+    buf.windows(PREAMBLE.len()).position(|w| w == PREAMBLE)
+}
+
+/// A host → reader request: command, parameter, data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub cmd: (u8, u8),
+    pub data: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------
+// The card's text block.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sex {
+    Male,
+    Female,
+    Unknown,
+    NotStated,
+}
+
+impl Sex {
+    fn from_code(c: &str) -> Sex {
+        match c {
+            "1" => Sex::Male,
+            "2" => Sex::Female,
+            "9" => Sex::NotStated,
+            _ => Sex::Unknown,
+        }
+    }
+
+    fn code(self) -> char {
+        match self {
+            Sex::Male => '1',
+            Sex::Female => '2',
+            Sex::Unknown => '0',
+            Sex::NotStated => '9',
+        }
+    }
+}
+
+impl fmt::Display for Sex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sex::Male => "male",
+            Sex::Female => "female",
+            Sex::Unknown => "unknown",
+            Sex::NotStated => "not stated",
+        })
+    }
+}
+
+/// A calendar date as printed on the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Date {
+    /// `YYYYMMDD`, with a plausible month and day.
+    pub fn parse_compact(s: &str) -> Option<Date> {
+        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let d = Date {
+            year: s[0..4].parse().ok()?,
+            month: s[4..6].parse().ok()?,
+            day: s[6..8].parse().ok()?,
+        };
+        ((1..=12).contains(&d.month) && (1..=31).contains(&d.day)).then_some(d)
+    }
+
+    fn compact(&self) -> String {
+        format!("{:04}{:02}{:02}", self.year, self.month, self.day)
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// End of validity: a date, or 长期 (long-term).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidTo {
+    Date(Date),
+    LongTerm,
+}
+
+impl fmt::Display for ValidTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValidTo::Date(d) => d.fmt(f),
+            ValidTo::LongTerm => f.write_str("long-term"),
+        }
+    }
+}
+
+/// The text fields of an ID card. `Debug` masks name, address and ID number:
+/// they must never reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdCard {
+    pub name: String,
+    pub sex: Sex,
+    /// Two-digit nation code (GB 3304), e.g. "01".
+    pub nation_code: String,
+    pub birth: Option<Date>,
+    pub address: String,
+    pub id_number: String,
+    pub issuer: String,
+    pub valid_from: Option<Date>,
+    pub valid_to: Option<ValidTo>,
+}
+
+impl fmt::Debug for IdCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdCard")
+            .field("name", &mask_name(&self.name))
+            .field("sex", &self.sex)
+            .field("nation_code", &self.nation_code)
+            .field("birth", &self.birth)
+            .field("address", &"<masked>")
+            .field("id_number", &mask_id(&self.id_number))
+            .field("issuer", &self.issuer)
+            .field("valid_from", &self.valid_from)
+            .field("valid_to", &self.valid_to)
+            .finish()
+    }
+}
+
+impl IdCard {
+    /// The nation's name, e.g. 汉 for "01".
+    pub fn nation(&self) -> &'static str {
+        nation_name(&self.nation_code)
+    }
+
+    /// Whether the ID number's last character is its GB 11643 check digit.
+    pub fn check_digit_ok(&self) -> bool {
+        check_digit_ok(&self.id_number)
+    }
+}
+
+/// 王美娜 → 王**: the first character, then one `*` per other character.
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => std::iter::once(first).chain(chars.map(|_| '*')).collect(),
+        None => String::new(),
+    }
+}
+
+/// 11010519491231002X → 110***********002X: first 3 and last 4 characters.
+pub fn mask_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 7 {
+        return "*".repeat(chars.len());
+    }
+    let n = chars.len();
+    chars[..3]
+        .iter()
+        .chain(std::iter::repeat_n(&'*', n - 7))
+        .chain(&chars[n - 4..])
+        .collect()
+}
+
+/// GB 11643-1999: the 18th character is the ISO 7064 MOD 11-2 check of the first 17.
+pub fn check_digit(first17: &str) -> Option<char> {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
+    if first17.len() != 17 {
+        return None;
+    }
+    let mut sum = 0;
+    for (c, w) in first17.chars().zip(WEIGHTS) {
+        sum += c.to_digit(10)? * w;
+    }
+    Some(CHECK[(sum % 11) as usize])
+}
+
+pub fn check_digit_ok(id: &str) -> bool {
+    id.len() == 18
+        && id.is_ascii()
+        && check_digit(&id[..17]).is_some_and(|c| id[17..].eq_ignore_ascii_case(&c.to_string()))
+}
+
+/// Offsets (bytes) and lengths of the fields in the 256-byte UCS-2LE block.
+const FIELDS: [(usize, usize); 9] = [
+    (0, 30),   // name, 15 chars
+    (30, 2),   // sex
+    (32, 4),   // nation code
+    (36, 16),  // birth YYYYMMDD
+    (52, 70),  // address, 35 chars
+    (122, 36), // ID number, 18 chars
+    (158, 30), // issuing authority
+    (188, 16), // valid from
+    (204, 16), // valid to, or 长期
+];
+
+fn ucs2(bytes: &[u8]) -> String {
+    let units = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
+    char::decode_utf16(units)
+        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect::<String>()
+        .trim_end_matches([' ', '\0'])
+        .to_owned()
+}
+
+/// Decodes the 256-byte text block of a 30 01 answer.
+pub fn decode_text(block: &[u8; TEXT_LEN]) -> IdCard {
+    let f = |i: usize| ucs2(&block[FIELDS[i].0..FIELDS[i].0 + FIELDS[i].1]);
+    let valid_to = f(8);
+    IdCard {
+        name: f(0),
+        sex: Sex::from_code(&f(1)),
+        nation_code: f(2),
+        birth: Date::parse_compact(&f(3)),
+        address: f(4),
+        id_number: f(5),
+        issuer: f(6),
+        valid_from: Date::parse_compact(&f(7)),
+        valid_to: if valid_to.starts_with("长期") {
+            Some(ValidTo::LongTerm)
+        } else {
+            Date::parse_compact(&valid_to).map(ValidTo::Date)
+        },
+    }
+}
+
+/// Encodes a card's text block (the simulator's side), space-padded.
+pub fn encode_text(card: &IdCard) -> [u8; TEXT_LEN] {
+    let mut block = [0u8; TEXT_LEN];
+    for pair in block.chunks_exact_mut(2) {
+        pair.copy_from_slice(&[0x20, 0x00]);
+    }
+    let put = |block: &mut [u8; TEXT_LEN], i: usize, s: &str| {
+        let (off, len) = FIELDS[i];
+        for (k, unit) in s.encode_utf16().take(len / 2).enumerate() {
+            block[off + 2 * k..off + 2 * k + 2].copy_from_slice(&unit.to_le_bytes());
+        }
+    };
+    put(&mut block, 0, &card.name);
+    put(&mut block, 1, &card.sex.code().to_string());
+    put(&mut block, 2, &card.nation_code);
+    put(
+        &mut block,
+        3,
+        &card.birth.map(|d| d.compact()).unwrap_or_default(),
+    );
+    put(&mut block, 4, &card.address);
+    put(&mut block, 5, &card.id_number);
+    put(&mut block, 6, &card.issuer);
+    put(
+        &mut block,
+        7,
+        &card.valid_from.map(|d| d.compact()).unwrap_or_default(),
+    );
+    let to = match card.valid_to {
+        Some(ValidTo::Date(d)) => d.compact(),
+        Some(ValidTo::LongTerm) => "长期".to_owned(),
+        None => String::new(),
+    };
+    put(&mut block, 8, &to);
+    block
+}
+
+/// The 30 01 answer's data: TXT_LEN, IMG_LEN (both BE), text, photo.
+pub fn split_basic_info(data: &[u8]) -> Option<(&[u8; TEXT_LEN], &[u8])> {
+    if data.len() < 4 {
+        return None;
+    }
+    let text_len = u16::from_be_bytes([data[0], data[1]]) as usize;
+    let img_len = u16::from_be_bytes([data[2], data[3]]) as usize;
+    if text_len != TEXT_LEN || data.len() < 4 + text_len + img_len {
+        return None;
+    }
+    let text: &[u8; TEXT_LEN] = data[4..4 + TEXT_LEN].try_into().ok()?;
+    Some((text, &data[4 + TEXT_LEN..4 + TEXT_LEN + img_len]))
+}
+
+/// GB 3304 nation names by code.
+pub fn nation_name(code: &str) -> &'static str {
+    const NATIONS: [&str; 56] = [
+        "汉",
+        "蒙古",
+        "回",
+        "藏",
+        "维吾尔",
+        "苗",
+        "彝",
+        "壮",
+        "布依",
+        "朝鲜",
+        "满",
+        "侗",
+        "瑶",
+        "白",
+        "土家",
+        "哈尼",
+        "哈萨克",
+        "傣",
+        "黎",
+        "傈僳",
+        "佤",
+        "畲",
+        "高山",
+        "拉祜",
+        "水",
+        "东乡",
+        "纳西",
+        "景颇",
+        "柯尔克孜",
+        "土",
+        "达斡尔",
+        "仫佬",
+        "羌",
+        "布朗",
+        "撒拉",
+        "毛南",
+        "仡佬",
+        "锡伯",
+        "阿昌",
+        "普米",
+        "塔吉克",
+        "怒",
+        "乌孜别克",
+        "俄罗斯",
+        "鄂温克",
+        "德昂",
+        "保安",
+        "裕固",
+        "京",
+        "塔塔尔",
+        "独龙",
+        "鄂伦春",
+        "赫哲",
+        "门巴",
+        "珞巴",
+        "基诺",
+    ];
+    match code.parse::<usize>() {
+        Ok(n @ 1..=56) => NATIONS[n - 1],
+        Ok(97) => "其他",
+        Ok(98) => "外国血统",
+        _ => "未知",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_frames_match_the_published_bytes() {
+        // Every frame of shared/PROTOCOLS.md §1.3, checksums included.
+        assert_eq!(
+            request(FIND, &[]),
+            [0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x03, 0x20, 0x01, 0x22]
+        );
+        assert_eq!(
+            request(SELECT, &[]),
+            [0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x03, 0x20, 0x02, 0x21]
+        );
+        assert_eq!(
+            request(READ_BASIC, &[]),
+            [0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x03, 0x30, 0x01, 0x32]
+        );
+        assert_eq!(
+            request(SAM_STATUS, &[]),
+            [0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x03, 0x11, 0xFF, 0xED]
+        );
+        assert_eq!(
+            request((0x10, 0xFF), &[]),
+            [0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x03, 0x10, 0xFF, 0xEC]
+        );
+        assert_eq!(
+            request((0x61, 0xFF), &[0x50]),
+            [
+                0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x04, 0x61, 0xFF, 0x50, 0xCA
+            ]
+        );
+    }
+
+    #[test]
+    fn published_responses_decode() {
+        let mut d = Decoder::responses();
+        // status OK, find OK, find fail (PROTOCOLS.md §1.4)
+        d.push(&[
+            0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x04, 0x00, 0x00, 0x90, 0x94,
+        ]);
+        d.push(&[
+            0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x08, 0x00, 0x00, 0x9F, 0, 0, 0, 0, 0x97,
+        ]);
+        d.push(&[
+            0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x04, 0x00, 0x00, 0x80, 0x84,
+        ]);
+        assert_eq!(d.next_response().unwrap().unwrap().sw3(), Sw3::Ok);
+        let found = d.next_response().unwrap().unwrap();
+        assert_eq!(found.sw3(), Sw3::CardFound);
+        assert_eq!(found.data, [0, 0, 0, 0]);
+        assert_eq!(d.next_response().unwrap().unwrap().sw3(), Sw3::NoCard);
+        assert_eq!(d.next_response(), None);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn frames_split_anywhere_reassemble() {
+        let frame = response([0, 0, 0x90], &[1, 2, 3]);
+        for cut in 0..frame.len() {
+            let mut d = Decoder::responses();
+            d.push(&frame[..cut]);
+            assert_eq!(d.next_response(), None, "cut at {cut}");
+            d.push(&frame[cut..]);
+            assert_eq!(d.next_response().unwrap().unwrap().data, [1, 2, 3]);
+        }
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_a_bad_checksum_reported() {
+        let mut d = Decoder::responses();
+        let mut bad = response([0, 0, 0x90], &[7]);
+        *bad.last_mut().unwrap() ^= 0xFF;
+        d.push(&[0x00, 0xAA, 0x13]);
+        d.push(&bad);
+        d.push(&response([0, 0, 0x80], &[]));
+        assert!(matches!(
+            d.next_response(),
+            Some(Err(FrameError::Checksum { .. }))
+        ));
+        assert_eq!(d.next_response().unwrap().unwrap().sw3(), Sw3::NoCard);
+    }
+
+    #[test]
+    fn impossible_length_resyncs() {
+        let mut d = Decoder::responses();
+        d.push(&[0xAA, 0xAA, 0xAA, 0x96, 0x69, 0xFF, 0xFF]);
+        d.push(&response([0, 0, 0x90], &[]));
+        assert_eq!(d.next_response(), Some(Err(FrameError::Length(0xFFFF))));
+        assert_eq!(d.next_response().unwrap().unwrap().sw3(), Sw3::Ok);
+    }
+
+    #[test]
+    fn request_decoder_reads_what_the_host_sends() {
+        let mut d = Decoder::requests();
+        d.push(&request(FIND, &[]));
+        d.push(&request((0x61, 0xFF), &[0x50]));
+        assert_eq!(
+            d.next_request().unwrap().unwrap(),
+            Request {
+                cmd: FIND,
+                data: vec![]
+            }
+        );
+        assert_eq!(
+            d.next_request().unwrap().unwrap(),
+            Request {
+                cmd: (0x61, 0xFF),
+                data: vec![0x50]
+            }
+        );
+    }
+
+    #[test]
+    fn worked_example_name_sex_nation() {
+        // chinasem.cn worked example: "8B 73 8E 7F 1C 5A" = 王美娜, sex '2', nation "01".
+        let mut block = [0u8; TEXT_LEN];
+        for p in block.chunks_exact_mut(2) {
+            p.copy_from_slice(&[0x20, 0]);
+        }
+        block[..6].copy_from_slice(&[0x8B, 0x73, 0x8E, 0x7F, 0x1C, 0x5A]);
+        block[30..32].copy_from_slice(&[0x32, 0x00]);
+        block[32..36].copy_from_slice(&[0x30, 0x00, 0x31, 0x00]);
+        let card = decode_text(&block);
+        assert_eq!(card.name, "王美娜");
+        assert_eq!(card.sex, Sex::Female);
+        assert_eq!(card.nation(), "汉");
+    }
+
+    fn sample() -> IdCard {
+        IdCard {
+            name: "张三".into(),
+            sex: Sex::Male,
+            nation_code: "01".into(),
+            birth: Date::parse_compact("19491231"),
+            address: "北京市东城区景山前街4号".into(),
+            id_number: "11010519491231002X".into(),
+            issuer: "北京市公安局东城分局".into(),
+            valid_from: Date::parse_compact("20150101"),
+            valid_to: Some(ValidTo::LongTerm),
+        }
+    }
+
+    #[test]
+    fn text_block_round_trips_including_long_term() {
+        let card = sample();
+        let block = encode_text(&card);
+        assert_eq!(
+            &block[204..208],
+            &[0x7F, 0x95, 0x1F, 0x67],
+            "长期 in UCS-2LE"
+        );
+        assert_eq!(decode_text(&block), card);
+    }
+
+    #[test]
+    fn check_digit_per_gb11643() {
+        // The standard's own example number.
+        assert_eq!(check_digit("11010519491231002"), Some('X'));
+        assert!(check_digit_ok("11010519491231002X"));
+        assert!(check_digit_ok("11010519491231002x"));
+        assert!(!check_digit_ok("110105194912310021"));
+        assert!(!check_digit_ok("1101051949123100"));
+    }
+
+    #[test]
+    fn masks_and_debug_hide_pii() {
+        assert_eq!(mask_name("王美娜"), "王**");
+        assert_eq!(mask_id("11010519491231002X"), "110***********002X");
+        let dbg = format!("{:?}", sample());
+        assert!(
+            !dbg.contains("张三") && !dbg.contains("11010519491231002X") && !dbg.contains("景山"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("110***********002X"), "{dbg}");
+    }
+
+    #[test]
+    fn basic_info_data_splits() {
+        let card = sample();
+        let mut data = vec![0x01, 0x00, 0x04, 0x00];
+        data.extend_from_slice(&encode_text(&card));
+        data.extend_from_slice(&[0u8; PHOTO_LEN]);
+        let (text, photo) = split_basic_info(&data).unwrap();
+        assert_eq!(decode_text(text), card);
+        assert_eq!(photo.len(), PHOTO_LEN);
+        // The whole answer is 1295 bytes with LEN 0x0508.
+        let frame = response([0, 0, 0x90], &data);
+        assert_eq!(frame.len(), 1295);
+        assert_eq!(&frame[5..7], &[0x05, 0x08]);
+        assert!(split_basic_info(&data[..100]).is_none());
+    }
+}

@@ -1,0 +1,158 @@
+//! The serial printer backend against the simulated printer, through a real PTY.
+
+use std::time::Duration;
+
+use hal::printer::escpos::{Align, QrEcc, TicketBuilder};
+use hal::printer::sim::SimPrinter;
+use hal::printer::{Paper, PrinterError, SerialPrinter, TicketPrinter};
+use hal::pty::Pty;
+
+fn ticket(serial: &str) -> Vec<u8> {
+    TicketBuilder::new()
+        .align(Align::Center)
+        .size(2, 2)
+        .line("测试景区 Test Park")
+        .size(1, 1)
+        .line("成人票 Adult ¥120")
+        .qr(&format!("T1.{serial}"), 6, QrEcc::M)
+        .unwrap()
+        .barcode128(serial)
+        .unwrap()
+        .feed(2)
+        .cut()
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    sim: SimPrinter,
+    printer: SerialPrinter,
+}
+
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let pty = Pty::open_at(&dir.path().join("printer")).unwrap();
+    let mut printer = SerialPrinter::new(pty.path(), 115_200);
+    printer.timeout = Duration::from_millis(300);
+    printer.print_timeout = Duration::from_millis(500);
+    Rig {
+        sim: SimPrinter::start(pty),
+        printer,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_prints_and_the_simulator_reads_it_back() {
+    let mut r = rig();
+    let status = r.printer.print(&ticket("SN0001")).await.unwrap();
+    assert!(status.ready());
+    let tickets = r.sim.wait_for_tickets(1).await;
+    // ¥ prints as the full-width ￥ that printer fonts carry.
+    assert_eq!(
+        tickets[0].lines,
+        ["测试景区 Test Park", "成人票 Adult ￥120"]
+    );
+    assert_eq!(tickets[0].qr, ["T1.SN0001"]);
+    assert_eq!(tickets[0].barcodes, ["SN0001"]);
+}
+
+#[tokio::test]
+async fn status_reports_paper_near_end_but_still_prints() {
+    let mut r = rig();
+    r.sim.set_paper(Paper::NearEnd);
+    let s = r.printer.status().await.unwrap();
+    assert_eq!(s.paper, Paper::NearEnd);
+    assert!(s.ready());
+    r.printer.print(&ticket("SN0002")).await.unwrap();
+}
+
+#[tokio::test]
+async fn paper_out_refuses_the_print_and_prints_nothing() {
+    let mut r = rig();
+    r.sim.set_paper(Paper::Out);
+    let err = r.printer.print(&ticket("SN0003")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PrinterError::NotReady {
+                problem: "out of paper",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(r.sim.tickets().is_empty());
+}
+
+#[tokio::test]
+async fn paper_running_out_mid_job_fails_that_ticket_only() {
+    let mut r = rig();
+    r.sim.set_paper_left(Some(1));
+    r.printer.print(&ticket("SN0004")).await.unwrap();
+    let err = r.printer.print(&ticket("SN0005")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PrinterError::Failed {
+                problem: "out of paper",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(r.sim.tickets().len(), 1);
+    assert_eq!(r.sim.spoiled(), 1);
+    // Paper reloaded: the failed ticket prints on the retry.
+    r.sim.set_paper_left(None);
+    r.sim.set_paper(Paper::Ok);
+    r.printer.print(&ticket("SN0005")).await.unwrap();
+    assert_eq!(r.sim.tickets()[1].qr, ["T1.SN0005"]);
+}
+
+#[tokio::test]
+async fn cover_open_and_cutter_error_are_named() {
+    let mut r = rig();
+    r.sim.set_cover_open(true);
+    let err = r.printer.print(&ticket("SN0006")).await.unwrap_err();
+    assert_eq!(err.to_string(), "printer not ready: cover open");
+    r.sim.set_cover_open(false);
+    r.sim.set_cutter_error(true);
+    let s = r.printer.status().await.unwrap();
+    assert_eq!(s.problem(), Some("cutter error (paper jam?)"));
+}
+
+#[tokio::test]
+async fn a_silent_printer_times_out_naming_the_port() {
+    let mut r = rig();
+    r.sim.set_silent(true);
+    let err = r.printer.status().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PrinterError::NoAnswer { n: 1, .. }), "{text}");
+    assert!(
+        text.contains("printer: no answer to DLE EOT 1 within 300 ms"),
+        "{text}"
+    );
+    r.sim.set_silent(false);
+    assert!(r.printer.status().await.unwrap().ready());
+}
+
+#[tokio::test]
+async fn an_unplugged_printer_is_reopened_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("printer");
+    let pty = Pty::open_at(&link).unwrap();
+    let mut printer = SerialPrinter::new(&link, 9600);
+    printer.timeout = Duration::from_millis(300);
+    let sim = SimPrinter::start(pty);
+    printer.status().await.unwrap();
+
+    drop(sim); // unplugged: the PTY and its name are gone
+    let err = printer.status().await.unwrap_err();
+    assert!(!matches!(err, PrinterError::NotReady { .. }), "{err}");
+    let state = printer.watch_state().borrow().to_string();
+    assert!(state.starts_with("reconnecting"), "{state}");
+
+    let _sim = SimPrinter::start(Pty::open_at(&link).unwrap());
+    assert!(printer.status().await.unwrap().ready());
+    assert_eq!(printer.watch_state().borrow().to_string(), "connected");
+}
