@@ -29,6 +29,8 @@ struct State {
     read: bool,
     fault: Option<Fault>,
     silent: bool,
+    /// When the last byte of the last card-data answer was written.
+    card_sent_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -83,6 +85,12 @@ impl SimIdReader {
         self.with(|s| s.silent = silent);
     }
 
+    /// When the last byte of the last card-data (30 01) answer was written:
+    /// the start of the latency a benchmark measures.
+    pub fn card_sent_at(&self) -> Option<std::time::Instant> {
+        self.with(|s| s.card_sent_at)
+    }
+
     /// Commands answered so far.
     pub fn commands(&self) -> u64 {
         *self.answered.borrow()
@@ -105,6 +113,7 @@ async fn serve(pty: Pty, state: Arc<Mutex<State>>, answered: watch::Sender<u64>)
         };
         decoder.push(&buf[..n]);
         while let Some(req) = decoder.next_request() {
+            let is_read = matches!(&req, Ok(r) if r.cmd == sam::READ_BASIC);
             let answer = {
                 let mut s = state.lock().expect("sim state");
                 answer(&mut s, req)
@@ -112,6 +121,9 @@ async fn serve(pty: Pty, state: Arc<Mutex<State>>, answered: watch::Sender<u64>)
             if let Some(bytes) = answer {
                 if pty.write_all(&bytes).await.is_err() {
                     return;
+                }
+                if is_read {
+                    state.lock().expect("sim state").card_sent_at = Some(std::time::Instant::now());
                 }
                 answered.send_modify(|c| *c += 1);
             }

@@ -5,6 +5,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod probe;
+
 use clap::{Parser, Subcommand};
 use gated::config::{self, Config, ConfigError, DeviceCheck};
 use serde_json::{Value, json};
@@ -14,8 +16,9 @@ use serde_json::{Value, json};
     version,
     about = "Field engineer's tool for the kiosk and gate appliance",
     long_about = "Field engineer's tool for the kiosk and gate appliance.\n\n\
-        Checks a device's configuration before gated uses it. Output is for people by \
-        default; pass --json for scripts (one JSON document on stdout).\n\n\
+        Checks a device's configuration before gated uses it, and probes single devices \
+        (printer, scanners, ID/IC-card readers) directly. Output is for people by default; \
+        pass --json for scripts (one JSON document on stdout, or one per line for streams).\n\n\
         Exit codes: 0 success, 1 failure, 2 invalid configuration or usage."
 )]
 struct Cli {
@@ -31,6 +34,9 @@ enum Command {
     /// Work with gated's configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Talk to one device directly (stop gated first: ports are exclusive).
+    #[command(subcommand)]
+    Probe(probe::Probe),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
             };
             config_check(&path, check, cli.json)
         }
+        Command::Probe(p) => probe::run(p, cli.json),
     }
 }
 
