@@ -58,6 +58,9 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Device warnings (a bad checksum in a frame, a dropped partial code)
+    // reach the engineer on stderr.
+    gated::logging::init("gatectl", gated::logging::Style::Cli);
     match cli.command {
         Command::Config(ConfigCommand::Check { path, skip_devices }) => {
             let check = if skip_devices {

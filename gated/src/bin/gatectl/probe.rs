@@ -11,6 +11,7 @@ use hal::idcard::sam::{self, IdCard};
 use hal::printer::escpos::{Align, QrEcc, TicketBuilder};
 use hal::printer::{Paper, PrinterError, SerialPrinter, Status, TicketPrinter};
 use hal::scanner::ScannerPort;
+use hal::supervise::FAILED_AFTER;
 use hal::{Device, DeviceState};
 use serde_json::json;
 
@@ -251,21 +252,20 @@ async fn printer(
     }
 }
 
-/// Waits for the first connection attempt; a probe fails fast instead of
-/// retrying forever.
+/// Waits until the device is connected, or has failed [`FAILED_AFTER`]
+/// attempts in a row (each attempt's error is logged as it happens): a probe
+/// fails within seconds instead of retrying forever, but a single bad frame
+/// does not fail it.
 async fn connected<E>(dev: &Device<E>) -> Result<(), String> {
     let mut rx = dev.watch_state();
     let state = rx
-        .wait_for(|s| *s != DeviceState::Connecting)
+        .wait_for(|s| matches!(s, DeviceState::Connected | DeviceState::Failed { .. }))
         .await
         .map_err(|_| "device task ended".to_owned())?
         .clone();
     match state {
-        DeviceState::Connected => Ok(()),
-        other => Err(match other {
-            DeviceState::Reconnecting { error, .. } | DeviceState::Failed { error } => error,
-            s => s.to_string(),
-        }),
+        DeviceState::Failed { error } => Err(format!("{error} (after {FAILED_AFTER} attempts)")),
+        _ => Ok(()),
     }
 }
 
