@@ -10,6 +10,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use hal::gate::ModbusAddress;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -112,48 +113,6 @@ pub struct Gate {
 
 fn default_unit() -> u8 {
     1
-}
-
-/// Where a Modbus gate controller is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModbusAddress {
-    Tcp(String),
-    Rtu { port: PathBuf, baud: u32 },
-}
-
-impl std::str::FromStr for ModbusAddress {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(hostport) = s.strip_prefix("tcp://") {
-            let ok = hostport
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if ok {
-                return Ok(ModbusAddress::Tcp(hostport.to_owned()));
-            }
-            return Err(format!(
-                "`{s}` is not tcp://HOST:PORT (for example tcp://192.0.2.10:502)"
-            ));
-        }
-        if let Some(rest) = s.strip_prefix("rtu:") {
-            if let Some((port, baud)) = rest.rsplit_once('@')
-                && let Ok(baud) = baud.parse::<u32>()
-                && port.starts_with('/')
-            {
-                return Ok(ModbusAddress::Rtu {
-                    port: PathBuf::from(port),
-                    baud,
-                });
-            }
-            return Err(format!(
-                "`{s}` is not rtu:/dev/PATH@BAUD (for example rtu:/dev/gate-rs485@9600)"
-            ));
-        }
-        Err(format!(
-            "`{s}` is neither tcp://HOST:PORT nor rtu:/dev/PATH@BAUD"
-        ))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -715,24 +674,6 @@ scanners = ["qr1"]
     fn skip_devices_ignores_missing_nodes_only() {
         let src = GOOD.replace("\"/dev/null\"", "\"/dev/nope\"");
         parse(Path::new("x"), &src, DeviceCheck::Skip).unwrap();
-    }
-
-    #[test]
-    fn modbus_addresses_parse() {
-        assert_eq!(
-            "rtu:/dev/gate-rs485@9600".parse::<ModbusAddress>(),
-            Ok(ModbusAddress::Rtu {
-                port: "/dev/gate-rs485".into(),
-                baud: 9600
-            })
-        );
-        assert_eq!(
-            "tcp://[::1]:502".parse::<ModbusAddress>(),
-            Ok(ModbusAddress::Tcp("[::1]:502".into()))
-        );
-        assert!("tcp://host".parse::<ModbusAddress>().is_err());
-        assert!("rtu:/dev/x".parse::<ModbusAddress>().is_err());
-        assert!("/dev/x".parse::<ModbusAddress>().is_err());
     }
 
     #[test]

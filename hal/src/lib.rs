@@ -8,6 +8,7 @@
 //!
 //! Invariant: hal knows nothing of tickets, orders or lanes.
 
+pub mod gate;
 pub mod iccard;
 pub mod idcard;
 pub mod lines;

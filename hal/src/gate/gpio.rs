@@ -1,0 +1,696 @@
+//! Gates wired by dry contacts to GPIO lines, the way most turnstile and
+//! wing-gate controllers are (PERCO-style interface, shared/PROTOCOLS.md
+//! §3.1): outputs "unlock entry", "unlock exit" and an optional "stop";
+//! inputs "entry passage done", "exit passage done", "alarm" and "fire".
+//!
+//! Outputs are embedded-hal 1.0 `OutputPin`s, so the same driver runs on
+//! linux-embedded-hal's character-device pins and on rppal (feature `rpi`).
+//! Inputs are [`InputLine`]s with edge events: gpio-cdev line events here,
+//! rppal interrupts on a Pi, simulated lines in tests.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use embedded_hal::digital::OutputPin;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::modbus::AbortOnDrop;
+use super::{AlarmKind, Direction, Gate, GateError, GateEvent, GateMode, GateStatus, Outcome};
+
+/// An input line that reports changes of its physical level.
+pub trait InputLine: Send + 'static {
+    /// The level now (true = high).
+    fn level(&mut self) -> io::Result<bool>;
+    /// Waits for the next change and returns the new level.
+    fn next_level(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
+}
+
+/// How the unlock outputs authorise a passage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnlockMode {
+    /// One passage per pulse of this length.
+    Pulse,
+    /// Open for as long as the output is held.
+    Level,
+}
+
+/// Polarity and timing of the contacts.
+#[derive(Debug, Clone, Copy)]
+pub struct GpioSettings {
+    pub unlock: UnlockMode,
+    pub pulse: Duration,
+    /// Outputs drive the contact by pulling low (relay or open collector to GND).
+    pub outputs_active_low: bool,
+    pub done_active_low: bool,
+    pub alarm_active_low: bool,
+    /// The fire input is normally closed: the alarm opens it.
+    pub fire_active_low: bool,
+    pub debounce: Duration,
+    pub passage_timeout: Duration,
+    /// After the last authorised passage, how long a further passage the same
+    /// way still counts as tailgating on this authorisation.
+    pub tailgate_window: Duration,
+    pub alarm_kind: AlarmKind,
+}
+
+impl Default for GpioSettings {
+    fn default() -> Self {
+        GpioSettings {
+            unlock: UnlockMode::Pulse,
+            // PERCO: the minimum signal is 100 ms.
+            pulse: Duration::from_millis(200),
+            outputs_active_low: true,
+            done_active_low: true,
+            alarm_active_low: true,
+            fire_active_low: false,
+            debounce: Duration::from_millis(20),
+            passage_timeout: Duration::from_secs(5),
+            tailgate_window: Duration::from_millis(300),
+            alarm_kind: AlarmKind::Intrusion,
+        }
+    }
+}
+
+/// The lines of one gate.
+#[derive(Debug)]
+pub struct GpioLines<O, I> {
+    pub unlock_entry: O,
+    pub unlock_exit: O,
+    pub stop: Option<O>,
+    pub entry_done: I,
+    pub exit_done: I,
+    pub alarm: Option<I>,
+    pub fire: Option<I>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Done(Direction),
+    Alarm,
+    Fire,
+}
+
+/// Follows one input: debounces it (a change counts once it held for the
+/// debounce period) and forwards logical changes (true = active).
+async fn watch_input<I: InputLine>(
+    mut line: I,
+    which: Which,
+    active_low: bool,
+    debounce: Duration,
+    tx: mpsc::Sender<(Which, io::Result<bool>)>,
+) {
+    let mut active = match line.level() {
+        Ok(l) => l != active_low,
+        Err(e) => {
+            let _ = tx.send((which, Err(e))).await;
+            return;
+        }
+    };
+    if active {
+        // Fire or alarm already active at start must be known.
+        let _ = tx.send((which, Ok(true))).await;
+    }
+    loop {
+        let mut level = match line.next_level().await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = tx.send((which, Err(e))).await;
+                return;
+            }
+        };
+        loop {
+            match tokio::time::timeout(debounce, line.next_level()).await {
+                Ok(Ok(l)) => level = l,
+                Ok(Err(e)) => {
+                    let _ = tx.send((which, Err(e))).await;
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        let now = level != active_low;
+        if now != active {
+            active = now;
+            if tx.send((which, Ok(active))).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+enum Cmd {
+    Open {
+        dir: Direction,
+        persons: u32,
+        reply: oneshot::Sender<Outcome>,
+    },
+    SetMode {
+        mode: GateMode,
+        reply: oneshot::Sender<Result<(), GateError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Result<GateStatus, GateError>>,
+    },
+}
+
+/// Handle to a GPIO gate (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct GpioGate {
+    tx: mpsc::Sender<Cmd>,
+    events: broadcast::Sender<GateEvent>,
+    _tasks: Arc<Vec<AbortOnDrop>>,
+}
+
+struct Auth {
+    persons: u32,
+    passed: u32,
+    granted: u32,
+    alarm: Option<AlarmKind>,
+    /// When the outcome is given: the passage timeout, or the end of the
+    /// tailgate window once everyone passed.
+    settle_at: Instant,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Driver<O> {
+    name: String,
+    s: GpioSettings,
+    unlock: [O; 2],
+    stop: Option<O>,
+    auths: [Option<Auth>; 2],
+    counters: [u32; 2],
+    mode: GateMode,
+    fire: Option<bool>,
+    alarm: Option<bool>,
+    events: broadcast::Sender<GateEvent>,
+    broken: Option<String>,
+}
+
+impl GpioGate {
+    /// Starts the gate's tasks; `name` names it in errors.
+    pub fn spawn<O, I>(name: &str, lines: GpioLines<O, I>, s: GpioSettings) -> Self
+    where
+        O: OutputPin + Send + 'static,
+        I: InputLine,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(64);
+        let mut tasks = Vec::new();
+        let mut watch = |line: I, which, active_low| {
+            tasks.push(AbortOnDrop(tokio::spawn(watch_input(
+                line,
+                which,
+                active_low,
+                s.debounce,
+                in_tx.clone(),
+            ))));
+        };
+        watch(
+            lines.entry_done,
+            Which::Done(Direction::Entry),
+            s.done_active_low,
+        );
+        watch(
+            lines.exit_done,
+            Which::Done(Direction::Exit),
+            s.done_active_low,
+        );
+        if let Some(a) = lines.alarm {
+            watch(a, Which::Alarm, s.alarm_active_low);
+        }
+        if let Some(f) = lines.fire {
+            watch(f, Which::Fire, s.fire_active_low);
+        }
+        let mut d = Driver {
+            name: name.to_owned(),
+            s,
+            unlock: [lines.unlock_entry, lines.unlock_exit],
+            stop: lines.stop,
+            auths: [None, None],
+            counters: [0, 0],
+            mode: GateMode::Normal,
+            fire: None,
+            alarm: None,
+            events: events.clone(),
+            broken: None,
+        };
+        // Start with every contact released.
+        d.release_all();
+        tasks.push(AbortOnDrop(tokio::spawn(d.run(rx, in_rx))));
+        GpioGate {
+            tx,
+            events,
+            _tasks: Arc::new(tasks),
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+impl Gate for GpioGate {
+    async fn open(&self, dir: Direction, persons: u32) -> Outcome {
+        self.ask(|reply| Cmd::Open {
+            dir,
+            persons,
+            reply,
+        })
+        .await
+        .unwrap_or(Outcome::Fault {
+            why: "gate task stopped".into(),
+        })
+    }
+
+    async fn set_mode(&self, mode: GateMode) -> Result<(), GateError> {
+        self.ask(|reply| Cmd::SetMode { mode, reply })
+            .await
+            .unwrap_or_else(|| {
+                Err(GateError::Io {
+                    device: "gate".into(),
+                    why: "gate task stopped".into(),
+                })
+            })
+    }
+
+    async fn status(&self) -> Result<GateStatus, GateError> {
+        self.ask(|reply| Cmd::Status { reply })
+            .await
+            .unwrap_or_else(|| {
+                Err(GateError::Io {
+                    device: "gate".into(),
+                    why: "gate task stopped".into(),
+                })
+            })
+    }
+
+    fn events(&self) -> broadcast::Receiver<GateEvent> {
+        self.events.subscribe()
+    }
+}
+
+impl<O: OutputPin + Send + 'static> Driver<O> {
+    fn emit(&self, e: GateEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn set(&mut self, out: Option<Direction>, active: bool) -> Result<(), GateError> {
+        let high = active != self.s.outputs_active_low;
+        let pin = match out {
+            Some(d) => &mut self.unlock[d.index()],
+            None => match &mut self.stop {
+                Some(p) => p,
+                None => return Ok(()),
+            },
+        };
+        let r = if high { pin.set_high() } else { pin.set_low() };
+        r.map_err(|e| GateError::Io {
+            device: self.name.clone(),
+            why: format!("cannot drive output: {e:?}"),
+        })
+    }
+
+    fn release_all(&mut self) {
+        for out in [Some(Direction::Entry), Some(Direction::Exit), None] {
+            if let Err(e) = self.set(out, false) {
+                self.broken = Some(e.to_string());
+            }
+        }
+    }
+
+    async fn pulse(&mut self, dir: Direction) -> Result<(), GateError> {
+        self.set(Some(dir), true)?;
+        tokio::time::sleep(self.s.pulse).await;
+        self.set(Some(dir), false)
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut inputs: mpsc::Receiver<(Which, io::Result<bool>)>,
+    ) {
+        loop {
+            let deadline = self.auths.iter().flatten().map(|a| a.settle_at).min();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => {
+                        self.release_all();
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd).await,
+                },
+                Some((which, r)) = inputs.recv() => match r {
+                    Ok(active) => self.input(which, active).await,
+                    Err(e) => {
+                        let why = format!("{}: input {which:?} failed: {e}", self.name);
+                        self.broken = Some(why.clone());
+                        self.emit(GateEvent::Fault { why });
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.settle();
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Status { reply } => {
+                let _ = reply.send(Ok(GateStatus {
+                    mode: Some(self.mode),
+                    entry_counter: self.counters[0],
+                    exit_counter: self.counters[1],
+                    entry_occupied: None,
+                    exit_occupied: None,
+                    error: None,
+                    fire: self.fire,
+                    alarm: self.alarm,
+                }));
+            }
+            Cmd::SetMode { mode, reply } => {
+                let _ = reply.send(self.set_mode(mode));
+            }
+            Cmd::Open {
+                dir,
+                persons,
+                reply,
+            } => {
+                if let Some(why) = &self.broken {
+                    let _ = reply.send(Outcome::Fault { why: why.clone() });
+                    return;
+                }
+                if persons == 0
+                    || self.auths[dir.index()].is_some()
+                    || self.mode != GateMode::Normal
+                {
+                    let why = if persons == 0 {
+                        "an authorisation is for at least 1 person".to_owned()
+                    } else if self.mode != GateMode::Normal {
+                        format!("{}: gate is {:?}, not normal", self.name, self.mode)
+                    } else {
+                        format!("{}: {dir:?} passage already under way", self.name)
+                    };
+                    let _ = reply.send(Outcome::Fault { why });
+                    return;
+                }
+                let r = match self.s.unlock {
+                    UnlockMode::Pulse => self.pulse(dir).await,
+                    UnlockMode::Level => self.set(Some(dir), true),
+                };
+                if let Err(e) = r {
+                    let _ = reply.send(Outcome::Fault { why: e.to_string() });
+                    return;
+                }
+                self.auths[dir.index()] = Some(Auth {
+                    persons,
+                    passed: 0,
+                    granted: 1,
+                    alarm: None,
+                    settle_at: Instant::now() + self.s.passage_timeout,
+                    reply,
+                });
+            }
+        }
+    }
+
+    fn set_mode(&mut self, mode: GateMode) -> Result<(), GateError> {
+        match mode {
+            GateMode::Normal => {
+                self.set(Some(Direction::Entry), false)?;
+                self.set(Some(Direction::Exit), false)?;
+                self.set(None, false)?;
+            }
+            // Holding both unlock inputs keeps both directions open.
+            GateMode::Free => {
+                self.set(None, false)?;
+                self.set(Some(Direction::Entry), true)?;
+                self.set(Some(Direction::Exit), true)?;
+            }
+            GateMode::Locked => {
+                if self.stop.is_none() {
+                    return Err(GateError::Unsupported {
+                        device: self.name.clone(),
+                        why: "no stop line is wired: the gate cannot be locked".into(),
+                    });
+                }
+                self.set(Some(Direction::Entry), false)?;
+                self.set(Some(Direction::Exit), false)?;
+                self.set(None, true)?;
+            }
+        }
+        self.mode = mode;
+        Ok(())
+    }
+
+    async fn input(&mut self, which: Which, active: bool) {
+        match which {
+            Which::Fire => {
+                self.fire = Some(active);
+                self.emit(GateEvent::Fire { active });
+            }
+            Which::Alarm => {
+                self.alarm = Some(active);
+                if active {
+                    let kind = self.s.alarm_kind;
+                    for a in self.auths.iter_mut().flatten() {
+                        a.alarm.get_or_insert(kind);
+                    }
+                    self.emit(GateEvent::Alarm { kind });
+                }
+            }
+            // A passage is counted when its contact becomes active.
+            Which::Done(_) if !active => {}
+            Which::Done(dir) => {
+                self.counters[dir.index()] = self.counters[dir.index()].wrapping_add(1);
+                match &mut self.auths[dir.index()] {
+                    Some(a) if a.passed < a.granted && a.passed < a.persons => a.passed += 1,
+                    Some(a) => {
+                        a.alarm = Some(AlarmKind::Tailgating);
+                        self.emit(GateEvent::Alarm {
+                            kind: AlarmKind::Tailgating,
+                        });
+                    }
+                    None if self.mode == GateMode::Free => {
+                        self.emit(GateEvent::Passage {
+                            direction: dir,
+                            count: 1,
+                        });
+                    }
+                    None => {
+                        let kind = match &mut self.auths[dir.other().index()] {
+                            Some(other) => {
+                                other.alarm.get_or_insert(AlarmKind::Reverse);
+                                AlarmKind::Reverse
+                            }
+                            None => AlarmKind::Intrusion,
+                        };
+                        self.emit(GateEvent::Alarm { kind });
+                    }
+                }
+                // Pulse mode: the next person of a group gets their pulse now.
+                let next = self.auths[dir.index()].as_ref().is_some_and(|a| {
+                    a.passed == a.granted && a.passed < a.persons && a.alarm.is_none()
+                });
+                if next && self.s.unlock == UnlockMode::Pulse {
+                    if let Err(e) = self.pulse(dir).await {
+                        self.broken = Some(e.to_string());
+                    } else if let Some(a) = &mut self.auths[dir.index()] {
+                        a.granted += 1;
+                    }
+                }
+                let window = self.s.tailgate_window;
+                if let Some(a) = &mut self.auths[dir.index()] {
+                    if self.s.unlock == UnlockMode::Level {
+                        a.granted = a.persons;
+                    }
+                    if a.passed >= a.persons {
+                        a.settle_at = a.settle_at.min(Instant::now() + window);
+                        // Level mode: close behind the last person at once.
+                        if self.s.unlock == UnlockMode::Level
+                            && let Err(e) = self.set(Some(dir), false)
+                        {
+                            self.broken = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the authorisations whose time has come.
+    fn settle(&mut self) {
+        let now = Instant::now();
+        for dir in [Direction::Entry, Direction::Exit] {
+            let done = self.auths[dir.index()]
+                .as_ref()
+                .is_some_and(|a| a.settle_at <= now);
+            if !done {
+                continue;
+            }
+            let a = self.auths[dir.index()].take().expect("checked");
+            if self.s.unlock == UnlockMode::Level
+                && let Err(e) = self.set(Some(dir), false)
+            {
+                self.broken = Some(e.to_string());
+            }
+            let outcome = match (a.alarm, a.passed) {
+                (Some(kind), persons) => Outcome::Alarm { kind, persons },
+                (None, 0) => Outcome::NotPassed,
+                (None, persons) => Outcome::Passed { persons },
+            };
+            let _ = a.reply.send(outcome);
+        }
+    }
+}
+
+/// Inputs on the GPIO character device (gpio-cdev line events).
+pub mod cdev {
+    use super::InputLine;
+    use futures_util::StreamExt;
+    use gpio_cdev::{AsyncLineEventHandle, Chip, EventRequestFlags, LineRequestFlags};
+    use std::io;
+
+    fn io_err(e: gpio_cdev::Error) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+
+    /// An input line with both-edge events.
+    pub struct CdevInput {
+        events: AsyncLineEventHandle,
+        level: bool,
+    }
+
+    impl std::fmt::Debug for CdevInput {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CdevInput")
+                .field("level", &self.level)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl CdevInput {
+        pub fn open(chip: &str, line: u32, consumer: &str) -> io::Result<Self> {
+            let mut chip = Chip::new(chip).map_err(io_err)?;
+            let handle = chip
+                .get_line(line)
+                .map_err(io_err)?
+                .events(
+                    LineRequestFlags::INPUT,
+                    EventRequestFlags::BOTH_EDGES,
+                    consumer,
+                )
+                .map_err(io_err)?;
+            let level = handle.get_value().map_err(io_err)? != 0;
+            let events = AsyncLineEventHandle::new(handle).map_err(io_err)?;
+            Ok(CdevInput { events, level })
+        }
+    }
+
+    impl InputLine for CdevInput {
+        fn level(&mut self) -> io::Result<bool> {
+            Ok(self.level)
+        }
+
+        async fn next_level(&mut self) -> io::Result<bool> {
+            match self.events.next().await {
+                Some(Ok(ev)) => {
+                    self.level = ev.event_type() == gpio_cdev::EventType::RisingEdge;
+                    Ok(self.level)
+                }
+                Some(Err(e)) => Err(io_err(e)),
+                None => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "line event stream ended",
+                )),
+            }
+        }
+    }
+
+    /// An output line as an embedded-hal pin (linux-embedded-hal's `CdevPin`).
+    pub fn output(
+        chip: &str,
+        line: u32,
+        consumer: &str,
+    ) -> io::Result<linux_embedded_hal::CdevPin> {
+        let mut chip = Chip::new(chip).map_err(io_err)?;
+        let handle = chip
+            .get_line(line)
+            .map_err(io_err)?
+            .request(LineRequestFlags::OUTPUT, 0, consumer)
+            .map_err(io_err)?;
+        linux_embedded_hal::CdevPin::new(handle).map_err(|e| io::Error::other(format!("{e:?}")))
+    }
+}
+
+/// Raspberry Pi GPIO through rppal: outputs are rppal's embedded-hal pins,
+/// inputs come from rppal's interrupt thread.
+#[cfg(feature = "rpi")]
+pub mod rpi {
+    use super::InputLine;
+    use std::io;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    #[derive(Debug)]
+    pub struct RppalInput {
+        _pin: rppal::gpio::InputPin,
+        rx: mpsc::UnboundedReceiver<bool>,
+        level: bool,
+    }
+
+    fn io_err(e: rppal::gpio::Error) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+
+    impl RppalInput {
+        pub fn open(bcm: u8, debounce: Duration) -> io::Result<Self> {
+            let mut pin = rppal::gpio::Gpio::new()
+                .map_err(io_err)?
+                .get(bcm)
+                .map_err(io_err)?
+                .into_input_pullup();
+            let level = pin.is_high();
+            let (tx, rx) = mpsc::unbounded_channel();
+            pin.set_async_interrupt(rppal::gpio::Trigger::Both, Some(debounce), move |ev| {
+                let _ = tx.send(ev.trigger == rppal::gpio::Trigger::RisingEdge);
+            })
+            .map_err(io_err)?;
+            Ok(RppalInput {
+                _pin: pin,
+                rx,
+                level,
+            })
+        }
+    }
+
+    impl InputLine for RppalInput {
+        fn level(&mut self) -> io::Result<bool> {
+            Ok(self.level)
+        }
+
+        async fn next_level(&mut self) -> io::Result<bool> {
+            self.level = self
+                .rx
+                .recv()
+                .await
+                .ok_or_else(|| io::Error::other("interrupt thread ended"))?;
+            Ok(self.level)
+        }
+    }
+
+    pub fn output(bcm: u8) -> io::Result<rppal::gpio::OutputPin> {
+        Ok(rppal::gpio::Gpio::new()
+            .map_err(io_err)?
+            .get(bcm)
+            .map_err(io_err)?
+            .into_output_low())
+    }
+}

@@ -1,0 +1,230 @@
+//! Gates: three-roller turnstiles and wing gates, whatever drives them.
+//!
+//! One trait, [`Gate`]: `open(direction, persons)` resolves with what really
+//! happened, counted from the gate's own feedback (passage counters or
+//! passage-done contacts), never assumed from the open command.
+
+pub mod gpio;
+pub mod map;
+pub mod modbus;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use tokio::sync::broadcast;
+
+pub use map::{AlarmKind, RegisterMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Entry,
+    Exit,
+}
+
+impl Direction {
+    pub fn other(self) -> Self {
+        match self {
+            Direction::Entry => Direction::Exit,
+            Direction::Exit => Direction::Entry,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "entry" => Ok(Direction::Entry),
+            "exit" => Ok(Direction::Exit),
+            _ => Err(format!("`{s}` is not a direction: entry or exit")),
+        }
+    }
+}
+
+/// What one authorisation ended in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `persons` went through (may be fewer than authorised if the rest
+    /// turned back before the passage timeout).
+    Passed { persons: u32 },
+    /// Nobody went through before the passage timeout; the gate is closed again.
+    NotPassed,
+    /// Tailgating, intrusion or reverse passage during the authorisation.
+    Alarm { kind: AlarmKind, persons: u32 },
+    /// The gate could not be driven or read: whether anyone passed is unknown.
+    Fault { why: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    Normal,
+    /// Open for everyone (anti-panic, fire, power-fail "open").
+    Free,
+    Locked,
+}
+
+impl std::str::FromStr for GateMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(GateMode::Normal),
+            "free" => Ok(GateMode::Free),
+            "locked" => Ok(GateMode::Locked),
+            _ => Err(format!("`{s}` is not a gate mode: normal, free or locked")),
+        }
+    }
+}
+
+/// A snapshot of the gate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GateStatus {
+    pub mode: Option<GateMode>,
+    pub entry_counter: u32,
+    pub exit_counter: u32,
+    pub entry_occupied: Option<bool>,
+    pub exit_occupied: Option<bool>,
+    /// The controller's own error code, 0 = none.
+    pub error: Option<u32>,
+    pub fire: Option<bool>,
+    pub alarm: Option<bool>,
+}
+
+/// Things the gate reports by itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum GateEvent {
+    /// Passages not belonging to an authorisation (free mode).
+    Passage {
+        direction: Direction,
+        count: u32,
+    },
+    Alarm {
+        kind: AlarmKind,
+    },
+    Fire {
+        active: bool,
+    },
+    Fault {
+        why: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    #[error("{device}: not connected ({why})")]
+    NotConnected { device: String, why: String },
+    #[error("{device}: no answer within {ms} ms")]
+    Timeout { device: String, ms: u128 },
+    #[error("{device}: Modbus exception {code} at {what}")]
+    Exception {
+        device: String,
+        code: String,
+        what: String,
+    },
+    #[error("{device}: {why}")]
+    Io { device: String, why: String },
+    #[error("{device}: {why}")]
+    Unsupported { device: String, why: String },
+}
+
+/// What a lane needs of its gate.
+pub trait Gate: Send + Sync {
+    /// Authorises `persons` passages in `direction` and waits for the outcome.
+    fn open(&self, direction: Direction, persons: u32) -> impl Future<Output = Outcome> + Send;
+    fn set_mode(&self, mode: GateMode) -> impl Future<Output = Result<(), GateError>> + Send;
+    fn status(&self) -> impl Future<Output = Result<GateStatus, GateError>> + Send;
+    /// Unsolicited events: passages in free mode, alarms, fire, faults.
+    fn events(&self) -> broadcast::Receiver<GateEvent>;
+}
+
+/// Where a Modbus gate controller is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModbusAddress {
+    /// `tcp://HOST:PORT`
+    Tcp(String),
+    /// `rtu:/dev/PATH@BAUD`
+    Rtu { port: PathBuf, baud: u32 },
+}
+
+impl std::fmt::Display for ModbusAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModbusAddress::Tcp(hp) => write!(f, "tcp://{hp}"),
+            ModbusAddress::Rtu { port, baud } => write!(f, "rtu:{}@{baud}", port.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for ModbusAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(hostport) = s.strip_prefix("tcp://") {
+            let ok = hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if ok {
+                return Ok(ModbusAddress::Tcp(hostport.to_owned()));
+            }
+            return Err(format!(
+                "`{s}` is not tcp://HOST:PORT (for example tcp://192.0.2.10:502)"
+            ));
+        }
+        if let Some(rest) = s.strip_prefix("rtu:") {
+            if let Some((port, baud)) = rest.rsplit_once('@')
+                && let Ok(baud) = baud.parse::<u32>()
+                && port.starts_with('/')
+            {
+                return Ok(ModbusAddress::Rtu {
+                    port: PathBuf::from(port),
+                    baud,
+                });
+            }
+            return Err(format!(
+                "`{s}` is not rtu:/dev/PATH@BAUD (for example rtu:/dev/gate-rs485@9600)"
+            ));
+        }
+        Err(format!(
+            "`{s}` is neither tcp://HOST:PORT nor rtu:/dev/PATH@BAUD"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modbus_addresses_parse() {
+        assert_eq!(
+            "rtu:/dev/gate-rs485@9600".parse::<ModbusAddress>(),
+            Ok(ModbusAddress::Rtu {
+                port: "/dev/gate-rs485".into(),
+                baud: 9600
+            })
+        );
+        assert_eq!(
+            "tcp://[::1]:502".parse::<ModbusAddress>(),
+            Ok(ModbusAddress::Tcp("[::1]:502".into()))
+        );
+        assert_eq!(
+            "tcp://[::1]:502"
+                .parse::<ModbusAddress>()
+                .unwrap()
+                .to_string(),
+            "tcp://[::1]:502"
+        );
+        assert!("tcp://host".parse::<ModbusAddress>().is_err());
+        assert!("rtu:/dev/x".parse::<ModbusAddress>().is_err());
+        assert!("/dev/x".parse::<ModbusAddress>().is_err());
+    }
+}
