@@ -9,10 +9,12 @@
 //! Invariant: hal knows nothing of tickets, orders or lanes.
 
 pub mod gate;
+pub mod gpio;
 pub mod iccard;
 pub mod idcard;
 pub mod lines;
 pub mod node;
+pub mod power;
 pub mod printer;
 #[cfg(feature = "sim")]
 pub mod pty;

@@ -553,7 +553,8 @@ fn answer(sim: &SimGate, req: Request<'static>) -> Result<Response, ExceptionCod
 
 // --- GPIO ----------------------------------------------------------------------
 
-use super::gpio::{GpioLines, GpioSettings, InputLine, UnlockMode};
+use super::gpio::{GpioLines, GpioSettings, UnlockMode};
+pub use crate::gpio::sim::SimLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Out {
@@ -630,28 +631,6 @@ pub struct SimPin {
     gate: SimGpioGate,
 }
 
-/// A simulated input line (what gated reads).
-#[derive(Debug)]
-pub struct SimLine {
-    rx: tokio::sync::mpsc::UnboundedReceiver<bool>,
-    level: bool,
-}
-
-impl InputLine for SimLine {
-    fn level(&mut self) -> std::io::Result<bool> {
-        Ok(self.level)
-    }
-
-    async fn next_level(&mut self) -> std::io::Result<bool> {
-        self.level = self
-            .rx
-            .recv()
-            .await
-            .ok_or_else(|| std::io::Error::other("simulated line removed"))?;
-        Ok(self.level)
-    }
-}
-
 impl embedded_hal::digital::ErrorType for SimPin {
     type Error = std::convert::Infallible;
 }
@@ -709,10 +688,7 @@ impl SimGpioGate {
             })),
             outputs: watch::Sender::new(0),
         };
-        let line = |rx, active_low: bool| SimLine {
-            rx,
-            level: active_low,
-        };
+        let line = |rx, active_low: bool| SimLine::new(rx, active_low);
         let pin = |which| SimPin {
             which,
             gate: gate.clone(),
