@@ -227,3 +227,84 @@ async fn ic_reader_reports_cards() {
         text(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn gate_probe_opens_sets_modes_and_reports_counters() {
+    use hal::gate::sim::{GateKind, SimGate};
+    use hal::gate::{GateMode, RegisterMap};
+    let sim = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 3);
+    sim.set_auto_walk(true);
+    let (addr, _server) = sim.serve_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let modbus = format!("tcp://{addr}");
+
+    let out = run(&[
+        "probe",
+        "gate",
+        "--modbus",
+        &modbus,
+        "--unit",
+        "3",
+        "--open",
+        "entry",
+        "--persons",
+        "2",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("open entry for 2: passed (2 of 2)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("entry counter  0 -> 2"), "{stdout}");
+
+    let out = run(&[
+        "--json", "probe", "gate", "--modbus", &modbus, "--unit", "3", "--mode", "locked",
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "locked");
+    assert_eq!(sim.mode(), GateMode::Locked);
+
+    // Locked: nobody can pass, and the probe says so.
+    sim.set_auto_walk(false);
+    let out = run(&[
+        "--json",
+        "probe",
+        "gate",
+        "--modbus",
+        &modbus,
+        "--unit",
+        "3",
+        "--open",
+        "exit",
+        "--timeout",
+        "1",
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"]["outcome"], "not_passed");
+    assert_eq!(v["after"]["exit_counter"], 0);
+}
+
+#[tokio::test]
+async fn ups_probe_reads_nut() {
+    use hal::power::sim::SimUpsd;
+    let (upsd, addr) = SimUpsd::start("127.0.0.1:0".parse().unwrap(), "ups1")
+        .await
+        .unwrap();
+    upsd.set("ups.status", "OB DISCHRG");
+    upsd.set("battery.charge", "64");
+    let out = run(&["probe", "ups", "--nut", &format!("{addr}/ups1")]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ON BATTERY, 64 %, 1800 s left"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = run(&["--json", "probe", "ups", "--nut", &format!("{addr}/ups1")]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "on_battery");
+    assert_eq!(v["percent"], 64.0);
+}

@@ -70,6 +70,16 @@ impl<E> Device<E> {
     }
 }
 
+/// Aborts a task when dropped: ties a background task to its handle.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl<E> Drop for Device<E> {
     fn drop(&mut self) {
         self.task.abort();

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use hal::gate::gpio::{GpioGate, GpioSettings, UnlockMode};
+use hal::gate::gpio::{self, GpioSettings, UnlockMode};
 use hal::gate::sim::{GateKind, SimGpioGate};
-use hal::gate::{AlarmKind, Direction, Gate, GateEvent, GateMode, Outcome};
+use hal::gate::{AlarmKind, Direction, Gate, GateEvent, GateHandle, GateMode, Outcome};
 
 use Direction::{Entry, Exit};
 
@@ -21,15 +21,15 @@ fn settings(unlock: UnlockMode) -> GpioSettings {
     }
 }
 
-fn rig(kind: GateKind, unlock: UnlockMode) -> (SimGpioGate, GpioGate) {
+fn rig(kind: GateKind, unlock: UnlockMode) -> (SimGpioGate, GateHandle) {
     let s = settings(unlock);
     let (sim, lines) = SimGpioGate::new(kind, s);
-    (sim, GpioGate::spawn("test gate", lines, s))
+    (sim, gpio::spawn("test gate", lines, s))
 }
 
 async fn opening(
     sim: &SimGpioGate,
-    gate: &GpioGate,
+    gate: &GateHandle,
     dir: Direction,
     persons: u32,
 ) -> tokio::task::JoinHandle<Outcome> {
@@ -267,7 +267,7 @@ async fn on_the_kernels_gpio_sim_chip() {
         unlock: UnlockMode::Level,
         ..settings(UnlockMode::Level)
     };
-    let gate = GpioGate::spawn("gpio-sim gate", lines, s);
+    let gate = gpio::spawn("gpio-sim gate", lines, s);
     let g = gate.clone();
     let open = tokio::spawn(async move { g.open(Entry, 1).await });
     // Level mode, active low: the unlock line goes low and stays low.

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use hal::DeviceState;
 use hal::gate::map::RegisterMap;
-use hal::gate::modbus::{ModbusGate, ModbusSettings};
+use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::sim::{GateKind, SimGate, TcpServer};
-use hal::gate::{AlarmKind, Direction, Gate, GateEvent, GateMode, ModbusAddress, Outcome};
+use hal::gate::{
+    AlarmKind, Direction, Gate, GateEvent, GateHandle, GateMode, ModbusAddress, Outcome,
+};
 use tokio_modbus::prelude::ExceptionCode;
 
 use Direction::{Entry, Exit};
 
 struct Rig {
     sim: SimGate,
-    gate: ModbusGate,
+    gate: GateHandle,
     _server: TcpServer,
     addr: std::net::SocketAddr,
 }
@@ -28,7 +30,7 @@ async fn rig(kind: GateKind, map: &str) -> Rig {
     s.passage_timeout = Duration::from_millis(400);
     s.tailgate_window = Duration::from_millis(60);
     s.poll = Duration::from_millis(10);
-    let gate = ModbusGate::spawn(s);
+    let gate = modbus::spawn(s);
     gate.watch_state()
         .wait_for(|s| *s == DeviceState::Connected)
         .await
@@ -324,7 +326,7 @@ async fn rtu_over_a_pty_with_a_crc_error_on_the_wire() {
     );
     s.poll = Duration::from_millis(20);
     s.passage_timeout = Duration::from_secs(5);
-    let gate = ModbusGate::spawn(s);
+    let gate = modbus::spawn(s);
     gate.watch_state()
         .wait_for(|s| *s == DeviceState::Connected)
         .await

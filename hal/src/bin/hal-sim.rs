@@ -52,6 +52,45 @@ enum Device {
         #[arg(long)]
         pty: PathBuf,
     },
+    /// Gate controller over Modbus TCP (--tcp) or RTU on a PTY (--rtu).
+    /// stdin: `walk entry|exit`, `tailgate entry|exit`, `push entry|exit`
+    /// (against that direction's authorisation), `fire on|off`, `alarm on|off`,
+    /// `silent on|off`, `auto-walk on|off`.
+    Gate {
+        /// Listen for Modbus TCP on HOST:PORT.
+        #[arg(long, conflicts_with = "rtu", required_unless_present = "rtu")]
+        tcp: Option<std::net::SocketAddr>,
+        /// Serve Modbus RTU on a PTY linked at PATH.
+        #[arg(long)]
+        rtu: Option<PathBuf>,
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Register map: lot, coil-example or a file.
+        #[arg(long, default_value = "lot")]
+        map: String,
+        /// turnstile or wing.
+        #[arg(long, default_value = "turnstile")]
+        kind: String,
+        /// Visitors walk through as soon as a passage is authorised.
+        #[arg(long)]
+        auto_walk: bool,
+    },
+    /// NUT upsd with one UPS. stdin: `set VAR VALUE` (e.g. `set ups.status OB LB`).
+    Nut {
+        #[arg(long, default_value = "127.0.0.1:3493")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "ups")]
+        ups: String,
+    },
+    /// UPower service on a D-Bus bus. stdin: `battery on|off`,
+    /// `level PERCENT SECONDS WARNING` (warning 3 = low, 4 = critical).
+    Upower {
+        /// Bus address (e.g. from `dbus-daemon --session --print-address`).
+        #[arg(long)]
+        bus: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -139,6 +178,119 @@ async fn run(device: Device) -> Result<(), String> {
                     _ => eprintln!(
                         "? present N, remove, fault checksum|truncate|status HEX, silent on|off"
                     ),
+                }
+            }
+        }
+        Device::Gate {
+            tcp,
+            rtu,
+            baud,
+            unit,
+            map,
+            kind,
+            auto_walk,
+        } => {
+            use hal::gate::Direction;
+            use hal::gate::sim::{GateKind, SimGate};
+            let map = hal::gate::RegisterMap::load(&map)?;
+            let kind = match kind.as_str() {
+                "turnstile" => GateKind::Turnstile,
+                "wing" => GateKind::WingGate,
+                k => return Err(format!("`{k}` is not a gate kind: turnstile or wing")),
+            };
+            let sim = SimGate::new(kind, map, unit);
+            sim.set_auto_walk(auto_walk);
+            let _server: Box<dyn std::any::Any> = match (tcp, rtu) {
+                (Some(addr), _) => {
+                    let (at, server) = sim
+                        .serve_tcp(addr)
+                        .await
+                        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                    eprintln!("{kind:?} on modbus tcp://{at} unit {unit}");
+                    Box::new(server)
+                }
+                (None, Some(path)) => {
+                    let server = sim
+                        .serve_rtu(&path, baud)
+                        .map_err(|e| format!("cannot serve RTU at {}: {e}", path.display()))?;
+                    eprintln!(
+                        "{kind:?} on modbus rtu:{}@{baud} unit {unit}",
+                        path.display()
+                    );
+                    Box::new(server)
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            loop {
+                let line = stdin.next().await;
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let dir = |w: &str| w.parse::<Direction>();
+                match words[..] {
+                    ["walk", d] => match dir(d) {
+                        Ok(d) => eprintln!("{}", if sim.walk(d) { "passed" } else { "blocked" }),
+                        Err(e) => eprintln!("? {e}"),
+                    },
+                    ["tailgate", d] => match dir(d) {
+                        Ok(d) => eprintln!("{} passed", sim.tailgate(d)),
+                        Err(e) => eprintln!("? {e}"),
+                    },
+                    ["push", d] => match dir(d) {
+                        Ok(d) => eprintln!(
+                            "{}",
+                            if sim.push_wrong_way(d) {
+                                "got through the wrong way"
+                            } else {
+                                "blocked"
+                            }
+                        ),
+                        Err(e) => eprintln!("? {e}"),
+                    },
+                    ["fire", on] => sim.set_fire(on == "on"),
+                    ["alarm", on] => sim.set_alarm(on == "on"),
+                    ["silent", on] => sim.set_silent(on == "on"),
+                    ["auto-walk", on] => sim.set_auto_walk(on == "on"),
+                    _ => eprintln!(
+                        "? walk|tailgate|push entry|exit, fire|alarm|silent|auto-walk on|off"
+                    ),
+                }
+            }
+        }
+        Device::Nut { listen, ups } => {
+            let (upsd, at) = hal::power::sim::SimUpsd::start(listen, &ups)
+                .await
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            eprintln!("upsd on {at}, UPS `{ups}`: ups.status OL");
+            loop {
+                let line = stdin.next().await;
+                match line.splitn(3, ' ').collect::<Vec<_>>()[..] {
+                    ["set", var, value] => upsd.set(var, value.trim()),
+                    _ => eprintln!("? set VAR VALUE"),
+                }
+            }
+        }
+        Device::Upower { bus } => {
+            let up = hal::power::sim::SimUPower::start(&bus)
+                .await
+                .map_err(|e| format!("cannot serve UPower on {bus}: {e}"))?;
+            eprintln!("UPower on {bus}: on mains, 100 %");
+            loop {
+                let line = stdin.next().await;
+                let r = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    ["battery", on] => up.set_on_battery(on == "on").await,
+                    ["level", p, s, w] => match (p.parse(), s.parse(), w.parse()) {
+                        (Ok(p), Ok(s), Ok(w)) => up.set_battery(p, s, w).await,
+                        _ => {
+                            eprintln!("? level PERCENT SECONDS WARNING");
+                            Ok(())
+                        }
+                    },
+                    _ => {
+                        eprintln!("? battery on|off, level PERCENT SECONDS WARNING");
+                        Ok(())
+                    }
+                };
+                if let Err(e) = r {
+                    eprintln!("UPower: {e}");
                 }
             }
         }

@@ -9,18 +9,20 @@
 //! rppal interrupts on a Pi, simulated lines in tests.
 
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use embedded_hal::digital::OutputPin;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::modbus::AbortOnDrop;
-use super::{AlarmKind, Direction, Gate, GateError, GateEvent, GateMode, GateStatus, Outcome};
+use super::{
+    AlarmKind, Cmd, Direction, GateError, GateEvent, GateHandle, GateMode, GateStatus, Outcome,
+};
+use crate::AbortOnDrop;
 #[cfg(feature = "rpi")]
 pub use crate::gpio::rpi;
 pub use crate::gpio::{InputLine, cdev};
+use crate::supervise::DeviceState;
 
 /// How the unlock outputs authorise a passage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -88,29 +90,6 @@ enum Which {
     Fire,
 }
 
-enum Cmd {
-    Open {
-        dir: Direction,
-        persons: u32,
-        reply: oneshot::Sender<Outcome>,
-    },
-    SetMode {
-        mode: GateMode,
-        reply: oneshot::Sender<Result<(), GateError>>,
-    },
-    Status {
-        reply: oneshot::Sender<Result<GateStatus, GateError>>,
-    },
-}
-
-/// Handle to a GPIO gate (cheap to clone).
-#[derive(Debug, Clone)]
-pub struct GpioGate {
-    tx: mpsc::Sender<Cmd>,
-    events: broadcast::Sender<GateEvent>,
-    _tasks: Arc<Vec<AbortOnDrop>>,
-}
-
 struct Auth {
     persons: u32,
     passed: u32,
@@ -134,119 +113,77 @@ struct Driver<O> {
     alarm: Option<bool>,
     events: broadcast::Sender<GateEvent>,
     broken: Option<String>,
+    state: watch::Sender<DeviceState>,
 }
 
-impl GpioGate {
-    /// Starts the gate's tasks; `name` names it in errors.
-    pub fn spawn<O, I>(name: &str, lines: GpioLines<O, I>, s: GpioSettings) -> Self
-    where
-        O: OutputPin + Send + 'static,
-        I: InputLine,
-    {
-        let (tx, rx) = mpsc::channel(16);
-        let (in_tx, in_rx) = mpsc::channel(64);
-        let (events, _) = broadcast::channel(64);
-        let mut tasks = Vec::new();
-        let mut watch = |line: I, which: Which, active_low| {
-            let tx = in_tx.clone();
-            let mut changes = crate::gpio::debounced(line, active_low, s.debounce);
-            tasks.push(AbortOnDrop(tokio::spawn(async move {
-                while let Some(change) = changes.recv().await {
-                    if tx.send((which, change)).await.is_err() {
-                        return;
-                    }
+/// Starts the gate's tasks; `name` names it in errors.
+pub fn spawn<O, I>(name: &str, lines: GpioLines<O, I>, s: GpioSettings) -> GateHandle
+where
+    O: OutputPin + Send + 'static,
+    I: InputLine,
+{
+    let (tx, rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (events, _) = broadcast::channel(64);
+    let mut tasks = Vec::new();
+    let mut watch = |line: I, which: Which, active_low| {
+        let tx = in_tx.clone();
+        let mut changes = crate::gpio::debounced(line, active_low, s.debounce);
+        tasks.push(AbortOnDrop(tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                if tx.send((which, change)).await.is_err() {
+                    return;
                 }
-            })));
-        };
-        watch(
-            lines.entry_done,
-            Which::Done(Direction::Entry),
-            s.done_active_low,
-        );
-        watch(
-            lines.exit_done,
-            Which::Done(Direction::Exit),
-            s.done_active_low,
-        );
-        if let Some(a) = lines.alarm {
-            watch(a, Which::Alarm, s.alarm_active_low);
-        }
-        if let Some(f) = lines.fire {
-            watch(f, Which::Fire, s.fire_active_low);
-        }
-        let mut d = Driver {
-            name: name.to_owned(),
-            s,
-            unlock: [lines.unlock_entry, lines.unlock_exit],
-            stop: lines.stop,
-            auths: [None, None],
-            counters: [0, 0],
-            mode: GateMode::Normal,
-            fire: None,
-            alarm: None,
-            events: events.clone(),
-            broken: None,
-        };
-        // Start with every contact released.
-        d.release_all();
-        tasks.push(AbortOnDrop(tokio::spawn(d.run(rx, in_rx))));
-        GpioGate {
-            tx,
-            events,
-            _tasks: Arc::new(tasks),
-        }
+            }
+        })));
+    };
+    watch(
+        lines.entry_done,
+        Which::Done(Direction::Entry),
+        s.done_active_low,
+    );
+    watch(
+        lines.exit_done,
+        Which::Done(Direction::Exit),
+        s.done_active_low,
+    );
+    if let Some(a) = lines.alarm {
+        watch(a, Which::Alarm, s.alarm_active_low);
     }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.ok()?;
-        rx.await.ok()
+    if let Some(f) = lines.fire {
+        watch(f, Which::Fire, s.fire_active_low);
     }
-}
-
-impl Gate for GpioGate {
-    async fn open(&self, dir: Direction, persons: u32) -> Outcome {
-        self.ask(|reply| Cmd::Open {
-            dir,
-            persons,
-            reply,
-        })
-        .await
-        .unwrap_or(Outcome::Fault {
-            why: "gate task stopped".into(),
-        })
-    }
-
-    async fn set_mode(&self, mode: GateMode) -> Result<(), GateError> {
-        self.ask(|reply| Cmd::SetMode { mode, reply })
-            .await
-            .unwrap_or_else(|| {
-                Err(GateError::Io {
-                    device: "gate".into(),
-                    why: "gate task stopped".into(),
-                })
-            })
-    }
-
-    async fn status(&self) -> Result<GateStatus, GateError> {
-        self.ask(|reply| Cmd::Status { reply })
-            .await
-            .unwrap_or_else(|| {
-                Err(GateError::Io {
-                    device: "gate".into(),
-                    why: "gate task stopped".into(),
-                })
-            })
-    }
-
-    fn events(&self) -> broadcast::Receiver<GateEvent> {
-        self.events.subscribe()
-    }
+    let (state_tx, state) = watch::channel(DeviceState::Connected);
+    let mut d = Driver {
+        name: name.to_owned(),
+        s,
+        unlock: [lines.unlock_entry, lines.unlock_exit],
+        stop: lines.stop,
+        auths: [None, None],
+        counters: [0, 0],
+        mode: GateMode::Normal,
+        fire: None,
+        alarm: None,
+        events: events.clone(),
+        broken: None,
+        state: state_tx,
+    };
+    // Start with every contact released.
+    d.release_all();
+    tasks.push(AbortOnDrop(tokio::spawn(d.run(rx, in_rx))));
+    GateHandle::new(tx, events, state, tasks)
 }
 
 impl<O: OutputPin + Send + 'static> Driver<O> {
     fn emit(&self, e: GateEvent) {
         let _ = self.events.send(e);
+    }
+
+    /// A line failed: every later authorisation is refused with the reason.
+    fn break_down(&mut self, why: String) {
+        self.state
+            .send_replace(DeviceState::Failed { error: why.clone() });
+        self.broken = Some(why);
     }
 
     fn set(&mut self, out: Option<Direction>, active: bool) -> Result<(), GateError> {
@@ -268,7 +205,7 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
     fn release_all(&mut self) {
         for out in [Some(Direction::Entry), Some(Direction::Exit), None] {
             if let Err(e) = self.set(out, false) {
-                self.broken = Some(e.to_string());
+                self.break_down(e.to_string());
             }
         }
     }
@@ -298,7 +235,7 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
                     Ok(active) => self.input(which, active).await,
                     Err(e) => {
                         let why = format!("{}: input {which:?} failed: {e}", self.name);
-                        self.broken = Some(why.clone());
+                        self.break_down(why.clone());
                         self.emit(GateEvent::Fault { why });
                     }
                 },
@@ -449,7 +386,7 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
                 });
                 if next && self.s.unlock == UnlockMode::Pulse {
                     if let Err(e) = self.pulse(dir).await {
-                        self.broken = Some(e.to_string());
+                        self.break_down(e.to_string());
                     } else if let Some(a) = &mut self.auths[dir.index()] {
                         a.granted += 1;
                     }
@@ -465,7 +402,7 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
                         if self.s.unlock == UnlockMode::Level
                             && let Err(e) = self.set(Some(dir), false)
                         {
-                            self.broken = Some(e.to_string());
+                            self.break_down(e.to_string());
                         }
                     }
                 }
@@ -487,7 +424,7 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
             if self.s.unlock == UnlockMode::Level
                 && let Err(e) = self.set(Some(dir), false)
             {
-                self.broken = Some(e.to_string());
+                self.break_down(e.to_string());
             }
             let outcome = match (a.alarm, a.passed) {
                 (Some(kind), persons) => Outcome::Alarm { kind, persons },
@@ -496,5 +433,158 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
             };
             let _ = a.reply.send(outcome);
         }
+    }
+}
+
+/// A GPIO gate described in a file (`gatectl probe gate --gpio FILE`, and a
+/// lane's gate in gated.toml): which chip, which lines, which polarity.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    /// `/dev/gpiochipN`
+    pub chip: String,
+    #[serde(default = "default_unlock")]
+    pub unlock: UnlockMode,
+    #[serde(default = "default_pulse_ms")]
+    pub pulse_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub passage_timeout_ms: u64,
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    pub lines: GpioLineNumbers,
+    #[serde(default)]
+    pub polarity: Polarity,
+}
+
+fn default_unlock() -> UnlockMode {
+    UnlockMode::Pulse
+}
+fn default_pulse_ms() -> u64 {
+    200
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_debounce_ms() -> u64 {
+    20
+}
+
+/// Line offsets on the chip.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioLineNumbers {
+    pub unlock_entry: u32,
+    pub unlock_exit: u32,
+    pub stop: Option<u32>,
+    pub entry_done: u32,
+    pub exit_done: u32,
+    pub alarm: Option<u32>,
+    pub fire: Option<u32>,
+}
+
+/// Which lines are active low (contacts to GND); the defaults suit PERCO-style wiring.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Polarity {
+    pub outputs_active_low: bool,
+    pub done_active_low: bool,
+    pub alarm_active_low: bool,
+    pub fire_active_low: bool,
+}
+
+impl Default for Polarity {
+    fn default() -> Self {
+        let d = GpioSettings::default();
+        Polarity {
+            outputs_active_low: d.outputs_active_low,
+            done_active_low: d.done_active_low,
+            alarm_active_low: d.alarm_active_low,
+            fire_active_low: d.fire_active_low,
+        }
+    }
+}
+
+impl GpioConfig {
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn settings(&self) -> GpioSettings {
+        GpioSettings {
+            unlock: self.unlock,
+            pulse: Duration::from_millis(self.pulse_ms),
+            passage_timeout: Duration::from_millis(self.passage_timeout_ms),
+            debounce: Duration::from_millis(self.debounce_ms),
+            outputs_active_low: self.polarity.outputs_active_low,
+            done_active_low: self.polarity.done_active_low,
+            alarm_active_low: self.polarity.alarm_active_low,
+            fire_active_low: self.polarity.fire_active_low,
+            ..GpioSettings::default()
+        }
+    }
+
+    /// Opens the lines on the GPIO character device and starts the gate.
+    pub fn open(&self, name: &str) -> Result<GateHandle, String> {
+        let c = &self.chip;
+        let e = |what: &str, line: u32, err: io::Error| format!("{c} line {line} ({what}): {err}");
+        let out = |what: &str, line: u32| {
+            cdev::output(c, line, "gated").map_err(|err| e(what, line, err))
+        };
+        let inp = |what: &str, line: u32| {
+            cdev::CdevInput::open(c, line, "gated").map_err(|err| e(what, line, err))
+        };
+        let l = &self.lines;
+        let lines = GpioLines {
+            unlock_entry: out("unlock entry", l.unlock_entry)?,
+            unlock_exit: out("unlock exit", l.unlock_exit)?,
+            stop: l.stop.map(|n| out("stop", n)).transpose()?,
+            entry_done: inp("entry passage done", l.entry_done)?,
+            exit_done: inp("exit passage done", l.exit_done)?,
+            alarm: l.alarm.map(|n| inp("alarm", n)).transpose()?,
+            fire: l.fire.map(|n| inp("fire", n)).transpose()?,
+        };
+        Ok(spawn(name, lines, self.settings()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpio_gate_file_parses_with_defaults() {
+        let c: GpioConfig = toml::from_str(
+            "chip = \"/dev/gpiochip0\"\n[lines]\nunlock_entry = 17\nunlock_exit = 18\nentry_done = 22\nexit_done = 23\nfire = 25\n",
+        )
+        .unwrap();
+        let s = c.settings();
+        assert_eq!(s.unlock, UnlockMode::Pulse);
+        assert_eq!(s.pulse, Duration::from_millis(200));
+        assert!(s.outputs_active_low && !s.fire_active_low);
+        assert_eq!(c.lines.fire, Some(25));
+        let err =
+            toml::from_str::<GpioConfig>("chip = \"x\"\n[lines]\nunlock_entry = 1\n").unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `unlock_exit`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn opening_a_missing_chip_names_chip_line_and_role() {
+        let c: GpioConfig = toml::from_str(
+            "chip = \"/dev/gpiochip-none\"\n[lines]\nunlock_entry = 17\nunlock_exit = 18\nentry_done = 22\nexit_done = 23\n",
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(async { c.open("g").unwrap_err() });
+        assert!(
+            err.starts_with("/dev/gpiochip-none line 17 (unlock entry): "),
+            "{err}"
+        );
     }
 }

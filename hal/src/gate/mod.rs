@@ -12,8 +12,12 @@ pub mod sim;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::AbortOnDrop;
+use crate::supervise::DeviceState;
 
 pub use map::{AlarmKind, RegisterMap};
 
@@ -144,6 +148,96 @@ pub trait Gate: Send + Sync {
     fn status(&self) -> impl Future<Output = Result<GateStatus, GateError>> + Send;
     /// Unsolicited events: passages in free mode, alarms, fire, faults.
     fn events(&self) -> broadcast::Receiver<GateEvent>;
+}
+
+/// What a handle asks of a backend's task.
+pub(crate) enum Cmd {
+    Open {
+        dir: Direction,
+        persons: u32,
+        reply: oneshot::Sender<Outcome>,
+    },
+    SetMode {
+        mode: GateMode,
+        reply: oneshot::Sender<Result<(), GateError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Result<GateStatus, GateError>>,
+    },
+}
+
+/// A running gate, whatever drives it: a handle to the backend's task
+/// (cheap to clone); the task stops when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct GateHandle {
+    tx: mpsc::Sender<Cmd>,
+    events: broadcast::Sender<GateEvent>,
+    state: watch::Receiver<DeviceState>,
+    _tasks: Arc<Vec<AbortOnDrop>>,
+}
+
+impl GateHandle {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Cmd>,
+        events: broadcast::Sender<GateEvent>,
+        state: watch::Receiver<DeviceState>,
+        tasks: Vec<AbortOnDrop>,
+    ) -> Self {
+        GateHandle {
+            tx,
+            events,
+            state,
+            _tasks: Arc::new(tasks),
+        }
+    }
+
+    /// The connection to the gate: `connected`, `reconnecting: why`, ….
+    pub fn watch_state(&self) -> watch::Receiver<DeviceState> {
+        self.state.clone()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    fn stopped() -> GateError {
+        GateError::Io {
+            device: "gate".into(),
+            why: "gate task stopped".into(),
+        }
+    }
+}
+
+impl Gate for GateHandle {
+    async fn open(&self, dir: Direction, persons: u32) -> Outcome {
+        self.ask(|reply| Cmd::Open {
+            dir,
+            persons,
+            reply,
+        })
+        .await
+        .unwrap_or(Outcome::Fault {
+            why: "gate task stopped".into(),
+        })
+    }
+
+    async fn set_mode(&self, mode: GateMode) -> Result<(), GateError> {
+        self.ask(|reply| Cmd::SetMode { mode, reply })
+            .await
+            .unwrap_or_else(|| Err(Self::stopped()))
+    }
+
+    async fn status(&self) -> Result<GateStatus, GateError> {
+        self.ask(|reply| Cmd::Status { reply })
+            .await
+            .unwrap_or_else(|| Err(Self::stopped()))
+    }
+
+    fn events(&self) -> broadcast::Receiver<GateEvent> {
+        self.events.subscribe()
+    }
 }
 
 /// Where a Modbus gate controller is reached.

@@ -6,12 +6,10 @@
 //! after one the framing may be out of step). Passages are counted from the
 //! controller's counters, wrap-safe; nothing else ever counts as a passage.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::Slave;
@@ -19,8 +17,10 @@ use tracing::{info, warn};
 
 use super::map::{Format, ModeControl, Permission, Point, RegisterMap, Table, counter_delta};
 use super::{
-    AlarmKind, Direction, Gate, GateError, GateEvent, GateMode, GateStatus, ModbusAddress, Outcome,
+    AlarmKind, Cmd, Direction, GateError, GateEvent, GateHandle, GateMode, GateStatus,
+    ModbusAddress, Outcome,
 };
+use crate::AbortOnDrop;
 use crate::supervise::{Backoff, DeviceState, FAILED_AFTER};
 
 /// Counter jumps larger than this between two reads mean the controller was
@@ -59,105 +59,13 @@ impl ModbusSettings {
     }
 }
 
-enum Cmd {
-    Open {
-        dir: Direction,
-        persons: u32,
-        reply: oneshot::Sender<Outcome>,
-    },
-    SetMode {
-        mode: GateMode,
-        reply: oneshot::Sender<Result<(), GateError>>,
-    },
-    Status {
-        reply: oneshot::Sender<Result<GateStatus, GateError>>,
-    },
-}
-
-/// Handle to a Modbus gate (cheap to clone); the connection task stops when
-/// the last handle is dropped.
-#[derive(Debug, Clone)]
-pub struct ModbusGate {
-    tx: mpsc::Sender<Cmd>,
-    events: broadcast::Sender<GateEvent>,
-    state: watch::Receiver<DeviceState>,
-    _task: Arc<AbortOnDrop>,
-}
-
-/// Aborts a task when dropped.
-#[derive(Debug)]
-pub struct AbortOnDrop(pub JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl ModbusGate {
-    /// Starts the connection task (inside a tokio runtime).
-    pub fn spawn(settings: ModbusSettings) -> Self {
-        let (tx, rx) = mpsc::channel(16);
-        let (events, _) = broadcast::channel(64);
-        let (state_tx, state) = watch::channel(DeviceState::Connecting);
-        let task = tokio::spawn(run(settings, rx, events.clone(), state_tx));
-        ModbusGate {
-            tx,
-            events,
-            state,
-            _task: Arc::new(AbortOnDrop(task)),
-        }
-    }
-
-    pub fn watch_state(&self) -> watch::Receiver<DeviceState> {
-        self.state.clone()
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.ok()?;
-        rx.await.ok()
-    }
-}
-
-impl Gate for ModbusGate {
-    async fn open(&self, dir: Direction, persons: u32) -> Outcome {
-        self.ask(|reply| Cmd::Open {
-            dir,
-            persons,
-            reply,
-        })
-        .await
-        .unwrap_or(Outcome::Fault {
-            why: "gate task stopped".into(),
-        })
-    }
-
-    async fn set_mode(&self, mode: GateMode) -> Result<(), GateError> {
-        self.ask(|reply| Cmd::SetMode { mode, reply })
-            .await
-            .unwrap_or_else(|| {
-                Err(GateError::Io {
-                    device: "gate".into(),
-                    why: "gate task stopped".into(),
-                })
-            })
-    }
-
-    async fn status(&self) -> Result<GateStatus, GateError> {
-        self.ask(|reply| Cmd::Status { reply })
-            .await
-            .unwrap_or_else(|| {
-                Err(GateError::Io {
-                    device: "gate".into(),
-                    why: "gate task stopped".into(),
-                })
-            })
-    }
-
-    fn events(&self) -> broadcast::Receiver<GateEvent> {
-        self.events.subscribe()
-    }
+/// Starts the connection task (inside a tokio runtime).
+pub fn spawn(settings: ModbusSettings) -> GateHandle {
+    let (tx, rx) = mpsc::channel(16);
+    let (events, _) = broadcast::channel(64);
+    let (state_tx, state) = watch::channel(DeviceState::Connecting);
+    let task = tokio::spawn(run(settings, rx, events.clone(), state_tx));
+    GateHandle::new(tx, events, state, vec![AbortOnDrop(task)])
 }
 
 /// An authorisation under way.

@@ -59,6 +59,64 @@ pub enum Probe {
         #[arg(long)]
         show_pii: bool,
     },
+    /// Turnstile or wing gate: open it once, set its mode, or watch its events.
+    #[command(group(clap::ArgGroup::new("backend").required(true).args(["modbus", "gpio"])))]
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["open", "mode", "watch"])))]
+    Gate {
+        /// Modbus controller: tcp://HOST:PORT or rtu:/dev/PATH@BAUD.
+        #[arg(long, value_name = "ADDRESS")]
+        modbus: Option<String>,
+        /// Modbus unit (slave) id.
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Register map: `lot` (default), `coil-example`, or a map file.
+        #[arg(long, default_value = "lot", value_name = "MAP")]
+        map: String,
+        /// GPIO gate: a file naming the chip, lines and polarity.
+        #[arg(long, value_name = "FILE")]
+        gpio: Option<PathBuf>,
+        /// Authorise one passage (or --persons N) and report what happened.
+        #[arg(long, value_name = "DIRECTION")]
+        open: Option<hal::gate::Direction>,
+        #[arg(long, default_value_t = 1, requires = "open")]
+        persons: u32,
+        /// Seconds to wait for the passage.
+        #[arg(long, default_value_t = 10, value_name = "S")]
+        timeout: u64,
+        /// Set the mode: normal, free or locked.
+        #[arg(long, value_name = "MODE")]
+        mode: Option<hal::gate::GateMode>,
+        /// Print passages, alarms, fire and faults as they happen.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after N events.
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+    },
+    /// UPS: show whether the appliance is on mains or battery, and follow changes.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["upower", "nut", "gpio"])))]
+    Ups {
+        /// UPower on the system bus (USB-HID UPSes).
+        #[arg(long)]
+        upower: bool,
+        /// UPower on another bus (a D-Bus address; for tests).
+        #[arg(long, value_name = "ADDRESS", requires = "upower", hide = true)]
+        bus: Option<String>,
+        /// NUT's upsd: HOST:PORT[/UPSNAME].
+        #[arg(long, value_name = "TARGET")]
+        nut: Option<String>,
+        /// A power-fail line: /dev/gpiochipN:LINE (active = mains lost).
+        #[arg(long, value_name = "CHIP:LINE")]
+        gpio: Option<String>,
+        /// The power-fail line is active low.
+        #[arg(long, requires = "gpio")]
+        active_low: bool,
+        /// Keep printing changes until Ctrl-C (or --count N).
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+    },
     /// Contactless IC-card reader: print card UIDs as cards come and go.
     IcReader {
         #[command(flatten)]
@@ -135,6 +193,63 @@ pub fn run(probe: Probe, json: bool) -> ExitCode {
             }
             Probe::IcReader { port, count } => {
                 ic_reader(&port.port, port.baud.unwrap_or(9600), count, json).await
+            }
+            Probe::Gate {
+                modbus,
+                unit,
+                map,
+                gpio,
+                open,
+                persons,
+                timeout,
+                mode,
+                watch,
+                count,
+            } => {
+                let action = match (open, mode, watch) {
+                    (Some(dir), _, _) => {
+                        GateAction::Open(dir, persons, Duration::from_secs(timeout))
+                    }
+                    (_, Some(m), _) => GateAction::Mode(m),
+                    _ => GateAction::Watch(count),
+                };
+                match (modbus, gpio) {
+                    (Some(addr), _) => modbus_gate(&addr, unit, &map, timeout, action, json).await,
+                    (None, Some(file)) => match hal::gate::gpio::GpioConfig::load(&file)
+                        .and_then(|c| c.open("probe"))
+                    {
+                        Ok(gate) => gate_probe(&gate, action, json).await,
+                        Err(e) => Err(e),
+                    },
+                    (None, None) => unreachable!("clap requires a backend"),
+                }
+            }
+            Probe::Ups {
+                upower,
+                bus,
+                nut,
+                gpio,
+                active_low,
+                watch,
+                count,
+            } => {
+                let src = if upower {
+                    Ok(hal::power::upower::spawn(match bus {
+                        Some(a) => hal::power::upower::Bus::Address(a),
+                        None => hal::power::upower::Bus::System,
+                    }))
+                } else if let Some(t) = nut {
+                    t.parse()
+                        .map(|t| hal::power::nut::spawn(t, Duration::from_secs(2)))
+                } else if let Some(spec) = gpio {
+                    power_fail_line(&spec, active_low)
+                } else {
+                    unreachable!("clap requires a source")
+                };
+                match src {
+                    Ok(src) => ups(src, watch.then_some(count), json).await,
+                    Err(e) => Err(e),
+                }
             }
         }
     });
@@ -396,4 +511,181 @@ async fn id_reader(
         println!("valid       {} to {}", s("valid_from"), s("valid_to"));
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum GateAction {
+    Open(hal::gate::Direction, u32, Duration),
+    Mode(hal::gate::GateMode),
+    Watch(Option<u64>),
+}
+
+async fn gate_probe<G: hal::gate::Gate>(
+    gate: &G,
+    action: GateAction,
+    json: bool,
+) -> Result<(), String> {
+    match action {
+        GateAction::Open(dir, persons, timeout) => {
+            let before = gate.status().await.map_err(|e| e.to_string())?;
+            let outcome =
+                tokio::time::timeout(timeout + Duration::from_secs(2), gate.open(dir, persons))
+                    .await
+                    .map_err(|_| "the gate never answered the authorisation".to_owned())?;
+            let after = gate.status().await.map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{:#}",
+                    json!({
+                        "ok": matches!(outcome, hal::gate::Outcome::Passed { .. }),
+                        "direction": dir,
+                        "persons": persons,
+                        "outcome": outcome,
+                        "before": before,
+                        "after": after,
+                    })
+                );
+            } else {
+                let what = match &outcome {
+                    hal::gate::Outcome::Passed { persons: p } => {
+                        format!("passed ({p} of {persons})")
+                    }
+                    hal::gate::Outcome::NotPassed => {
+                        "not_passed: nobody went through before the timeout".into()
+                    }
+                    hal::gate::Outcome::Alarm { kind, persons: p } => {
+                        format!("alarm: {kind:?} ({p} passed)")
+                    }
+                    hal::gate::Outcome::Fault { why } => format!("fault: {why}"),
+                };
+                let dir = format!("{dir:?}").to_lowercase();
+                println!("open {dir} for {persons}: {what}");
+                println!(
+                    "  entry counter  {} -> {}",
+                    before.entry_counter, after.entry_counter
+                );
+                println!(
+                    "  exit counter   {} -> {}",
+                    before.exit_counter, after.exit_counter
+                );
+            }
+            match outcome {
+                hal::gate::Outcome::Fault { why } => Err(why),
+                _ => Ok(()),
+            }
+        }
+        GateAction::Mode(mode) => {
+            gate.set_mode(mode).await.map_err(|e| e.to_string())?;
+            let s = gate.status().await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{:#}", json!({ "ok": true, "mode": mode, "status": s }));
+            } else {
+                println!(
+                    "gate mode set to {}; the gate reports {}",
+                    format!("{mode:?}").to_lowercase(),
+                    s.mode
+                        .map_or("no mode register".into(), |m| format!("{m:?}")
+                            .to_lowercase())
+                );
+            }
+            Ok(())
+        }
+        GateAction::Watch(count) => {
+            let mut events = gate.events();
+            let s = gate.status().await.map_err(|e| e.to_string())?;
+            eprintln!(
+                "watching the gate (entry {} / exit {} passages so far); Ctrl-C stops",
+                s.entry_counter, s.exit_counter
+            );
+            until_ctrl_c(async {
+                let mut n = 0;
+                while count.is_none_or(|c| n < c) {
+                    let e = events.recv().await.map_err(|e| e.to_string())?;
+                    let at = clock(std::time::SystemTime::now());
+                    if json {
+                        let mut v = json!(e);
+                        v["at"] = json!(at);
+                        println!("{v}");
+                    } else {
+                        println!("[{at}] {e:?}");
+                    }
+                    n += 1;
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+fn power_fail_line(spec: &str, active_low: bool) -> Result<Device<hal::power::PowerState>, String> {
+    let (chip, line) = spec
+        .rsplit_once(':')
+        .and_then(|(c, l)| Some((c, l.parse::<u32>().ok()?)))
+        .ok_or_else(|| format!("`{spec}` is not CHIP:LINE (for example /dev/gpiochip0:6)"))?;
+    let input = hal::gpio::cdev::CdevInput::open(chip, line, "gatectl")
+        .map_err(|e| format!("{chip} line {line}: {e}"))?;
+    Ok(hal::power::spawn_gpio(
+        "power-fail line",
+        input,
+        active_low,
+        Duration::from_millis(50),
+    ))
+}
+
+async fn ups(
+    mut src: Device<hal::power::PowerState>,
+    watch: Option<Option<u64>>,
+    json: bool,
+) -> Result<(), String> {
+    connected(&src).await?;
+    let print = |s: &hal::power::PowerState| {
+        if json {
+            let mut v = json!(s);
+            v["at"] = json!(clock(std::time::SystemTime::now()));
+            println!("{v}");
+        } else {
+            println!("[{}] {s}", clock(std::time::SystemTime::now()));
+        }
+    };
+    let first = src.next().await.ok_or("UPS source ended")?;
+    print(&first);
+    let Some(count) = watch else { return Ok(()) };
+    until_ctrl_c(async {
+        let mut n = 1;
+        while count.is_none_or(|c| n < c) {
+            let Some(s) = src.next().await else { break };
+            print(&s);
+            n += 1;
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn modbus_gate(
+    addr: &str,
+    unit: u8,
+    map: &str,
+    timeout: u64,
+    action: GateAction,
+    json: bool,
+) -> Result<(), String> {
+    use hal::gate::modbus::{self, ModbusSettings};
+    let address = addr.parse()?;
+    let map = hal::gate::RegisterMap::load(map)?;
+    let gate = modbus::spawn(ModbusSettings {
+        passage_timeout: Duration::from_secs(timeout),
+        ..ModbusSettings::new(address, unit, map)
+    });
+    let state = gate
+        .watch_state()
+        .wait_for(|s| matches!(s, DeviceState::Connected | DeviceState::Failed { .. }))
+        .await
+        .map_err(|_| "gate task ended".to_owned())?
+        .clone();
+    match state {
+        DeviceState::Failed { error } => Err(format!("{error} (after {FAILED_AFTER} attempts)")),
+        _ => gate_probe(&gate, action, json).await,
+    }
 }
