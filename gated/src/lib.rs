@@ -6,4 +6,6 @@
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod store;
 pub mod systemd;
+pub mod tickets;

@@ -1,0 +1,253 @@
+//! gated's SQLite database: one file under the state directory, WAL mode,
+//! every commit durable before it returns (`synchronous = FULL`), and a
+//! versioned schema migrated at start. A database written by a newer gated
+//! is refused, never altered.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema migrations, in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the lane's tables.
+    r#"
+    CREATE TABLE products (
+        id                INTEGER PRIMARY KEY,
+        name              TEXT NOT NULL,
+        -- Lane groups it admits to, comma-separated; empty = every group.
+        lane_groups       TEXT NOT NULL DEFAULT '',
+        -- 0 = unlimited within the validity window.
+        entries_allowed   INTEGER NOT NULL DEFAULT 1,
+        per_day_limit     INTEGER NOT NULL DEFAULT 0,
+        reentry_after_exit INTEGER NOT NULL DEFAULT 0,
+        reentry_minutes   INTEGER NOT NULL DEFAULT 0,
+        -- Bit 0 = Monday … bit 6 = Sunday.
+        weekdays          INTEGER NOT NULL DEFAULT 127,
+        -- Minutes of the local day; slot_end exclusive; 0..1440 = all day.
+        slot_start        INTEGER NOT NULL DEFAULT 0,
+        slot_end          INTEGER NOT NULL DEFAULT 1440
+    );
+    CREATE TABLE tickets (
+        id              INTEGER PRIMARY KEY,
+        serial          TEXT UNIQUE,
+        product_id      INTEGER NOT NULL,
+        valid_from      INTEGER NOT NULL,
+        valid_until     INTEGER NOT NULL,
+        entries_allowed INTEGER,
+        group_size      INTEGER NOT NULL DEFAULT 1,
+        -- Keyed hash of the holder's ID number (never the number itself).
+        holder_hash     BLOB,
+        card_uid        TEXT UNIQUE
+    );
+    CREATE INDEX tickets_by_holder ON tickets(holder_hash) WHERE holder_hash IS NOT NULL;
+    CREATE TABLE revoked (
+        ticket_id INTEGER PRIMARY KEY,
+        reason    TEXT NOT NULL
+    );
+    CREATE TABLE blocked (
+        ticket_id INTEGER PRIMARY KEY,
+        reason    TEXT NOT NULL
+    );
+    CREATE TABLE signing_keys (
+        key_id      INTEGER PRIMARY KEY,
+        public_key  BLOB NOT NULL CHECK (length(public_key) = 32),
+        valid_from  INTEGER NOT NULL DEFAULT 0,
+        valid_until INTEGER
+    );
+    CREATE TABLE passages (
+        id        INTEGER PRIMARY KEY,
+        -- One per scan: a replayed commit cannot record a passage twice.
+        nonce     TEXT NOT NULL UNIQUE,
+        ticket_id INTEGER NOT NULL,
+        lane      TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('entry', 'exit')),
+        persons   INTEGER NOT NULL,
+        at_ms     INTEGER NOT NULL,
+        local_day INTEGER NOT NULL
+    );
+    CREATE INDEX passages_by_ticket ON passages(ticket_id, at_ms);
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY,
+        nonce      TEXT NOT NULL UNIQUE,
+        kind       TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    "#,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this gated knows ({known}): \
+         it was written by a newer gated; install that version or restore a backup (nothing was changed)"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        // FULL: a commit has reached the disk when it returns (a passage is
+        // reported only after that).
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        let known = MIGRATIONS.len() as u32;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            let version = i as u32 + 1;
+            tx.execute_batch(sql)
+                .and_then(|()| tx.pragma_update(None, "user_version", version))
+                .and_then(|()| tx.commit())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            tracing::info!(path = %self.path.display(), version, "database schema migrated");
+        }
+        Ok(())
+    }
+
+    /// Pins a ticket-signing public key.
+    pub fn put_signing_key(&self, key_id: u16, public_key: &[u8; 32]) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO signing_keys (key_id, public_key) VALUES (?1, ?2)
+                 ON CONFLICT (key_id) DO UPDATE SET public_key = excluded.public_key",
+                params![key_id, &public_key[..]],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The public key with this id, if pinned.
+    pub fn signing_key(&self, key_id: u16) -> Result<Option<[u8; 32]>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT public_key FROM signing_keys WHERE key_id = ?1",
+                [key_id],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map(|k| k.and_then(|k| k.try_into().ok()))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The connection, for the modules that own their queries (lane, sync).
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_migrated_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gated.db");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as u32);
+        s.put_signing_key(3, &[7; 32]).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.signing_key(3).unwrap(), Some([7; 32]));
+        assert_eq!(s.signing_key(4).unwrap(), None);
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gated.db");
+        drop(Store::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        let c = Connection::open(&path).unwrap();
+        let v: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99);
+    }
+
+    #[test]
+    fn a_passage_nonce_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("gated.db")).unwrap();
+        let insert =
+            "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day)
+                      VALUES ('n-1', 1, 'east', 'entry', 1, 0, 0)";
+        s.conn().execute(insert, []).unwrap();
+        assert!(s.conn().execute(insert, []).is_err());
+    }
+}
