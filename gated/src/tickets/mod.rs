@@ -2,4 +2,5 @@
 //! decide whether a ticket admits someone here and now.
 
 pub mod base45;
+pub mod rules;
 pub mod token;
