@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod lane;
 pub mod logging;
 pub mod store;
 pub mod systemd;

@@ -63,7 +63,9 @@ const MIGRATIONS: &[&str] = &[
         direction TEXT NOT NULL CHECK (direction IN ('entry', 'exit')),
         persons   INTEGER NOT NULL,
         at_ms     INTEGER NOT NULL,
-        local_day INTEGER NOT NULL
+        -- Scenic-area civil time (minutes since 2000-01-01), what rules count in.
+        local_day    INTEGER NOT NULL,
+        local_minute INTEGER NOT NULL
     );
     CREATE INDEX passages_by_ticket ON passages(ticket_id, at_ms);
     CREATE TABLE outbox (
@@ -194,6 +196,11 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The connection, for the modules that own their queries (lane, sync).
     pub fn conn(&mut self) -> &mut Connection {
         &mut self.conn
@@ -245,8 +252,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("gated.db")).unwrap();
         let insert =
-            "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day)
-                      VALUES ('n-1', 1, 'east', 'entry', 1, 0, 0)";
+            "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
+                      VALUES ('n-1', 1, 'east', 'entry', 1, 0, 0, 0)";
         s.conn().execute(insert, []).unwrap();
         assert!(s.conn().execute(insert, []).is_err());
     }

@@ -1,0 +1,437 @@
+//! The lane transaction: a medium is presented → the ticket is found and
+//! decided → **reserved** (no other lane of this device can use it
+//! meanwhile) → the gate opens for exactly the persons it admits → on
+//! `Passed` the passages are **committed** durably with the scan's nonce and
+//! an outbox event, before anything reports them; on `NotPassed` the
+//! reservation is **annulled** (the ticket is as before); on an alarm the
+//! alarm is recorded against the lane.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::VerifyingKey;
+use hal::gate::{Direction, Gate, Outcome};
+use rusqlite::{OptionalExtension, params};
+
+use crate::store::{Store, StoreError};
+use crate::tickets::rules::{self, Product, Reason, Ticket, Usage};
+use crate::tickets::token::{self, LocalMinute, TokenError};
+
+/// What a visitor presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Medium {
+    /// A scanned code: a signed token (`T1:…`) or a pre-printed serial.
+    Code(String),
+    /// A contactless card's UID.
+    Card(String),
+    /// The keyed hash of an ID card's number (never the number).
+    Holder([u8; 16]),
+}
+
+/// What the lane did with one presentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Refused(Reason),
+    /// Passages recorded for the ticket (fewer than admitted if some turned back).
+    Admitted {
+        ticket_id: u64,
+        persons: u32,
+    },
+    /// Nobody passed; the ticket is as before.
+    NotPassed {
+        ticket_id: u64,
+    },
+    /// The gate raised an alarm; it is recorded against the lane.
+    Alarm {
+        ticket_id: u64,
+        kind: hal::gate::AlarmKind,
+        persons: u32,
+    },
+    /// The gate failed; nothing was recorded (whether anyone passed is unknown).
+    GateFault {
+        ticket_id: u64,
+        why: String,
+    },
+}
+
+/// One presentation at one lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    pub lane: &'a str,
+    pub lane_group: &'a str,
+    pub medium: &'a Medium,
+    /// Unique per scan: the passage's id here and at the central system.
+    pub nonce: &'a str,
+    /// Scenic-area civil time, what the rules count in.
+    pub now: LocalMinute,
+    /// Wall-clock time, for the record.
+    pub at_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Shared by every lane of the device: the store, the pinned keys, the
+/// products and the reservations.
+#[derive(Debug, Clone)]
+pub struct Lanes {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Mutex<Store>,
+    keys: HashMap<u16, VerifyingKey>,
+    products: HashMap<u32, Product>,
+    reserved: Mutex<HashSet<u64>>,
+}
+
+/// A ticket held for one lane's passage; released when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    ticket_id: u64,
+    lanes: Lanes,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.lanes
+            .inner
+            .reserved
+            .lock()
+            .expect("reservations")
+            .remove(&self.ticket_id);
+    }
+}
+
+fn sqlite(store: &Store, e: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: store.path().to_owned(),
+        source: e,
+    }
+}
+
+impl Lanes {
+    /// Loads keys and products from the store.
+    pub fn new(mut store: Store) -> Result<Self, LaneError> {
+        let (keys, products) = {
+            let conn = store.conn();
+            let keys = conn
+                .prepare("SELECT key_id, public_key FROM signing_keys")
+                .and_then(|mut st| {
+                    st.query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()
+                });
+            let products = conn
+                .prepare(
+                    "SELECT id, lane_groups, entries_allowed, per_day_limit, reentry_after_exit,
+                            reentry_minutes, weekdays, slot_start, slot_end FROM products",
+                )
+                .and_then(|mut st| {
+                    st.query_map([], |r| {
+                        let groups: String = r.get(1)?;
+                        Ok(Product {
+                            id: r.get(0)?,
+                            lane_groups: groups
+                                .split(',')
+                                .filter(|g| !g.is_empty())
+                                .map(str::to_owned)
+                                .collect(),
+                            entries_allowed: r.get(2)?,
+                            per_day_limit: r.get(3)?,
+                            reentry_after_exit: r.get(4)?,
+                            reentry_minutes: r.get(5)?,
+                            weekdays: r.get(6)?,
+                            slot_start: r.get(7)?,
+                            slot_end: r.get(8)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                });
+            (keys, products)
+        };
+        let keys = keys.map_err(|e| sqlite(&store, e))?;
+        let products = products.map_err(|e| sqlite(&store, e))?;
+        let keys = keys
+            .into_iter()
+            .filter_map(|(id, k)| Some((id, VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?)))
+            .collect();
+        let products = products.into_iter().map(|p| (p.id, p)).collect();
+        Ok(Lanes {
+            inner: Arc::new(Inner {
+                store: Mutex::new(store),
+                keys,
+                products,
+                reserved: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.inner.store.lock().expect("store")
+    }
+
+    /// Finds the ticket a medium stands for. For an ID card with several
+    /// tickets, the first one valid now is taken.
+    fn candidates(&self, medium: &Medium) -> Result<Vec<Ticket>, Reason> {
+        let mut store = self.store();
+        let conn = store.conn();
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(Ticket {
+                id: r.get::<_, i64>(0)? as u64,
+                product_id: r.get(1)?,
+                valid_from: r.get(2)?,
+                valid_until: r.get(3)?,
+                entries_allowed: r.get(4)?,
+                group_size: r.get(5)?,
+            })
+        };
+        const COLS: &str = "id, product_id, valid_from, valid_until, entries_allowed, group_size";
+        let found: Result<Vec<Ticket>, rusqlite::Error> = match medium {
+            Medium::Code(text) if text.starts_with(token::PREFIX) => {
+                let p = token::verify(text, |id| self.inner.keys.get(&id).copied()).map_err(
+                    |e| match e {
+                        TokenError::UnknownKey(_) => Reason::UnknownKey,
+                        TokenError::BadSignature => Reason::Forged,
+                        _ => Reason::NotATicket,
+                    },
+                )?;
+                return Ok(vec![Ticket {
+                    id: p.ticket_id,
+                    product_id: p.product_id,
+                    valid_from: p.valid_from,
+                    valid_until: p.valid_until,
+                    entries_allowed: Some(p.entries),
+                    group_size: p.group.unwrap_or(1),
+                }]);
+            }
+            Medium::Code(serial) => conn
+                .query_row(
+                    &format!("SELECT {COLS} FROM tickets WHERE serial = ?1"),
+                    [serial],
+                    row,
+                )
+                .optional()
+                .map(|t| t.into_iter().collect()),
+            Medium::Card(uid) => conn
+                .query_row(
+                    &format!("SELECT {COLS} FROM tickets WHERE card_uid = ?1"),
+                    [uid],
+                    row,
+                )
+                .optional()
+                .map(|t| t.into_iter().collect()),
+            Medium::Holder(hash) => conn
+                .prepare(&format!(
+                    "SELECT {COLS} FROM tickets WHERE holder_hash = ?1 ORDER BY valid_from"
+                ))
+                .and_then(|mut st| st.query_map([&hash[..]], row)?.collect()),
+        };
+        let found = found.map_err(|e| {
+            tracing::error!("ticket lookup failed: {e}");
+            Reason::UnknownTicket
+        })?;
+        if found.is_empty() {
+            return Err(Reason::UnknownTicket);
+        }
+        Ok(found)
+    }
+
+    fn revoked_or_blocked(&self, ticket_id: u64) -> Option<Reason> {
+        let mut store = self.store();
+        let conn = store.conn();
+        let has = |table: &str| {
+            conn.query_row(
+                &format!("SELECT 1 FROM {table} WHERE ticket_id = ?1"),
+                [ticket_id as i64],
+                |_| Ok(()),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .is_some()
+        };
+        if has("revoked") {
+            Some(Reason::Revoked)
+        } else if has("blocked") {
+            Some(Reason::Blocked)
+        } else {
+            None
+        }
+    }
+
+    /// What this device has recorded for the ticket, as of `now`.
+    pub fn usage(&self, ticket_id: u64, now: LocalMinute) -> Result<Usage, LaneError> {
+        let mut store = self.store();
+        let today = rules::local_day(now);
+        let path = store.path().to_owned();
+        let r = store.conn().query_row(
+            "SELECT
+                COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
+                COALESCE(SUM(CASE WHEN direction = 'entry' AND local_day = ?2 THEN persons END), 0),
+                MAX(CASE WHEN direction = 'entry' THEN local_minute END),
+                MAX(CASE WHEN direction = 'exit' THEN local_minute END)
+             FROM passages WHERE ticket_id = ?1",
+            params![ticket_id as i64, today],
+            |r| {
+                Ok(Usage {
+                    entries: r.get(0)?,
+                    entries_today: r.get(1)?,
+                    last_entry: r.get(2)?,
+                    last_exit: r.get(3)?,
+                })
+            },
+        );
+        r.map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+    }
+
+    /// Decides and reserves: Ok when the gate may open for `persons`.
+    pub fn decide(
+        &self,
+        medium: &Medium,
+        now: LocalMinute,
+        lane_group: &str,
+    ) -> Result<(Reservation, Ticket, u16), Reason> {
+        let candidates = self.candidates(medium)?;
+        let mut last = Reason::UnknownTicket;
+        for ticket in candidates {
+            if let Some(r) = self.revoked_or_blocked(ticket.id) {
+                last = r;
+                continue;
+            }
+            let Some(product) = self.inner.products.get(&ticket.product_id) else {
+                last = Reason::UnknownTicket;
+                continue;
+            };
+            // Reserve first, then count usage: two lanes racing cannot both pass.
+            let reservation = self.reserve(ticket.id)?;
+            let usage = self.usage(ticket.id, now).map_err(|e| {
+                tracing::error!("usage lookup failed: {e}");
+                Reason::UnknownTicket
+            })?;
+            match rules::decide_entry(product, &ticket, &usage, now, lane_group) {
+                Ok(persons) => return Ok((reservation, ticket, persons)),
+                Err(r) => last = r,
+            }
+        }
+        Err(last)
+    }
+
+    fn reserve(&self, ticket_id: u64) -> Result<Reservation, Reason> {
+        if !self
+            .inner
+            .reserved
+            .lock()
+            .expect("reservations")
+            .insert(ticket_id)
+        {
+            return Err(Reason::InUse);
+        }
+        Ok(Reservation {
+            ticket_id,
+            lanes: self.clone(),
+        })
+    }
+
+    /// Records passages and their outbox event in one durable transaction.
+    /// A nonce already recorded changes nothing (a replayed commit).
+    pub fn commit(
+        &self,
+        reservation: &Reservation,
+        scan: &Scan<'_>,
+        direction: Direction,
+        persons: u32,
+    ) -> Result<(), LaneError> {
+        let Scan {
+            lane,
+            nonce,
+            at_ms,
+            now,
+            ..
+        } = *scan;
+        let mut store = self.store();
+        let path = store.path().to_owned();
+        let conn = store.conn();
+        let dir = match direction {
+            Direction::Entry => "entry",
+            Direction::Exit => "exit",
+        };
+        let body = serde_json::json!({
+            "ticket_id": reservation.ticket_id, "lane": lane, "direction": dir,
+            "persons": persons, "at_ms": at_ms, "nonce": nonce,
+        })
+        .to_string();
+        let mut run = || -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![nonce, reservation.ticket_id as i64, lane, dir, persons, at_ms, rules::local_day(now), now],
+            )?;
+            if inserted == 1 {
+                tx.execute(
+                    "INSERT INTO outbox (nonce, kind, body, created_ms) VALUES (?1, 'passage', ?2, ?3)",
+                    params![nonce, body, at_ms],
+                )?;
+            }
+            tx.commit()
+        };
+        run().map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+    }
+
+    /// Records a gate alarm against the lane (and for the central system).
+    pub fn record_alarm(
+        &self,
+        lane: &str,
+        kind: hal::gate::AlarmKind,
+        nonce: &str,
+        at_ms: i64,
+    ) -> Result<(), LaneError> {
+        let mut store = self.store();
+        let path = store.path().to_owned();
+        let body = serde_json::json!({ "lane": lane, "alarm": kind, "at_ms": at_ms }).to_string();
+        store
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, 'alarm', ?2, ?3)",
+                params![format!("{nonce}-alarm"), body, at_ms],
+            )
+            .map(|_| ())
+            .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+    }
+
+    /// The whole transaction for one presentation at one lane.
+    pub async fn admit<G: Gate>(&self, gate: &G, scan: &Scan<'_>) -> Result<Admission, LaneError> {
+        let (reservation, ticket, persons) =
+            match self.decide(scan.medium, scan.now, scan.lane_group) {
+                Ok(d) => d,
+                Err(reason) => return Ok(Admission::Refused(reason)),
+            };
+        let outcome = gate.open(Direction::Entry, persons as u32).await;
+        let ticket_id = ticket.id;
+        Ok(match outcome {
+            Outcome::Passed { persons } => {
+                self.commit(&reservation, scan, Direction::Entry, persons)?;
+                Admission::Admitted { ticket_id, persons }
+            }
+            Outcome::NotPassed => Admission::NotPassed { ticket_id },
+            Outcome::Alarm { kind, persons } => {
+                // Those who passed on the authorisation are counted; the
+                // alarm is recorded against the lane either way.
+                if persons > 0 {
+                    self.commit(&reservation, scan, Direction::Entry, persons)?;
+                }
+                self.record_alarm(scan.lane, kind, scan.nonce, scan.at_ms)?;
+                Admission::Alarm {
+                    ticket_id,
+                    kind,
+                    persons,
+                }
+            }
+            Outcome::Fault { why } => Admission::GateFault { ticket_id, why },
+        })
+    }
+}
