@@ -45,11 +45,19 @@ pub struct Config {
     /// Where gated keeps its database and state (systemd's StateDirectory).
     #[serde(default = "default_state_dir")]
     pub state_dir: Spanned<PathBuf>,
+    /// The scenic area's time zone: validity windows, days and time slots
+    /// are in its civil time.
+    #[serde(default = "default_timezone")]
+    pub timezone: Spanned<String>,
     pub central: Central,
     #[serde(default)]
     pub devices: Devices,
     #[serde(default)]
     pub lanes: BTreeMap<String, Spanned<Lane>>,
+}
+
+fn default_timezone() -> Spanned<String> {
+    Spanned::new(0..0, "Asia/Shanghai".to_owned())
 }
 
 fn default_state_dir() -> Spanned<PathBuf> {
@@ -109,6 +117,14 @@ pub struct Gate {
     /// Modbus unit (slave) id.
     #[serde(default = "default_unit")]
     pub unit: u8,
+    /// Register map: `lot` (LOT Group's turnstile controllers), `coil-example`,
+    /// or the path of a map file.
+    #[serde(default = "default_map")]
+    pub map: Spanned<String>,
+}
+
+fn default_map() -> Spanned<String> {
+    Spanned::new(0..0, "lot".to_owned())
 }
 
 fn default_unit() -> u8 {
@@ -362,6 +378,17 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
         );
     }
 
+    if let Err(e) = jiff::tz::TimeZone::get(config.timezone.get_ref()) {
+        r.push(
+            "timezone",
+            config.timezone.span(),
+            format!(
+                "`{}` is not a known time zone ({e}); for example \"Asia/Shanghai\"",
+                config.timezone.get_ref()
+            ),
+        );
+    }
+
     let state_dir = config.state_dir.get_ref();
     if !state_dir.is_absolute() {
         r.push(
@@ -520,6 +547,10 @@ fn validate_devices(d: &Devices, check: DeviceCheck, r: &mut Reporter<'_>) {
             }
             Ok(ModbusAddress::Tcp(_)) => {}
             Err(e) => r.push(&key, modbus.span(), e),
+        }
+        let map = &g.get_ref().map;
+        if let Err(e) = hal::gate::RegisterMap::load(map.get_ref()) {
+            r.push(&format!("devices.gates.{name}.map"), map.span(), e);
         }
     }
 }

@@ -10,7 +10,8 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Role};
+use crate::store::Store;
 use crate::systemd;
 
 /// systemd's default stop timeout is longer; ours is a promise to the units.
@@ -26,6 +27,10 @@ pub enum StartError {
     AlreadyRunning { path: PathBuf },
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    #[error("{0}")]
+    Store(crate::store::StoreError),
+    #[error("lanes: {0}")]
+    Lanes(crate::lanes::LanesError),
 }
 
 /// The state directory, locked for this process: two daemons on one database
@@ -77,6 +82,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
+    let store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
+    let lanes = match config.role {
+        Role::Lane => crate::lanes::start(&config, store)
+            .await
+            .map_err(StartError::Lanes)?,
+        // The kiosk role's services arrive with the kiosk issue.
+        Role::Kiosk => tokio::task::JoinSet::new(),
+    };
 
     let status = format!(
         "role {}, device {}, {} lane(s)",
@@ -103,7 +116,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     info!("{cause} received, stopping");
     systemd::stopping();
-    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(state))
+    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(lanes, state))
         .await
         .is_err()
     {
@@ -113,8 +126,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Stops subsystems in reverse order of start.
-async fn shutdown(state: StateDir) {
+/// Stops subsystems in reverse order of start. Every passage was committed
+/// before it was reported, so stopping mid-passage loses nothing recorded.
+async fn shutdown(mut lanes: tokio::task::JoinSet<()>, state: StateDir) {
+    lanes.shutdown().await;
     drop(state);
 }
 

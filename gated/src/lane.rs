@@ -434,4 +434,41 @@ impl Lanes {
             Outcome::Fault { why } => Admission::GateFault { ticket_id, why },
         })
     }
+
+    /// An exit lane: any ticket this device knows may leave; the exit is
+    /// recorded (it re-arms anti-passback), no entry rule applies.
+    pub async fn let_out<G: Gate>(
+        &self,
+        gate: &G,
+        scan: &Scan<'_>,
+    ) -> Result<Admission, LaneError> {
+        let ticket = match self.candidates(scan.medium) {
+            Ok(c) => c[0],
+            Err(reason) => return Ok(Admission::Refused(reason)),
+        };
+        let reservation = match self.reserve(ticket.id) {
+            Ok(r) => r,
+            Err(reason) => return Ok(Admission::Refused(reason)),
+        };
+        let ticket_id = ticket.id;
+        Ok(match gate.open(Direction::Exit, 1).await {
+            Outcome::Passed { persons } => {
+                self.commit(&reservation, scan, Direction::Exit, persons)?;
+                Admission::Admitted { ticket_id, persons }
+            }
+            Outcome::NotPassed => Admission::NotPassed { ticket_id },
+            Outcome::Alarm { kind, persons } => {
+                if persons > 0 {
+                    self.commit(&reservation, scan, Direction::Exit, persons)?;
+                }
+                self.record_alarm(scan.lane, kind, scan.nonce, scan.at_ms)?;
+                Admission::Alarm {
+                    ticket_id,
+                    kind,
+                    persons,
+                }
+            }
+            Outcome::Fault { why } => Admission::GateFault { ticket_id, why },
+        })
+    }
 }

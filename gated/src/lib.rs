@@ -6,6 +6,7 @@
 pub mod config;
 pub mod daemon;
 pub mod lane;
+pub mod lanes;
 pub mod logging;
 pub mod store;
 pub mod systemd;

@@ -68,6 +68,11 @@ const MIGRATIONS: &[&str] = &[
         local_minute INTEGER NOT NULL
     );
     CREATE INDEX passages_by_ticket ON passages(ticket_id, at_ms);
+    -- What provisioning gives the device (the ID-hash key, …).
+    CREATE TABLE device_settings (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
     CREATE TABLE outbox (
         id         INTEGER PRIMARY KEY,
         nonce      TEXT NOT NULL UNIQUE,
@@ -193,6 +198,29 @@ impl Store {
             )
             .optional()
             .map(|k| k.and_then(|k| k.try_into().ok()))
+            .map_err(|e| self.err(e))
+    }
+
+    /// A provisioning setting (e.g. `id_hash_key`).
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM device_settings WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO device_settings (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map(|_| ())
             .map_err(|e| self.err(e))
     }
 

@@ -1,0 +1,245 @@
+//! The lane role at run time: starts every configured lane's devices, turns
+//! what they read into presentations, and runs each through the lane
+//! transaction. Lanes run concurrently; a broken device degrades only its
+//! lane and is reported.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hal::gate::modbus::{self, ModbusSettings};
+use hal::gate::{GateHandle, ModbusAddress, RegisterMap};
+use hal::iccard::IcEvent;
+use hal::scanner::ScannerPort;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Direction as LaneDirection};
+use crate::lane::{Admission, Lanes, Medium, Scan};
+use crate::store::Store;
+use crate::tickets::token::{self, LocalMinute};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LanesError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Lane(#[from] crate::lane::LaneError),
+    #[error("gate {name}: {why}")]
+    Gate { name: String, why: String },
+    #[error("time zone {0}: {1}")]
+    TimeZone(String, String),
+}
+
+/// The scenic area's civil time now, in minutes since 2000-01-01.
+pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
+    let dt = jiff::Timestamp::now().to_zoned(tz.clone()).datetime();
+    let epoch = jiff::civil::date(2000, 1, 1).at(0, 0, 0, 0);
+    let minutes = dt.duration_since(epoch).as_secs() / 60;
+    minutes.max(0) as LocalMinute
+}
+
+/// Starts every lane of `config`; the tasks run until the set is dropped.
+pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesError> {
+    let tz_name = config.timezone.get_ref().clone();
+    let tz = jiff::tz::TimeZone::get(&tz_name)
+        .map_err(|e| LanesError::TimeZone(tz_name.clone(), e.to_string()))?;
+    let id_key = store.setting("id_hash_key")?;
+    if id_key.is_none() {
+        warn!(
+            "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"
+        );
+    }
+    let lanes = Lanes::new(store)?;
+    let device_id = config.device_id.get_ref().clone();
+
+    // One task per gate device, shared by the lanes that use it.
+    let mut gates: HashMap<String, GateHandle> = HashMap::new();
+    for (name, g) in &config.devices.gates {
+        let g = g.get_ref();
+        let address: ModbusAddress =
+            g.modbus.get_ref().parse().map_err(|why| LanesError::Gate {
+                name: name.clone(),
+                why,
+            })?;
+        let map = RegisterMap::load(g.map.get_ref()).map_err(|why| LanesError::Gate {
+            name: name.clone(),
+            why,
+        })?;
+        gates.insert(
+            name.clone(),
+            modbus::spawn(ModbusSettings::new(address, g.unit, map)),
+        );
+    }
+
+    let mut tasks = JoinSet::new();
+    let nonces = std::sync::Arc::new(AtomicU64::new(0));
+    for (name, lane) in &config.lanes {
+        let lane = lane.get_ref();
+        let gate = gates[lane.gate.get_ref()].clone();
+        let (tx, rx) = mpsc::channel::<(Medium, &'static str)>(16);
+        let d = &config.devices;
+        let mut sources = Vec::new();
+        for s in &lane.scanners {
+            let sc = d.scanners[s.get_ref()].get_ref();
+            let port = match (&sc.port, &sc.evdev) {
+                (Some(p), _) => ScannerPort::Serial {
+                    path: p.get_ref().clone(),
+                    baud: sc.baud.as_ref().map_or(9600, |b| *b.get_ref()),
+                },
+                (None, Some(e)) => ScannerPort::Evdev {
+                    path: e.get_ref().clone(),
+                },
+                (None, None) => continue,
+            };
+            let mut dev = hal::scanner::spawn(s.get_ref(), port);
+            let tx = tx.clone();
+            sources.push(tokio::spawn(async move {
+                while let Some(scan) = dev.next().await {
+                    if tx.send((Medium::Code(scan.text), "qr")).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        if let Some(r) = &lane.id_reader {
+            let rd = d.id_readers[r.get_ref()].get_ref();
+            let baud = rd
+                .baud
+                .as_ref()
+                .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
+            let mut dev = hal::idcard::spawn(r.get_ref(), rd.port.get_ref(), baud);
+            let (tx, key) = (tx.clone(), id_key.clone());
+            sources.push(tokio::spawn(async move {
+                while let Some(read) = dev.next().await {
+                    let Some(key) = &key else {
+                        warn!("ID card read, but no ID-hash key is provisioned");
+                        continue;
+                    };
+                    // The number is hashed here and goes no further.
+                    let hash = token::holder_hash(key, &read.card.id_number);
+                    if tx.send((Medium::Holder(hash), "id-card")).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        if let Some(r) = &lane.ic_reader {
+            let rd = d.ic_readers[r.get_ref()].get_ref();
+            let baud = rd.baud.as_ref().map_or(9600, |b| *b.get_ref());
+            let mut dev = hal::iccard::spawn(r.get_ref(), rd.port.get_ref(), baud);
+            let tx = tx.clone();
+            sources.push(tokio::spawn(async move {
+                while let Some(ev) = dev.next().await {
+                    if let IcEvent::Present { uid, .. } = ev
+                        && tx.send((Medium::Card(uid), "ic-card")).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let ctx = LaneCtx {
+            name: name.clone(),
+            group: lane.group.clone(),
+            direction: lane.direction,
+            device_id: device_id.clone(),
+            lanes: lanes.clone(),
+            gate,
+            tz: tz.clone(),
+            nonces: nonces.clone(),
+        };
+        info!(lane = name, group = lane.group, "lane ready");
+        tasks.spawn(async move {
+            ctx.run(rx).await;
+            for s in sources {
+                s.abort();
+            }
+        });
+    }
+    Ok(tasks)
+}
+
+struct LaneCtx {
+    name: String,
+    group: String,
+    direction: LaneDirection,
+    device_id: String,
+    lanes: Lanes,
+    gate: GateHandle,
+    tz: jiff::tz::TimeZone,
+    nonces: std::sync::Arc<AtomicU64>,
+}
+
+impl LaneCtx {
+    /// One presentation at a time: a lane has one gate.
+    async fn run(self, mut rx: mpsc::Receiver<(Medium, &'static str)>) {
+        while let Some((medium, kind)) = rx.recv().await {
+            let at_ms = jiff::Timestamp::now().as_millisecond();
+            let nonce = format!(
+                "{}-{}-{at_ms}-{}",
+                self.device_id,
+                self.name,
+                self.nonces.fetch_add(1, Ordering::Relaxed)
+            );
+            let scan = Scan {
+                lane: &self.name,
+                lane_group: &self.group,
+                medium: &medium,
+                nonce: &nonce,
+                now: local_now(&self.tz),
+                at_ms,
+            };
+            let result = match self.direction {
+                LaneDirection::Exit => self.lanes.let_out(&self.gate, &scan).await,
+                LaneDirection::Entry | LaneDirection::Both => {
+                    self.lanes.admit(&self.gate, &scan).await
+                }
+            };
+            match result {
+                Ok(Admission::Refused(reason)) => {
+                    let (zh, en) = reason.message();
+                    info!(
+                        lane = self.name,
+                        medium = kind,
+                        reason = reason.code(),
+                        "refused: {en} / {zh}"
+                    );
+                }
+                Ok(Admission::Admitted { ticket_id, persons }) => {
+                    info!(
+                        lane = self.name,
+                        medium = kind,
+                        ticket = ticket_id,
+                        persons,
+                        nonce,
+                        "admitted"
+                    );
+                }
+                Ok(Admission::NotPassed { ticket_id }) => {
+                    info!(
+                        lane = self.name,
+                        ticket = ticket_id,
+                        "not passed: the ticket stays valid"
+                    );
+                }
+                Ok(Admission::Alarm {
+                    ticket_id,
+                    kind: alarm,
+                    persons,
+                }) => {
+                    warn!(lane = self.name, ticket = ticket_id, persons, alarm = ?alarm, nonce, "alarm");
+                }
+                Ok(Admission::GateFault { ticket_id, why }) => {
+                    error!(
+                        lane = self.name,
+                        ticket = ticket_id,
+                        "gate fault, nothing recorded: {why}"
+                    );
+                }
+                Err(e) => error!(lane = self.name, "could not record the passage: {e}"),
+            }
+        }
+    }
+}
