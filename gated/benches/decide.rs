@@ -1,0 +1,122 @@
+//! Lane decision latency with 1,000,000 tickets in the store: from a scan
+//! received to the gate's open command (lookup, revocation check, usage,
+//! rules, reservation), on one core.
+//!
+//!     cargo bench -p gated --bench decide
+//!
+//! Prints Markdown table rows for docs/PERFORMANCE.md.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use gated::lane::{Lanes, Medium};
+use gated::store::Store;
+use gated::tickets::token::{self, Payload};
+use rusqlite::params;
+
+const TICKETS: u64 = 1_000_000;
+const NOW: u32 = 9501 * 1440 + 9 * 60;
+const CMD: &str = "`cargo bench -p gated --bench decide`";
+
+fn row(what: &str, mut v: Vec<Duration>, total: Duration) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    println!(
+        "| {what} ({} decisions, {TICKETS} tickets in the store) | {CMD} | p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; {:.0} decisions/s on one core |",
+        v.len(),
+        at(0.5),
+        at(0.99),
+        v.last().unwrap().as_secs_f64() * 1e6,
+        v.len() as f64 / total.as_secs_f64()
+    );
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gated.db");
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let t0 = Instant::now();
+    {
+        let mut s = Store::open(&path).unwrap();
+        s.put_signing_key(1, &key.verifying_key().to_bytes())
+            .unwrap();
+        let c = s.conn();
+        c.execute(
+            "INSERT INTO products (id, name, entries_allowed) VALUES (1, 'Adult', 0)",
+            [],
+        )
+        .unwrap();
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare("INSERT INTO tickets (id, serial, product_id, valid_from, valid_until) VALUES (?1, ?2, 1, ?3, ?4)")
+                .unwrap();
+            for i in 0..TICKETS {
+                st.execute(params![i as i64, format!("SN{i:09}"), NOW - 60, NOW + 600])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    eprintln!(
+        "store of {TICKETS} tickets built in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let lanes = Lanes::new(Store::open(&path).unwrap()).unwrap();
+
+    // Pseudo-random serials (a fixed LCG: the same run every time).
+    let mut x: u64 = 12345;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % TICKETS
+    };
+    let n = 20_000;
+    let media: Vec<Medium> = (0..n)
+        .map(|_| Medium::Code(format!("SN{:09}", next())))
+        .collect();
+    let mut v = Vec::with_capacity(n);
+    let start = Instant::now();
+    for m in &media {
+        let t = Instant::now();
+        let d = lanes.decide(m, NOW, "east");
+        v.push(t.elapsed());
+        assert!(d.is_ok());
+    }
+    row(
+        "serial-number ticket: lookup + rules + reservation",
+        v,
+        start.elapsed(),
+    );
+
+    let tokens: Vec<Medium> = (0..n as u64)
+        .map(|i| {
+            let p = Payload {
+                key_id: 1,
+                ticket_id: TICKETS + i,
+                product_id: 1,
+                valid_from: NOW - 60,
+                valid_until: NOW + 600,
+                entries: 1,
+                holder: None,
+                group: None,
+                seed: i.to_be_bytes(),
+            };
+            Medium::Code(token::encode(&p, &key))
+        })
+        .collect();
+    let mut v = Vec::with_capacity(n);
+    let start = Instant::now();
+    for m in &tokens {
+        let t = Instant::now();
+        let d = lanes.decide(m, NOW, "east");
+        v.push(t.elapsed());
+        assert!(d.is_ok());
+    }
+    row(
+        "signed QR token: Ed25519 verify + revocation + rules + reservation",
+        v,
+        start.elapsed(),
+    );
+}
