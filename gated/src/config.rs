@@ -121,6 +121,26 @@ pub struct Gate {
     /// or the path of a map file.
     #[serde(default = "default_map")]
     pub map: Spanned<String>,
+    /// How often counters and inputs are read.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// How long an authorisation waits for its passages.
+    #[serde(default = "default_passage_timeout_ms")]
+    pub passage_timeout_ms: u64,
+    /// After the last authorised passage, how long another one the same way
+    /// still counts as tailgating (wing gates; 0 for turnstiles).
+    #[serde(default = "default_tailgate_window_ms")]
+    pub tailgate_window_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    50
+}
+fn default_passage_timeout_ms() -> u64 {
+    10_000
+}
+fn default_tailgate_window_ms() -> u64 {
+    300
 }
 
 fn default_map() -> Spanned<String> {

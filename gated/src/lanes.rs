@@ -66,10 +66,13 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
             name: name.clone(),
             why,
         })?;
-        gates.insert(
-            name.clone(),
-            modbus::spawn(ModbusSettings::new(address, g.unit, map)),
-        );
+        let settings = ModbusSettings {
+            poll: std::time::Duration::from_millis(g.poll_ms.max(1)),
+            passage_timeout: std::time::Duration::from_millis(g.passage_timeout_ms),
+            tailgate_window: std::time::Duration::from_millis(g.tailgate_window_ms),
+            ..ModbusSettings::new(address, g.unit, map)
+        };
+        gates.insert(name.clone(), modbus::spawn(settings));
     }
 
     let mut tasks = JoinSet::new();
