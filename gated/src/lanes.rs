@@ -134,10 +134,13 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
             let tx = tx.clone();
             sources.push(tokio::spawn(async move {
                 while let Some(ev) = dev.next().await {
-                    if let IcEvent::Present { uid, .. } = ev
-                        && tx.send((Medium::Card(uid), "ic-card")).await.is_err()
-                    {
-                        return;
+                    match ev {
+                        IcEvent::Present { uid, .. } => {
+                            if tx.send((Medium::Card(uid), "ic-card")).await.is_err() {
+                                return;
+                            }
+                        }
+                        IcEvent::Removed { reader, .. } => info!(reader, "card removed"),
                     }
                 }
             }));
