@@ -84,9 +84,18 @@ pub struct Lanes {
 #[derive(Debug)]
 struct Inner {
     store: Mutex<Store>,
-    keys: HashMap<u16, VerifyingKey>,
+    keys: HashMap<u16, PinnedKey>,
     products: HashMap<u32, Product>,
     reserved: Mutex<HashSet<u64>>,
+}
+
+/// A central signing key pinned at provisioning, with its validity in the
+/// scenic area's civil time (rotation: an old key stops verifying).
+#[derive(Debug, Clone, Copy)]
+struct PinnedKey {
+    key: VerifyingKey,
+    valid_from: LocalMinute,
+    valid_until: Option<LocalMinute>,
 }
 
 /// A ticket held for one lane's passage; released when dropped.
@@ -120,10 +129,17 @@ impl Lanes {
         let (keys, products) = {
             let conn = store.conn();
             let keys = conn
-                .prepare("SELECT key_id, public_key FROM signing_keys")
+                .prepare("SELECT key_id, public_key, valid_from, valid_until FROM signing_keys")
                 .and_then(|mut st| {
-                    st.query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get::<_, Vec<u8>>(1)?)))?
-                        .collect::<Result<Vec<_>, _>>()
+                    st.query_map([], |r| {
+                        Ok((
+                            r.get::<_, u16>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, LocalMinute>(2)?,
+                            r.get::<_, Option<LocalMinute>>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
                 });
             let products = conn
                 .prepare(
@@ -157,7 +173,17 @@ impl Lanes {
         let products = products.map_err(|e| sqlite(&store, e))?;
         let keys = keys
             .into_iter()
-            .filter_map(|(id, k)| Some((id, VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?)))
+            .filter_map(|(id, k, valid_from, valid_until)| {
+                let key = VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?;
+                Some((
+                    id,
+                    PinnedKey {
+                        key,
+                        valid_from,
+                        valid_until,
+                    },
+                ))
+            })
             .collect();
         let products = products.into_iter().map(|p| (p.id, p)).collect();
         Ok(Lanes {
@@ -176,7 +202,7 @@ impl Lanes {
 
     /// Finds the ticket a medium stands for. For an ID card with several
     /// tickets, the first one valid now is taken.
-    fn candidates(&self, medium: &Medium) -> Result<Vec<Ticket>, Reason> {
+    fn candidates(&self, medium: &Medium, now: LocalMinute) -> Result<Vec<Ticket>, Reason> {
         let mut store = self.store();
         let conn = store.conn();
         let row = |r: &rusqlite::Row<'_>| {
@@ -192,13 +218,15 @@ impl Lanes {
         const COLS: &str = "id, product_id, valid_from, valid_until, entries_allowed, group_size";
         let found: Result<Vec<Ticket>, rusqlite::Error> = match medium {
             Medium::Code(text) if text.starts_with(token::PREFIX) => {
-                let p = token::verify(text, |id| self.inner.keys.get(&id).copied()).map_err(
-                    |e| match e {
-                        TokenError::UnknownKey(_) => Reason::UnknownKey,
-                        TokenError::BadSignature => Reason::Forged,
-                        _ => Reason::NotATicket,
-                    },
-                )?;
+                let key = |id| {
+                    let k = self.inner.keys.get(&id)?;
+                    (now >= k.valid_from && k.valid_until.is_none_or(|u| now < u)).then_some(k.key)
+                };
+                let p = token::verify(text, key).map_err(|e| match e {
+                    TokenError::UnknownKey(_) => Reason::UnknownKey,
+                    TokenError::BadSignature => Reason::Forged,
+                    _ => Reason::NotATicket,
+                })?;
                 return Ok(vec![Ticket {
                     id: p.ticket_id,
                     product_id: p.product_id,
@@ -295,7 +323,7 @@ impl Lanes {
         now: LocalMinute,
         lane_group: &str,
     ) -> Result<(Reservation, Ticket, u16), Reason> {
-        let candidates = self.candidates(medium)?;
+        let candidates = self.candidates(medium, now)?;
         let mut last = Reason::UnknownTicket;
         for ticket in candidates {
             if let Some(r) = self.revoked_or_blocked(ticket.id) {
@@ -442,7 +470,7 @@ impl Lanes {
         gate: &G,
         scan: &Scan<'_>,
     ) -> Result<Admission, LaneError> {
-        let ticket = match self.candidates(scan.medium) {
+        let ticket = match self.candidates(scan.medium, scan.now) {
             Ok(c) => c[0],
             Err(reason) => return Ok(Admission::Refused(reason)),
         };

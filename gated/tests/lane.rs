@@ -183,6 +183,35 @@ async fn bad_tokens_are_refused_with_their_reasons() {
 }
 
 #[tokio::test]
+async fn a_key_outside_its_validity_no_longer_verifies() {
+    let r = rig(GateKind::Turnstile).await;
+    let old = SigningKey::from_bytes(&[9; 32]);
+    // Key 2 was retired yesterday (rotation).
+    {
+        let store = Store::open(&r._dir.path().join("gated.db")).unwrap();
+        store
+            .put_signing_key(2, &old.verifying_key().to_bytes())
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(r._dir.path().join("gated.db")).unwrap();
+    conn.execute(
+        "UPDATE signing_keys SET valid_until = ?1 WHERE key_id = 2",
+        [NOW - MINUTES_PER_DAY],
+    )
+    .unwrap();
+    let lanes = Lanes::new(Store::open(&r._dir.path().join("gated.db")).unwrap()).unwrap();
+    let p = token::parse(&r.token(1011, |p| p.key_id = 2)).unwrap().0;
+    let t = Medium::Code(token::encode(&p, &old));
+    assert_eq!(
+        lanes
+            .admit(&r.gate, &scan("east-1", &t, "k"))
+            .await
+            .unwrap(),
+        Admission::Refused(Reason::UnknownKey)
+    );
+}
+
+#[tokio::test]
 async fn a_group_of_three_records_three_passages() {
     let r = rig(GateKind::Turnstile).await;
     let t = r.token(1006, |p| p.group = Some(3));
