@@ -112,8 +112,11 @@ pub struct Scanner {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
-    /// `tcp://HOST:PORT` or `rtu:/dev/PATH@BAUD`.
-    pub modbus: Spanned<String>,
+    /// A Modbus controller: `tcp://HOST:PORT` or `rtu:/dev/PATH@BAUD`.
+    pub modbus: Option<Spanned<String>>,
+    /// Or dry contacts on GPIO lines: a gate file naming the chip, lines and
+    /// polarity (format: hal/README.md, "Gates").
+    pub gpio: Option<Spanned<PathBuf>>,
     /// Modbus unit (slave) id.
     #[serde(default = "default_unit")]
     pub unit: u8,
@@ -559,7 +562,31 @@ fn validate_devices(d: &Devices, check: DeviceCheck, r: &mut Reporter<'_>) {
     }
     for (name, g) in &d.gates {
         let key = format!("devices.gates.{name}.modbus");
-        let modbus = &g.get_ref().modbus;
+        let modbus = match (&g.get_ref().modbus, &g.get_ref().gpio) {
+            (Some(m), None) => m,
+            (None, Some(file)) => {
+                if let Err(e) = hal::gate::gpio::GpioConfig::load(file.get_ref()) {
+                    r.push(&format!("devices.gates.{name}.gpio"), file.span(), e);
+                }
+                continue;
+            }
+            (Some(_), Some(_)) => {
+                r.push(
+                    &format!("devices.gates.{name}"),
+                    g.span(),
+                    "a gate is either `modbus` or `gpio`, not both".into(),
+                );
+                continue;
+            }
+            (None, None) => {
+                r.push(
+                    &format!("devices.gates.{name}"),
+                    g.span(),
+                    "a gate needs `modbus` (a controller address) or `gpio` (a gate file)".into(),
+                );
+                continue;
+            }
+        };
         match modbus.get_ref().parse::<ModbusAddress>() {
             Ok(ModbusAddress::Rtu { port, baud }) => {
                 check_node(&key, &Spanned::new(modbus.span(), port), check, r);
@@ -725,6 +752,39 @@ scanners = ["qr1"]
     fn skip_devices_ignores_missing_nodes_only() {
         let src = GOOD.replace("\"/dev/null\"", "\"/dev/nope\"");
         parse(Path::new("x"), &src, DeviceCheck::Skip).unwrap();
+    }
+
+    #[test]
+    fn a_gate_is_modbus_or_gpio() {
+        let neither = GOOD.replace("modbus = \"tcp://127.0.0.1:1502\"", "unit = 2");
+        let e = check(&neither).unwrap_err();
+        assert_eq!(e.problems[0].key, "devices.gates.g1");
+        assert!(e.problems[0].message.contains("needs `modbus`"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gate.toml");
+        std::fs::write(
+            &file,
+            "chip = \"/dev/gpiochip0\"\n[lines]\nunlock_entry = 1\nunlock_exit = 2\nentry_done = 3\nexit_done = 4\n",
+        )
+        .unwrap();
+        let gpio = GOOD.replace(
+            "modbus = \"tcp://127.0.0.1:1502\"",
+            &format!("gpio = \"{}\"", file.display()),
+        );
+        let c = check(&gpio).unwrap();
+        assert!(c.devices.gates["g1"].get_ref().gpio.is_some());
+
+        let broken = GOOD.replace(
+            "modbus = \"tcp://127.0.0.1:1502\"",
+            "gpio = \"/nonexistent/gate.toml\"",
+        );
+        let e = check(&broken).unwrap_err();
+        assert_eq!(e.problems[0].key, "devices.gates.g1.gpio");
+        assert!(
+            e.problems[0].message.contains("/nonexistent/gate.toml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,22 +57,28 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
     let mut gates: HashMap<String, GateHandle> = HashMap::new();
     for (name, g) in &config.devices.gates {
         let g = g.get_ref();
-        let address: ModbusAddress =
-            g.modbus.get_ref().parse().map_err(|why| LanesError::Gate {
-                name: name.clone(),
-                why,
-            })?;
-        let map = RegisterMap::load(g.map.get_ref()).map_err(|why| LanesError::Gate {
+        let fail = |why| LanesError::Gate {
             name: name.clone(),
             why,
-        })?;
-        let settings = ModbusSettings {
-            poll: std::time::Duration::from_millis(g.poll_ms.max(1)),
-            passage_timeout: std::time::Duration::from_millis(g.passage_timeout_ms),
-            tailgate_window: std::time::Duration::from_millis(g.tailgate_window_ms),
-            ..ModbusSettings::new(address, g.unit, map)
         };
-        gates.insert(name.clone(), modbus::spawn(settings));
+        let handle = match (&g.modbus, &g.gpio) {
+            (Some(addr), _) => {
+                let address: ModbusAddress = addr.get_ref().parse().map_err(fail)?;
+                let map = RegisterMap::load(g.map.get_ref()).map_err(fail)?;
+                modbus::spawn(ModbusSettings {
+                    poll: std::time::Duration::from_millis(g.poll_ms.max(1)),
+                    passage_timeout: std::time::Duration::from_millis(g.passage_timeout_ms),
+                    tailgate_window: std::time::Duration::from_millis(g.tailgate_window_ms),
+                    ..ModbusSettings::new(address, g.unit, map)
+                })
+            }
+            (None, Some(file)) => {
+                let gpio = hal::gate::gpio::GpioConfig::load(file.get_ref()).map_err(fail)?;
+                gpio.open(name).map_err(fail)?
+            }
+            (None, None) => return Err(fail("no gate backend configured".into())),
+        };
+        gates.insert(name.clone(), handle);
     }
 
     let mut tasks = JoinSet::new();

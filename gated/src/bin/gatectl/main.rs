@@ -140,7 +140,11 @@ fn devices(c: &Config) -> Vec<(&'static str, String, String)> {
         v.push((
             "gate",
             n.clone(),
-            format!("modbus {} unit {}", g.modbus.get_ref(), g.unit),
+            match (&g.modbus, &g.gpio) {
+                (Some(m), _) => format!("modbus {} unit {}", m.get_ref(), g.unit),
+                (None, Some(f)) => format!("gpio {}", f.get_ref().display()),
+                (None, None) => String::new(),
+            },
         ));
     }
     v
