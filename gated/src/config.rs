@@ -173,6 +173,10 @@ pub struct Lane {
     pub gate: Spanned<String>,
     #[serde(default)]
     pub scanners: Vec<Spanned<String>>,
+    /// With direction "both": the scanners on the exit side (the others and
+    /// the card readers admit entries).
+    #[serde(default)]
+    pub exit_scanners: Vec<Spanned<String>>,
     pub id_reader: Option<Spanned<String>>,
     pub ic_reader: Option<Spanned<String>>,
 }
@@ -629,6 +633,17 @@ fn validate_lane(name: &str, lane: &Lane, d: &Devices, r: &mut Reporter<'_>) {
             "scanners",
             s,
         );
+    }
+    for s in &lane.exit_scanners {
+        let found = d.scanners.contains_key(s.get_ref());
+        reference(r, "exit_scanners", found, "scanners", s);
+        if lane.direction != Direction::Both {
+            r.push(
+                &key("exit_scanners"),
+                s.span(),
+                "exit_scanners are for lanes with direction = \"both\"".into(),
+            );
+        }
     }
     if let Some(id) = &lane.id_reader {
         reference(

@@ -86,10 +86,11 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
     for (name, lane) in &config.lanes {
         let lane = lane.get_ref();
         let gate = gates[lane.gate.get_ref()].clone();
-        let (tx, rx) = mpsc::channel::<(Medium, &'static str)>(16);
+        let (tx, rx) = mpsc::channel::<Presented>(16);
         let d = &config.devices;
         let mut sources = Vec::new();
-        for s in &lane.scanners {
+        let exit_side = lane.exit_scanners.iter().map(|s| (s, true));
+        for (s, exit) in lane.scanners.iter().map(|s| (s, false)).chain(exit_side) {
             let sc = d.scanners[s.get_ref()].get_ref();
             let port = match (&sc.port, &sc.evdev) {
                 (Some(p), _) => ScannerPort::Serial {
@@ -105,7 +106,12 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
             let tx = tx.clone();
             sources.push(tokio::spawn(async move {
                 while let Some(scan) = dev.next().await {
-                    if tx.send((Medium::Code(scan.text), "qr")).await.is_err() {
+                    let p = Presented {
+                        medium: Medium::Code(scan.text),
+                        kind: "qr",
+                        exit,
+                    };
+                    if tx.send(p).await.is_err() {
                         return;
                     }
                 }
@@ -127,7 +133,12 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
                     };
                     // The number is hashed here and goes no further.
                     let hash = token::holder_hash(key, &read.card.id_number);
-                    if tx.send((Medium::Holder(hash), "id-card")).await.is_err() {
+                    let p = Presented {
+                        medium: Medium::Holder(hash),
+                        kind: "id-card",
+                        exit: false,
+                    };
+                    if tx.send(p).await.is_err() {
                         return;
                     }
                 }
@@ -142,7 +153,12 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
                 while let Some(ev) = dev.next().await {
                     match ev {
                         IcEvent::Present { uid, .. } => {
-                            if tx.send((Medium::Card(uid), "ic-card")).await.is_err() {
+                            let p = Presented {
+                                medium: Medium::Card(uid),
+                                kind: "ic-card",
+                                exit: false,
+                            };
+                            if tx.send(p).await.is_err() {
                                 return;
                             }
                         }
@@ -173,6 +189,14 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
     Ok(tasks)
 }
 
+/// One read at one of the lane's devices.
+struct Presented {
+    medium: Medium,
+    kind: &'static str,
+    /// Read on the exit side of a two-way lane.
+    exit: bool,
+}
+
 struct LaneCtx {
     name: String,
     group: String,
@@ -186,8 +210,8 @@ struct LaneCtx {
 
 impl LaneCtx {
     /// One presentation at a time: a lane has one gate.
-    async fn run(self, mut rx: mpsc::Receiver<(Medium, &'static str)>) {
-        while let Some((medium, kind)) = rx.recv().await {
+    async fn run(self, mut rx: mpsc::Receiver<Presented>) {
+        while let Some(Presented { medium, kind, exit }) = rx.recv().await {
             let at_ms = jiff::Timestamp::now().as_millisecond();
             let nonce = format!(
                 "{}-{}-{at_ms}-{}",
@@ -203,11 +227,10 @@ impl LaneCtx {
                 now: local_now(&self.tz),
                 at_ms,
             };
-            let result = match self.direction {
-                LaneDirection::Exit => self.lanes.let_out(&self.gate, &scan).await,
-                LaneDirection::Entry | LaneDirection::Both => {
-                    self.lanes.admit(&self.gate, &scan).await
-                }
+            let result = if exit || self.direction == LaneDirection::Exit {
+                self.lanes.let_out(&self.gate, &scan).await
+            } else {
+                self.lanes.admit(&self.gate, &scan).await
             };
             match result {
                 Ok(Admission::Refused(reason)) => {

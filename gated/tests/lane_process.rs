@@ -49,6 +49,7 @@ struct Harness {
     key: SigningKey,
     now: LocalMinute,
     lanes: Vec<Lane>,
+    exit_scanner: Option<SimScanner>,
     id_reader: SimIdReader,
     ic_reader: SimIcReader,
     child: Child,
@@ -58,6 +59,11 @@ struct Harness {
 impl Harness {
     /// `kinds`: one lane per gate kind; the first lane also has the ID and IC readers.
     async fn start(kinds: &[GateKind]) -> Self {
+        Self::start_with(kinds, false).await
+    }
+
+    /// `two_way`: the first lane is direction "both", with an exit-side scanner.
+    async fn start_with(kinds: &[GateKind], two_way: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
@@ -111,10 +117,16 @@ impl Harness {
             toml += &format!(
                 "[devices.scanners.qr{i}]\nport = \"{}\"\n[devices.gates.g{i}]\nmodbus = \"tcp://{addr}\"\n\
                  poll_ms = 10\npassage_timeout_ms = 500\ntailgate_window_ms = 100\n\
-                 [lanes.east-{i}]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g{i}\"\nscanners = [\"qr{i}\"]\n{}",
+                 [lanes.east-{i}]\ndirection = \"{}\"\ngroup = \"east\"\ngate = \"g{i}\"\nscanners = [\"qr{i}\"]\n{}{}",
                 scanner.pty.path().display(),
+                if two_way && i == 0 { "both" } else { "entry" },
                 if i == 0 {
                     "id_reader = \"id\"\nic_reader = \"ic\"\n"
+                } else {
+                    ""
+                },
+                if two_way && i == 0 {
+                    "exit_scanners = [\"qx\"]\n"
                 } else {
                     ""
                 }
@@ -125,6 +137,14 @@ impl Harness {
                 _server: server,
             });
         }
+        let exit_scanner = two_way.then(|| {
+            let sc = SimScanner::new(Pty::open_at(&dir.path().join("exit-scanner")).unwrap());
+            toml += &format!(
+                "[devices.scanners.qx]\nport = \"{}\"\n",
+                sc.pty.path().display()
+            );
+            sc
+        });
         let id_reader = SimIdReader::start(Pty::open_at(&dir.path().join("id-reader")).unwrap());
         let ic_reader = SimIcReader::start(
             Pty::open_at(&dir.path().join("ic-reader")).unwrap(),
@@ -146,6 +166,9 @@ impl Harness {
         let mut waiting: Vec<String> = (0..kinds.len())
             .map(|i| format!("device=\"qr{i}\""))
             .collect();
+        if two_way {
+            waiting.push("device=\"qx\"".to_owned());
+        }
         waiting.extend(["device=\"id\"".to_owned(), "device=\"ic\"".to_owned()]);
         let mut gates_up = 0;
         while !waiting.is_empty() || gates_up < kinds.len() {
@@ -160,6 +183,7 @@ impl Harness {
             key,
             now,
             lanes,
+            exit_scanner,
             id_reader,
             ic_reader,
             child,
@@ -320,4 +344,23 @@ async fn two_lanes_racing_for_one_ticket_admit_it_once() {
     let opened = h.lanes[0].gate.counters()[0] + h.lanes[1].gate.counters()[0];
     assert_eq!(opened, 1, "exactly one gate let the visitor through");
     assert_eq!(h.stop().await, [(8001, 1)]);
+}
+
+#[tokio::test]
+async fn a_two_way_lane_lets_in_on_one_side_and_out_on_the_other() {
+    let mut h = Harness::start_with(&[GateKind::Turnstile], true).await;
+    h.lanes[0].gate.set_auto_walk(true);
+    let ticket = h.token(9001, |p| p.entries = 0);
+    h.scan(0, &ticket).await;
+    h.log.wait_for(&["admitted", "ticket=9001"]).await;
+    h.exit_scanner
+        .as_ref()
+        .unwrap()
+        .scan(&ticket)
+        .await
+        .unwrap();
+    h.log.wait_for(&["admitted", "ticket=9001"]).await;
+    assert_eq!(h.lanes[0].gate.counters(), [1, 1], "one passage each way");
+    let db_rows = h.stop().await;
+    assert_eq!(db_rows, [(9001, 1), (9001, 1)]);
 }
