@@ -88,6 +88,9 @@ pub struct Devices {
     pub ic_readers: BTreeMap<String, Spanned<SerialDevice>>,
     #[serde(default)]
     pub gates: BTreeMap<String, Spanned<Gate>>,
+    /// Lane displays: text panels taking one GB18030 line per message.
+    #[serde(default)]
+    pub displays: BTreeMap<String, Spanned<SerialDevice>>,
 }
 
 /// A device on a serial port (or a USB printer's byte stream).
@@ -179,6 +182,8 @@ pub struct Lane {
     pub exit_scanners: Vec<Spanned<String>>,
     pub id_reader: Option<Spanned<String>>,
     pub ic_reader: Option<Spanned<String>>,
+    /// The display that tells visitors what happened.
+    pub display: Option<Spanned<String>>,
 }
 
 /// Whether device nodes must exist when the configuration is checked.
@@ -541,6 +546,11 @@ fn validate_devices(d: &Devices, check: DeviceCheck, r: &mut Reporter<'_>) {
             d.ic_readers
                 .iter()
                 .map(|(n, p)| (format!("devices.ic_readers.{n}"), p)),
+        )
+        .chain(
+            d.displays
+                .iter()
+                .map(|(n, p)| (format!("devices.displays.{n}"), p)),
         );
     for (key, dev) in serial {
         check_node(&format!("{key}.port"), &dev.get_ref().port, check, r);
@@ -661,6 +671,15 @@ fn validate_lane(name: &str, lane: &Lane, d: &Devices, r: &mut Reporter<'_>) {
             d.ic_readers.contains_key(ic.get_ref()),
             "ic_readers",
             ic,
+        );
+    }
+    if let Some(disp) = &lane.display {
+        reference(
+            r,
+            "display",
+            d.displays.contains_key(disp.get_ref()),
+            "displays",
+            disp,
         );
     }
     if lane.group.trim().is_empty() {

@@ -168,7 +168,15 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
             }));
         }
         drop(tx);
+        let display = lane.display.as_ref().map(|n| {
+            let dev = d.displays[n.get_ref()].get_ref();
+            hal::display::LineDisplay::new(
+                dev.port.get_ref(),
+                dev.baud.as_ref().map_or(9600, |b| *b.get_ref()),
+            )
+        });
         let ctx = LaneCtx {
+            display,
             name: name.clone(),
             group: lane.group.clone(),
             direction: lane.direction,
@@ -198,6 +206,7 @@ struct Presented {
 }
 
 struct LaneCtx {
+    display: Option<hal::display::LineDisplay>,
     name: String,
     group: String,
     direction: LaneDirection,
@@ -210,7 +219,16 @@ struct LaneCtx {
 
 impl LaneCtx {
     /// One presentation at a time: a lane has one gate.
-    async fn run(self, mut rx: mpsc::Receiver<Presented>) {
+    /// Tells the visitor; a broken display is reported and never stops the lane.
+    async fn show(&mut self, zh: &str, en: &str) {
+        if let Some(d) = &mut self.display
+            && let Err(e) = d.show(&format!("{zh} {en}")).await
+        {
+            warn!(lane = self.name, "display: {e}");
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {
         while let Some(Presented { medium, kind, exit }) = rx.recv().await {
             let at_ms = jiff::Timestamp::now().as_millisecond();
             let nonce = format!(
@@ -232,6 +250,18 @@ impl LaneCtx {
             } else {
                 self.lanes.admit(&self.gate, &scan).await
             };
+            let (zh, en) = match &result {
+                Ok(Admission::Refused(reason)) => reason.message(),
+                Ok(Admission::Admitted { .. }) => ("请通行", "Please pass"),
+                Ok(Admission::NotPassed { .. }) => {
+                    ("未通行，票仍有效", "Not passed: your ticket is still valid")
+                }
+                Ok(Admission::Alarm { .. }) => ("请一人一票通行", "One person per ticket, please"),
+                Ok(Admission::GateFault { .. }) | Err(_) => {
+                    ("暂停服务，请找工作人员", "Out of service: please ask staff")
+                }
+            };
+            self.show(zh, en).await;
             match result {
                 Ok(Admission::Refused(reason)) => {
                     let (zh, en) = reason.message();

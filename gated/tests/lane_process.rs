@@ -50,6 +50,7 @@ struct Harness {
     now: LocalMinute,
     lanes: Vec<Lane>,
     exit_scanner: Option<SimScanner>,
+    display: hal::display::sim::SimDisplay,
     id_reader: SimIdReader,
     ic_reader: SimIcReader,
     child: Child,
@@ -121,7 +122,7 @@ impl Harness {
                 scanner.pty.path().display(),
                 if two_way && i == 0 { "both" } else { "entry" },
                 if i == 0 {
-                    "id_reader = \"id\"\nic_reader = \"ic\"\n"
+                    "id_reader = \"id\"\nic_reader = \"ic\"\ndisplay = \"disp\"\n"
                 } else {
                     ""
                 },
@@ -137,6 +138,13 @@ impl Harness {
                 _server: server,
             });
         }
+        let display = hal::display::sim::SimDisplay::start(
+            Pty::open_at(&dir.path().join("display")).unwrap(),
+        );
+        toml += &format!(
+            "[devices.displays.disp]\nport = \"{}/display\"\n",
+            dir.path().display()
+        );
         let exit_scanner = two_way.then(|| {
             let sc = SimScanner::new(Pty::open_at(&dir.path().join("exit-scanner")).unwrap());
             toml += &format!(
@@ -184,6 +192,7 @@ impl Harness {
             now,
             lanes,
             exit_scanner,
+            display,
             id_reader,
             ic_reader,
             child,
@@ -260,6 +269,11 @@ async fn a_valid_qr_passes_once_and_bad_tickets_are_refused_with_reasons() {
         .await;
 
     assert_eq!(h.lanes[0].gate.counters()[0], 1, "the gate opened once");
+    // What the visitors read on the lane's display, in order.
+    let shown = h.display.wait_for(7).await;
+    assert_eq!(shown[0], "请通行 Please pass");
+    assert_eq!(shown[1], "票已使用 Ticket already used");
+    assert_eq!(shown[6], "票尚未到使用时间 Ticket not valid yet");
     assert_eq!(h.stop().await, [(5001, 1)]);
 }
 

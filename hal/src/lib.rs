@@ -8,6 +8,7 @@
 //!
 //! Invariant: hal knows nothing of tickets, orders or lanes.
 
+pub mod display;
 pub mod gate;
 pub mod gpio;
 pub mod iccard;

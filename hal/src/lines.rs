@@ -20,6 +20,14 @@ impl LineSplitter {
 
     /// Feeds bytes; returns the complete, non-empty lines they finish.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.push_raw(bytes)
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .collect()
+    }
+
+    /// Like [`LineSplitter::push`], for lines in another encoding: the bytes.
+    pub fn push_raw(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for &b in bytes {
             if b == b'\r' || b == b'\n' {
@@ -27,7 +35,7 @@ impl LineSplitter {
                     self.dropped += 1;
                     self.overflow = false;
                 } else if !self.buf.is_empty() {
-                    out.push(String::from_utf8_lossy(&self.buf).into_owned());
+                    out.push(self.buf.clone());
                 }
                 self.buf.clear();
             } else if self.buf.len() >= MAX_LINE {
