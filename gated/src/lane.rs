@@ -433,34 +433,13 @@ impl Lanes {
 
     /// The whole transaction for one presentation at one lane.
     pub async fn admit<G: Gate>(&self, gate: &G, scan: &Scan<'_>) -> Result<Admission, LaneError> {
-        let (reservation, ticket, persons) =
+        let (reservation, _ticket, persons) =
             match self.decide(scan.medium, scan.now, scan.lane_group) {
                 Ok(d) => d,
                 Err(reason) => return Ok(Admission::Refused(reason)),
             };
         let outcome = gate.open(Direction::Entry, persons as u32).await;
-        let ticket_id = ticket.id;
-        Ok(match outcome {
-            Outcome::Passed { persons } => {
-                self.commit(&reservation, scan, Direction::Entry, persons)?;
-                Admission::Admitted { ticket_id, persons }
-            }
-            Outcome::NotPassed => Admission::NotPassed { ticket_id },
-            Outcome::Alarm { kind, persons } => {
-                // Those who passed on the authorisation are counted; the
-                // alarm is recorded against the lane either way.
-                if persons > 0 {
-                    self.commit(&reservation, scan, Direction::Entry, persons)?;
-                }
-                self.record_alarm(scan.lane, kind, scan.nonce, scan.at_ms)?;
-                Admission::Alarm {
-                    ticket_id,
-                    kind,
-                    persons,
-                }
-            }
-            Outcome::Fault { why } => Admission::GateFault { ticket_id, why },
-        })
+        self.record(&reservation, scan, Direction::Entry, outcome)
     }
 
     /// An exit lane: any ticket this device knows may leave; the exit is
@@ -478,16 +457,31 @@ impl Lanes {
             Ok(r) => r,
             Err(reason) => return Ok(Admission::Refused(reason)),
         };
-        let ticket_id = ticket.id;
-        Ok(match gate.open(Direction::Exit, 1).await {
+        let outcome = gate.open(Direction::Exit, 1).await;
+        self.record(&reservation, scan, Direction::Exit, outcome)
+    }
+
+    /// Records what the gate reported: passages committed, an alarm
+    /// recorded against the lane, nothing for `NotPassed` or a fault.
+    fn record(
+        &self,
+        reservation: &Reservation,
+        scan: &Scan<'_>,
+        direction: Direction,
+        outcome: Outcome,
+    ) -> Result<Admission, LaneError> {
+        let ticket_id = reservation.ticket_id;
+        Ok(match outcome {
             Outcome::Passed { persons } => {
-                self.commit(&reservation, scan, Direction::Exit, persons)?;
+                self.commit(reservation, scan, direction, persons)?;
                 Admission::Admitted { ticket_id, persons }
             }
             Outcome::NotPassed => Admission::NotPassed { ticket_id },
             Outcome::Alarm { kind, persons } => {
+                // Those who passed on the authorisation are counted; the
+                // alarm is recorded against the lane either way.
                 if persons > 0 {
-                    self.commit(&reservation, scan, Direction::Exit, persons)?;
+                    self.commit(reservation, scan, direction, persons)?;
                 }
                 self.record_alarm(scan.lane, kind, scan.nonce, scan.at_ms)?;
                 Admission::Alarm {
