@@ -20,6 +20,15 @@ use tokio::process::Command;
 
 const KILLS: u32 = 200;
 
+/// The nonce of a passage the lane reported in this log line, if any.
+fn admitted_nonce(line: &str) -> Option<String> {
+    if !line.contains("admitted") {
+        return None;
+    }
+    let n = line.split("nonce=").nth(1)?;
+    Some(n.split_whitespace().next()?.trim_matches('"').to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,17 +117,7 @@ async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
         let kill_after = Duration::from_micros(rand(80_000));
         let reader = async {
             while let Ok(Some(l)) = lines.next_line().await {
-                if l.contains("admitted")
-                    && let Some(n) = l.split("nonce=").nth(1)
-                {
-                    reported.insert(
-                        n.split_whitespace()
-                            .next()
-                            .unwrap()
-                            .trim_matches('"')
-                            .to_owned(),
-                    );
-                }
+                reported.extend(admitted_nonce(&l));
             }
         };
         // Read the log until the kill instant; what was reported by then counts.
@@ -127,17 +126,7 @@ async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
         child.wait().await.unwrap();
         // Drain what the killed process wrote before it died.
         while let Ok(Some(l)) = lines.next_line().await {
-            if l.contains("admitted")
-                && let Some(n) = l.split("nonce=").nth(1)
-            {
-                reported.insert(
-                    n.split_whitespace()
-                        .next()
-                        .unwrap()
-                        .trim_matches('"')
-                        .to_owned(),
-                );
-            }
+            reported.extend(admitted_nonce(&l));
         }
         let _ = round;
     }
