@@ -73,19 +73,31 @@ pub fn check_char_device(path: &Path) -> Result<(), NodeError> {
     match access(path, AccessFlags::R_OK | AccessFlags::W_OK) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EACCES) | Err(nix::errno::Errno::EPERM) => {
-            let group = Group::from_gid(Gid::from_raw(meta.gid()))
-                .ok()
-                .flatten()
-                .map(|g| g.name);
             Err(NodeError::PermissionDenied {
                 path: path.to_owned(),
-                group,
+                group: group_name(meta.gid()),
             })
         }
         Err(e) => Err(NodeError::Io {
             path: path.to_owned(),
             source: e.into(),
         }),
+    }
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+}
+
+/// The error for a node this process may not open, naming the group that
+/// would give access.
+pub fn permission_denied(path: &Path) -> NodeError {
+    NodeError::PermissionDenied {
+        path: path.to_owned(),
+        group: fs::metadata(path).ok().and_then(|m| group_name(m.gid())),
     }
 }
 

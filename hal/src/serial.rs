@@ -1,7 +1,6 @@
 //! Opening serial ports with errors an engineer can act on.
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use tokio_serial::{ClearBuffer, SerialPort, SerialPortBuilderExt};
@@ -21,14 +20,7 @@ pub fn open(path: &Path, baud: u32) -> Result<tokio_serial::SerialStream, String
 pub fn describe_open_error(path: &Path, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => format!("{}: no such device (unplugged?)", path.display()),
-        io::ErrorKind::PermissionDenied => {
-            let group = std::fs::metadata(path)
-                .ok()
-                .and_then(|m| nix::unistd::Group::from_gid(m.gid().into()).ok().flatten())
-                .map(|g| format!(": add this user to group `{}`", g.name))
-                .unwrap_or_default();
-            format!("{}: permission denied{group}", path.display())
-        }
+        io::ErrorKind::PermissionDenied => crate::node::permission_denied(path).to_string(),
         _ => format!("{}: cannot open: {e}", path.display()),
     }
 }

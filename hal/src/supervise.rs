@@ -58,7 +58,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn delay(&self, attempt: u32) -> Duration {
+    /// The wait before attempt `attempt + 1` (attempts count from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         (self.min * factor).min(self.max)
     }
@@ -101,6 +102,30 @@ pub async fn supervise<F, Fut>(
             }
         }
     }
+}
+
+/// Starts a device task that keeps `session` connected (see [`supervise`]):
+/// each call gets the connection callback and the sender for its events.
+/// Must be called inside a tokio runtime.
+pub fn spawn_supervised<E, F, Fut>(
+    name: String,
+    capacity: usize,
+    mut session: F,
+) -> crate::Device<E>
+where
+    E: Send + 'static,
+    F: FnMut(Connected, tokio::sync::mpsc::Sender<E>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+    let (state_tx, state_rx) = watch::channel(DeviceState::Connecting);
+    let task = tokio::spawn(async move {
+        supervise(&name, Backoff::default(), state_tx, |c| {
+            session(c, tx.clone())
+        })
+        .await;
+    });
+    crate::Device::new(rx, state_rx, task)
 }
 
 /// Given to a session; call [`Connected::up`] once the device answered.

@@ -249,7 +249,7 @@ async fn run(
             }
         });
         // Commands keep being answered (with the reason) while disconnected.
-        let wait = tokio::time::sleep(g.s.backoff_delay(attempt));
+        let wait = tokio::time::sleep(g.s.backoff.delay(attempt));
         tokio::pin!(wait);
         loop {
             tokio::select! {
@@ -262,13 +262,6 @@ async fn run(
             g.expire_unconnected(&why);
         }
         g.expire_unconnected(&why);
-    }
-}
-
-impl ModbusSettings {
-    fn backoff_delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        (self.backoff.min * factor).min(self.backoff.max)
     }
 }
 
@@ -381,7 +374,7 @@ impl Gatekeeper {
                     Permission::Count { max, .. } => persons.min(max as u32) as u16,
                     Permission::Pulse => 1,
                 };
-                if let Err(e) = self.write(link, self.permission_point(dir), grant).await {
+                if let Err(e) = link.write(self.permission_point(dir), grant).await {
                     let _ = reply.send(Outcome::Fault { why: e.to_string() });
                     return Err(e);
                 }
@@ -411,10 +404,6 @@ impl Gatekeeper {
             Permission::Count { closed, .. } => closed,
             Permission::Pulse => 0,
         }
-    }
-
-    async fn write(&mut self, link: &mut Link, p: Point, v: u16) -> Result<(), GateError> {
-        link.write(p, v).await
     }
 
     async fn write_mode(&mut self, link: &mut Link, mode: GateMode) -> Result<(), GateError> {

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::Device;
 use crate::lines::LineSplitter;
 use crate::serial;
-use crate::supervise::{Backoff, DeviceState, supervise};
+use crate::supervise::spawn_supervised;
 
 /// A card arriving at or leaving a reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,21 +128,15 @@ pub fn spawn_with<P: UidProtocol>(
     hold: Duration,
     protocol: fn() -> P,
 ) -> Device<IcEvent> {
-    let (tx, rx) = mpsc::channel(16);
-    let (state_tx, state_rx) = watch::channel(DeviceState::Connecting);
     let (name, path) = (name.to_owned(), path.to_owned());
-    let task = tokio::spawn(async move {
-        supervise(&name.clone(), Backoff::default(), state_tx, |connected| {
-            let (name, path, tx) = (name.clone(), path.clone(), tx.clone());
-            async move {
-                let mut port = serial::open(&path, baud)?;
-                connected.up();
-                session(&name, &mut port, protocol(), hold, &tx).await
-            }
-        })
-        .await;
-    });
-    Device::new(rx, state_rx, task)
+    spawn_supervised(name.clone(), 16, move |connected, tx| {
+        let (name, path, tx) = (name.clone(), path.clone(), tx.clone());
+        async move {
+            let mut port = serial::open(&path, baud)?;
+            connected.up();
+            session(&name, &mut port, protocol(), hold, &tx).await
+        }
+    })
 }
 
 async fn session<P: UidProtocol>(

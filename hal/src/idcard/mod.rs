@@ -10,14 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 pub use sam::{IdCard, Sw3};
 
 use crate::Device;
 use crate::serial;
-use crate::supervise::{Backoff, DeviceState, supervise};
+use crate::supervise::spawn_supervised;
 
 pub const DEFAULT_BAUD: u32 = 115_200;
 
@@ -211,40 +210,34 @@ pub fn spawn_with(
     poll: Duration,
     timeout: Duration,
 ) -> Device<IdCardRead> {
-    let (tx, rx) = mpsc::channel(16);
-    let (state_tx, state_rx) = watch::channel(DeviceState::Connecting);
     let (name, path) = (name.to_owned(), path.to_owned());
-    let task = tokio::spawn(async move {
-        supervise(&name.clone(), Backoff::default(), state_tx, |connected| {
-            let (name, path, tx) = (name.clone(), path.clone(), tx.clone());
-            async move {
-                let mut reader = IdReader::open(&path, baud).map_err(|e| e.to_string())?;
-                reader.timeout = timeout;
-                reader.sam_status().await.map_err(|e| e.to_string())?;
-                connected.up();
-                let mut ticker = tokio::time::interval(poll);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticker.tick().await;
-                    match reader.poll().await {
-                        Ok(Some(card)) => {
-                            let read = IdCardRead {
-                                reader: name.clone(),
-                                card,
-                                at: SystemTime::now(),
-                            };
-                            if tx.send(read).await.is_err() {
-                                return Ok(());
-                            }
+    spawn_supervised(name.clone(), 16, move |connected, tx| {
+        let (name, path, tx) = (name.clone(), path.clone(), tx.clone());
+        async move {
+            let mut reader = IdReader::open(&path, baud).map_err(|e| e.to_string())?;
+            reader.timeout = timeout;
+            reader.sam_status().await.map_err(|e| e.to_string())?;
+            connected.up();
+            let mut ticker = tokio::time::interval(poll);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match reader.poll().await {
+                    Ok(Some(card)) => {
+                        let read = IdCardRead {
+                            reader: name.clone(),
+                            card,
+                            at: SystemTime::now(),
+                        };
+                        if tx.send(read).await.is_err() {
+                            return Ok(());
                         }
-                        Ok(None) => {}
-                        Err(e) if e.is_link_error() => return Err(e.to_string()),
-                        Err(e) => warn!(reader = name, "{e}"),
                     }
+                    Ok(None) => {}
+                    Err(e) if e.is_link_error() => return Err(e.to_string()),
+                    Err(e) => warn!(reader = name, "{e}"),
                 }
             }
-        })
-        .await;
-    });
-    Device::new(rx, state_rx, task)
+        }
+    })
 }

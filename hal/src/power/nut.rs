@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
 
 use super::PowerState;
 use crate::Device;
-use crate::supervise::{Backoff, DeviceState, supervise};
+use crate::supervise::spawn_supervised;
 
 pub const DEFAULT_PORT: u16 = 3493;
 
@@ -162,43 +161,37 @@ impl Session {
 
 /// Polls a UPS through upsd every `poll`; sends the state at start and on change.
 pub fn spawn(target: NutTarget, poll: Duration) -> Device<PowerState> {
-    let (tx, rx) = mpsc::channel(16);
-    let (state_tx, state_rx) = watch::channel(DeviceState::Connecting);
     let name = format!("nut {}:{}/{}", target.host, target.port, target.ups);
-    let task = tokio::spawn(async move {
-        supervise(&name.clone(), Backoff::default(), state_tx, |connected| {
-            let (target, tx, name) = (target.clone(), tx.clone(), name.clone());
-            async move {
-                // Each connection sends the state it finds first: after an
-                // outage the subscriber learns where things stand.
-                let mut last: Option<PowerState> = None;
-                let stream = TcpStream::connect((target.host.as_str(), target.port))
-                    .await
-                    .map_err(|e| format!("{name}: cannot connect: {e}"))?;
-                let (read, write) = stream.into_split();
-                let mut s = Session {
-                    lines: BufReader::new(read).lines(),
-                    write,
-                    target,
-                    timeout: Duration::from_secs(2),
-                };
-                let mut tick = tokio::time::interval(poll);
-                loop {
-                    tick.tick().await;
-                    let state = s.read_state().await.map_err(|e| format!("{name}: {e}"))?;
-                    connected.up();
-                    if last.as_ref() != Some(&state) {
-                        last = Some(state.clone());
-                        if tx.send(state).await.is_err() {
-                            return Ok(());
-                        }
+    spawn_supervised(name.clone(), 16, move |connected, tx| {
+        let (target, name) = (target.clone(), name.clone());
+        async move {
+            // Each connection sends the state it finds first: after an
+            // outage the subscriber learns where things stand.
+            let mut last: Option<PowerState> = None;
+            let stream = TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(|e| format!("{name}: cannot connect: {e}"))?;
+            let (read, write) = stream.into_split();
+            let mut s = Session {
+                lines: BufReader::new(read).lines(),
+                write,
+                target,
+                timeout: Duration::from_secs(2),
+            };
+            let mut tick = tokio::time::interval(poll);
+            loop {
+                tick.tick().await;
+                let state = s.read_state().await.map_err(|e| format!("{name}: {e}"))?;
+                connected.up();
+                if last.as_ref() != Some(&state) {
+                    last = Some(state.clone());
+                    if tx.send(state).await.is_err() {
+                        return Ok(());
                     }
                 }
             }
-        })
-        .await;
-    });
-    Device::new(rx, state_rx, task)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -3,11 +3,10 @@
 //! property-change signals (no polling). Interface facts: shared/PROTOCOLS.md §5.1.
 
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
 
 use super::PowerState;
 use crate::Device;
-use crate::supervise::{Backoff, DeviceState, supervise};
+use crate::supervise::spawn_supervised;
 
 #[zbus::proxy(
     interface = "org.freedesktop.UPower",
@@ -77,55 +76,49 @@ fn state(
 
 /// Follows UPower; sends the state at start and on every change.
 pub fn spawn(bus: Bus) -> Device<PowerState> {
-    let (tx, rx) = mpsc::channel(16);
-    let (state_tx, state_rx) = watch::channel(DeviceState::Connecting);
-    let task = tokio::spawn(async move {
-        supervise("upower", Backoff::default(), state_tx, |connected| {
-            let (bus, tx) = (bus.clone(), tx.clone());
-            async move {
-                let e = |e: zbus::Error| format!("UPower: {e}");
-                let conn = connect(&bus).await.map_err(e)?;
-                let up = UPowerProxy::new(&conn).await.map_err(e)?;
-                let path = up.get_display_device().await.map_err(e)?;
-                let dev = UPowerDeviceProxy::builder(&conn)
-                    .path(path)
-                    .build()
-                    .await
-                    .map_err(e)?;
-                // Subscribe before the first read, so no change falls in between.
-                let mut on_batt = up.receive_on_battery_changed().await;
-                let mut pct = dev.receive_percentage_changed().await;
-                let mut tte = dev.receive_time_to_empty_changed().await;
-                let mut lvl = dev.receive_warning_level_changed().await;
-                let mut now = (
-                    up.on_battery().await.map_err(e)?,
-                    dev.percentage().await.ok(),
-                    dev.time_to_empty().await.ok(),
-                    dev.warning_level().await.ok(),
-                );
-                connected.up();
-                let mut last = None;
-                loop {
-                    let s = state(now.0, now.1, now.2, now.3);
-                    if last.as_ref() != Some(&s) {
-                        last = Some(s.clone());
-                        if tx.send(s).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    tokio::select! {
-                        Some(c) = on_batt.next() => now.0 = c.get().await.map_err(e)?,
-                        Some(c) = pct.next() => now.1 = c.get().await.ok(),
-                        Some(c) = tte.next() => now.2 = c.get().await.ok(),
-                        Some(c) = lvl.next() => now.3 = c.get().await.ok(),
-                        else => return Err("UPower: the bus connection closed".into()),
+    spawn_supervised("upower".to_owned(), 16, move |connected, tx| {
+        let bus = bus.clone();
+        async move {
+            let e = |e: zbus::Error| format!("UPower: {e}");
+            let conn = connect(&bus).await.map_err(e)?;
+            let up = UPowerProxy::new(&conn).await.map_err(e)?;
+            let path = up.get_display_device().await.map_err(e)?;
+            let dev = UPowerDeviceProxy::builder(&conn)
+                .path(path)
+                .build()
+                .await
+                .map_err(e)?;
+            // Subscribe before the first read, so no change falls in between.
+            let mut on_batt = up.receive_on_battery_changed().await;
+            let mut pct = dev.receive_percentage_changed().await;
+            let mut tte = dev.receive_time_to_empty_changed().await;
+            let mut lvl = dev.receive_warning_level_changed().await;
+            let mut now = (
+                up.on_battery().await.map_err(e)?,
+                dev.percentage().await.ok(),
+                dev.time_to_empty().await.ok(),
+                dev.warning_level().await.ok(),
+            );
+            connected.up();
+            let mut last = None;
+            loop {
+                let s = state(now.0, now.1, now.2, now.3);
+                if last.as_ref() != Some(&s) {
+                    last = Some(s.clone());
+                    if tx.send(s).await.is_err() {
+                        return Ok(());
                     }
                 }
+                tokio::select! {
+                    Some(c) = on_batt.next() => now.0 = c.get().await.map_err(e)?,
+                    Some(c) = pct.next() => now.1 = c.get().await.ok(),
+                    Some(c) = tte.next() => now.2 = c.get().await.ok(),
+                    Some(c) = lvl.next() => now.3 = c.get().await.ok(),
+                    else => return Err("UPower: the bus connection closed".into()),
+                }
             }
-        })
-        .await;
-    });
-    Device::new(rx, state_rx, task)
+        }
+    })
 }
 
 #[cfg(test)]

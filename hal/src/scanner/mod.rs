@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::Device;
 use crate::lines::LineSplitter;
 use crate::serial;
-use crate::supervise::{Backoff, DeviceState, supervise};
+use crate::supervise::spawn_supervised;
 
 /// One code read by a scanner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,30 +37,24 @@ pub enum ScannerPort {
 /// Starts a scanner: it connects, reconnects with backoff when lost, and
 /// sends every code it reads. Must be called inside a tokio runtime.
 pub fn spawn(name: &str, port: ScannerPort) -> Device<Scan> {
-    let (tx, rx) = mpsc::channel(64);
-    let (state_tx, state_rx) = watch::channel(DeviceState::Connecting);
     let name = name.to_owned();
-    let task = tokio::spawn(async move {
-        supervise(&name.clone(), Backoff::default(), state_tx, |connected| {
-            let (name, port, tx) = (name.clone(), port.clone(), tx.clone());
-            async move {
-                match port {
-                    ScannerPort::Serial { path, baud } => {
-                        let mut stream = serial::open(&path, baud)?;
-                        connected.up();
-                        serial_session(&name, &mut stream, &tx).await
-                    }
-                    ScannerPort::Evdev { path } => {
-                        let dev = evdev_open(&path)?;
-                        connected.up();
-                        evdev_session(&name, dev, &tx).await
-                    }
+    spawn_supervised(name.clone(), 64, move |connected, tx| {
+        let (name, port) = (name.clone(), port.clone());
+        async move {
+            match port {
+                ScannerPort::Serial { path, baud } => {
+                    let mut stream = serial::open(&path, baud)?;
+                    connected.up();
+                    serial_session(&name, &mut stream, &tx).await
+                }
+                ScannerPort::Evdev { path } => {
+                    let dev = evdev_open(&path)?;
+                    connected.up();
+                    evdev_session(&name, dev, &tx).await
                 }
             }
-        })
-        .await;
-    });
-    Device::new(rx, state_rx, task)
+        }
+    })
 }
 
 async fn serial_session(
