@@ -72,6 +72,21 @@ pub struct Central {
     /// PEM file of the CA that signs the central system's certificate; when
     /// absent the system's roots are used.
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// How long the central system may hold a request for changes (long
+    /// poll); news reaches the device as soon as it exists.
+    #[serde(default = "default_long_poll_s")]
+    pub long_poll_s: u16,
+    /// Seconds between heartbeats (status, outbox depth, clock).
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: u16,
+}
+
+fn default_long_poll_s() -> u16 {
+    25
+}
+
+fn default_heartbeat_s() -> u16 {
+    30
 }
 
 /// Devices attached to this unit, by family; lanes refer to them by name.

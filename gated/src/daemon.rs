@@ -48,6 +48,9 @@ impl StateDir {
             source,
         };
         std::fs::create_dir_all(path).map_err(err)?;
+        // The database holds the ID-hash key and tokens: gated's eyes only.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(err)?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -83,13 +86,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
     let store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
-    let lanes = match config.role {
-        Role::Lane => crate::lanes::start(&config, store)
-            .await
-            .map_err(StartError::Lanes)?,
+    let (lanes, lanes_handle) = match config.role {
+        Role::Lane => {
+            let (tasks, handle) = crate::lanes::start(&config, store)
+                .await
+                .map_err(StartError::Lanes)?;
+            (tasks, Some(handle))
+        }
         // The kiosk role's services arrive with the kiosk issue.
-        Role::Kiosk => tokio::task::JoinSet::new(),
+        Role::Kiosk => (tokio::task::JoinSet::new(), None),
     };
+    let (sync, _sync_status) =
+        crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
 
     let status = format!(
         "role {}, device {}, {} lane(s)",
@@ -116,7 +124,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     info!("{cause} received, stopping");
     systemd::stopping();
-    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(lanes, state))
+    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(lanes, sync, state))
         .await
         .is_err()
     {
@@ -128,7 +136,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
 /// Stops subsystems in reverse order of start. Every passage was committed
 /// before it was reported, so stopping mid-passage loses nothing recorded.
-async fn shutdown(mut lanes: tokio::task::JoinSet<()>, state: StateDir) {
+async fn shutdown(
+    mut lanes: tokio::task::JoinSet<()>,
+    mut sync: tokio::task::JoinSet<()>,
+    state: StateDir,
+) {
+    // The outbox is durable: stopping the upload mid-batch loses nothing.
+    sync.shutdown().await;
     lanes.shutdown().await;
     drop(state);
 }

@@ -7,7 +7,7 @@
 //! alarm is recorded against the lane.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use hal::gate::{Direction, Gate, Outcome};
@@ -84,9 +84,15 @@ pub struct Lanes {
 #[derive(Debug)]
 struct Inner {
     store: Mutex<Store>,
+    catalog: RwLock<Catalog>,
+    reserved: Mutex<HashSet<u64>>,
+}
+
+#[derive(Debug)]
+struct Catalog {
     keys: HashMap<u16, PinnedKey>,
     products: HashMap<u32, Product>,
-    reserved: Mutex<HashSet<u64>>,
+    id_hash_key: Option<Vec<u8>>,
 }
 
 /// A central signing key pinned at provisioning, with its validity in the
@@ -123,77 +129,101 @@ fn sqlite(store: &Store, e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// What the lanes decide with, read from the store.
+fn load_catalog(store: &mut Store) -> Result<Catalog, LaneError> {
+    let id_hash_key = store.setting("id_hash_key")?;
+    let (keys, products) = {
+        let conn = store.conn();
+        let keys = conn
+            .prepare("SELECT key_id, public_key, valid_from, valid_until FROM signing_keys")
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, u16>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, LocalMinute>(2)?,
+                        r.get::<_, Option<LocalMinute>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            });
+        let products = conn
+            .prepare(
+                "SELECT id, lane_groups, entries_allowed, per_day_limit, reentry_after_exit,
+                        reentry_minutes, weekdays, slot_start, slot_end FROM products",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    let groups: String = r.get(1)?;
+                    Ok(Product {
+                        id: r.get(0)?,
+                        lane_groups: groups
+                            .split(',')
+                            .filter(|g| !g.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        entries_allowed: r.get(2)?,
+                        per_day_limit: r.get(3)?,
+                        reentry_after_exit: r.get(4)?,
+                        reentry_minutes: r.get(5)?,
+                        weekdays: r.get(6)?,
+                        slot_start: r.get(7)?,
+                        slot_end: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            });
+        (keys, products)
+    };
+    let keys = keys.map_err(|e| sqlite(store, e))?;
+    let products = products.map_err(|e| sqlite(store, e))?;
+    let keys = keys
+        .into_iter()
+        .filter_map(|(id, k, valid_from, valid_until)| {
+            let key = VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?;
+            Some((
+                id,
+                PinnedKey {
+                    key,
+                    valid_from,
+                    valid_until,
+                },
+            ))
+        })
+        .collect();
+    let products = products.into_iter().map(|p| (p.id, p)).collect();
+    Ok(Catalog {
+        keys,
+        products,
+        id_hash_key,
+    })
+}
+
 impl Lanes {
-    /// Loads keys and products from the store.
+    /// Loads keys, products and the ID-hash key from the store.
     pub fn new(mut store: Store) -> Result<Self, LaneError> {
-        let (keys, products) = {
-            let conn = store.conn();
-            let keys = conn
-                .prepare("SELECT key_id, public_key, valid_from, valid_until FROM signing_keys")
-                .and_then(|mut st| {
-                    st.query_map([], |r| {
-                        Ok((
-                            r.get::<_, u16>(0)?,
-                            r.get::<_, Vec<u8>>(1)?,
-                            r.get::<_, LocalMinute>(2)?,
-                            r.get::<_, Option<LocalMinute>>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                });
-            let products = conn
-                .prepare(
-                    "SELECT id, lane_groups, entries_allowed, per_day_limit, reentry_after_exit,
-                            reentry_minutes, weekdays, slot_start, slot_end FROM products",
-                )
-                .and_then(|mut st| {
-                    st.query_map([], |r| {
-                        let groups: String = r.get(1)?;
-                        Ok(Product {
-                            id: r.get(0)?,
-                            lane_groups: groups
-                                .split(',')
-                                .filter(|g| !g.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                            entries_allowed: r.get(2)?,
-                            per_day_limit: r.get(3)?,
-                            reentry_after_exit: r.get(4)?,
-                            reentry_minutes: r.get(5)?,
-                            weekdays: r.get(6)?,
-                            slot_start: r.get(7)?,
-                            slot_end: r.get(8)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                });
-            (keys, products)
-        };
-        let keys = keys.map_err(|e| sqlite(&store, e))?;
-        let products = products.map_err(|e| sqlite(&store, e))?;
-        let keys = keys
-            .into_iter()
-            .filter_map(|(id, k, valid_from, valid_until)| {
-                let key = VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?;
-                Some((
-                    id,
-                    PinnedKey {
-                        key,
-                        valid_from,
-                        valid_until,
-                    },
-                ))
-            })
-            .collect();
-        let products = products.into_iter().map(|p| (p.id, p)).collect();
+        let catalog = load_catalog(&mut store)?;
         Ok(Lanes {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
-                keys,
-                products,
+                catalog: RwLock::new(catalog),
                 reserved: Mutex::new(HashSet::new()),
             }),
         })
+    }
+
+    /// Reads keys, products and the ID-hash key again (after sync changed them).
+    pub fn reload(&self) -> Result<(), LaneError> {
+        let catalog = load_catalog(&mut self.store())?;
+        *self.inner.catalog.write().expect("catalog") = catalog;
+        Ok(())
+    }
+
+    /// The keyed hash of an ID number, once the device is provisioned.
+    pub fn holder_hash(&self, id_number: &str) -> Option<[u8; 16]> {
+        let catalog = self.inner.catalog.read().expect("catalog");
+        let key = catalog.id_hash_key.as_deref()?;
+        Some(token::holder_hash(key, id_number))
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -218,8 +248,9 @@ impl Lanes {
         const COLS: &str = "id, product_id, valid_from, valid_until, entries_allowed, group_size";
         let found: Result<Vec<Ticket>, rusqlite::Error> = match medium {
             Medium::Code(text) if text.starts_with(token::PREFIX) => {
+                let catalog = self.inner.catalog.read().expect("catalog");
                 let key = |id| {
-                    let k = self.inner.keys.get(&id)?;
+                    let k = catalog.keys.get(&id)?;
                     (now >= k.valid_from && k.valid_until.is_none_or(|u| now < u)).then_some(k.key)
                 };
                 let p = token::verify(text, key).map_err(|e| match e {
@@ -330,7 +361,15 @@ impl Lanes {
                 last = r;
                 continue;
             }
-            let Some(product) = self.inner.products.get(&ticket.product_id) else {
+            let Some(product) = self
+                .inner
+                .catalog
+                .read()
+                .expect("catalog")
+                .products
+                .get(&ticket.product_id)
+                .cloned()
+            else {
                 last = Reason::UnknownTicket;
                 continue;
             };
@@ -340,7 +379,7 @@ impl Lanes {
                 tracing::error!("usage lookup failed: {e}");
                 Reason::UnknownTicket
             })?;
-            match rules::decide_entry(product, &ticket, &usage, now, lane_group) {
+            match rules::decide_entry(&product, &ticket, &usage, now, lane_group) {
                 Ok(persons) => return Ok((reservation, ticket, persons)),
                 Err(r) => last = r,
             }

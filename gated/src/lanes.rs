@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, Direction as LaneDirection};
 use crate::lane::{Admission, Lanes, Medium, Scan};
 use crate::store::Store;
-use crate::tickets::token::{self, LocalMinute};
+use crate::tickets::token::LocalMinute;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LanesError {
@@ -40,12 +40,11 @@ pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
 }
 
 /// Starts every lane of `config`; the tasks run until the set is dropped.
-pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesError> {
+pub async fn start(config: &Config, store: Store) -> Result<(JoinSet<()>, Lanes), LanesError> {
     let tz_name = config.timezone.get_ref().clone();
     let tz = jiff::tz::TimeZone::get(&tz_name)
         .map_err(|e| LanesError::TimeZone(tz_name.clone(), e.to_string()))?;
-    let id_key = store.setting("id_hash_key")?;
-    if id_key.is_none() {
+    if store.setting("id_hash_key")?.is_none() {
         warn!(
             "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"
         );
@@ -124,15 +123,14 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
                 .as_ref()
                 .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
             let mut dev = hal::idcard::spawn(r.get_ref(), rd.port.get_ref(), baud);
-            let (tx, key) = (tx.clone(), id_key.clone());
+            let (tx, lanes) = (tx.clone(), lanes.clone());
             sources.push(tokio::spawn(async move {
                 while let Some(read) = dev.next().await {
-                    let Some(key) = &key else {
+                    // The number is hashed here and goes no further.
+                    let Some(hash) = lanes.holder_hash(&read.card.id_number) else {
                         warn!("ID card read, but no ID-hash key is provisioned");
                         continue;
                     };
-                    // The number is hashed here and goes no further.
-                    let hash = token::holder_hash(key, &read.card.id_number);
                     let p = Presented {
                         medium: Medium::Holder(hash),
                         kind: "id-card",
@@ -194,7 +192,7 @@ pub async fn start(config: &Config, store: Store) -> Result<JoinSet<()>, LanesEr
             }
         });
     }
-    Ok(tasks)
+    Ok((tasks, lanes))
 }
 
 /// One read at one of the lane's devices.

@@ -3,6 +3,7 @@
 //! gated is the only process that touches devices, the database and the
 //! network; the kiosk UI and gatectl reach it over D-Bus.
 
+pub mod central;
 pub mod config;
 pub mod daemon;
 pub mod lane;

@@ -134,6 +134,35 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing database for reading only (gatectl, while gated
+    /// runs): nothing is created or migrated.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        let found = store.schema_version()?;
+        if found > MIGRATIONS.len() as u32 {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                known: MIGRATIONS.len() as u32,
+            });
+        }
+        Ok(store)
+    }
+
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),

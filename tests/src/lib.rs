@@ -1,4 +1,8 @@
-//! Helpers shared by the workspace-level tests in `tests/tests/`.
+//! Helpers shared by the workspace-level tests in `tests/tests/`, and
+//! central-sim, the central system they (and the demo) run against.
+
+pub mod central_sim;
+pub mod procs;
 
 use std::path::{Path, PathBuf};
 

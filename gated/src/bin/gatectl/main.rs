@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod central;
 mod probe;
 
 use clap::{Parser, Subcommand};
@@ -16,7 +17,8 @@ use serde_json::{Value, json};
     version,
     about = "Field engineer's tool for the kiosk and gate appliance",
     long_about = "Field engineer's tool for the kiosk and gate appliance.\n\n\
-        Checks a device's configuration before gated uses it, and probes single devices \
+        Checks a device's configuration before gated uses it, enrolls it with the central \
+        system, shows its status, and probes single devices \
         (printer, scanners, ID/IC-card readers) directly. Output is for people by default; \
         pass --json for scripts (one JSON document on stdout, or one per line for streams).\n\n\
         Exit codes: 0 success, 1 failure, 2 invalid configuration or usage."
@@ -37,6 +39,26 @@ enum Command {
     /// Talk to one device directly (stop gated first: ports are exclusive).
     #[command(subcommand)]
     Probe(probe::Probe),
+    /// Enroll this device with the central system using a one-time pairing code.
+    ///
+    /// The device makes its own key pair (the private key never leaves it) and
+    /// stores what the central system returns in gated's state directory.
+    /// Prints what was received, never the secrets.
+    Provision {
+        /// The pairing code the central system's operator gave you.
+        #[arg(long)]
+        code: String,
+        /// The central system's API URL (default: central.url in the config).
+        #[arg(long, value_name = "URL")]
+        central: Option<String>,
+        #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// One screen on the device: role, central link, clock skew, outbox, tickets.
+    Status {
+        #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +93,12 @@ fn main() -> ExitCode {
             config_check(&path, check, cli.json)
         }
         Command::Probe(p) => probe::run(p, cli.json),
+        Command::Provision {
+            code,
+            central: url,
+            config,
+        } => central::provision(&config, url.as_deref(), &code, cli.json),
+        Command::Status { config } => central::status(&config, cli.json),
     }
 }
 

@@ -1,0 +1,268 @@
+//! `gatectl provision` (enroll with the central system) and `gatectl status`
+//! (what gated last recorded about its link, outbox and store).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use gated::central::enroll::{self, EnrollError};
+use gated::central::sync::{self, Mode, SyncStatus};
+use gated::config::{self, Config, DeviceCheck};
+use gated::store::Store;
+use serde_json::json;
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path, DeviceCheck::Skip).map_err(|e| {
+        eprintln!("{e}");
+        eprintln!("fix {} first (gatectl config check)", path.display());
+        ExitCode::from(2)
+    })
+}
+
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn ago(ms: i64) -> String {
+    let s = (jiff::Timestamp::now().as_millisecond() - ms) / 1000;
+    match s {
+        ..=0 => "just now".into(),
+        1..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
+}
+
+fn skew_text(ms: i64) -> String {
+    format!("{:+.1} s", ms as f64 / 1000.0)
+}
+
+pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bool) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let url = central.unwrap_or(config.central.url.get_ref()).to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(enroll::enroll(&config, &url, code)) {
+        Ok(e) => {
+            if json {
+                println!(
+                    "{:#}",
+                    json!({ "enrolled": true, "device": e, "state_dir": config.state_dir.get_ref() })
+                );
+            } else {
+                println!("Enrolled with {}", e.central_url);
+                println!("  device id     {}", e.device_id);
+                println!("  role          {}", e.role);
+                println!(
+                    "  lane groups   {}",
+                    if e.lane_groups.is_empty() {
+                        "-".into()
+                    } else {
+                        e.lane_groups.join(", ")
+                    }
+                );
+                println!(
+                    "  signing keys  {}",
+                    e.signing_key_ids
+                        .iter()
+                        .map(|k| format!("#{k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                println!("  ID-hash key   {}", e.id_hash_key);
+                println!(
+                    "  access token  received (stored, not shown), expires {}",
+                    when(e.token_expires_at_ms)
+                );
+                println!(
+                    "  clock skew    {}{}",
+                    skew_text(e.clock_skew_ms),
+                    if e.clock_skew_ms.unsigned_abs() > sync::SKEW_REPORTED_MS as u64 {
+                        "  ← set the device clock (NTP)"
+                    } else {
+                        ""
+                    }
+                );
+                println!(
+                    "Saved in {} (device.key and credentials.json, readable by their owner only).",
+                    config.state_dir.get_ref().display()
+                );
+                println!("A running gated picks them up within a few seconds.");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let hint = match (&e, enroll::code_problem(&e)) {
+                (_, Some(body)) => match body.error.as_str() {
+                    "code_unknown" | "code_used" | "code_expired" => {
+                        "ask the central system's operator for a new pairing code"
+                    }
+                    "code_mismatch" => {
+                        "check device_id and role in gated.toml, or use the code made for this device"
+                    }
+                    _ => "",
+                },
+                (EnrollError::Central(c), None) if c.is_transient() => {
+                    "check the network, central.url and central.ca_file in gated.toml"
+                }
+                _ => "",
+            };
+            if json {
+                println!(
+                    "{:#}",
+                    json!({
+                        "enrolled": false,
+                        "error": enroll::code_problem(&e).map(|b| b.error.clone()),
+                        "message": e.to_string(),
+                        "hint": hint,
+                    })
+                );
+            } else {
+                eprintln!("gatectl: enrollment failed: {e}");
+                if !hint.is_empty() {
+                    eprintln!("  hint: {hint}");
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the store says: counts and the link's recorded status.
+struct Seen {
+    status: Option<SyncStatus>,
+    outbox: u64,
+    tickets: u64,
+    revoked: u64,
+    blocked: u64,
+    passages_today: u64,
+}
+
+fn read(store: &mut Store) -> Result<Seen, gated::store::StoreError> {
+    let status = sync::read_status(store)?;
+    let outbox = sync::outbox_depth(store)?;
+    let path = store.path().to_owned();
+    let count = |store: &mut Store, sql: &str| {
+        store
+            .conn()
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|source| gated::store::StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })
+    };
+    Ok(Seen {
+        status,
+        outbox,
+        tickets: count(store, "SELECT COUNT(*) FROM tickets")?,
+        revoked: count(store, "SELECT COUNT(*) FROM revoked")?,
+        blocked: count(store, "SELECT COUNT(*) FROM blocked")?,
+        passages_today: count(
+            store,
+            "SELECT COALESCE(SUM(persons), 0) FROM passages WHERE at_ms >= (strftime('%s','now','start of day') * 1000)",
+        )?,
+    })
+}
+
+pub fn status(config_path: &Path, json: bool) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let db = config.state_dir.get_ref().join("gated.db");
+    if !db.exists() {
+        eprintln!(
+            "gatectl: {} does not exist: gated has not run with this configuration yet",
+            db.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let seen = match Store::open_read_only(&db).and_then(|mut s| read(&mut s)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let st = seen.status.clone().unwrap_or_default();
+    if json {
+        println!(
+            "{:#}",
+            json!({
+                "role": config.role,
+                "device_id": config.device_id.get_ref(),
+                "central": {
+                    "mode": st.mode,
+                    "url": st.central_url,
+                    "since_ms": st.since_ms,
+                    "last_sync_ms": st.last_sync_ms,
+                    "last_error": st.last_error,
+                    "cursor": st.cursor,
+                    "catalog_version": st.catalog_version,
+                    "clock_skew_ms": st.clock_skew_ms,
+                    "clock_skew_reported": st.skew_reported(),
+                    "status_written_ms": st.updated_ms,
+                },
+                "outbox_depth": seen.outbox,
+                "tickets": seen.tickets,
+                "revoked": seen.revoked,
+                "blocked": seen.blocked,
+                "persons_entered_today": seen.passages_today,
+            })
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{} {}  ({})",
+        config.role,
+        config.device_id.get_ref(),
+        db.display()
+    );
+    let mode = match st.mode {
+        Mode::Unprovisioned => "NOT PROVISIONED: run `gatectl provision --code CODE`".to_owned(),
+        Mode::Online => format!("online since {}", when(st.since_ms)),
+        Mode::Offline => format!("OFFLINE since {}", when(st.since_ms)),
+    };
+    println!("  central       {mode}");
+    if let Some(url) = &st.central_url {
+        println!("                {url}");
+    }
+    if let Some(t) = st.last_sync_ms {
+        println!("  last sync     {} ({})", ago(t), when(t));
+    }
+    if let Some(e) = &st.last_error {
+        println!("  last error    {e}");
+    }
+    match st.clock_skew_ms {
+        Some(s) if st.skew_reported() => println!(
+            "  clock skew    {}  ← device clock is off by more than 2 min: set the time (NTP); tickets are still checked on the device clock",
+            skew_text(s)
+        ),
+        Some(s) => println!("  clock skew    {}", skew_text(s)),
+        None => println!("  clock skew    unknown (no heartbeat answered yet)"),
+    }
+    println!(
+        "  outbox        {} event(s) waiting for upload",
+        seen.outbox
+    );
+    println!(
+        "  tickets       {} known, {} revoked, {} blocked (cursor {}, catalog v{})",
+        seen.tickets, seen.revoked, seen.blocked, st.cursor, st.catalog_version
+    );
+    println!("  entries today {} person(s)", seen.passages_today);
+    if st.updated_ms > 0 {
+        println!("  (status written by gated {})", ago(st.updated_ms));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,355 @@
+//! Central API v1 on the wire: the JSON bodies of `docs/central-api.yaml`.
+//! gated's client and central-sim both use these types, so the two cannot
+//! drift apart silently; the document is checked against central-sim's routes.
+//!
+//! Conventions: binary values (keys, hashes, signatures) are lowercase hex;
+//! times on the device's or server's clock are Unix milliseconds; validity
+//! windows are the scenic area's civil time, `YYYY-MM-DDTHH:MM`.
+
+use serde::{Deserialize, Serialize};
+
+/// Every path below is relative to the configured base URL (`…/api/v1`).
+pub mod paths {
+    pub const ENROLL: &str = "enroll";
+    pub const AUTH_CHALLENGE: &str = "auth/challenge";
+    pub const AUTH_TOKEN: &str = "auth/token";
+    pub const CATALOG: &str = "catalog";
+    pub const AVAILABILITY: &str = "availability";
+    pub const CHANGES: &str = "changes";
+    pub const EVENTS: &str = "events";
+    pub const ORDERS: &str = "orders";
+    pub const PICKUP: &str = "pickup";
+    pub const HEARTBEAT: &str = "heartbeat";
+}
+
+/// The body of every 4xx/5xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    /// Stable, machine-readable: `code_unknown`, `code_used`, `sold_out` …
+    pub error: String,
+    /// For a person (engineer or visitor-facing UI).
+    pub message: String,
+}
+
+// ---- enrollment and authentication ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollRequest {
+    /// The one-time pairing code the field engineer typed or scanned.
+    pub code: String,
+    /// What gated.toml names this device; must match what the code was made for.
+    pub device_id: String,
+    /// `lane` or `kiosk`; must match the code.
+    pub role: String,
+    /// The device's own Ed25519 public key (the private key never leaves it).
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollResponse {
+    pub device_id: String,
+    pub role: String,
+    pub lane_groups: Vec<String>,
+    pub signing_keys: Vec<SigningKey>,
+    /// HMAC key for holder hashes of ID numbers. Secret.
+    pub id_hash_key: String,
+    pub access: AccessToken,
+    pub server_time_ms: i64,
+}
+
+/// A ticket-signing public key of the central system.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SigningKey {
+    pub key_id: u16,
+    pub public_key: String,
+    /// Civil time; absent = always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+}
+
+/// A bearer token; the device gets a new one by signing a challenge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChallengeRequest {
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Challenge {
+    /// Random bytes to sign, prefixed by [`CHALLENGE_DOMAIN`].
+    pub challenge: String,
+    pub expires_at_ms: i64,
+}
+
+/// What a device signs: this domain, then the challenge bytes.
+pub const CHALLENGE_DOMAIN: &[u8] = b"scenic-device-auth/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub device_id: String,
+    pub challenge: String,
+    pub signature: String,
+}
+
+// ---- catalog ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Catalog {
+    /// Changes whenever anything below changes.
+    pub version: u64,
+    pub scenic_area: String,
+    pub signing_keys: Vec<SigningKey>,
+    pub lane_groups: Vec<LaneGroup>,
+    pub products: Vec<Product>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LaneGroup {
+    pub name: String,
+    pub title: String,
+}
+
+/// A product and its entry rules (see `gated::tickets::rules`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Product {
+    pub id: u32,
+    pub name: String,
+    pub name_en: String,
+    pub price_cents: u32,
+    /// One ID card per ticket at sale.
+    pub real_name: bool,
+    /// Lane groups it admits to; empty = every group.
+    pub lane_groups: Vec<String>,
+    /// 0 = unlimited within the validity window.
+    pub entries_allowed: u16,
+    pub per_day_limit: u16,
+    pub reentry_after_exit: bool,
+    pub reentry_minutes: u16,
+    /// Bit 0 = Monday … bit 6 = Sunday.
+    pub weekdays: u8,
+    /// Time slots a visitor chooses from at sale (minutes of the day).
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Slot {
+    pub start_minute: u16,
+    /// Exclusive.
+    pub end_minute: u16,
+}
+
+/// `GET availability?date=YYYY-MM-DD`: remaining quota per product and slot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Availability {
+    pub date: String,
+    pub slots: Vec<SlotQuota>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlotQuota {
+    pub product_id: u32,
+    pub start_minute: u16,
+    pub capacity: u32,
+    pub remaining: u32,
+}
+
+// ---- ticket deltas ----
+
+/// `GET changes?cursor=N&limit=M&wait=S`: changes after `cursor`, in order.
+/// With `wait` > 0 and nothing new, the server holds the request up to that
+/// many seconds and answers as soon as something changes (long poll).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChangesPage {
+    pub changes: Vec<Change>,
+    /// Pass back as `cursor`; equals the request's cursor when nothing is new.
+    pub next_cursor: u64,
+    /// More pages follow right away (a full download in progress).
+    pub more: bool,
+    pub server_time_ms: i64,
+}
+
+/// One change; applying it twice is the same as once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A ticket was issued or changed (whole record).
+    Ticket(TicketRecord),
+    Revoke {
+        ticket_id: u64,
+        reason: String,
+    },
+    Block {
+        ticket_id: u64,
+        reason: String,
+    },
+    Unblock {
+        ticket_id: u64,
+    },
+    /// A contactless card was bound to a ticket (`card_uid` absent: unbound).
+    Card {
+        ticket_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        card_uid: Option<String>,
+    },
+    /// The catalog changed: fetch `catalog` again.
+    Catalog {
+        version: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub id: u64,
+    /// Printed code for tickets without a signed token (pre-printed stock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    pub product_id: u32,
+    pub valid_from: String,
+    pub valid_until: String,
+    /// Absent = the product's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries_allowed: Option<u16>,
+    pub group_size: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_uid: Option<String>,
+}
+
+// ---- events ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventBatch {
+    pub device_id: String,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Unique per event; the server keeps the first and acknowledges repeats.
+    pub nonce: String,
+    /// `passage`, `alarm`, `sale`, `print`, `pickup` …
+    pub kind: String,
+    pub device_time_ms: i64,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventAck {
+    /// Stored now.
+    pub accepted: Vec<String>,
+    /// Already stored earlier (a retry): as good as accepted.
+    pub duplicates: Vec<String>,
+}
+
+// ---- orders and pickup ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateOrder {
+    /// The device's idempotency key: creating twice returns the same order.
+    pub client_ref: String,
+    /// Visit date, `YYYY-MM-DD`.
+    pub date: String,
+    pub items: Vec<OrderItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderItem {
+    pub product_id: u32,
+    pub start_minute: u16,
+    pub quantity: u16,
+    /// Holder hashes for a real-name product, one per ticket.
+    #[serde(default)]
+    pub holders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Unpaid,
+    Paid,
+    Expired,
+    Cancelled,
+    Refunded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Order {
+    pub order_no: String,
+    /// What a QR for pickup encodes.
+    pub order_code: String,
+    pub status: OrderStatus,
+    pub date: String,
+    pub total_cents: u32,
+    /// Unpaid orders expire (quota is released).
+    pub expires_at_ms: i64,
+    pub items: Vec<OrderItem>,
+    /// Issued when paid.
+    pub tickets: Vec<IssuedTicket>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedTicket {
+    pub ticket_id: u64,
+    pub serial: String,
+    pub product_id: u32,
+    /// The QR text (`T1:…`).
+    pub token: String,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub group_size: u16,
+    pub price_cents: u32,
+}
+
+/// `POST orders/{order_no}/pay`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum PayRequest {
+    /// Show a QR the visitor scans with a wallet app.
+    Qr,
+    /// The visitor's payment code, scanned at the kiosk.
+    Code { code: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Payment {
+    pub status: OrderStatus,
+    /// For `qr`: what the kiosk shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr: Option<String>,
+    pub expires_at_ms: i64,
+}
+
+/// `GET pickup?order_code=…` | `?id_hash=…` | `?order_no=…&phone_suffix=NNNN`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pickup {
+    /// Paid orders found (none: an empty list, not an error).
+    pub orders: Vec<Order>,
+}
+
+// ---- heartbeat ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub device_id: String,
+    pub role: String,
+    pub mode: String,
+    pub version: String,
+    pub outbox_depth: u64,
+    pub cursor: u64,
+    pub device_time_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    pub server_time_ms: i64,
+}

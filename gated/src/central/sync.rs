@@ -1,0 +1,767 @@
+//! Keeps the device in step with the central system, by itself:
+//!
+//! - **pull**: the catalog, then ticket changes after the stored cursor, one
+//!   transaction per page with the new cursor in it (an interrupted download
+//!   resumes where it stopped; a page applied twice changes nothing). When
+//!   caught up it long-polls, so a sale or refund arrives within a round trip.
+//! - **push**: the outbox in batches; an event leaves it only once the
+//!   central system has acknowledged its nonce.
+//! - **heartbeat**: status, versions, outbox depth and the device clock; the
+//!   answer gives the clock skew, which is reported, never acted on.
+//!
+//! Failures make the device offline (visible in the status) and are retried
+//! with jittered backoff; lanes keep validating from the store meanwhile.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hal::supervise::Backoff;
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::api::{self, Change, ChangesPage, paths};
+use super::client::{self, CALL_TIMEOUT, CentralError, Session};
+use super::identity;
+use crate::config::Config;
+use crate::lane::Lanes;
+use crate::store::{Store, StoreError};
+
+/// `device_settings` rows this module owns.
+pub const CURSOR: &str = "sync.cursor";
+pub const CATALOG_VERSION: &str = "sync.catalog_version";
+pub const STATUS: &str = "sync.status";
+/// The catalog as last received (JSON), for the kiosk.
+pub const CATALOG: &str = "catalog";
+
+/// A skew beyond this is reported (tickets are still checked on the device clock).
+pub const SKEW_REPORTED_MS: i64 = 120_000;
+/// Changes per page.
+pub const PAGE_LIMIT: u32 = 5000;
+/// Events per upload.
+pub const PUSH_BATCH: u32 = 500;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No credentials yet: `gatectl provision` first.
+    #[default]
+    Unprovisioned,
+    Online,
+    Offline,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Unprovisioned => "unprovisioned",
+            Mode::Online => "online",
+            Mode::Offline => "offline",
+        })
+    }
+}
+
+/// The link's state as gatectl and (later) D-Bus show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub mode: Mode,
+    pub central_url: Option<String>,
+    /// When `mode` last changed (Unix ms).
+    pub since_ms: i64,
+    /// Last successful exchange with the central system.
+    pub last_sync_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub cursor: u64,
+    pub catalog_version: u64,
+    pub outbox_depth: u64,
+    /// Central clock minus device clock.
+    pub clock_skew_ms: Option<i64>,
+    /// Set when the written status was last refreshed (Unix ms).
+    pub updated_ms: i64,
+}
+
+impl SyncStatus {
+    pub fn skew_reported(&self) -> bool {
+        self.clock_skew_ms
+            .is_some_and(|s| s.unsigned_abs() > SKEW_REPORTED_MS as u64)
+    }
+}
+
+/// Timings (config `[central]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// How long the central system may hold a long poll.
+    pub long_poll: Duration,
+    pub heartbeat: Duration,
+    pub backoff: Backoff,
+}
+
+impl Timings {
+    pub fn from_config(config: &Config) -> Self {
+        Timings {
+            long_poll: Duration::from_secs(config.central.long_poll_s.into()),
+            heartbeat: Duration::from_secs(config.central.heartbeat_s.into()),
+            backoff: Backoff {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Sets a `device_settings` row inside a transaction.
+pub fn put(tx: &Transaction<'_>, name: &str, value: &[u8]) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO device_settings (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )
+    .map(|_| ())
+}
+
+fn setting_u64(store: &Store, name: &str) -> Result<u64, StoreError> {
+    Ok(store
+        .setting(name)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The status as gated last wrote it (for gatectl).
+pub fn read_status(store: &Store) -> Result<Option<SyncStatus>, StoreError> {
+    Ok(store
+        .setting(STATUS)?
+        .and_then(|v| serde_json::from_slice(&v).ok()))
+}
+
+pub fn outbox_depth(store: &mut Store) -> Result<u64, StoreError> {
+    let path = store.path().to_owned();
+    store
+        .conn()
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(sqlite(&path))
+}
+
+/// Replaces the pinned ticket-signing keys.
+pub fn replace_signing_keys(
+    tx: &Transaction<'_>,
+    keys: &[api::SigningKey],
+) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM signing_keys", [])?;
+    for k in keys {
+        let Some(public) = hex::decode(&k.public_key).ok().filter(|b| b.len() == 32) else {
+            warn!(
+                key_id = k.key_id,
+                "signing key is not 32 bytes of hex; skipped"
+            );
+            continue;
+        };
+        let from = k.valid_from.as_deref().and_then(super::parse_civil);
+        let until = k.valid_until.as_deref().and_then(super::parse_civil);
+        tx.execute(
+            "INSERT INTO signing_keys (key_id, public_key, valid_from, valid_until) VALUES (?1, ?2, ?3, ?4)",
+            params![k.key_id, public, from.unwrap_or(0), until],
+        )?;
+    }
+    Ok(())
+}
+
+/// Applies a catalog in one transaction.
+pub fn apply_catalog(store: &mut Store, catalog: &api::Catalog) -> Result<(), StoreError> {
+    let path = store.path().to_owned();
+    let err = sqlite(&path);
+    let json = serde_json::to_vec(catalog).expect("catalog serializes");
+    let tx = store.conn().transaction().map_err(&err)?;
+    let run = || -> rusqlite::Result<()> {
+        replace_signing_keys(&tx, &catalog.signing_keys)?;
+        // Products are replaced whole; tickets of a withdrawn product are then refused.
+        tx.execute("DELETE FROM products", [])?;
+        let mut ins = tx.prepare(
+            "INSERT INTO products (id, name, lane_groups, entries_allowed, per_day_limit,
+                 reentry_after_exit, reentry_minutes, weekdays, slot_start, slot_end)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for p in &catalog.products {
+            // Lanes admit during the product's sale slots, first start to last end.
+            let start = p.slots.iter().map(|s| s.start_minute).min().unwrap_or(0);
+            let end = p.slots.iter().map(|s| s.end_minute).max().unwrap_or(1440);
+            ins.execute(params![
+                p.id,
+                p.name,
+                p.lane_groups.join(","),
+                p.entries_allowed,
+                p.per_day_limit,
+                p.reentry_after_exit,
+                p.reentry_minutes,
+                p.weekdays,
+                start,
+                end
+            ])?;
+        }
+        drop(ins);
+        put(&tx, CATALOG, &json)?;
+        put(&tx, CATALOG_VERSION, catalog.version.to_string().as_bytes())?;
+        Ok(())
+    };
+    run().map_err(&err)?;
+    tx.commit().map_err(&err)
+}
+
+/// What applying a page found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub changes: usize,
+    /// The newest catalog version the page announced.
+    pub catalog: Option<u64>,
+}
+
+/// Applies one page and moves the cursor, in one transaction: either the
+/// whole page and its cursor are stored, or neither.
+pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, StoreError> {
+    let path = store.path().to_owned();
+    let err = sqlite(&path);
+    let tx = store.conn().transaction().map_err(&err)?;
+    let mut applied = Applied::default();
+    let run = |applied: &mut Applied| -> rusqlite::Result<()> {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO tickets (id, serial, product_id, valid_from, valid_until,
+                 entries_allowed, group_size, holder_hash, card_uid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (id) DO UPDATE SET serial = excluded.serial,
+                 product_id = excluded.product_id, valid_from = excluded.valid_from,
+                 valid_until = excluded.valid_until, entries_allowed = excluded.entries_allowed,
+                 group_size = excluded.group_size, holder_hash = excluded.holder_hash,
+                 card_uid = excluded.card_uid",
+        )?;
+        // A serial or card moves to its new ticket (a card re-issued).
+        let mut free_card = tx.prepare_cached(
+            "UPDATE tickets SET card_uid = NULL WHERE card_uid = ?1 AND id <> ?2",
+        )?;
+        let mut free_serial =
+            tx.prepare_cached("UPDATE tickets SET serial = NULL WHERE serial = ?1 AND id <> ?2")?;
+        for change in &page.changes {
+            match change {
+                Change::Ticket(t) => {
+                    let (Some(from), Some(until)) = (
+                        super::parse_civil(&t.valid_from),
+                        super::parse_civil(&t.valid_until),
+                    ) else {
+                        warn!(ticket = t.id, "ticket with unreadable validity skipped");
+                        continue;
+                    };
+                    let holder = t
+                        .holder_hash
+                        .as_deref()
+                        .and_then(|h| hex::decode(h).ok())
+                        .filter(|h| h.len() == 16);
+                    let id = t.id as i64;
+                    if let Some(uid) = &t.card_uid {
+                        free_card.execute(params![uid, id])?;
+                    }
+                    if let Some(serial) = &t.serial {
+                        free_serial.execute(params![serial, id])?;
+                    }
+                    upsert.execute(params![
+                        id,
+                        t.serial,
+                        t.product_id,
+                        from,
+                        until,
+                        t.entries_allowed,
+                        t.group_size,
+                        holder,
+                        t.card_uid
+                    ])?;
+                }
+                Change::Revoke { ticket_id, reason } => {
+                    tx.execute(
+                        "INSERT INTO revoked (ticket_id, reason) VALUES (?1, ?2)
+                         ON CONFLICT (ticket_id) DO UPDATE SET reason = excluded.reason",
+                        params![*ticket_id as i64, reason],
+                    )?;
+                }
+                Change::Block { ticket_id, reason } => {
+                    tx.execute(
+                        "INSERT INTO blocked (ticket_id, reason) VALUES (?1, ?2)
+                         ON CONFLICT (ticket_id) DO UPDATE SET reason = excluded.reason",
+                        params![*ticket_id as i64, reason],
+                    )?;
+                }
+                Change::Unblock { ticket_id } => {
+                    tx.execute(
+                        "DELETE FROM blocked WHERE ticket_id = ?1",
+                        [*ticket_id as i64],
+                    )?;
+                }
+                Change::Card {
+                    ticket_id,
+                    card_uid,
+                } => {
+                    let id = *ticket_id as i64;
+                    if let Some(uid) = card_uid {
+                        free_card.execute(params![uid, id])?;
+                    }
+                    tx.execute(
+                        "UPDATE tickets SET card_uid = ?2 WHERE id = ?1",
+                        params![id, card_uid],
+                    )?;
+                }
+                Change::Catalog { version } => {
+                    applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
+                }
+            }
+            applied.changes += 1;
+        }
+        drop((upsert, free_card, free_serial));
+        put(&tx, CURSOR, page.next_cursor.to_string().as_bytes())
+    };
+    run(&mut applied).map_err(&err)?;
+    tx.commit().map_err(&err)?;
+    Ok(applied)
+}
+
+/// Starts the link; it waits for credentials if the device is not enrolled
+/// yet and picks them up when `gatectl provision` writes them.
+pub fn start(
+    config: &Config,
+    lanes: Option<Lanes>,
+) -> Result<(JoinSet<()>, watch::Receiver<SyncStatus>), StoreError> {
+    let state_dir = config.state_dir.get_ref().clone();
+    let store = Store::open(&state_dir.join("gated.db"))?;
+    let mut status = read_status(&store)?.unwrap_or_default();
+    status.mode = Mode::Unprovisioned;
+    status.cursor = setting_u64(&store, CURSOR)?;
+    status.catalog_version = setting_u64(&store, CATALOG_VERSION)?;
+    let (tx, rx) = watch::channel(status);
+    let link = Link {
+        store: Arc::new(Mutex::new(store)),
+        lanes,
+        status: tx,
+        state_dir,
+        ca_file: config.central.ca_file.as_ref().map(|c| c.get_ref().clone()),
+        device_id: config.device_id.get_ref().clone(),
+        role: config.role.to_string(),
+        timings: Timings::from_config(config),
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(Arc::new(link).run());
+    Ok((tasks, rx))
+}
+
+#[derive(Debug)]
+struct Link {
+    store: Arc<Mutex<Store>>,
+    lanes: Option<Lanes>,
+    status: watch::Sender<SyncStatus>,
+    state_dir: PathBuf,
+    ca_file: Option<PathBuf>,
+    device_id: String,
+    role: String,
+    timings: Timings,
+}
+
+impl Link {
+    /// Waits for credentials, runs the session, and starts over when they change.
+    async fn run(self: Arc<Self>) {
+        let mut seen: Option<std::time::SystemTime> = None;
+        let mut complained = String::new();
+        loop {
+            let modified = std::fs::metadata(self.state_dir.join(identity::CREDENTIALS_FILE))
+                .and_then(|m| m.modified())
+                .ok();
+            if modified.is_some() && modified != seen {
+                seen = modified;
+                match self.session() {
+                    Ok(session) => {
+                        complained.clear();
+                        let mut tasks = JoinSet::new();
+                        let s = Arc::new(session);
+                        tasks.spawn(self.clone().pull(s.clone()));
+                        tasks.spawn(self.clone().push(s.clone()));
+                        tasks.spawn(self.clone().heartbeat(s));
+                        // Until the credentials change (a new enrollment).
+                        loop {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            let now =
+                                std::fs::metadata(self.state_dir.join(identity::CREDENTIALS_FILE))
+                                    .and_then(|m| m.modified())
+                                    .ok();
+                            if now != seen {
+                                info!("credentials changed: reconnecting to the central system");
+                                break;
+                            }
+                        }
+                        tasks.shutdown().await;
+                        continue;
+                    }
+                    Err(why) => {
+                        if why != complained {
+                            warn!("not syncing: {why}");
+                            complained = why.clone();
+                        }
+                        self.update(|s| {
+                            s.mode = Mode::Unprovisioned;
+                            s.last_error = Some(why);
+                        });
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn session(&self) -> Result<Session, String> {
+        let creds = identity::load_credentials(&self.state_dir)
+            .map_err(|e| e.to_string())?
+            .ok_or("not provisioned")?;
+        let key = identity::load_key(&self.state_dir)
+            .map_err(|e| e.to_string())?
+            .ok_or("device.key is missing: provision the device again")?;
+        if creds.device_id != self.device_id || creds.role != self.role {
+            return Err(format!(
+                "enrolled as {} ({}) but gated.toml says {} ({}): provision again",
+                creds.device_id, creds.role, self.device_id, self.role
+            ));
+        }
+        let http = client::http_client(self.ca_file.as_deref()).map_err(|e| e.to_string())?;
+        if let Some(lanes) = &self.lanes
+            && let Err(e) = lanes.reload()
+        {
+            warn!("reloading keys after enrollment: {e}");
+        }
+        info!(central = creds.central_url, "central link starting");
+        self.update(|s| {
+            s.central_url = Some(creds.central_url.clone());
+            if s.mode == Mode::Unprovisioned {
+                s.mode = Mode::Offline;
+                s.since_ms = now_ms();
+            }
+        });
+        Ok(Session::new(
+            http,
+            &creds.central_url,
+            &creds.device_id,
+            key,
+            Some(creds.access),
+        ))
+    }
+
+    /// Changes the status, and writes it to the store for gatectl.
+    fn update(&self, f: impl FnOnce(&mut SyncStatus)) {
+        let mut changed = false;
+        self.status.send_if_modified(|s| {
+            let before = s.clone();
+            f(s);
+            changed = *s != before;
+            changed
+        });
+        if changed {
+            let mut s = self.status.borrow().clone();
+            s.updated_ms = now_ms();
+            let json = serde_json::to_vec(&s).expect("status serializes");
+            if let Err(e) = self.store.lock().expect("store").put_setting(STATUS, &json) {
+                warn!("cannot record the sync status: {e}");
+            }
+        }
+    }
+
+    fn online(&self) {
+        self.update(|s| {
+            if s.mode != Mode::Online {
+                info!("central system reachable: online");
+                s.mode = Mode::Online;
+                s.since_ms = now_ms();
+            }
+            s.last_sync_ms = Some(now_ms());
+            s.last_error = None;
+        });
+    }
+
+    fn offline(&self, e: &CentralError) {
+        let why = e.to_string();
+        self.update(|s| {
+            if s.mode != Mode::Offline {
+                warn!("central system unreachable, working offline: {why}");
+                s.mode = Mode::Offline;
+                s.since_ms = now_ms();
+            }
+            s.last_error = Some(why);
+        });
+    }
+
+    /// Runs blocking store work off the async threads.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&mut store.lock().expect("store")))
+            .await
+            .expect("store task")
+    }
+
+    async fn pull(self: Arc<Self>, session: Arc<Session>) {
+        let cursor = self.status.borrow().cursor;
+        info!(cursor, "fetching ticket changes after cursor {cursor}");
+        let mut attempt = 0;
+        let mut wait = Duration::ZERO;
+        loop {
+            match self.pull_once(&session, wait).await {
+                Ok(more) => {
+                    attempt = 0;
+                    self.online();
+                    wait = if more {
+                        Duration::ZERO
+                    } else {
+                        self.timings.long_poll
+                    };
+                }
+                Err(PullError::Central(e)) => {
+                    self.offline(&e);
+                    attempt += 1;
+                    wait = Duration::ZERO;
+                    tokio::time::sleep(jitter(self.timings.backoff.delay(attempt))).await;
+                }
+                Err(PullError::Store(e)) => {
+                    tracing::error!("cannot apply changes: {e}");
+                    attempt += 1;
+                    tokio::time::sleep(jitter(self.timings.backoff.delay(attempt))).await;
+                }
+            }
+        }
+    }
+
+    /// One catalog check and one page; Ok(true) when more pages follow.
+    async fn pull_once(&self, session: &Session, wait: Duration) -> Result<bool, PullError> {
+        let (cursor, catalog_version) = {
+            let s = self.status.borrow();
+            (s.cursor, s.catalog_version)
+        };
+        if catalog_version == 0 {
+            self.refresh_catalog(session).await?;
+        }
+        let page: ChangesPage = session
+            .get(
+                paths::CHANGES,
+                &[
+                    ("cursor", cursor.to_string()),
+                    ("limit", PAGE_LIMIT.to_string()),
+                    ("wait", wait.as_secs().to_string()),
+                ],
+                wait + CALL_TIMEOUT,
+            )
+            .await?;
+        let more = page.more;
+        let next = page.next_cursor;
+        let applied = if page.changes.is_empty() && next == cursor {
+            Applied::default()
+        } else {
+            self.with_store(move |s| apply_page(s, &page)).await?
+        };
+        if applied.changes > 0 {
+            tracing::debug!(changes = applied.changes, cursor = next, "changes applied");
+        }
+        self.update(|s| s.cursor = next);
+        if applied.catalog.is_some_and(|v| v > catalog_version) {
+            self.refresh_catalog(session).await?;
+        }
+        Ok(more)
+    }
+
+    async fn refresh_catalog(&self, session: &Session) -> Result<(), PullError> {
+        let catalog: api::Catalog = session.get(paths::CATALOG, &[], CALL_TIMEOUT).await?;
+        let version = catalog.version;
+        let products = catalog.products.len();
+        self.with_store(move |s| apply_catalog(s, &catalog)).await?;
+        if let Some(lanes) = &self.lanes
+            && let Err(e) = lanes.reload()
+        {
+            warn!("reloading the catalog into the lanes: {e}");
+        }
+        info!(version, products, "catalog updated");
+        self.update(|s| s.catalog_version = version);
+        Ok(())
+    }
+
+    async fn push(self: Arc<Self>, session: Arc<Session>) {
+        let mut attempt = 0;
+        loop {
+            let batch = self
+                .with_store(|s| {
+                    let depth = outbox_depth(s)?;
+                    let path = s.path().to_owned();
+                    let events = s
+                        .conn()
+                        .prepare_cached(
+                            "SELECT nonce, kind, body, created_ms FROM outbox ORDER BY id LIMIT ?1",
+                        )
+                        .and_then(|mut st| {
+                            st.query_map([PUSH_BATCH], |r| {
+                                let body: String = r.get(2)?;
+                                Ok(api::Event {
+                                    nonce: r.get(0)?,
+                                    kind: r.get(1)?,
+                                    body: serde_json::from_str(&body)
+                                        .unwrap_or(serde_json::Value::String(body)),
+                                    device_time_ms: r.get(3)?,
+                                })
+                            })?
+                            .collect::<Result<Vec<_>, _>>()
+                        })
+                        .map_err(sqlite(&path))?;
+                    Ok((depth, events))
+                })
+                .await;
+            let (depth, events) = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("cannot read the outbox: {e}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            self.update(|s| s.outbox_depth = depth);
+            if events.is_empty() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let body = api::EventBatch {
+                device_id: session.device_id().to_owned(),
+                events,
+            };
+            match session.post::<_, api::EventAck>(paths::EVENTS, &body).await {
+                Ok(ack) => {
+                    attempt = 0;
+                    self.online();
+                    let done: Vec<String> =
+                        ack.accepted.into_iter().chain(ack.duplicates).collect();
+                    let n = done.len();
+                    let removed = self
+                        .with_store(move |s| {
+                            let path = s.path().to_owned();
+                            let tx = s.conn().transaction().map_err(sqlite(&path))?;
+                            {
+                                let mut del = tx
+                                    .prepare_cached("DELETE FROM outbox WHERE nonce = ?1")
+                                    .map_err(sqlite(&path))?;
+                                for nonce in &done {
+                                    del.execute([nonce]).map_err(sqlite(&path))?;
+                                }
+                            }
+                            tx.commit().map_err(sqlite(&path))
+                        })
+                        .await;
+                    match removed {
+                        Ok(()) => tracing::debug!(events = n, "events uploaded"),
+                        Err(e) => tracing::error!("uploaded events stay in the outbox: {e}"),
+                    }
+                    if n == 0 {
+                        // The server took none: do not spin on the same batch.
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if e.is_transient() {
+                        self.offline(&e);
+                    } else {
+                        warn!("events refused by the central system (kept): {e}");
+                    }
+                    tokio::time::sleep(jitter(self.timings.backoff.delay(attempt))).await;
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>, session: Arc<Session>) {
+        let mut reported = false;
+        loop {
+            let status = self.status.borrow().clone();
+            let sent = now_ms();
+            let beat = api::Heartbeat {
+                device_id: session.device_id().to_owned(),
+                role: self.role.clone(),
+                mode: status.mode.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                outbox_depth: status.outbox_depth,
+                cursor: status.cursor,
+                device_time_ms: sent,
+            };
+            match session
+                .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)
+                .await
+            {
+                Ok(ack) => {
+                    self.online();
+                    let skew = ack.server_time_ms - (sent + now_ms()) / 2;
+                    self.update(|s| s.clock_skew_ms = Some(skew));
+                    let off = skew.unsigned_abs() > SKEW_REPORTED_MS as u64;
+                    if off && !reported {
+                        warn!(
+                            skew_s = skew / 1000,
+                            "the device clock is {} s off the central system's; tickets are still checked against the device clock: set the time (NTP)",
+                            skew / 1000
+                        );
+                    } else if !off && reported {
+                        info!("device clock agrees with the central system again");
+                    }
+                    reported = off;
+                }
+                Err(e) if e.is_transient() => self.offline(&e),
+                Err(e) => warn!("heartbeat refused: {e}"),
+            }
+            tokio::time::sleep(self.timings.heartbeat).await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    #[error(transparent)]
+    Central(#[from] CentralError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Between half and all of `d`: devices that lost the server together do
+/// not come back in step.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).expect("the kernel's random source");
+    let f = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;
+    d.mul_f64(f)
+}
+
+/// Reads a setting a test or gatectl wants without the whole status.
+pub fn cursor(store: &Store) -> Result<u64, StoreError> {
+    setting_u64(store, CURSOR)
+}
+
+/// The revocation a ticket has, if any (gatectl and tests).
+pub fn revoked(store: &mut Store, ticket_id: u64) -> Result<Option<String>, StoreError> {
+    let path = store.path().to_owned();
+    store
+        .conn()
+        .query_row(
+            "SELECT reason FROM revoked WHERE ticket_id = ?1",
+            [ticket_id as i64],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sqlite(&path))
+}

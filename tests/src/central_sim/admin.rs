@@ -1,0 +1,357 @@
+//! The control panel (`/sim/…`, plain HTTP on loopback): what the central
+//! system's operators and payment providers would do, and the failures a
+//! test needs. Not part of the contract.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use gated::central::api::{self, Change};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::contract::{self, Fail};
+use super::{FailMode, Sim, db, real_now_ms};
+
+/// The scenic area's time zone (as gated's default).
+pub const TIME_ZONE: &str = "Asia/Shanghai";
+
+pub fn router(sim: Arc<Sim>) -> axum::Router {
+    axum::Router::new()
+        .route("/sim/pairing-codes", post(pairing_code))
+        .route("/sim/sell", post(sell))
+        .route("/sim/tickets", post(generate))
+        .route("/sim/refund", post(refund))
+        .route("/sim/fail", post(fail))
+        .route("/sim/quota", post(quota))
+        .route("/sim/orders/{order_no}/paid", post(paid))
+        .route("/sim/expire-tokens", post(expire_tokens))
+        .route("/sim/stats", get(stats))
+        .route("/sim/events", get(events))
+        .with_state(sim)
+}
+
+/// `CODE,DEVICE,ROLE[,GROUP…]`, valid for a day (the demo's code).
+pub fn seed_pairing_code(conn: &Connection, spec: &str) -> Result<(), String> {
+    let mut parts = spec.split(',');
+    let (Some(code), Some(device), Some(role)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "--pairing-code {spec:?}: expected CODE,DEVICE,ROLE[,GROUP…]"
+        ));
+    };
+    let groups: Vec<&str> = parts.collect();
+    conn.execute(
+        "INSERT INTO pairing_codes (code, device_id, role, lane_groups, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (code) DO UPDATE SET device_id = excluded.device_id, role = excluded.role,
+             lane_groups = excluded.lane_groups, expires_ms = excluded.expires_ms, used_ms = NULL",
+        params![code, device, role, groups.join(","), real_now_ms() + 86_400_000],
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+pub fn today() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get(TIME_ZONE).expect("bundled or system tzdata"))
+        .date()
+}
+
+#[derive(Debug, Deserialize)]
+struct PairingCode {
+    device_id: String,
+    role: String,
+    #[serde(default)]
+    lane_groups: Vec<String>,
+    /// Negative: already expired (tests).
+    #[serde(default = "default_ttl")]
+    ttl_s: i64,
+}
+
+fn default_ttl() -> i64 {
+    600
+}
+
+async fn pairing_code(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<PairingCode>,
+) -> Result<Json<Value>, Fail> {
+    // Eight digits an engineer can type on a touchscreen.
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("random");
+    let code = format!("{:08}", u32::from_le_bytes(b) % 100_000_000);
+    let expires = real_now_ms() + req.ttl_s * 1000;
+    sim.db().execute(
+        "INSERT INTO pairing_codes (code, device_id, role, lane_groups, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![code, req.device_id, req.role, req.lane_groups.join(","), expires],
+    )?;
+    Ok(Json(json!({ "code": code, "expires_at_ms": expires })))
+}
+
+#[derive(Debug, Deserialize)]
+struct Sell {
+    #[serde(default = "one")]
+    product_id: u32,
+    /// Visit date; today in the scenic area by default.
+    date: Option<String>,
+    /// Binds the ticket to this ID card (stored as its keyed hash).
+    id_number: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn product(conn: &Connection, id: u32) -> Result<api::Product, Fail> {
+    db::products(conn)?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| {
+            Fail(
+                StatusCode::NOT_FOUND,
+                "product_unknown",
+                format!("no product {id}"),
+            )
+        })
+}
+
+fn date_or_today(date: Option<&str>) -> Result<jiff::civil::Date, Fail> {
+    match date {
+        Some(d) => d.parse().map_err(|_| {
+            Fail(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("date {d:?}"),
+            )
+        }),
+        None => Ok(today()),
+    }
+}
+
+/// A ticket sold through another channel (web shop, travel agency).
+async fn sell(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<Sell>,
+) -> Result<Json<api::IssuedTicket>, Fail> {
+    let date = date_or_today(req.date.as_deref())?;
+    let ticket = {
+        let conn = sim.db();
+        let p = product(&conn, req.product_id)?;
+        let holder = req
+            .id_number
+            .as_deref()
+            .map(|n| hex::encode(gated::tickets::token::holder_hash(&sim.id_hash_key, n)));
+        contract::issue(&conn, &sim, &p, date, p.slots[0], holder, None)?
+    };
+    sim.seq.send_replace(db::max_seq(&sim.db())?);
+    Ok(Json(ticket))
+}
+
+#[derive(Debug, Deserialize)]
+struct Generate {
+    count: u32,
+    #[serde(default = "one")]
+    product_id: u32,
+    date: Option<String>,
+}
+
+/// Bulk tickets for downloads: ID-bound (holder hash of a made-up number),
+/// no token kept. Returns the id range.
+async fn generate(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<Generate>,
+) -> Result<Json<Value>, Fail> {
+    let date = date_or_today(req.date.as_deref())?;
+    let s = sim.clone();
+    let (first, last) = tokio::task::spawn_blocking(move || -> Result<(i64, i64), Fail> {
+        let mut conn = s.db();
+        let p = product(&conn, req.product_id)?;
+        let slot = p.slots[0];
+        let civil = |m: u16| {
+            (date.at(0, 0, 0, 0) + jiff::SignedDuration::from_mins(m.into()))
+                .strftime("%Y-%m-%dT%H:%M")
+                .to_string()
+        };
+        let (from, until) = (civil(slot.start_minute), civil(slot.end_minute));
+        let tx = conn.transaction()?;
+        let mut first = None;
+        let mut last = 0;
+        {
+            let mut ins_t = tx.prepare(
+                "INSERT INTO tickets (record, holder_hash, price_cents) VALUES ('', ?1, ?2)",
+            )?;
+            let mut set = tx.prepare("UPDATE tickets SET record = ?2 WHERE id = ?1")?;
+            let mut ins_c = tx.prepare("INSERT INTO changes (body) VALUES (?1)")?;
+            for i in 0..req.count {
+                let number = format!("110101199001{i:06}");
+                let hash = hex::encode(gated::tickets::token::holder_hash(&s.id_hash_key, &number));
+                ins_t.execute(params![hash, p.price_cents])?;
+                let id = tx.last_insert_rowid();
+                first.get_or_insert(id);
+                last = id;
+                let record = api::TicketRecord {
+                    id: id as u64,
+                    serial: Some(format!("S{id:010}")),
+                    product_id: p.id,
+                    valid_from: from.clone(),
+                    valid_until: until.clone(),
+                    entries_allowed: None,
+                    group_size: 1,
+                    holder_hash: Some(hash),
+                    card_uid: None,
+                };
+                set.execute(params![id, serde_json::to_string(&record).expect("record")])?;
+                ins_c.execute([serde_json::to_string(&Change::Ticket(record)).expect("change")])?;
+            }
+        }
+        tx.commit()?;
+        Ok((first.unwrap_or(0), last))
+    })
+    .await
+    .expect("generate task")?;
+    let seq = db::max_seq(&sim.db())?;
+    sim.seq.send_replace(seq);
+    Ok(Json(
+        json!({ "first_id": first, "last_id": last, "seq": seq }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct Refund {
+    ticket_id: u64,
+    #[serde(default = "refunded")]
+    reason: String,
+}
+
+fn refunded() -> String {
+    "refunded".into()
+}
+
+async fn refund(State(sim): State<Arc<Sim>>, Json(req): Json<Refund>) -> Result<Json<Value>, Fail> {
+    let seq = {
+        let conn = sim.db();
+        let n = conn.execute(
+            "UPDATE tickets SET revoked = 1 WHERE id = ?1",
+            [req.ticket_id as i64],
+        )?;
+        if n == 0 {
+            return Err(Fail(
+                StatusCode::NOT_FOUND,
+                "ticket_unknown",
+                format!("no ticket {}", req.ticket_id),
+            ));
+        }
+        let change = Change::Revoke {
+            ticket_id: req.ticket_id,
+            reason: req.reason,
+        };
+        conn.execute(
+            "INSERT INTO changes (body) VALUES (?1)",
+            [serde_json::to_string(&change).expect("change")],
+        )?;
+        db::max_seq(&conn)?
+    };
+    sim.seq.send_replace(seq);
+    Ok(Json(json!({ "seq": seq })))
+}
+
+#[derive(Debug, Deserialize)]
+struct FailReq {
+    mode: FailMode,
+    #[serde(default)]
+    slow_ms: u64,
+    #[serde(default)]
+    clock_offset_ms: i64,
+}
+
+async fn fail(State(sim): State<Arc<Sim>>, Json(req): Json<FailReq>) -> Json<Value> {
+    sim.set_fail(req.mode, req.slow_ms, req.clock_offset_ms);
+    tracing::info!(mode = ?req.mode, slow_ms = req.slow_ms, clock_offset_ms = req.clock_offset_ms, "failure mode set");
+    Json(json!({ "mode": req.mode }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Quota {
+    product_id: u32,
+    date: String,
+    start_minute: u16,
+    capacity: u32,
+}
+
+async fn quota(State(sim): State<Arc<Sim>>, Json(q): Json<Quota>) -> Result<Json<Value>, Fail> {
+    sim.db().execute(
+        "INSERT INTO quotas (product_id, date, start_minute, capacity) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (product_id, date, start_minute) DO UPDATE SET capacity = excluded.capacity",
+        params![q.product_id, q.date, q.start_minute, q.capacity],
+    )?;
+    Ok(Json(json!({})))
+}
+
+/// The visitor paid the QR with a wallet app.
+async fn paid(
+    State(sim): State<Arc<Sim>>,
+    Path(no): Path<String>,
+) -> Result<Json<api::Order>, Fail> {
+    Ok(Json(contract::pay_order(&sim, &no)?))
+}
+
+async fn expire_tokens(State(sim): State<Arc<Sim>>) -> Result<Json<Value>, Fail> {
+    let n = sim
+        .db()
+        .execute("UPDATE access_tokens SET expires_ms = 0", [])?;
+    Ok(Json(json!({ "expired": n })))
+}
+
+/// Counters and what devices reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimStats {
+    pub last_seq: u64,
+    /// Distinct events stored (one per nonce).
+    pub events_stored: u64,
+    pub events_received: u64,
+    pub duplicates_received: u64,
+    pub changes_requests: u64,
+    pub longpoll_wakes: u64,
+    pub heartbeats: Vec<api::Heartbeat>,
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Result<Json<SimStats>, Fail> {
+    let conn = sim.db();
+    let events_stored: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+    let heartbeats = conn
+        .prepare("SELECT json FROM heartbeats ORDER BY device_id")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .map(|j| j.map(|j| serde_json::from_str(&j).expect("stored heartbeat")))
+        .collect::<Result<_, _>>()?;
+    let s = &sim.stats;
+    Ok(Json(SimStats {
+        last_seq: db::max_seq(&conn)?,
+        events_stored: events_stored as u64,
+        events_received: s.events_received.load(Ordering::Relaxed),
+        duplicates_received: s.duplicates_received.load(Ordering::Relaxed),
+        changes_requests: s.changes_requests.load(Ordering::Relaxed),
+        longpoll_wakes: s.longpoll_wakes.load(Ordering::Relaxed),
+        heartbeats,
+    }))
+}
+
+/// Every stored event: nonce, device, kind.
+async fn events(State(sim): State<Arc<Sim>>) -> Result<Json<Vec<Value>>, Fail> {
+    let conn = sim.db();
+    let rows = conn
+        .prepare("SELECT nonce, device_id, kind, body FROM events ORDER BY received_ms, nonce")?
+        .query_map([], |r| {
+            let body: String = r.get(3)?;
+            Ok(json!({
+                "nonce": r.get::<_, String>(0)?,
+                "device_id": r.get::<_, String>(1)?,
+                "kind": r.get::<_, String>(2)?,
+                "body": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+            }))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Json(rows))
+}

@@ -1,0 +1,263 @@
+//! The appliance's programs as processes, for end-to-end tests: central-sim,
+//! gated and gatectl, started as the image and the demo start them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::central_sim::Listening;
+
+/// A workspace binary next to the running test's (`target/<profile>/NAME`).
+/// `cargo nextest run --workspace` and `cargo test --workspace` build them all.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace --features hal/sim)",
+        path.display()
+    );
+    path
+}
+
+/// Waits for `f` to hold, checking every 20 ms; panics with `what` after `bound`.
+pub async fn wait_until(what: &str, bound: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {bound:?} for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running central-sim.
+#[derive(Debug)]
+pub struct CentralSim {
+    pub child: Child,
+    pub at: Listening,
+    http: reqwest::Client,
+}
+
+impl CentralSim {
+    /// Starts central-sim with its database and CA under `dir` (kept across
+    /// restarts), on `api` (`127.0.0.1:0` for any port).
+    pub async fn start(dir: &Path, api: &str) -> Self {
+        let mut child = Command::new(bin("central-sim"))
+            .arg("--db")
+            .arg(dir.join("central.db"))
+            .arg("--tls-dir")
+            .arg(dir.join("tls"))
+            .args(["--listen", api])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("central-sim starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines
+            .next_line()
+            .await
+            .expect("central-sim stdout")
+            .expect("central-sim printed where it listens");
+        let at: Listening = serde_json::from_str(&first).expect("central-sim's first line");
+        // reqwest is built without a default crypto provider (see Cargo.toml).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        CentralSim {
+            child,
+            at,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The API's socket address (to restart on the same one).
+    pub fn api_addr(&self) -> String {
+        self.at
+            .api
+            .trim_start_matches("https://")
+            .trim_end_matches("/api/v1")
+            .to_owned()
+    }
+
+    /// A control-panel call; panics unless it succeeds.
+    pub async fn admin(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.at.admin))
+            .json(&body)
+            .send()
+            .await
+            .expect("control panel reachable");
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("JSON answer");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    pub async fn stats(&self) -> crate::central_sim::SimStats {
+        self.http
+            .get(format!("{}/sim/stats", self.at.admin))
+            .send()
+            .await
+            .expect("control panel reachable")
+            .json()
+            .await
+            .expect("stats")
+    }
+
+    pub async fn events(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/sim/events", self.at.admin))
+            .send()
+            .await
+            .expect("control panel reachable")
+            .json()
+            .await
+            .expect("events")
+    }
+
+    /// A pairing code for `device_id` as `role`, valid `ttl_s` seconds.
+    pub async fn pairing_code(&self, device_id: &str, role: &str, ttl_s: i64) -> String {
+        let v = self
+            .admin(
+                "/sim/pairing-codes",
+                serde_json::json!({ "device_id": device_id, "role": role, "lane_groups": ["east"], "ttl_s": ttl_s }),
+            )
+            .await;
+        v["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Stops it at once, like a crash or a pulled cable.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill central-sim");
+    }
+}
+
+/// How long a test waits for a log line: generous, it bounds a hang.
+pub const LOG_BOUND: Duration = Duration::from_secs(60);
+
+/// A running gated, with its log line by line.
+#[derive(Debug)]
+pub struct Gated {
+    pub child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+}
+
+impl Gated {
+    pub fn start(config: &Path) -> Self {
+        let mut child = Command::new(bin("gated"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("gated starts");
+        let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        Gated { child, lines }
+    }
+
+    /// Waits for a log line containing every one of `parts`; panics if gated
+    /// exits first or nothing matches within [`LOG_BOUND`].
+    pub async fn wait_for(&mut self, parts: &[&str]) -> String {
+        tokio::time::timeout(LOG_BOUND, self.wait_for_unbounded(parts))
+            .await
+            .unwrap_or_else(|_| panic!("gated did not log {parts:?} within {LOG_BOUND:?}"))
+    }
+
+    async fn wait_for_unbounded(&mut self, parts: &[&str]) -> String {
+        while let Some(line) = self.lines.next_line().await.expect("gated log") {
+            if std::env::var_os("SHOW_GATED_LOG").is_some() {
+                eprintln!("gated: {line}");
+            }
+            if parts.iter().all(|p| line.contains(p)) {
+                return line;
+            }
+        }
+        panic!("gated exited before logging {parts:?}");
+    }
+
+    /// Waits for one line matching each of `patterns`, in any order.
+    pub async fn wait_for_all(&mut self, patterns: &[&[&str]]) {
+        let mut left: Vec<&[&str]> = patterns.to_vec();
+        let deadline = tokio::time::Instant::now() + LOG_BOUND;
+        while !left.is_empty() {
+            let next = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("gated did not log {left:?} within {LOG_BOUND:?}"));
+            let Some(line) = next.expect("gated log") else {
+                panic!("gated exited before logging {left:?}");
+            };
+            if std::env::var_os("SHOW_GATED_LOG").is_some() {
+                eprintln!("gated: {line}");
+            }
+            left.retain(|parts| !parts.iter().all(|p| line.contains(p)));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up (a power cut, as far as gated can tell).
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill gated");
+    }
+
+    /// SIGTERM, as systemd stops it; returns once it exited.
+    pub async fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = self.child.wait().await.expect("gated exits");
+        assert!(status.success(), "gated exited with {status}");
+    }
+}
+
+/// Runs gatectl to completion: (exit code, stdout, stderr).
+pub async fn gatectl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("gatectl"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("gatectl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A read-only look at gated's database (while it runs).
+pub fn db(state_dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        state_dir.join("gated.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("gated.db")
+}
+
+/// One number from gated's database (0 if it is not there yet).
+pub fn db_count(state_dir: &Path, sql: &str) -> i64 {
+    if !state_dir.join("gated.db").exists() {
+        return 0;
+    }
+    db(state_dir)
+        .query_row(sql, [], |r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+}
+
+/// gated's sync cursor.
+pub fn cursor(state_dir: &Path) -> u64 {
+    db_count(
+        state_dir,
+        "SELECT CAST(CAST(value AS TEXT) AS INTEGER) FROM device_settings WHERE name = 'sync.cursor'",
+    ) as u64
+}

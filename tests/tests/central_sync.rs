@@ -1,0 +1,537 @@
+//! gated's link to the central system, end to end over TLS with the test CA
+//! pinned: central-sim, gated and gatectl as processes, lane devices on the
+//! hal simulators (PTYs, Modbus TCP).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hal::gate::RegisterMap;
+use hal::gate::sim::{GateKind, SimGate, TcpServer};
+use hal::idcard::sim::{SimIdReader, test_cards};
+use hal::pty::Pty;
+use hal::scanner::sim::SimScanner;
+use serde_json::json;
+use tests::procs::{CentralSim, Gated, cursor, db, db_count, gatectl, wait_until};
+
+/// Generous bounds: these wait for events, they do not measure them.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// A device's folder: gated.toml and its state directory.
+struct Device {
+    dir: tempfile::TempDir,
+}
+
+impl Device {
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("gated.toml")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn config_str(&self) -> String {
+        self.config().display().to_string()
+    }
+}
+
+/// A kiosk device (its printer a PTY) enrolled with nothing yet.
+fn kiosk(central: &CentralSim, device_id: &str) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let printer = dir.path().join("printer");
+    // Kept open for the device's lifetime by leaking: a PTY's path lives as long as its master.
+    std::mem::forget(Pty::open_at(&printer).unwrap());
+    let toml = format!(
+        "role = \"kiosk\"\ndevice_id = \"{device_id}\"\nstate_dir = \"{}\"\n\
+         [central]\nurl = \"{}\"\nca_file = \"{}\"\nheartbeat_s = 1\n\
+         [devices.printer]\nport = \"{}\"\n",
+        dir.path().join("state").display(),
+        central.at.api,
+        central.at.ca_file.display(),
+        printer.display()
+    );
+    std::fs::write(dir.path().join("gated.toml"), toml).unwrap();
+    Device { dir }
+}
+
+/// A lane device: one entry lane with a QR scanner, an ID-card reader and a turnstile.
+struct LaneDevice {
+    device: Device,
+    scanner: SimScanner,
+    id_reader: SimIdReader,
+    _gate: SimGate,
+    _server: TcpServer,
+}
+
+async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
+    let id_reader = SimIdReader::start(Pty::open_at(&dir.path().join("id-reader")).unwrap());
+    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    gate.set_auto_walk(true);
+    let (addr, server) = gate
+        .serve_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let toml = format!(
+        "role = \"lane\"\ndevice_id = \"{device_id}\"\nstate_dir = \"{state}\"\n\
+         [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n\
+         [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
+         [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
+         [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 2000\n\
+         [lanes.east-1]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g\"\nscanners = [\"qr\"]\nid_reader = \"id\"\n",
+        state = dir.path().join("state").display(),
+        url = central.at.api,
+        ca = central.at.ca_file.display(),
+        d = dir.path().display(),
+    );
+    std::fs::write(dir.path().join("gated.toml"), toml).unwrap();
+    LaneDevice {
+        device: Device { dir },
+        scanner,
+        id_reader,
+        _gate: gate,
+        _server: server,
+    }
+}
+
+async fn provision(central: &CentralSim, device: &Device, device_id: &str, role: &str) {
+    let code = central.pairing_code(device_id, role, 600).await;
+    let (rc, out, err) = gatectl(&["provision", "--code", &code, "-c", &device.config_str()]).await;
+    assert_eq!(rc, 0, "provision failed: {out}{err}");
+}
+
+fn mode_of(state: &Path) -> String {
+    let v: Option<Vec<u8>> = db(state)
+        .query_row(
+            "SELECT value FROM device_settings WHERE name = 'sync.status'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    v.and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+        .and_then(|v| v["mode"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_with_a_good_a_used_an_expired_and_a_mismatched_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
+    let device = kiosk(&central, "kiosk-7");
+    let cfg = device.config_str();
+
+    // A code made for another device is refused and stays usable by it.
+    let other = central.pairing_code("kiosk-8", "kiosk", 600).await;
+    let (rc, _, err) = gatectl(&["provision", "--code", &other, "-c", &cfg]).await;
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("code_mismatch") && err.contains("kiosk-8"),
+        "{err}"
+    );
+
+    let expired = central.pairing_code("kiosk-7", "kiosk", -1).await;
+    let (rc, _, err) = gatectl(&["provision", "--code", &expired, "-c", &cfg]).await;
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("expired") && err.contains("new pairing code"),
+        "{err}"
+    );
+
+    let (rc, _, err) = gatectl(&["provision", "--code", "00000000", "-c", &cfg]).await;
+    assert_eq!(rc, 1);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!device.state().join("credentials.json").exists());
+
+    let good = central.pairing_code("kiosk-7", "kiosk", 600).await;
+    let (rc, out, err) = gatectl(&["provision", "--code", &good, "-c", &cfg]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("device id     kiosk-7"), "{out}");
+    assert!(out.contains("role          kiosk"), "{out}");
+    assert!(out.contains("signing keys  #1"), "{out}");
+    // What was received is shown; the secrets are not.
+    let creds = std::fs::read_to_string(device.state().join("credentials.json")).unwrap();
+    let creds: serde_json::Value = serde_json::from_str(&creds).unwrap();
+    let token = creds["access"]["token"].as_str().unwrap();
+    assert!(!out.contains(token), "the access token was printed");
+    let key = std::fs::read_to_string(device.state().join("device.key")).unwrap();
+    assert!(!out.contains(key.trim()));
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["device.key", "credentials.json"] {
+        let mode = std::fs::metadata(device.state().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let dir_mode = std::fs::metadata(device.state())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    // The ID-hash key is in gated's database, and is what central-sim hashes with.
+    let stored: i64 = db_count(
+        &device.state(),
+        "SELECT length(value) FROM device_settings WHERE name = 'id_hash_key'",
+    );
+    assert_eq!(stored, 32);
+
+    let (rc, _, err) = gatectl(&["provision", "--code", &good, "-c", &cfg]).await;
+    assert_eq!(rc, 1);
+    assert!(err.contains("already used"), "{err}");
+
+    // --json for scripts: no secrets either.
+    let again = central.pairing_code("kiosk-7", "kiosk", 600).await;
+    let (rc, out, _) = gatectl(&["--json", "provision", "--code", &again, "-c", &cfg]).await;
+    assert_eq!(rc, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["device"]["device_id"], "kiosk-7");
+    assert!(!out.contains(token));
+}
+
+/// Tables a sync writes, as text, to compare two stores.
+fn dump(state: &Path) -> String {
+    let c = db(state);
+    let mut out = String::new();
+    for sql in [
+        "SELECT id, serial, product_id, valid_from, valid_until, entries_allowed, group_size, hex(holder_hash), card_uid FROM tickets ORDER BY id",
+        "SELECT ticket_id, reason FROM revoked ORDER BY ticket_id",
+        "SELECT ticket_id, reason FROM blocked ORDER BY ticket_id",
+        "SELECT id, name, lane_groups, entries_allowed, slot_start, slot_end FROM products ORDER BY id",
+        "SELECT key_id, hex(public_key), valid_from, valid_until FROM signing_keys ORDER BY key_id",
+    ] {
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                let mut line = String::new();
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    line += &format!("{v:?}|");
+                }
+                Ok(line)
+            })
+            .unwrap();
+        for row in rows {
+            out += &row.unwrap();
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
+    let made = central
+        .admin("/sim/tickets", json!({ "count": 100_000 }))
+        .await;
+    let last_seq = made["seq"].as_u64().unwrap();
+    // A refund in the feed too.
+    central
+        .admin("/sim/refund", json!({ "ticket_id": 17 }))
+        .await;
+    let device = kiosk(&central, "kiosk-1");
+    provision(&central, &device, "kiosk-1", "kiosk").await;
+    let state = device.state();
+
+    // Slow pages, so the download is still under way when the power goes.
+    central
+        .admin("/sim/fail", json!({ "mode": "slow", "slow_ms": 100 }))
+        .await;
+    let mut gated = Gated::start(&device.config());
+    gated.wait_for(&["after cursor 0"]).await;
+    wait_until("half the download", BOUND, || cursor(&state) >= 50_000).await;
+    gated.kill().await;
+    let interrupted = cursor(&state);
+    assert!(
+        interrupted >= 50_000 && interrupted < last_seq,
+        "killed at cursor {interrupted}"
+    );
+    // Every stored page is whole: the tickets match the cursor exactly.
+    assert_eq!(
+        db_count(&state, "SELECT COUNT(*) FROM tickets") as u64,
+        interrupted
+    );
+
+    central.admin("/sim/fail", json!({ "mode": "none" })).await;
+    let mut gated = Gated::start(&device.config());
+    gated
+        .wait_for(&[&format!("after cursor {interrupted}")])
+        .await;
+    wait_until("the whole download", BOUND, || {
+        cursor(&state) == last_seq + 1
+    })
+    .await;
+    gated.stop().await;
+    assert_eq!(db_count(&state, "SELECT COUNT(*) FROM tickets"), 100_000);
+    assert_eq!(
+        db_count(&state, "SELECT COUNT(*) FROM revoked WHERE ticket_id = 17"),
+        1
+    );
+    let first = dump(&state);
+
+    // The same changes again, from the start: the store is the same.
+    {
+        let c = rusqlite::Connection::open(state.join("gated.db")).unwrap();
+        c.execute(
+            "UPDATE device_settings SET value = CAST('0' AS BLOB) WHERE name IN ('sync.cursor', 'sync.catalog_version')",
+            [],
+        )
+        .unwrap();
+        c.execute("DELETE FROM device_settings WHERE name = 'sync.status'", [])
+            .unwrap();
+    }
+    let mut gated = Gated::start(&device.config());
+    gated.wait_for(&["after cursor 0"]).await;
+    wait_until("the download again", BOUND, || {
+        cursor(&state) == last_seq + 1
+    })
+    .await;
+    gated.stop().await;
+    assert_eq!(dump(&state), first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
+    let addr = central.api_addr();
+    let lane = lane(&central, "lane-1").await;
+    provision(&central, &lane.device, "lane-1", "lane").await;
+    let state = lane.device.state();
+    let mut tokens = Vec::new();
+    for _ in 0..6 {
+        let t = central.admin("/sim/sell", json!({})).await;
+        tokens.push(t["token"].as_str().unwrap().to_owned());
+    }
+    let mut gated = Gated::start(&lane.device.config());
+    gated
+        .wait_for_all(&[&["catalog updated"], &["device=\"qr\"", "connected"]])
+        .await;
+
+    // Online: a passage is uploaded.
+    lane.scanner.scan(&tokens[0]).await.unwrap();
+    gated.wait_for(&["admitted"]).await;
+    wait_until("the first event uploaded", BOUND, || {
+        db_count(&state, "SELECT COUNT(*) FROM outbox") == 0
+    })
+    .await;
+
+    // The central system goes away; passages go on and queue up.
+    central.kill().await;
+    for t in &tokens[1..4] {
+        lane.scanner.scan(t).await.unwrap();
+        gated.wait_for(&["admitted"]).await;
+    }
+    wait_until("offline", BOUND, || mode_of(&state) == "offline").await;
+    assert_eq!(db_count(&state, "SELECT COUNT(*) FROM outbox"), 3);
+
+    // Power cut: gated dies; on restart the outbox is still there.
+    gated.kill().await;
+    let mut gated = Gated::start(&lane.device.config());
+    gated.wait_for(&["device=\"qr\"", "connected"]).await;
+    lane.scanner.scan(&tokens[4]).await.unwrap();
+    gated.wait_for(&["admitted"]).await;
+    assert_eq!(db_count(&state, "SELECT COUNT(*) FROM outbox"), 4);
+    let (rc, out, _) = gatectl(&["status", "-c", &lane.device.config_str()]).await;
+    assert_eq!(rc, 0);
+    assert!(out.contains("OFFLINE since"), "{out}");
+    assert!(out.contains("outbox        4 event(s)"), "{out}");
+
+    // Back, on the same address with the same data.
+    let central = CentralSim::start(dir.path(), &addr).await;
+    wait_until("the outbox drained", BOUND, || {
+        db_count(&state, "SELECT COUNT(*) FROM outbox") == 0
+    })
+    .await;
+    wait_until("online", BOUND, || mode_of(&state) == "online").await;
+    lane.scanner.scan(&tokens[5]).await.unwrap();
+    gated.wait_for(&["admitted"]).await;
+    wait_until("the last event uploaded", BOUND, || {
+        db_count(&state, "SELECT COUNT(*) FROM outbox") == 0
+    })
+    .await;
+    gated.stop().await;
+
+    // Every passage gated recorded is at the central system exactly once.
+    let mut recorded: Vec<String> = db(&state)
+        .prepare("SELECT nonce FROM passages ORDER BY nonce")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    recorded.sort();
+    let mut central_nonces: Vec<String> = central
+        .events()
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "passage")
+        .map(|e| e["nonce"].as_str().unwrap().to_owned())
+        .collect();
+    central_nonces.sort();
+    assert_eq!(recorded.len(), 6);
+    assert_eq!(central_nonces, recorded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_central_sale_reaches_the_lane_by_long_poll_and_a_refund_revokes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
+    let lane = lane(&central, "lane-2").await;
+    provision(&central, &lane.device, "lane-2", "lane").await;
+    let state = lane.device.state();
+    // The device clock is 10 minutes off the central system's.
+    central
+        .admin(
+            "/sim/fail",
+            json!({ "mode": "none", "clock_offset_ms": 600_000 }),
+        )
+        .await;
+    let mut gated = Gated::start(&lane.device.config());
+    gated
+        .wait_for_all(&[
+            &["catalog updated"],
+            &["the device clock is", "s off the central system"],
+            &["device=\"id\"", "connected"],
+        ])
+        .await;
+
+    // Sold online, bound to an ID card: only the change feed can tell the lane.
+    let wakes_before = central.stats().await.longpoll_wakes;
+    let card = test_cards()[0].clone();
+    let sold = central
+        .admin("/sim/sell", json!({ "id_number": card.id_number }))
+        .await;
+    let id = sold["ticket_id"].as_i64().unwrap();
+    wait_until("the sale at the lane", BOUND, || {
+        db_count(
+            &state,
+            &format!("SELECT COUNT(*) FROM tickets WHERE id = {id}"),
+        ) == 1
+    })
+    .await;
+    // It came through a held request that the sale woke (long poll, config long_poll_s = 25).
+    assert!(central.stats().await.longpoll_wakes > wakes_before);
+    lane.id_reader.present(card);
+    let line = gated.wait_for(&["admitted"]).await;
+    assert!(line.contains(&format!("ticket={id}")), "{line}");
+    lane.id_reader.remove();
+
+    // The skew is shown, and did not make the valid ticket invalid.
+    let (_, out, _) = gatectl(&["--json", "status", "-c", &lane.device.config_str()]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let skew = v["central"]["clock_skew_ms"].as_i64().unwrap();
+    assert!((598_000..=602_000).contains(&skew), "{out}");
+    assert_eq!(v["central"]["clock_skew_reported"], true);
+    let (_, out, _) = gatectl(&["status", "-c", &lane.device.config_str()]).await;
+    assert!(out.contains("clock skew    +"), "{out}");
+    assert!(out.contains("set the time (NTP)"), "{out}");
+
+    // The device's token expires: it signs a new challenge and carries on.
+    central.admin("/sim/expire-tokens", json!({})).await;
+
+    // A refund reaches the lane as fast, and the next scan fails.
+    let other = central.admin("/sim/sell", json!({})).await;
+    let other_id = other["ticket_id"].as_i64().unwrap();
+    central
+        .admin("/sim/refund", json!({ "ticket_id": other_id }))
+        .await;
+    wait_until("the refund at the lane", BOUND, || {
+        db_count(
+            &state,
+            &format!("SELECT COUNT(*) FROM revoked WHERE ticket_id = {other_id}"),
+        ) == 1
+    })
+    .await;
+    gated.wait_for(&["access token renewed"]).await;
+    lane.scanner
+        .scan(other["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    let line = gated.wait_for(&["refused"]).await;
+    assert!(line.contains("reason=\"revoked\""), "{line}");
+    gated.stop().await;
+}
+
+/// Every path and method of docs/central-api.yaml is served by central-sim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn central_sim_serves_every_documented_route_over_tls() {
+    let doc = std::fs::read_to_string(tests::repo_root().join("docs/central-api.yaml")).unwrap();
+    let mut routes = Vec::new();
+    let mut in_paths = false;
+    let mut path = String::new();
+    for line in doc.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_paths = line.starts_with("paths:");
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("  /") {
+            path = format!("/{}", p.trim_end_matches(':'));
+        } else if let Some(m) = line.strip_prefix("    ") {
+            let m = m.trim_end_matches(':');
+            if ["get", "post", "put", "delete", "patch"].contains(&m) {
+                routes.push((m.to_owned(), path.clone()));
+            }
+        }
+    }
+    assert!(routes.len() >= 13, "{routes:?}");
+    for p in [
+        "enroll",
+        "auth/challenge",
+        "auth/token",
+        "catalog",
+        "availability",
+        "changes",
+        "events",
+        "orders",
+        "pickup",
+        "heartbeat",
+    ] {
+        assert!(
+            routes.iter().any(|(_, r)| r == &format!("/{p}")),
+            "{p} is not documented"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&central.at.ca_file).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap();
+    for (method, path) in &routes {
+        let url = format!("{}{}", central.at.api, path.replace("{order_no}", "O1"));
+        let req = match method.as_str() {
+            "get" => http.get(&url),
+            _ => http.post(&url).json(&json!({})),
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        assert!(
+            status != 404 && status != 405
+                || body.contains("code_unknown")
+                || body.contains("device_unknown"),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    // Without the pinned CA, the certificate is refused.
+    let plain = reqwest::Client::new();
+    let e = plain
+        .get(format!("{}/catalog", central.at.api))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").to_lowercase().contains("certificate"),
+        "{e:?}"
+    );
+}
