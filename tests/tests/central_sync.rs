@@ -400,6 +400,12 @@ async fn a_central_sale_reaches_the_lane_by_long_poll_and_a_refund_revokes_it() 
         .await;
 
     // Sold online, bound to an ID card: only the change feed can tell the lane.
+    // Once the device is caught up, its request for changes is held open.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while central.stats().await.longpoll_waiting == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no long poll held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let wakes_before = central.stats().await.longpoll_wakes;
     let card = test_cards()[0].clone();
     let sold = central

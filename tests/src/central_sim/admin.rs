@@ -315,6 +315,7 @@ pub struct SimStats {
     pub duplicates_received: u64,
     pub changes_requests: u64,
     pub longpoll_wakes: u64,
+    pub longpoll_waiting: u64,
     pub heartbeats: Vec<api::Heartbeat>,
 }
 
@@ -334,6 +335,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Result<Json<SimStats>, Fail> {
         duplicates_received: s.duplicates_received.load(Ordering::Relaxed),
         changes_requests: s.changes_requests.load(Ordering::Relaxed),
         longpoll_wakes: s.longpoll_wakes.load(Ordering::Relaxed),
+        longpoll_waiting: s.longpoll_waiting.load(Ordering::Relaxed),
         heartbeats,
     }))
 }

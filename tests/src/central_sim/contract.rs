@@ -478,7 +478,9 @@ async fn changes(
     let mut rows = page(&sim.db(), q.cursor, limit)?;
     if rows.0.is_empty() && !wait.is_zero() {
         let mut rx = sim.seq.subscribe();
+        sim.stats.longpoll_waiting.fetch_add(1, Ordering::Relaxed);
         let woke = tokio::time::timeout(wait, rx.wait_for(|s| *s > q.cursor)).await;
+        sim.stats.longpoll_waiting.fetch_sub(1, Ordering::Relaxed);
         if woke.is_ok_and(|r| r.is_ok()) {
             sim.stats.longpoll_wakes.fetch_add(1, Ordering::Relaxed);
             rows = page(&sim.db(), q.cursor, limit)?;

@@ -57,6 +57,8 @@ pub struct Stats {
     pub changes_requests: AtomicU64,
     /// Long polls answered because a change arrived while they waited.
     pub longpoll_wakes: AtomicU64,
+    /// Long polls being held right now.
+    pub longpoll_waiting: AtomicU64,
     pub events_received: AtomicU64,
     pub duplicates_received: AtomicU64,
 }

@@ -71,7 +71,7 @@ enum ConfigCommand {
         /// The file to check.
         #[arg(default_value = config::DEFAULT_PATH)]
         path: PathBuf,
-        /// Do not require device nodes to exist (to check a file on a laptop
+        /// Do not require device nodes or the central CA file to exist (to check a file on a laptop
         /// before it is copied to the device).
         #[arg(long)]
         skip_devices: bool,
