@@ -96,8 +96,44 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         // The kiosk role's services arrive with the kiosk issue.
         Role::Kiosk => (tokio::task::JoinSet::new(), None),
     };
-    let (sync, _sync_status) =
-        crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
+    let link = crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
+    let sync = link.tasks;
+    let mut services = tokio::task::JoinSet::new();
+    let kiosk = match config.role {
+        Role::Kiosk => Some(
+            crate::kiosk_role::start(
+                &config,
+                link.session.clone(),
+                link.status.clone(),
+                &mut services,
+            )
+            .map_err(StartError::Store)?,
+        ),
+        Role::Lane => None,
+    };
+    // The bus is how the kiosk UI and gatectl reach gated; lanes work without it.
+    let device = crate::dbus::Device {
+        role: config.role.to_string(),
+        device_id: config.device_id.get_ref().clone(),
+        status: link.status.clone(),
+        kiosk: kiosk.clone(),
+    };
+    match crate::dbus::serve(device).await {
+        Ok(conn) => {
+            info!(name = crate::dbus::BUS_NAME, "D-Bus API served");
+            services.spawn(crate::dbus::follow(
+                conn.clone(),
+                link.status.clone(),
+                kiosk.clone(),
+            ));
+            if let Some(k) = &kiosk {
+                crate::kiosk_role::forward_reads(&config, k.clone(), conn, &mut services);
+            }
+        }
+        Err(e) => warn!(
+            "D-Bus API not available: {e} (the kiosk UI and gatectl status cannot reach gated)"
+        ),
+    }
 
     let status = format!(
         "role {}, device {}, {} lane(s)",
@@ -124,7 +160,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     info!("{cause} received, stopping");
     systemd::stopping();
-    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(lanes, sync, state))
+    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(lanes, sync, services, state))
         .await
         .is_err()
     {
@@ -139,8 +175,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 async fn shutdown(
     mut lanes: tokio::task::JoinSet<()>,
     mut sync: tokio::task::JoinSet<()>,
+    mut services: tokio::task::JoinSet<()>,
     state: StateDir,
 ) {
+    services.shutdown().await;
     // The outbox is durable: stopping the upload mid-batch loses nothing.
     sync.shutdown().await;
     lanes.shutdown().await;

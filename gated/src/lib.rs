@@ -6,9 +6,13 @@
 pub mod central;
 pub mod config;
 pub mod daemon;
+pub mod dbus;
+pub mod kiosk;
+pub mod kiosk_role;
 pub mod lane;
 pub mod lanes;
 pub mod logging;
+pub mod orders;
 pub mod store;
 pub mod systemd;
 pub mod tickets;

@@ -81,6 +81,38 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     );
     "#,
+    // 2: the kiosk's orders: paid ones stay here until every ticket is printed.
+    r#"
+    CREATE TABLE orders (
+        order_no    TEXT PRIMARY KEY,
+        order_code  TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        -- The order as the central system last described it (JSON).
+        body        TEXT NOT NULL,
+        phone_suffix TEXT,
+        -- Created at this kiosk (its sale event is ours to upload).
+        sold_here   INTEGER NOT NULL DEFAULT 0,
+        updated_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX orders_by_code ON orders(order_code);
+    CREATE TABLE order_tickets (
+        ticket_id   INTEGER PRIMARY KEY,
+        order_no    TEXT NOT NULL REFERENCES orders(order_no),
+        holder_hash BLOB,
+        -- JSON of the issued ticket (token, serial, product, validity, price).
+        body        TEXT NOT NULL,
+        printed_ms  INTEGER
+    );
+    CREATE INDEX order_tickets_by_order ON order_tickets(order_no);
+    CREATE INDEX order_tickets_by_holder ON order_tickets(holder_hash) WHERE holder_hash IS NOT NULL;
+    CREATE TABLE reprints (
+        id        INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL,
+        reason    TEXT NOT NULL,
+        by        TEXT NOT NULL,
+        at_ms     INTEGER NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +293,11 @@ impl Store {
     /// The connection, for the modules that own their queries (lane, sync).
     pub fn conn(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// The connection for reads and single statements.
+    pub fn conn_ref(&self) -> &Connection {
+        &self.conn
     }
 }
 

@@ -52,6 +52,7 @@ impl CentralSim {
     /// Starts central-sim with its database and CA under `dir` (kept across
     /// restarts), on `api` (`127.0.0.1:0` for any port).
     pub async fn start(dir: &Path, api: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("central-sim's folder");
         let mut child = Command::new(bin("central-sim"))
             .arg("--db")
             .arg(dir.join("central.db"))
@@ -137,7 +138,7 @@ impl CentralSim {
     }
 
     /// Stops it at once, like a crash or a pulled cable.
-    pub async fn kill(mut self) {
+    pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill central-sim");
     }
 }
@@ -153,10 +154,17 @@ pub struct Gated {
 }
 
 impl Gated {
+    /// Starts gated with no bus (a test must never reach the machine's system bus).
     pub fn start(config: &Path) -> Self {
+        Self::start_on_bus(config, "unix:path=/nonexistent/gated-test-bus")
+    }
+
+    /// Starts gated with `address` as its system bus.
+    pub fn start_on_bus(config: &Path, address: &str) -> Self {
         let mut child = Command::new(bin("gated"))
             .arg("--config")
             .arg(config)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", address)
             .env("RUST_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
@@ -260,4 +268,76 @@ pub fn cursor(state_dir: &Path) -> u64 {
         state_dir,
         "SELECT CAST(CAST(value AS TEXT) AS INTEGER) FROM device_settings WHERE name = 'sync.cursor'",
     ) as u64
+}
+
+/// A private bus (`dbus-daemon`), optionally with the shipped policy for
+/// gated's name: its users mapped to ones that exist here.
+#[derive(Debug)]
+pub struct Bus {
+    pub child: Child,
+    pub address: String,
+}
+
+impl Bus {
+    /// `policy`: (shipped policy file, [(user in the file, user here)]).
+    pub async fn start(dir: &Path, policy: Option<(&Path, &[(&str, &str)])>) -> Self {
+        // Other users (the kiosk's) must reach the socket.
+        std::fs::create_dir_all(dir).expect("bus dir");
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod bus dir");
+        let socket = dir.join("bus");
+        let mut include = String::new();
+        if let Some((file, users)) = policy {
+            let mut text = std::fs::read_to_string(file).expect("policy file");
+            for (from, to) in users {
+                text = text.replace(&format!("user=\"{from}\""), &format!("user=\"{to}\""));
+            }
+            let mapped = dir.join("policy.conf");
+            std::fs::write(&mapped, text).expect("mapped policy");
+            include = format!("<include>{}</include>", mapped.display());
+        }
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+  {include}
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .expect("bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dbus-daemon (package dbus) starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let address = lines
+            .next_line()
+            .await
+            .expect("dbus-daemon stdout")
+            .expect("dbus-daemon printed its address");
+        Bus { child, address }
+    }
 }

@@ -296,7 +296,7 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
+    let mut central = CentralSim::start(dir.path(), "127.0.0.1:0").await;
     let addr = central.api_addr();
     let lane = lane(&central, "lane-1").await;
     provision(&central, &lane.device, "lane-1", "lane").await;

@@ -20,6 +20,8 @@ pub mod paths {
     pub const ORDERS: &str = "orders";
     pub const PICKUP: &str = "pickup";
     pub const HEARTBEAT: &str = "heartbeat";
+    /// `tickets/{ticket_id}`: one ticket's state (kiosk query).
+    pub const TICKETS: &str = "tickets";
 }
 
 /// The body of every 4xx/5xx answer.
@@ -202,6 +204,8 @@ pub enum Change {
     Catalog {
         version: u64,
     },
+    /// A paid order (whole), for pickup at kiosks while offline; lanes ignore it.
+    Order(Order),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -295,6 +299,9 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     /// Issued when paid.
     pub tickets: Vec<IssuedTicket>,
+    /// Last four digits of the buyer's phone (pickup by order number + phone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_suffix: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -308,6 +315,21 @@ pub struct IssuedTicket {
     pub valid_until: String,
     pub group_size: u16,
     pub price_cents: u32,
+    /// Real-name tickets: the holder's hash (pickup by ID card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_hash: Option<String>,
+}
+
+/// `GET tickets/{ticket_id}`: what the central system knows of one ticket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TicketStatus {
+    pub ticket: TicketRecord,
+    /// Persons admitted so far, as uploaded by every lane.
+    pub entries_used: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 /// `POST orders/{order_no}/pay`.

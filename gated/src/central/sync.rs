@@ -321,6 +321,9 @@ pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, Stor
                         params![id, card_uid],
                     )?;
                 }
+                Change::Order(order) => {
+                    crate::orders::upsert(&tx, order, now_ms())?;
+                }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
                 }
@@ -337,10 +340,7 @@ pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, Stor
 
 /// Starts the link; it waits for credentials if the device is not enrolled
 /// yet and picks them up when `gatectl provision` writes them.
-pub fn start(
-    config: &Config,
-    lanes: Option<Lanes>,
-) -> Result<(JoinSet<()>, watch::Receiver<SyncStatus>), StoreError> {
+pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let store = Store::open(&state_dir.join("gated.db"))?;
     let mut status = read_status(&store)?.unwrap_or_default();
@@ -348,7 +348,9 @@ pub fn start(
     status.cursor = setting_u64(&store, CURSOR)?;
     status.catalog_version = setting_u64(&store, CATALOG_VERSION)?;
     let (tx, rx) = watch::channel(status);
+    let (session_tx, session_rx) = watch::channel(None);
     let link = Link {
+        session: session_tx,
         store: Arc::new(Mutex::new(store)),
         lanes,
         status: tx,
@@ -360,11 +362,25 @@ pub fn start(
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(Arc::new(link).run());
-    Ok((tasks, rx))
+    Ok(Started {
+        tasks,
+        status: rx,
+        session: session_rx,
+    })
+}
+
+/// The running link: its tasks, its status, and the current session (for
+/// the kiosk's calls to the central system).
+#[derive(Debug)]
+pub struct Started {
+    pub tasks: JoinSet<()>,
+    pub status: watch::Receiver<SyncStatus>,
+    pub session: watch::Receiver<Option<Arc<Session>>>,
 }
 
 #[derive(Debug)]
 struct Link {
+    session: watch::Sender<Option<Arc<Session>>>,
     store: Arc<Mutex<Store>>,
     lanes: Option<Lanes>,
     status: watch::Sender<SyncStatus>,
@@ -391,6 +407,7 @@ impl Link {
                         complained.clear();
                         let mut tasks = JoinSet::new();
                         let s = Arc::new(session);
+                        self.session.send_replace(Some(s.clone()));
                         tasks.spawn(self.clone().pull(s.clone()));
                         tasks.spawn(self.clone().push(s.clone()));
                         tasks.spawn(self.clone().heartbeat(s));
@@ -406,6 +423,7 @@ impl Link {
                                 break;
                             }
                         }
+                        self.session.send_replace(None);
                         tasks.shutdown().await;
                         continue;
                     }

@@ -29,6 +29,9 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         .route("/sim/fail", post(fail))
         .route("/sim/quota", post(quota))
         .route("/sim/orders/{order_no}/paid", post(paid))
+        .route("/sim/orders/{order_no}/expire", post(expire))
+        .route("/sim/online-order", post(online_order))
+        .route("/sim/passage", post(passage))
         .route("/sim/expire-tokens", post(expire_tokens))
         .route("/sim/stats", get(stats))
         .route("/sim/events", get(events))
@@ -356,4 +359,113 @@ async fn events(State(sim): State<Arc<Sim>>) -> Result<Json<Vec<Value>>, Fail> {
         })?
         .collect::<Result<_, _>>()?;
     Ok(Json(rows))
+}
+
+/// The order's payment window closes now.
+async fn expire(State(sim): State<Arc<Sim>>, Path(no): Path<String>) -> Result<Json<Value>, Fail> {
+    let conn = sim.db();
+    let json: String =
+        conn.query_row("SELECT json FROM orders WHERE order_no = ?1", [&no], |r| {
+            r.get(0)
+        })?;
+    let mut o: api::Order = serde_json::from_str(&json).expect("stored order");
+    o.expires_at_ms = real_now_ms() - 1;
+    conn.execute(
+        "UPDATE orders SET json = ?2 WHERE order_no = ?1",
+        params![no, serde_json::to_string(&o).expect("order")],
+    )?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Debug, Deserialize)]
+struct OnlineOrder {
+    #[serde(default = "one")]
+    product_id: u32,
+    #[serde(default = "one_u16")]
+    quantity: u16,
+    /// One per ticket for a real-name product.
+    #[serde(default)]
+    id_numbers: Vec<String>,
+    phone: Option<String>,
+    date: Option<String>,
+}
+
+fn one_u16() -> u16 {
+    1
+}
+
+/// An order bought and paid on the web shop (for pickup at a kiosk).
+async fn online_order(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<OnlineOrder>,
+) -> Result<Json<api::Order>, Fail> {
+    let date = date_or_today(req.date.as_deref())?;
+    let no = {
+        let conn = sim.db();
+        let p = product(&conn, req.product_id)?;
+        let holders = req
+            .id_numbers
+            .iter()
+            .map(|n| hex::encode(gated::tickets::token::holder_hash(&sim.id_hash_key, n)))
+            .collect();
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).expect("random");
+        let order = api::Order {
+            order_no: format!(
+                "W{}{:06}",
+                date.strftime("%Y%m%d"),
+                u32::from_le_bytes(b) % 1_000_000
+            ),
+            order_code: format!(
+                "OC:{}",
+                gated::central::identity::random_hex(10).to_uppercase()
+            ),
+            status: api::OrderStatus::Unpaid,
+            date: date.to_string(),
+            total_cents: p.price_cents * u32::from(req.quantity),
+            expires_at_ms: real_now_ms() + contract::ORDER_TTL_MS,
+            items: vec![api::OrderItem {
+                product_id: p.id,
+                start_minute: p.slots[0].start_minute,
+                quantity: req.quantity,
+                holders,
+            }],
+            tickets: vec![],
+            phone_suffix: req
+                .phone
+                .as_deref()
+                .filter(|p| p.len() >= 4)
+                .map(|p| p[p.len() - 4..].to_owned()),
+        };
+        conn.execute(
+            "INSERT INTO orders (order_no, order_code, client_ref, device_id, phone, json) VALUES (?1, ?2, ?3, 'web', ?4, ?5)",
+            params![order.order_no, order.order_code, order.order_no, req.phone, serde_json::to_string(&order).expect("order")],
+        )?;
+        order.order_no
+    };
+    Ok(Json(contract::pay_order(&sim, &no)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct Passage {
+    ticket_id: u64,
+    #[serde(default = "one")]
+    persons: u32,
+}
+
+/// A lane somewhere admitted this ticket (as if its event was uploaded).
+async fn passage(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<Passage>,
+) -> Result<Json<Value>, Fail> {
+    let nonce = format!("sim-{}", gated::central::identity::random_hex(8));
+    sim.db().execute(
+        "INSERT INTO events (nonce, device_id, kind, device_time_ms, body, received_ms) VALUES (?1, 'sim-lane', 'passage', ?2, ?3, ?2)",
+        params![
+            nonce,
+            real_now_ms(),
+            json!({ "ticket_id": req.ticket_id, "direction": "entry", "persons": req.persons, "lane": "sim" }).to_string()
+        ],
+    )?;
+    Ok(Json(json!({ "nonce": nonce })))
 }

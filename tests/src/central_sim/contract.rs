@@ -77,6 +77,10 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         )
         .route(&p(PICKUP), get(pickup))
         .route(&p(HEARTBEAT), post(heartbeat))
+        .route(
+            &format!("{PREFIX}/{TICKETS}/{{ticket_id}}"),
+            get(ticket_status),
+        )
         .fallback(|| async {
             Fail(
                 StatusCode::NOT_FOUND,
@@ -679,6 +683,11 @@ async fn create_order(
         expires_at_ms: real_now_ms() + ORDER_TTL_MS,
         items: req.items,
         tickets: vec![],
+        phone_suffix: req
+            .phone
+            .as_deref()
+            .filter(|p| p.len() >= 4)
+            .map(|p| p[p.len() - 4..].to_owned()),
     };
     conn.execute(
         "INSERT INTO orders (order_no, order_code, client_ref, device_id, phone, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -743,6 +752,11 @@ pub fn pay_order(sim: &Sim, order_no: &str) -> Result<api::Order, Fail> {
     }
     o.status = OrderStatus::Paid;
     save_order(&tx, &o)?;
+    // Kiosks keep paid orders for pickup while offline.
+    tx.execute(
+        "INSERT INTO changes (body) VALUES (?1)",
+        [serde_json::to_string(&Change::Order(o.clone())).expect("change")],
+    )?;
     tx.commit()?;
     drop(conn);
     sim.seq.send_replace(db::max_seq(&sim.db())?);
@@ -818,6 +832,7 @@ pub fn issue(
         valid_until: until,
         group_size: 1,
         price_cents: p.price_cents,
+        holder_hash: holder,
     })
 }
 
@@ -943,5 +958,43 @@ async fn heartbeat(
     )?;
     Ok(Json(api::HeartbeatAck {
         server_time_ms: sim.now_ms(),
+    }))
+}
+
+async fn ticket_status(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> R<api::TicketStatus> {
+    device(&sim, &headers)?;
+    let conn = sim.db();
+    let found: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT record, revoked FROM tickets WHERE id = ?1",
+            [id as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (record, revoked) = found.ok_or_else(|| {
+        Fail(
+            StatusCode::NOT_FOUND,
+            "ticket_unknown",
+            format!("no ticket {id}"),
+        )
+    })?;
+    // Entries: persons of every uploaded entry passage of this ticket.
+    let mut entries = 0u32;
+    let mut st = conn.prepare_cached("SELECT body FROM events WHERE kind = 'passage'")?;
+    for body in st.query_map([], |r| r.get::<_, String>(0))? {
+        let v: serde_json::Value = serde_json::from_str(&body?).unwrap_or_default();
+        if v["ticket_id"].as_u64() == Some(id) && v["direction"] == "entry" {
+            entries += v["persons"].as_u64().unwrap_or(0) as u32;
+        }
+    }
+    Ok(Json(api::TicketStatus {
+        ticket: serde_json::from_str(&record).expect("stored record"),
+        entries_used: entries,
+        revoked: (revoked != 0).then(|| "refunded".to_owned()),
+        blocked: None,
     }))
 }

@@ -1,0 +1,375 @@
+//! gated's D-Bus API: one well-known name, versioned interfaces. The
+//! introspection XML of each is kept in `gated/dbus/` (a test compares), and
+//! `image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf` says who may call what.
+//!
+//! Complex answers (catalog, order, pickup, query) are JSON strings whose
+//! fields are documented in `docs/dbus.md`; errors are named
+//! (`cn.scenicpark.Gated.Error.SoldOut` …) with a message a UI can show.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+
+use crate::central::sync::SyncStatus;
+use crate::kiosk::{Kiosk, KioskError};
+
+pub const BUS_NAME: &str = "cn.scenicpark.Gated";
+pub const OBJECT_PATH: &str = "/cn/scenicpark/Gated";
+pub const INTERFACES: [&str; 3] = [
+    "cn.scenicpark.Gated.Device1",
+    "cn.scenicpark.Gated.Kiosk1",
+    "cn.scenicpark.Gated.Engineer1",
+];
+
+/// Every error a method answers, by name.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "cn.scenicpark.Gated.Error")]
+pub enum Error {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NotProvisioned(String),
+    Offline(String),
+    SoldOut(String),
+    PaymentDeclined(String),
+    NotPayable(String),
+    PrinterOutOfPaper(String),
+    PrinterNotReady(String),
+    InvalidArgument(String),
+    NotFound(String),
+    AlreadyPrinted(String),
+    /// This device's role has no such service (e.g. sale on a lane).
+    NotAvailable(String),
+    Failed(String),
+}
+
+impl From<KioskError> for Error {
+    fn from(e: KioskError) -> Self {
+        match e {
+            KioskError::NotProvisioned(m) => Error::NotProvisioned(m),
+            KioskError::Offline(m) => Error::Offline(m),
+            KioskError::SoldOut(m) => Error::SoldOut(m),
+            KioskError::PaymentDeclined(m) => Error::PaymentDeclined(m),
+            KioskError::NotPayable(m) => Error::NotPayable(m),
+            KioskError::PrinterOutOfPaper(m) => Error::PrinterOutOfPaper(m),
+            KioskError::PrinterNotReady(m) => Error::PrinterNotReady(m),
+            KioskError::InvalidArgument(m) => Error::InvalidArgument(m),
+            KioskError::NotFound(m) => Error::NotFound(m),
+            KioskError::AlreadyPrinted(m) => Error::AlreadyPrinted(m),
+            KioskError::Failed(m) => Error::Failed(m),
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("answer serializes")
+}
+
+/// `Device1`: what any device is and how its link is.
+#[derive(Debug)]
+pub struct Device {
+    pub role: String,
+    pub device_id: String,
+    pub status: watch::Receiver<SyncStatus>,
+    pub kiosk: Option<Arc<Kiosk>>,
+}
+
+#[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
+impl Device {
+    /// `lane` or `kiosk`.
+    #[zbus(property)]
+    fn role(&self) -> String {
+        self.role.clone()
+    }
+
+    #[zbus(property)]
+    fn device_id(&self) -> String {
+        self.device_id.clone()
+    }
+
+    /// `unprovisioned`, `online` or `offline`.
+    #[zbus(property)]
+    fn mode(&self) -> String {
+        self.status.borrow().mode.to_string()
+    }
+
+    #[zbus(property)]
+    fn central_url(&self) -> String {
+        self.status.borrow().central_url.clone().unwrap_or_default()
+    }
+
+    /// Unix ms of the last successful exchange; 0 = never.
+    #[zbus(property)]
+    fn last_sync_ms(&self) -> i64 {
+        self.status.borrow().last_sync_ms.unwrap_or(0)
+    }
+
+    #[zbus(property)]
+    fn outbox_depth(&self) -> u64 {
+        self.status.borrow().outbox_depth
+    }
+
+    /// Central clock minus device clock, ms (0 until known).
+    #[zbus(property)]
+    fn clock_skew_ms(&self) -> i64 {
+        self.status.borrow().clock_skew_ms.unwrap_or(0)
+    }
+
+    /// Attached devices and their state: (family, state).
+    #[zbus(property)]
+    fn devices(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.kiosk {
+            let state = match &*k.watch_printer().borrow() {
+                None => "unknown".to_owned(),
+                Some(Ok(s)) => s.problem().unwrap_or("ready").to_owned(),
+                Some(Err(e)) => format!("failed: {e}"),
+            };
+            out.push(("printer".to_owned(), state));
+        }
+        out
+    }
+}
+
+/// `Kiosk1`: sale, payment, printing, pickup and query, for the kiosk UI.
+#[derive(Debug)]
+pub struct KioskIface {
+    pub kiosk: Option<Arc<Kiosk>>,
+}
+
+impl KioskIface {
+    fn k(&self) -> Result<&Kiosk, Error> {
+        self.kiosk
+            .as_deref()
+            .ok_or_else(|| Error::NotAvailable("this device is not a kiosk".into()))
+    }
+}
+
+#[zbus::interface(name = "cn.scenicpark.Gated.Kiosk1")]
+impl KioskIface {
+    /// Products, prices, remaining quota per slot for `date` (YYYY-MM-DD, "" = today). JSON.
+    async fn catalog(&self, date: &str) -> Result<String, Error> {
+        Ok(json(&self.k()?.catalog(date).await?))
+    }
+
+    /// Creates an order; `items` are (product id, slot start minute, quantity);
+    /// real-name products take one ID handle (from `IdCardRead`) per ticket. JSON order.
+    async fn create_order(
+        &self,
+        date: &str,
+        items: Vec<(u32, u16, u16)>,
+        id_handles: Vec<String>,
+        phone: &str,
+    ) -> Result<String, Error> {
+        Ok(json(
+            &self
+                .k()?
+                .create_order(date, &items, &id_handles, phone)
+                .await?,
+        ))
+    }
+
+    /// `method` `qr`: returns the QR text to show and its expiry; `code`: pays
+    /// with the scanned payment code. Returns (status, qr, expires_at_ms).
+    #[zbus(out_args("status", "qr", "expires_at_ms"))]
+    async fn pay(
+        &self,
+        order_no: &str,
+        method: &str,
+        code: &str,
+    ) -> Result<(String, String, i64), Error> {
+        let p = self.k()?.pay(order_no, method, code).await?;
+        Ok((
+            json(&p.status).trim_matches('"').to_owned(),
+            p.qr.unwrap_or_default(),
+            p.expires_at_ms,
+        ))
+    }
+
+    /// `unpaid`, `paid`, `expired`, `cancelled` or `refunded`.
+    async fn order_status(&self, order_no: &str) -> Result<String, Error> {
+        let s = self.k()?.order_status(order_no).await?;
+        Ok(json(&s).trim_matches('"').to_owned())
+    }
+
+    async fn cancel(&self, order_no: &str) -> Result<(), Error> {
+        Ok(self.k()?.cancel(order_no).await?)
+    }
+
+    /// Prints the paid order's tickets not printed yet; returns how many.
+    async fn print(&self, order_no: &str) -> Result<u32, Error> {
+        Ok(self.k()?.print(order_no).await?)
+    }
+
+    /// Paid orders for pickup: `by` is `order_code`, `id` (value: an ID
+    /// handle) or `phone` (value: order number). JSON list.
+    async fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> Result<String, Error> {
+        Ok(json(&self.k()?.pickup(by, value, phone_suffix).await?))
+    }
+
+    /// What a scanned ticket is: product, validity, entries used and left. JSON.
+    async fn query(&self, code: &str) -> Result<String, Error> {
+        Ok(json(&self.k()?.query(code).await?))
+    }
+
+    /// Whether a sale can start now.
+    #[zbus(property)]
+    fn sale_available(&self) -> bool {
+        self.kiosk
+            .as_ref()
+            .is_some_and(|k| k.sale_blockers().is_empty())
+    }
+
+    /// Why not: `not_provisioned`, `offline`, `printer_out_of_paper`, `printer_not_ready`.
+    #[zbus(property)]
+    fn out_of_service_reasons(&self) -> Vec<String> {
+        match &self.kiosk {
+            Some(k) => k.sale_blockers(),
+            None => vec!["not_a_kiosk".into()],
+        }
+    }
+
+    /// A code was scanned at the kiosk (ticket, order QR or payment code).
+    #[zbus(signal)]
+    pub async fn code_scanned(emitter: &SignalEmitter<'_>, code: &str) -> zbus::Result<()>;
+
+    /// An ID card was read: a handle to pass back, and masked fields to show.
+    #[zbus(signal)]
+    pub async fn id_card_read(
+        emitter: &SignalEmitter<'_>,
+        handle: &str,
+        name_masked: &str,
+        number_masked: &str,
+    ) -> zbus::Result<()>;
+
+    /// The printer's state changed (`ready`, `out of paper`, …).
+    #[zbus(signal)]
+    pub async fn printer_status(emitter: &SignalEmitter<'_>, state: &str) -> zbus::Result<()>;
+}
+
+/// `Engineer1`: what a field engineer may do (root or group gated-engineer).
+#[derive(Debug)]
+pub struct Engineer {
+    pub kiosk: Option<Arc<Kiosk>>,
+}
+
+#[zbus::interface(name = "cn.scenicpark.Gated.Engineer1")]
+impl Engineer {
+    /// Prints a ticket again; the reason and the caller are recorded.
+    async fn reprint(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        ticket_id: u64,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let k = self
+            .kiosk
+            .as_deref()
+            .ok_or_else(|| Error::NotAvailable("this device has no printer".into()))?;
+        let by = caller(&header, conn).await;
+        tracing::info!(ticket = ticket_id, by, reason, "reprint requested");
+        Ok(k.reprint(ticket_id, reason, &by).await?)
+    }
+}
+
+/// "uid N" of the caller, as the bus daemon vouches for it.
+async fn caller(header: &Header<'_>, conn: &zbus::Connection) -> String {
+    let Some(sender) = header.sender() else {
+        return "unknown".into();
+    };
+    match zbus::fdo::DBusProxy::new(conn).await {
+        Ok(p) => match p
+            .get_connection_unix_user(zbus::names::BusName::from(sender.to_owned()))
+            .await
+        {
+            Ok(uid) => format!("uid {uid}"),
+            Err(_) => sender.to_string(),
+        },
+        Err(_) => sender.to_string(),
+    }
+}
+
+/// Masks an ID card for the screen: first character of the name, last four of the number.
+pub fn mask(name: &str, number: &str) -> (String, String) {
+    let mut chars = name.chars();
+    let first: String = chars.next().into_iter().collect();
+    let name = first + &"*".repeat(chars.count());
+    let n = number.chars().count();
+    let tail: String = number.chars().skip(n.saturating_sub(4)).collect();
+    (name, "*".repeat(n.saturating_sub(4)) + &tail)
+}
+
+/// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` chooses another),
+/// serves the interfaces and takes the well-known name.
+pub async fn serve(device: Device) -> zbus::Result<zbus::Connection> {
+    let kiosk = device.kiosk.clone();
+    zbus::connection::Builder::system()
+        .serve_at(OBJECT_PATH, device)
+        .serve_at(
+            OBJECT_PATH,
+            KioskIface {
+                kiosk: kiosk.clone(),
+            },
+        )
+        .serve_at(OBJECT_PATH, Engineer { kiosk })
+        .name(BUS_NAME)
+        .build()
+        .await
+}
+
+/// Sends `PropertiesChanged` for `Device1` and `Kiosk1` when the link or the printer changes.
+pub async fn follow(
+    conn: zbus::Connection,
+    mut status: watch::Receiver<SyncStatus>,
+    kiosk: Option<Arc<Kiosk>>,
+) {
+    let server = conn.object_server();
+    let Ok(device) = server.interface::<_, Device>(OBJECT_PATH).await else {
+        return;
+    };
+    let Ok(kiosk_iface) = server.interface::<_, KioskIface>(OBJECT_PATH).await else {
+        return;
+    };
+    let mut printer = kiosk.as_ref().map(|k| k.watch_printer());
+    loop {
+        let printer_changed = async {
+            match &mut printer {
+                Some(p) => p.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = status.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let d = device.get().await;
+                let e = device.signal_emitter();
+                let _ = d.mode_changed(e).await;
+                let _ = d.last_sync_ms_changed(e).await;
+                let _ = d.outbox_depth_changed(e).await;
+                let _ = d.clock_skew_ms_changed(e).await;
+                let _ = d.central_url_changed(e).await;
+            }
+            ok = printer_changed => {
+                if !ok {
+                    return;
+                }
+                let state = match printer.as_ref().map(|p| p.borrow().clone()) {
+                    Some(Some(Ok(s))) => s.problem().unwrap_or("ready").to_owned(),
+                    Some(Some(Err(e))) => format!("failed: {e}"),
+                    _ => "unknown".to_owned(),
+                };
+                let _ = KioskIface::printer_status(kiosk_iface.signal_emitter(), &state).await;
+                let _ = device.get().await.devices_changed(device.signal_emitter()).await;
+            }
+        }
+        let k = kiosk_iface.get().await;
+        let _ = k.sale_available_changed(kiosk_iface.signal_emitter()).await;
+        let _ = k
+            .out_of_service_reasons_changed(kiosk_iface.signal_emitter())
+            .await;
+    }
+}

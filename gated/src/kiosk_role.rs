@@ -1,0 +1,110 @@
+//! The kiosk role at run time: the services with their printer, the
+//! printer's state followed, and what the kiosk's scanners and ID reader
+//! read turned into D-Bus signals (an ID number is hashed here and goes no
+//! further: the UI gets a handle and masked fields).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hal::printer::SerialPrinter;
+use hal::scanner::ScannerPort;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::central::client::Session;
+use crate::central::sync::SyncStatus;
+use crate::config::Config;
+use crate::dbus::{self, KioskIface};
+use crate::kiosk::Kiosk;
+use crate::store::{Store, StoreError};
+
+/// How often the printer is asked for its state between prints.
+const PRINTER_POLL: Duration = Duration::from_secs(5);
+
+pub fn start(
+    config: &Config,
+    session: watch::Receiver<Option<Arc<Session>>>,
+    status: watch::Receiver<SyncStatus>,
+    tasks: &mut JoinSet<()>,
+) -> Result<Arc<Kiosk>, StoreError> {
+    let store = Store::open(&config.state_dir.get_ref().join("gated.db"))?;
+    let printer = config.devices.printer.as_ref().map(|p| {
+        let p = p.get_ref();
+        SerialPrinter::new(
+            p.port.get_ref(),
+            p.baud.as_ref().map_or(9600, |b| *b.get_ref()),
+        )
+    });
+    let tz = jiff::tz::TimeZone::get(config.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC);
+    let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz));
+    let k = kiosk.clone();
+    tasks.spawn(async move {
+        loop {
+            if let Some(Err(e)) = k.refresh_printer().await {
+                tracing::debug!("printer status: {e}");
+            }
+            tokio::time::sleep(PRINTER_POLL).await;
+        }
+    });
+    Ok(kiosk)
+}
+
+/// Scanners → `CodeScanned`, ID readers → `IdCardRead`.
+pub fn forward_reads(
+    config: &Config,
+    kiosk: Arc<Kiosk>,
+    conn: zbus::Connection,
+    tasks: &mut JoinSet<()>,
+) {
+    let emitter = match zbus::object_server::SignalEmitter::new(&conn, dbus::OBJECT_PATH) {
+        Ok(e) => e.into_owned(),
+        Err(e) => {
+            warn!("cannot emit signals: {e}");
+            return;
+        }
+    };
+    for (name, sc) in &config.devices.scanners {
+        let sc = sc.get_ref();
+        let port = match (&sc.port, &sc.evdev) {
+            (Some(p), _) => ScannerPort::Serial {
+                path: p.get_ref().clone(),
+                baud: sc.baud.as_ref().map_or(9600, |b| *b.get_ref()),
+            },
+            (None, Some(e)) => ScannerPort::Evdev {
+                path: e.get_ref().clone(),
+            },
+            (None, None) => continue,
+        };
+        let mut dev = hal::scanner::spawn(name, port);
+        let emitter = emitter.clone();
+        tasks.spawn(async move {
+            while let Some(scan) = dev.next().await {
+                if let Err(e) = KioskIface::code_scanned(&emitter, &scan.text).await {
+                    warn!("CodeScanned: {e}");
+                }
+            }
+        });
+    }
+    for (name, rd) in &config.devices.id_readers {
+        let rd = rd.get_ref();
+        let baud = rd
+            .baud
+            .as_ref()
+            .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
+        let mut dev = hal::idcard::spawn(name, rd.port.get_ref(), baud);
+        let (emitter, kiosk) = (emitter.clone(), kiosk.clone());
+        tasks.spawn(async move {
+            while let Some(read) = dev.next().await {
+                let Some(handle) = kiosk.remember_id(&read.card.id_number) else {
+                    warn!("ID card read, but no ID-hash key is provisioned");
+                    continue;
+                };
+                let (name, number) = dbus::mask(&read.card.name, &read.card.id_number);
+                if let Err(e) = KioskIface::id_card_read(&emitter, &handle, &name, &number).await {
+                    warn!("IdCardRead: {e}");
+                }
+            }
+        });
+    }
+}

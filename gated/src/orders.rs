@@ -1,0 +1,111 @@
+//! The kiosk's copy of orders: what central said about each (sold here or
+//! online), and which of its tickets this kiosk has printed. A paid order is
+//! stored before anything is printed, so a failed print or a power cut
+//! leaves it printable.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::central::api::{IssuedTicket, Order, OrderStatus};
+
+fn status_name(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::Unpaid => "unpaid",
+        OrderStatus::Paid => "paid",
+        OrderStatus::Expired => "expired",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Refunded => "refunded",
+    }
+}
+
+/// Stores (or refreshes) an order and its tickets; printed marks are kept.
+pub fn upsert(conn: &Connection, o: &Order, now_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO orders (order_no, order_code, status, body, phone_suffix, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (order_no) DO UPDATE SET order_code = excluded.order_code,
+             status = excluded.status, body = excluded.body,
+             phone_suffix = excluded.phone_suffix, updated_ms = excluded.updated_ms",
+        params![
+            o.order_no,
+            o.order_code,
+            status_name(o.status),
+            serde_json::to_string(o).expect("order serializes"),
+            o.phone_suffix,
+            now_ms
+        ],
+    )?;
+    for t in &o.tickets {
+        let holder = t.holder_hash.as_deref().and_then(|h| hex::decode(h).ok());
+        conn.execute(
+            "INSERT INTO order_tickets (ticket_id, order_no, holder_hash, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ticket_id) DO UPDATE SET order_no = excluded.order_no,
+                 holder_hash = excluded.holder_hash, body = excluded.body",
+            params![
+                t.ticket_id as i64,
+                o.order_no,
+                holder,
+                serde_json::to_string(t).expect("ticket serializes")
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn get(conn: &Connection, order_no: &str) -> rusqlite::Result<Option<Order>> {
+    conn.query_row(
+        "SELECT body FROM orders WHERE order_no = ?1",
+        [order_no],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map(|b| b.and_then(|b| serde_json::from_str(&b).ok()))
+}
+
+/// A paid order's tickets and whether each was printed here.
+pub fn tickets(
+    conn: &Connection,
+    order_no: &str,
+) -> rusqlite::Result<Vec<(IssuedTicket, Option<i64>)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT body, printed_ms FROM order_tickets WHERE order_no = ?1 ORDER BY ticket_id",
+    )?;
+    let rows = st.query_map([order_no], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (body, printed) = row?;
+        if let Ok(t) = serde_json::from_str(&body) {
+            out.push((t, printed));
+        }
+    }
+    Ok(out)
+}
+
+/// Paid orders found by the pickup keys, newest first.
+pub fn find_by_code(conn: &Connection, code: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT order_no FROM orders WHERE order_code = ?1 AND status = 'paid'")?
+        .query_map([code], |r| r.get(0))?
+        .collect()
+}
+
+pub fn find_by_holder(conn: &Connection, hash: &[u8]) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT DISTINCT t.order_no FROM order_tickets t JOIN orders o USING (order_no)
+         WHERE t.holder_hash = ?1 AND o.status = 'paid' ORDER BY t.order_no DESC",
+    )?
+    .query_map([hash], |r| r.get(0))?
+    .collect()
+}
+
+pub fn find_by_phone(
+    conn: &Connection,
+    order_no: &str,
+    suffix: &str,
+) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT order_no FROM orders WHERE order_no = ?1 AND phone_suffix = ?2 AND status = 'paid'",
+    )?
+    .query_map([order_no, suffix], |r| r.get(0))?
+    .collect()
+}
