@@ -230,8 +230,14 @@ impl Gated {
 
 /// Runs gatectl to completion: (exit code, stdout, stderr).
 pub async fn gatectl(args: &[&str]) -> (i32, String, String) {
+    gatectl_on_bus("unix:path=/nonexistent/gated-test-bus", args).await
+}
+
+/// Runs gatectl with `address` as its system bus.
+pub async fn gatectl_on_bus(address: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin("gatectl"))
         .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", address)
         .env_remove("RUST_LOG")
         .output()
         .await

@@ -12,7 +12,7 @@ use hal::printer::sim::SimPrinter;
 use hal::pty::Pty;
 use hal::scanner::sim::SimScanner;
 use serde_json::{Value, json};
-use tests::procs::{Bus, CentralSim, Gated, db_count, gatectl, wait_until};
+use tests::procs::{Bus, CentralSim, Gated, db_count, gatectl, gatectl_on_bus, wait_until};
 
 const NAME: &str = "cn.scenicpark.Gated";
 const PATH: &str = "/cn/scenicpark/Gated";
@@ -255,6 +255,38 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
         2,
         "{kinds:?}"
     );
+
+    // A jammed ticket: the engineer reprints it, with a reason, through gated.
+    let first_id = db_count(
+        &k.state(),
+        &format!("SELECT MIN(ticket_id) FROM order_tickets WHERE order_no = '{no}'"),
+    )
+    .to_string();
+    let (rc, out, err) = gatectl_on_bus(
+        &k.bus.address,
+        &["reprint", &first_id, "--reason", "paper jam at the cutter"],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(k.printer.wait_for_tickets(3).await.len(), 3);
+    assert_eq!(
+        db_count(
+            &k.state(),
+            "SELECT COUNT(*) FROM reprints WHERE reason = 'paper jam at the cutter'"
+        ),
+        1
+    );
+    let (rc, _, err) =
+        gatectl_on_bus(&k.bus.address, &["reprint", "999999", "--reason", "test"]).await;
+    assert_eq!(rc, 1);
+    assert!(err.contains("NotFound"), "{err}");
+    let (rc, out, _) = gatectl_on_bus(
+        &k.bus.address,
+        &["status", "-c", k.config().to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(rc, 0);
+    assert!(out.contains("printer    ready"), "{out}");
 
     // Sold out: one place left tomorrow, two asked.
     k.central

@@ -196,6 +196,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         }
     };
     let st = seen.status.clone().unwrap_or_default();
+    let devices = running_devices();
     if json {
         println!(
             "{:#}",
@@ -219,6 +220,8 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                 "revoked": seen.revoked,
                 "blocked": seen.blocked,
                 "persons_entered_today": seen.passages_today,
+                "gated_running": devices.is_ok(),
+                "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
             })
         );
         return ExitCode::SUCCESS;
@@ -261,8 +264,87 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         seen.tickets, seen.revoked, seen.blocked, st.cursor, st.catalog_version
     );
     println!("  entries today {} person(s)", seen.passages_today);
+    match &devices {
+        Ok(d) if d.is_empty() => println!("  devices       (none reported)"),
+        Ok(d) => {
+            for (i, (family, state)) in d.iter().enumerate() {
+                let label = if i == 0 { "devices" } else { "" };
+                println!("  {label:<13} {family:<10} {state}");
+            }
+        }
+        Err(e) => println!("  gated         not reachable on D-Bus ({e}): is it running?"),
+    }
     if st.updated_ms > 0 {
         println!("  (status written by gated {})", ago(st.updated_ms));
     }
     ExitCode::SUCCESS
+}
+
+/// The running gated's devices and their states, over D-Bus (Device1).
+fn running_devices() -> Result<Vec<(String, String)>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = conn
+            .call_method(
+                Some(gated::dbus::BUS_NAME),
+                gated::dbus::OBJECT_PATH,
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("cn.scenicpark.Gated.Device1", "Devices"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: zbus::OwnedVariant = reply.body().deserialize().map_err(|e| e.to_string())?;
+        Vec::<(String, String)>::try_from(v).map_err(|e| e.to_string())
+    })
+}
+
+/// `gatectl reprint`: through the running gated (Engineer1), reason recorded.
+pub fn reprint(ticket: u64, reason: &str, json: bool) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let r: Result<(), String> = rt.block_on(async {
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(|e| format!("system bus: {e}"))?;
+        conn.call_method(
+            Some(gated::dbus::BUS_NAME),
+            gated::dbus::OBJECT_PATH,
+            Some("cn.scenicpark.Gated.Engineer1"),
+            "Reprint",
+            &(ticket, reason),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            zbus::Error::MethodError(name, msg, _) => {
+                format!(
+                    "{}: {}",
+                    name.rsplit('.').next().unwrap_or(""),
+                    msg.unwrap_or_default()
+                )
+            }
+            e => e.to_string(),
+        })
+    });
+    let ok = r.is_ok();
+    match (r, json) {
+        (Ok(()), true) => println!("{}", json!({ "reprinted": ticket, "reason": reason })),
+        (Ok(()), false) => println!("ticket {ticket} reprinted; reason recorded: {reason}"),
+        (Err(e), true) => println!("{}", json!({ "reprinted": null, "error": e })),
+        (Err(e), false) => eprintln!("gatectl: reprint of ticket {ticket} failed: {e}"),
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -54,6 +54,14 @@ enum Command {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Print a ticket again at this kiosk (through the running gated); the
+    /// reason and who asked are recorded and reported to the central system.
+    Reprint {
+        /// The ticket's id (printed on it as S + id).
+        ticket: u64,
+        #[arg(long)]
+        reason: String,
+    },
     /// One screen on the device: role, central link, clock skew, outbox, tickets.
     Status {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
             config,
         } => central::provision(&config, url.as_deref(), &code, cli.json),
         Command::Status { config } => central::status(&config, cli.json),
+        Command::Reprint { ticket, reason } => central::reprint(ticket, &reason, cli.json),
     }
 }
 
