@@ -1,0 +1,189 @@
+//! A kiosk device for end-to-end tests and benchmarks: gated (kiosk role)
+//! on a private dbus-daemon with the shipped bus policy, central-sim over
+//! TLS, and the printer, scanner and ID-card reader simulators on PTYs; the
+//! test talks to gated as the kiosk UI does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hal::idcard::sim::SimIdReader;
+use hal::printer::sim::SimPrinter;
+use hal::pty::Pty;
+use hal::scanner::sim::SimScanner;
+use serde_json::Value;
+
+use crate::procs::{Bus, CentralSim, Gated, gatectl};
+
+pub const NAME: &str = "cn.scenicpark.Gated";
+pub const PATH: &str = "/cn/scenicpark/Gated";
+pub const KIOSK: &str = "cn.scenicpark.Gated.Kiosk1";
+/// Generous: it bounds a hang, it does not measure.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Kiosk {
+    pub dir: tempfile::TempDir,
+    pub central: CentralSim,
+    pub bus: Bus,
+    pub conn: zbus::Connection,
+    pub printer: SimPrinter,
+    pub scanner: SimScanner,
+    pub id_reader: SimIdReader,
+    pub gated: Option<Gated>,
+}
+
+impl Kiosk {
+    /// Everything started, the kiosk enrolled, online, printer asked: a sale can start.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+        let policy = crate::repo_root().join("image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf");
+        // gated runs as the test's user here (root in CI); the kiosk UI as nobody.
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        let bus = Bus::start(
+            &dir.path().join("bus"),
+            Some((&policy, &[("gated", me.as_str()), ("kiosk", "nobody")])),
+        )
+        .await;
+        let d = dir.path();
+        let printer = SimPrinter::start(Pty::open_at(&d.join("printer")).unwrap());
+        let scanner = SimScanner::new(Pty::open_at(&d.join("scanner")).unwrap());
+        let id_reader = SimIdReader::start(Pty::open_at(&d.join("id-reader")).unwrap());
+        let toml = format!(
+            "role = \"kiosk\"\ndevice_id = \"kiosk-1\"\nstate_dir = \"{d}/state\"\n\
+             [central]\nurl = \"{}\"\nca_file = \"{}\"\nheartbeat_s = 1\n\
+             [devices.printer]\nport = \"{d}/printer\"\n\
+             [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
+             [devices.id_readers.id]\nport = \"{d}/id-reader\"\n",
+            central.at.api,
+            central.at.ca_file.display(),
+            d = d.display()
+        );
+        std::fs::write(d.join("gated.toml"), toml).unwrap();
+        let code = central.pairing_code("kiosk-1", "kiosk", 600).await;
+        let cfg = d.join("gated.toml");
+        let (rc, out, err) =
+            gatectl(&["provision", "--code", &code, "-c", cfg.to_str().unwrap()]).await;
+        assert_eq!(rc, 0, "{out}{err}");
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
+        let mut k = Kiosk {
+            dir,
+            central,
+            bus,
+            conn,
+            printer,
+            scanner,
+            id_reader,
+            gated: None,
+        };
+        k.start_gated().await;
+        k
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("gated.toml")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub async fn start_gated(&mut self) {
+        let mut g = Gated::start_on_bus(&self.config(), &self.bus.address);
+        g.wait_for(&["D-Bus API served"]).await;
+        self.gated = Some(g);
+        // Online and the printer asked at least once: a sale can start.
+        let deadline = tokio::time::Instant::now() + BOUND;
+        while !self.prop::<bool>("SaleAvailable").await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sale never became available"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn prop<T: TryFrom<zbus::OwnedVariant>>(&self, name: &str) -> T
+    where
+        T::Error: std::fmt::Debug,
+    {
+        let reply = self
+            .conn
+            .call_method(
+                Some(NAME),
+                PATH,
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &(KIOSK, name),
+            )
+            .await
+            .unwrap();
+        let v: zbus::OwnedVariant = reply.body().deserialize().unwrap();
+        T::try_from(v).unwrap()
+    }
+
+    /// A Kiosk1 call; Err is (error name, message).
+    pub async fn call<B>(&self, method: &str, body: &B) -> Result<zbus::Message, (String, String)>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        match self
+            .conn
+            .call_method(Some(NAME), PATH, Some(KIOSK), method, body)
+            .await
+        {
+            Ok(m) => Ok(m),
+            Err(zbus::Error::MethodError(name, msg, _)) => {
+                Err((name.to_string(), msg.unwrap_or_default()))
+            }
+            Err(e) => panic!("{method}: {e}"),
+        }
+    }
+
+    pub async fn call_json<B>(&self, method: &str, body: &B) -> Result<Value, (String, String)>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let m = self.call(method, body).await?;
+        let s: String = m.body().deserialize().unwrap();
+        Ok(serde_json::from_str(&s).unwrap())
+    }
+
+    pub async fn order(&self, product: u32, qty: u16, handles: &[&str], phone: &str) -> Value {
+        let handles: Vec<String> = handles.iter().map(|h| h.to_string()).collect();
+        self.call_json(
+            "CreateOrder",
+            &(today(), vec![(product, 0u16, qty)], handles, phone),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn pay_code(&self, order_no: &str, code: &str) -> Result<String, (String, String)> {
+        let m = self.call("Pay", &(order_no, "code", code)).await?;
+        let (status, _qr, _exp): (String, String, i64) = m.body().deserialize().unwrap();
+        Ok(status)
+    }
+
+    pub async fn print(&self, order_no: &str) -> Result<u32, (String, String)> {
+        let m = self.call("Print", &(order_no,)).await?;
+        Ok(m.body().deserialize().unwrap())
+    }
+}
+
+pub fn today() -> String {
+    crate::central_sim::admin::today().to_string()
+}
+
+pub fn tomorrow() -> String {
+    crate::central_sim::admin::today()
+        .tomorrow()
+        .unwrap()
+        .to_string()
+}
