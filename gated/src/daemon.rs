@@ -86,15 +86,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
     let store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
-    let (lanes, lanes_handle) = match config.role {
+    let (lanes, lanes_handle, registry) = match config.role {
         Role::Lane => {
-            let (tasks, handle) = crate::lanes::start(&config, store)
+            let (tasks, handle, registry) = crate::lanes::start(&config, store)
                 .await
                 .map_err(StartError::Lanes)?;
-            (tasks, Some(handle))
+            (tasks, Some(handle), Some(registry))
         }
-        // The kiosk role's services arrive with the kiosk issue.
-        Role::Kiosk => (tokio::task::JoinSet::new(), None),
+        Role::Kiosk => (tokio::task::JoinSet::new(), None, None),
+    };
+    let lane_iface = crate::dbus::LaneIface {
+        lanes: lanes_handle.clone().zip(registry.clone()),
+        tz: jiff::tz::TimeZone::get(config.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC),
     };
     let link = crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
     let sync = link.tasks;
@@ -117,8 +120,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         device_id: config.device_id.get_ref().clone(),
         status: link.status.clone(),
         kiosk: kiosk.clone(),
+        lanes: registry,
     };
-    match crate::dbus::serve(device).await {
+    match crate::dbus::serve(device, lane_iface).await {
         Ok(conn) => {
             info!(name = crate::dbus::BUS_NAME, "D-Bus API served");
             services.spawn(crate::dbus::follow(

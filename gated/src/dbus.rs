@@ -17,9 +17,10 @@ use crate::kiosk::{Kiosk, KioskError};
 
 pub const BUS_NAME: &str = "cn.scenicpark.Gated";
 pub const OBJECT_PATH: &str = "/cn/scenicpark/Gated";
-pub const INTERFACES: [&str; 3] = [
+pub const INTERFACES: [&str; 4] = [
     "cn.scenicpark.Gated.Device1",
     "cn.scenicpark.Gated.Kiosk1",
+    "cn.scenicpark.Gated.Lane1",
     "cn.scenicpark.Gated.Engineer1",
 ];
 
@@ -73,6 +74,7 @@ pub struct Device {
     pub device_id: String,
     pub status: watch::Receiver<SyncStatus>,
     pub kiosk: Option<Arc<Kiosk>>,
+    pub lanes: Option<crate::lanes::LaneRegistry>,
 }
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
@@ -127,6 +129,12 @@ impl Device {
                 Some(Err(e)) => format!("failed: {e}"),
             };
             out.push(("printer".to_owned(), state));
+        }
+        for l in self.lanes.iter().flat_map(|r| r.iter()) {
+            out.push((
+                format!("gate of {}", l.name),
+                l.gate.watch_state().borrow().to_string(),
+            ));
         }
         out
     }
@@ -248,6 +256,113 @@ impl KioskIface {
     pub async fn printer_status(emitter: &SignalEmitter<'_>, state: &str) -> zbus::Result<()>;
 }
 
+/// `Lane1`: every lane's state, counters and last decisions; changing a
+/// lane's mode and opening it once are for engineers (bus policy).
+#[derive(Debug)]
+pub struct LaneIface {
+    pub lanes: Option<(crate::lane::Lanes, crate::lanes::LaneRegistry)>,
+    pub tz: jiff::tz::TimeZone,
+}
+
+impl LaneIface {
+    fn find(&self, lane: &str) -> Result<(&crate::lane::Lanes, &crate::lanes::LaneState), Error> {
+        let (lanes, registry) = self
+            .lanes
+            .as_ref()
+            .ok_or_else(|| Error::NotAvailable("this device has no lanes".into()))?;
+        let state = registry.iter().find(|l| l.name == lane).ok_or_else(|| {
+            let names: Vec<&str> = registry.iter().map(|l| l.name.as_str()).collect();
+            Error::NotFound(format!("no lane {lane:?}; lanes: {}", names.join(", ")))
+        })?;
+        Ok((lanes, state))
+    }
+}
+
+#[zbus::interface(name = "cn.scenicpark.Gated.Lane1")]
+impl LaneIface {
+    /// Every lane: name, group, direction, mode, gate connection, persons in
+    /// and out today, and the last decisions. JSON list.
+    async fn lanes(&self) -> Result<String, Error> {
+        let Some((lanes, registry)) = &self.lanes else {
+            return Ok("[]".into());
+        };
+        let today = crate::tickets::rules::local_day(crate::lanes::local_now(&self.tz));
+        let mut out = Vec::new();
+        for l in registry.iter() {
+            let (entries, exits) = lanes
+                .counts(&l.name, today)
+                .map_err(|e| Error::Failed(e.to_string()))?;
+            out.push(serde_json::json!({
+                "name": l.name,
+                "group": l.group,
+                "direction": l.direction,
+                "mode": format!("{:?}", l.mode()).to_lowercase(),
+                "gate": l.gate.watch_state().borrow().to_string(),
+                "entries_today": entries,
+                "exits_today": exits,
+                "last": l.last(),
+            }));
+        }
+        Ok(json(&out))
+    }
+
+    /// `normal`, `free` (open for everyone, the gate counts) or `locked`.
+    async fn set_mode(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        lane: &str,
+        mode: &str,
+    ) -> Result<(), Error> {
+        let (_, state) = self.find(lane)?;
+        let mode: hal::gate::GateMode = mode
+            .parse()
+            .map_err(|e: String| Error::InvalidArgument(format!("{e} (normal, free or locked)")))?;
+        let by = caller(&header, conn).await;
+        state
+            .set_mode(mode)
+            .await
+            .map_err(|e| Error::Failed(format!("gate: {e}")))?;
+        tracing::warn!(lane, mode = ?mode, by, "lane mode set by an engineer");
+        Ok(())
+    }
+
+    /// Opens the gate for one person without a ticket (recorded with the
+    /// caller); returns what the gate reported.
+    async fn open_once(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        lane: &str,
+        direction: &str,
+    ) -> Result<String, Error> {
+        let (lanes, state) = self.find(lane)?;
+        let dir = match direction {
+            "entry" | "" => hal::gate::Direction::Entry,
+            "exit" => hal::gate::Direction::Exit,
+            d => {
+                return Err(Error::InvalidArgument(format!(
+                    "direction {d:?}: entry or exit"
+                )));
+            }
+        };
+        let by = caller(&header, conn).await;
+        let outcome = hal::gate::Gate::open(&state.gate, dir, 1).await;
+        let at_ms = jiff::Timestamp::now().as_millisecond();
+        let body = serde_json::json!({ "lane": lane, "direction": dir, "by": by, "outcome": outcome, "at_ms": at_ms });
+        lanes
+            .record_event(
+                &format!("{lane}-manual-{at_ms}"),
+                "manual_open",
+                &body.to_string(),
+                at_ms,
+            )
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        tracing::warn!(lane, by, outcome = ?outcome, "lane opened once by an engineer");
+        Ok(json(&outcome))
+    }
+}
+
 /// `Engineer1`: what a field engineer may do (root or group gated-engineer).
 #[derive(Debug)]
 pub struct Engineer {
@@ -303,10 +418,11 @@ pub fn mask(name: &str, number: &str) -> (String, String) {
 
 /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` chooses another),
 /// serves the interfaces and takes the well-known name.
-pub async fn serve(device: Device) -> zbus::Result<zbus::Connection> {
+pub async fn serve(device: Device, lanes: LaneIface) -> zbus::Result<zbus::Connection> {
     let kiosk = device.kiosk.clone();
     zbus::connection::Builder::system()
         .serve_at(OBJECT_PATH, device)
+        .serve_at(OBJECT_PATH, lanes)
         .serve_at(
             OBJECT_PATH,
             KioskIface {

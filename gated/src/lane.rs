@@ -470,6 +470,42 @@ impl Lanes {
             .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
     }
 
+    /// Records an event for the central system (free passages, manual openings).
+    pub fn record_event(
+        &self,
+        nonce: &str,
+        kind: &str,
+        body: &str,
+        at_ms: i64,
+    ) -> Result<(), LaneError> {
+        let mut store = self.store();
+        let path = store.path().to_owned();
+        store
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![nonce, kind, body, at_ms],
+            )
+            .map(|_| ())
+            .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+    }
+
+    /// Persons this device let in and out through `lane` on the local day `day`.
+    pub fn counts(&self, lane: &str, day: u32) -> Result<(u64, u64), LaneError> {
+        let mut store = self.store();
+        let path = store.path().to_owned();
+        store
+            .conn()
+            .query_row(
+                "SELECT COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
+                        COALESCE(SUM(CASE WHEN direction = 'exit' THEN persons END), 0)
+                 FROM passages WHERE lane = ?1 AND local_day = ?2",
+                params![lane, day],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+    }
+
     /// The whole transaction for one presentation at one lane.
     pub async fn admit<G: Gate>(&self, gate: &G, scan: &Scan<'_>) -> Result<Admission, LaneError> {
         let (reservation, _ticket, persons) =

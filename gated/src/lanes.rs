@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hal::gate::modbus::{self, ModbusSettings};
-use hal::gate::{GateHandle, ModbusAddress, RegisterMap};
+use hal::gate::{GateHandle, GateMode, ModbusAddress, RegisterMap};
 use hal::iccard::IcEvent;
 use hal::scanner::ScannerPort;
 use tokio::sync::mpsc;
@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, Direction as LaneDirection};
 use crate::lane::{Admission, Lanes, Medium, Scan};
 use crate::store::Store;
+use crate::tickets::rules::Reason;
 use crate::tickets::token::LocalMinute;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,65 @@ pub enum LanesError {
     TimeZone(String, String),
 }
 
+/// One lane as engineers see it (D-Bus `Lane1`): its gate, mode and last decisions.
+#[derive(Debug)]
+pub struct LaneState {
+    pub name: String,
+    pub group: String,
+    pub direction: String,
+    pub gate: GateHandle,
+    mode: std::sync::Mutex<GateMode>,
+    last: std::sync::Mutex<std::collections::VecDeque<Decision>>,
+}
+
+/// What a lane did with one presentation (kept in memory, the last few).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Decision {
+    pub at_ms: i64,
+    pub medium: &'static str,
+    /// `admitted`, `refused`, `not_passed`, `alarm`, `gate_fault`, `free`, `error`.
+    pub outcome: &'static str,
+    pub ticket_id: Option<u64>,
+    pub persons: u32,
+    pub reason: Option<&'static str>,
+}
+
+/// How many decisions each lane remembers.
+const LAST_DECISIONS: usize = 10;
+
+impl LaneState {
+    pub fn mode(&self) -> GateMode {
+        *self.mode.lock().expect("lane mode")
+    }
+
+    /// Sets the gate's mode, then the lane's (scans are refused while locked).
+    pub async fn set_mode(&self, mode: GateMode) -> Result<(), hal::gate::GateError> {
+        hal::gate::Gate::set_mode(&self.gate, mode).await?;
+        *self.mode.lock().expect("lane mode") = mode;
+        Ok(())
+    }
+
+    pub fn last(&self) -> Vec<Decision> {
+        self.last
+            .lock()
+            .expect("decisions")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn remember(&self, d: Decision) {
+        let mut last = self.last.lock().expect("decisions");
+        if last.len() == LAST_DECISIONS {
+            last.pop_front();
+        }
+        last.push_back(d);
+    }
+}
+
+/// Every lane of the device, in config order.
+pub type LaneRegistry = std::sync::Arc<Vec<std::sync::Arc<LaneState>>>;
+
 /// The scenic area's civil time now, in minutes since 2000-01-01.
 pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
     let dt = jiff::Timestamp::now().to_zoned(tz.clone()).datetime();
@@ -40,7 +100,10 @@ pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
 }
 
 /// Starts every lane of `config`; the tasks run until the set is dropped.
-pub async fn start(config: &Config, store: Store) -> Result<(JoinSet<()>, Lanes), LanesError> {
+pub async fn start(
+    config: &Config,
+    store: Store,
+) -> Result<(JoinSet<()>, Lanes, LaneRegistry), LanesError> {
     let tz_name = config.timezone.get_ref().clone();
     let tz = jiff::tz::TimeZone::get(&tz_name)
         .map_err(|e| LanesError::TimeZone(tz_name.clone(), e.to_string()))?;
@@ -81,6 +144,7 @@ pub async fn start(config: &Config, store: Store) -> Result<(JoinSet<()>, Lanes)
     }
 
     let mut tasks = JoinSet::new();
+    let mut registry = Vec::new();
     let nonces = std::sync::Arc::new(AtomicU64::new(0));
     for (name, lane) in &config.lanes {
         let lane = lane.get_ref();
@@ -173,7 +237,32 @@ pub async fn start(config: &Config, store: Store) -> Result<(JoinSet<()>, Lanes)
                 dev.baud.as_ref().map_or(9600, |b| *b.get_ref()),
             )
         });
+        let state = std::sync::Arc::new(LaneState {
+            name: name.clone(),
+            group: lane.group.clone(),
+            direction: format!("{:?}", lane.direction).to_lowercase(),
+            gate: gate.clone(),
+            mode: std::sync::Mutex::new(GateMode::Normal),
+            last: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        });
+        registry.push(state.clone());
+        // Passages the gate counts by itself (free mode) go to the central system too.
+        let mut events = hal::gate::Gate::events(&gate);
+        let (ev_lanes, ev_lane, ev_device) = (lanes.clone(), name.clone(), device_id.clone());
+        sources.push(tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                if let hal::gate::GateEvent::Passage { direction, count } = ev {
+                    let at_ms = jiff::Timestamp::now().as_millisecond();
+                    let body = serde_json::json!({ "lane": ev_lane, "direction": direction, "persons": count, "at_ms": at_ms });
+                    let nonce = format!("{ev_device}-{ev_lane}-free-{at_ms}");
+                    if let Err(e) = ev_lanes.record_event(&nonce, "free_passage", &body.to_string(), at_ms) {
+                        error!(lane = ev_lane, "could not record free passages: {e}");
+                    }
+                }
+            }
+        }));
         let ctx = LaneCtx {
+            state,
             display,
             name: name.clone(),
             group: lane.group.clone(),
@@ -192,7 +281,7 @@ pub async fn start(config: &Config, store: Store) -> Result<(JoinSet<()>, Lanes)
             }
         });
     }
-    Ok((tasks, lanes))
+    Ok((tasks, lanes, std::sync::Arc::new(registry)))
 }
 
 /// One read at one of the lane's devices.
@@ -204,6 +293,7 @@ struct Presented {
 }
 
 struct LaneCtx {
+    state: std::sync::Arc<LaneState>,
     display: Option<hal::display::LineDisplay>,
     name: String,
     group: String,
@@ -243,11 +333,78 @@ impl LaneCtx {
                 now: local_now(&self.tz),
                 at_ms,
             };
-            let result = if exit || self.direction == LaneDirection::Exit {
-                self.lanes.let_out(&self.gate, &scan).await
-            } else {
-                self.lanes.admit(&self.gate, &scan).await
+            let result = match self.state.mode() {
+                GateMode::Locked => Ok(Admission::Refused(Reason::LaneClosed)),
+                // Open for everyone: no ticket is used; the gate counts.
+                GateMode::Free => {
+                    self.show("请通行", "Please pass").await;
+                    self.state.remember(Decision {
+                        at_ms,
+                        medium: kind,
+                        outcome: "free",
+                        ticket_id: None,
+                        persons: 0,
+                        reason: None,
+                    });
+                    continue;
+                }
+                GateMode::Normal if exit || self.direction == LaneDirection::Exit => {
+                    self.lanes.let_out(&self.gate, &scan).await
+                }
+                GateMode::Normal => self.lanes.admit(&self.gate, &scan).await,
             };
+            self.state.remember(match &result {
+                Ok(Admission::Refused(r)) => Decision {
+                    at_ms,
+                    medium: kind,
+                    outcome: "refused",
+                    ticket_id: None,
+                    persons: 0,
+                    reason: Some(r.code()),
+                },
+                Ok(Admission::Admitted { ticket_id, persons }) => Decision {
+                    at_ms,
+                    medium: kind,
+                    outcome: "admitted",
+                    ticket_id: Some(*ticket_id),
+                    persons: *persons,
+                    reason: None,
+                },
+                Ok(Admission::NotPassed { ticket_id }) => Decision {
+                    at_ms,
+                    medium: kind,
+                    outcome: "not_passed",
+                    ticket_id: Some(*ticket_id),
+                    persons: 0,
+                    reason: None,
+                },
+                Ok(Admission::Alarm {
+                    ticket_id, persons, ..
+                }) => Decision {
+                    at_ms,
+                    medium: kind,
+                    outcome: "alarm",
+                    ticket_id: Some(*ticket_id),
+                    persons: *persons,
+                    reason: None,
+                },
+                Ok(Admission::GateFault { ticket_id, .. }) => Decision {
+                    at_ms,
+                    medium: kind,
+                    outcome: "gate_fault",
+                    ticket_id: Some(*ticket_id),
+                    persons: 0,
+                    reason: None,
+                },
+                Err(_) => Decision {
+                    at_ms,
+                    medium: kind,
+                    outcome: "error",
+                    ticket_id: None,
+                    persons: 0,
+                    reason: None,
+                },
+            });
             let (zh, en) = match &result {
                 Ok(Admission::Refused(reason)) => reason.message(),
                 Ok(Admission::Admitted { .. }) => ("请通行", "Please pass"),

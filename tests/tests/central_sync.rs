@@ -11,7 +11,9 @@ use hal::idcard::sim::{SimIdReader, test_cards};
 use hal::pty::Pty;
 use hal::scanner::sim::SimScanner;
 use serde_json::json;
-use tests::procs::{CentralSim, Gated, cursor, db, db_count, gatectl, wait_until};
+use tests::procs::{
+    Bus, CentralSim, Gated, cursor, db, db_count, gatectl, gatectl_on_bus, wait_until,
+};
 
 /// Generous bounds: these wait for events, they do not measure them.
 const BOUND: Duration = Duration::from_secs(30);
@@ -59,7 +61,7 @@ struct LaneDevice {
     device: Device,
     scanner: SimScanner,
     id_reader: SimIdReader,
-    _gate: SimGate,
+    gate: SimGate,
     _server: TcpServer,
 }
 
@@ -90,7 +92,7 @@ async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
         device: Device { dir },
         scanner,
         id_reader,
-        _gate: gate,
+        gate,
         _server: server,
     }
 }
@@ -540,4 +542,87 @@ async fn central_sim_serves_every_documented_route_over_tls() {
         format!("{e:?}").to_lowercase().contains("certificate"),
         "{e:?}"
     );
+}
+
+/// An engineer locks a lane, reopens it, and lets one person through, with
+/// gatectl through the running gated (Lane1); all of it is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_changes_a_lane_through_gatectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let bus = Bus::start(&dir.path().join("bus"), None).await;
+    let lane = lane(&central, "lane-3").await;
+    provision(&central, &lane.device, "lane-3", "lane").await;
+    let state = lane.device.state();
+    let cfg = lane.device.config_str();
+    let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
+    gated
+        .wait_for_all(&[
+            &["catalog updated"],
+            &["D-Bus API served"],
+            &["device=\"qr\"", "connected"],
+        ])
+        .await;
+    let t1 = central.admin("/sim/sell", json!({})).await;
+
+    let (rc, _, err) = gatectl_on_bus(&bus.address, &["lane", "east-1", "mode", "locked"]).await;
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(lane.gate.mode(), hal::gate::GateMode::Locked);
+    lane.scanner
+        .scan(t1["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    let line = gated.wait_for(&["refused"]).await;
+    assert!(line.contains("lane_closed"), "{line}");
+
+    let (rc, _, _) = gatectl_on_bus(&bus.address, &["lane", "east-1", "mode", "normal"]).await;
+    assert_eq!(rc, 0);
+    lane.scanner
+        .scan(t1["token"].as_str().unwrap())
+        .await
+        .unwrap();
+    gated.wait_for(&["admitted"]).await;
+
+    let (rc, out, err) = gatectl_on_bus(&bus.address, &["lane", "east-1", "open"]).await;
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("opened once (entry)") && out.contains("passed"),
+        "{out}"
+    );
+    gated.wait_for(&["lane opened once by an engineer"]).await;
+    wait_until("the manual opening uploaded", BOUND, || {
+        db_count(&state, "SELECT COUNT(*) FROM outbox") == 0
+    })
+    .await;
+    let events = central.events().await;
+    assert!(
+        events.iter().any(|e| e["kind"] == "manual_open"),
+        "{events:?}"
+    );
+
+    let (rc, out, _) = gatectl_on_bus(&bus.address, &["status", "-c", &cfg]).await;
+    assert_eq!(rc, 0);
+    let lane_line = out
+        .lines()
+        .find(|l| l.starts_with("  lanes"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        lane_line.contains("normal") && lane_line.contains("in    1"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("gate of east-1") && l.ends_with("connected")),
+        "{out}"
+    );
+    let (rc, _, err) = gatectl_on_bus(&bus.address, &["lane", "west-9", "mode", "free"]).await;
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("no lane \"west-9\"") && err.contains("east-1"),
+        "{err}"
+    );
+    let (rc, _, err) = gatectl_on_bus(&bus.address, &["lane", "east-1", "mode", "sideways"]).await;
+    assert_eq!(rc, 1);
+    assert!(err.contains("InvalidArgument"), "{err}");
+    gated.stop().await;
 }

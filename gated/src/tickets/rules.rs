@@ -97,6 +97,8 @@ pub enum Reason {
     ReentryTooSoon,
     ExitFirst,
     InUse,
+    /// The lane was locked by an engineer.
+    LaneClosed,
 }
 
 impl Reason {
@@ -118,6 +120,7 @@ impl Reason {
             Reason::ReentryTooSoon => "reentry_too_soon",
             Reason::ExitFirst => "exit_first",
             Reason::InUse => "in_use",
+            Reason::LaneClosed => "lane_closed",
         }
     }
 
@@ -149,6 +152,10 @@ impl Reason {
             Reason::ReentryTooSoon => ("暂不可再次入园", "Re-entry not allowed yet"),
             Reason::ExitFirst => ("请先出园再入园", "Please exit before entering again"),
             Reason::InUse => ("该票正在其他通道使用", "Ticket in use at another lane"),
+            Reason::LaneClosed => (
+                "本通道暂停使用，请走其他通道",
+                "Lane closed: please use another lane",
+            ),
         }
     }
 }

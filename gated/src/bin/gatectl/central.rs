@@ -197,6 +197,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     };
     let st = seen.status.clone().unwrap_or_default();
     let devices = running_devices();
+    let lanes = running_lanes().unwrap_or_default();
     if json {
         println!(
             "{:#}",
@@ -221,6 +222,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                 "blocked": seen.blocked,
                 "persons_entered_today": seen.passages_today,
                 "gated_running": devices.is_ok(),
+                "lanes": lanes,
                 "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
             })
         );
@@ -269,10 +271,36 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         Ok(d) => {
             for (i, (family, state)) in d.iter().enumerate() {
                 let label = if i == 0 { "devices" } else { "" };
-                println!("  {label:<13} {family:<10} {state}");
+                println!("  {label:<13} {family:<16} {state}");
             }
         }
         Err(e) => println!("  gated         not reachable on D-Bus ({e}): is it running?"),
+    }
+    for (i, l) in lanes.iter().enumerate() {
+        let label = if i == 0 { "lanes" } else { "" };
+        let last = l["last"]
+            .as_array()
+            .and_then(|d| d.last())
+            .map(|d| {
+                format!(
+                    "last: {}{}",
+                    d["outcome"].as_str().unwrap_or(""),
+                    d["reason"]
+                        .as_str()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  {label:<13} {:<10} {:<6} {:<7} gate {:<12} in {:>4} out {:>4}  {last}",
+            l["name"].as_str().unwrap_or(""),
+            l["direction"].as_str().unwrap_or(""),
+            l["mode"].as_str().unwrap_or(""),
+            l["gate"].as_str().unwrap_or(""),
+            l["entries_today"].as_u64().unwrap_or(0),
+            l["exits_today"].as_u64().unwrap_or(0),
+        );
     }
     if st.updated_ms > 0 {
         println!("  (status written by gated {})", ago(st.updated_ms));
@@ -280,8 +308,12 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The running gated's devices and their states, over D-Bus (Device1).
-fn running_devices() -> Result<Vec<(String, String)>, String> {
+/// One call to the running gated on the system bus; the error is for people.
+fn call<B, R>(interface: &str, method: &str, body: &B) -> Result<R, String>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+    R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -289,52 +321,77 @@ fn running_devices() -> Result<Vec<(String, String)>, String> {
     rt.block_on(async {
         let conn = zbus::Connection::system()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("system bus: {e}"))?;
         let reply = conn
             .call_method(
                 Some(gated::dbus::BUS_NAME),
                 gated::dbus::OBJECT_PATH,
-                Some("org.freedesktop.DBus.Properties"),
-                "Get",
-                &("cn.scenicpark.Gated.Device1", "Devices"),
+                Some(interface),
+                method,
+                body,
             )
             .await
-            .map_err(|e| e.to_string())?;
-        let v: zbus::OwnedVariant = reply.body().deserialize().map_err(|e| e.to_string())?;
-        Vec::<(String, String)>::try_from(v).map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                zbus::Error::MethodError(name, msg, _) => format!(
+                    "{}: {}",
+                    name.rsplit('.').next().unwrap_or(""),
+                    msg.unwrap_or_default()
+                ),
+                e => e.to_string(),
+            })?;
+        reply.body().deserialize::<R>().map_err(|e| e.to_string())
     })
+}
+
+/// The running gated's devices and their states, over D-Bus (Device1).
+fn running_devices() -> Result<Vec<(String, String)>, String> {
+    let v: zbus::OwnedVariant = call(
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        &("cn.scenicpark.Gated.Device1", "Devices"),
+    )?;
+    Vec::<(String, String)>::try_from(v).map_err(|e| e.to_string())
+}
+
+/// The running gated's lanes (Lane1.Lanes).
+fn running_lanes() -> Result<Vec<serde_json::Value>, String> {
+    let text: String = call("cn.scenicpark.Gated.Lane1", "Lanes", &())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// `gatectl lane NAME mode MODE` and `gatectl lane NAME open [DIRECTION]`.
+pub fn lane(name: &str, action: &str, arg: &str, json: bool) -> ExitCode {
+    let r: Result<String, String> = match action {
+        "mode" => call::<_, ()>("cn.scenicpark.Gated.Lane1", "SetMode", &(name, arg))
+            .map(|()| format!("lane {name}: mode {arg}")),
+        "open" => {
+            let dir = if arg.is_empty() { "entry" } else { arg };
+            call::<_, String>("cn.scenicpark.Gated.Lane1", "OpenOnce", &(name, dir))
+                .map(|outcome| format!("lane {name} opened once ({dir}): {outcome}"))
+        }
+        a => Err(format!("unknown lane action {a:?}")),
+    };
+    let ok = r.is_ok();
+    match (r, json) {
+        (Ok(m), true) => println!("{}", json!({ "lane": name, "done": m })),
+        (Ok(m), false) => println!("{m}"),
+        (Err(e), true) => println!("{}", json!({ "lane": name, "error": e })),
+        (Err(e), false) => eprintln!("gatectl: lane {name}: {e}"),
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `gatectl reprint`: through the running gated (Engineer1), reason recorded.
 pub fn reprint(ticket: u64, reason: &str, json: bool) -> ExitCode {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let r: Result<(), String> = rt.block_on(async {
-        let conn = zbus::Connection::system()
-            .await
-            .map_err(|e| format!("system bus: {e}"))?;
-        conn.call_method(
-            Some(gated::dbus::BUS_NAME),
-            gated::dbus::OBJECT_PATH,
-            Some("cn.scenicpark.Gated.Engineer1"),
-            "Reprint",
-            &(ticket, reason),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            zbus::Error::MethodError(name, msg, _) => {
-                format!(
-                    "{}: {}",
-                    name.rsplit('.').next().unwrap_or(""),
-                    msg.unwrap_or_default()
-                )
-            }
-            e => e.to_string(),
-        })
-    });
+    let r: Result<(), String> = call(
+        "cn.scenicpark.Gated.Engineer1",
+        "Reprint",
+        &(ticket, reason),
+    );
     let ok = r.is_ok();
     match (r, json) {
         (Ok(()), true) => println!("{}", json!({ "reprinted": ticket, "reason": reason })),

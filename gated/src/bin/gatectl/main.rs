@@ -62,6 +62,18 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Change a lane through the running gated: `mode normal|free|locked`, or
+    /// `open [entry|exit]` once for one person without a ticket (recorded).
+    Lane {
+        /// The lane's name in gated.toml.
+        name: String,
+        /// `mode` or `open`.
+        #[arg(value_parser = ["mode", "open"])]
+        action: String,
+        /// For `mode`: normal, free or locked; for `open`: entry (default) or exit.
+        #[arg(default_value = "")]
+        arg: String,
+    },
     /// One screen on the device: role, central link, clock skew, outbox, tickets.
     Status {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
@@ -108,6 +120,7 @@ fn main() -> ExitCode {
         } => central::provision(&config, url.as_deref(), &code, cli.json),
         Command::Status { config } => central::status(&config, cli.json),
         Command::Reprint { ticket, reason } => central::reprint(ticket, &reason, cli.json),
+        Command::Lane { name, action, arg } => central::lane(&name, &action, &arg, cli.json),
     }
 }
 
