@@ -86,9 +86,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
     let store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
+    let reads = crate::reads::channel();
     let (lanes, lanes_handle, registry) = match config.role {
         Role::Lane => {
-            let (tasks, handle, registry) = crate::lanes::start(&config, store)
+            let (tasks, handle, registry) = crate::lanes::start(&config, store, &reads)
                 .await
                 .map_err(StartError::Lanes)?;
             (tasks, Some(handle), Some(registry))
@@ -120,9 +121,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         device_id: config.device_id.get_ref().clone(),
         status: link.status.clone(),
         kiosk: kiosk.clone(),
-        lanes: registry,
+        lanes: registry.clone(),
     };
-    match crate::dbus::serve(device, lane_iface).await {
+    let engineer = crate::dbus::Engineer {
+        kiosk: kiosk.clone(),
+        lanes: registry.clone(),
+        reads: reads.clone(),
+    };
+    match crate::dbus::serve(device, lane_iface, engineer).await {
         Ok(conn) => {
             info!(name = crate::dbus::BUS_NAME, "D-Bus API served");
             services.spawn(crate::dbus::follow(
@@ -131,7 +137,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 kiosk.clone(),
             ));
             if let Some(k) = &kiosk {
-                crate::kiosk_role::forward_reads(&config, k.clone(), conn, &mut services);
+                crate::kiosk_role::forward_reads(&config, k.clone(), conn, &reads, &mut services);
             }
         }
         Err(e) => warn!(

@@ -367,7 +367,12 @@ impl LaneIface {
 #[derive(Debug)]
 pub struct Engineer {
     pub kiosk: Option<Arc<Kiosk>>,
+    pub lanes: Option<crate::lanes::LaneRegistry>,
+    pub reads: crate::reads::Reads,
 }
+
+/// How long a self-test waits for the engineer to scan or place a card.
+pub const SELF_TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Engineer1")]
 impl Engineer {
@@ -386,6 +391,114 @@ impl Engineer {
         let by = caller(&header, conn).await;
         tracing::info!(ticket = ticket_id, by, reason, "reprint requested");
         Ok(k.reprint(ticket_id, reason, &by).await?)
+    }
+
+    /// A guided self-test of one device through the running gated:
+    /// `printer` prints a test slip; `scanner`, `id-reader`, `ic-reader` wait
+    /// for the engineer to scan or place something (`name` "" = any of the
+    /// family); `gate` reads the gate of lane `name`. Returns (passed,
+    /// report); a failed report says what to check.
+    #[zbus(out_args("passed", "report"))]
+    async fn self_test(&self, device: &str, name: &str) -> Result<(bool, String), Error> {
+        match device {
+            "printer" => {
+                let k = self.kiosk.as_deref().ok_or_else(|| {
+                    Error::NotAvailable("this device has no ticket printer".into())
+                })?;
+                Ok(match k.print_test_slip().await {
+                    Ok(status) => (true, format!("printed a test slip; printer {}", status)),
+                    Err(e) => (
+                        false,
+                        format!(
+                            "{e}. Check: paper roll loaded and cover closed, printer powered, cable and baud rate (gated.toml devices.printer)"
+                        ),
+                    ),
+                })
+            }
+            "scanner" | "id-reader" | "ic-reader" => {
+                let mut rx = self.reads.subscribe();
+                tracing::info!(device, name, "self-test: waiting for a read");
+                let wanted = |r: &crate::reads::Read| {
+                    r.family == device && (name.is_empty() || r.device == name)
+                };
+                let got = tokio::time::timeout(SELF_TEST_WAIT, async {
+                    loop {
+                        match rx.recv().await {
+                            Ok(r) if wanted(&r) => return Some(r),
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => return None,
+                        }
+                    }
+                })
+                .await;
+                Ok(match got {
+                    Ok(Some(r)) => (true, format!("{} read {}", r.device, r.summary)),
+                    _ => (
+                        false,
+                        format!(
+                            "no read from {} within {} s. Check: power LED on, cable seated, the port and baud rate in gated.toml; {}",
+                            if name.is_empty() { device } else { name },
+                            SELF_TEST_WAIT.as_secs(),
+                            match device {
+                                "scanner" => "scan any code with the scanner",
+                                "id-reader" => "place an ID card flat on the reader",
+                                _ => "hold a card on the reader",
+                            }
+                        ),
+                    ),
+                })
+            }
+            "gate" => {
+                let registry = self
+                    .lanes
+                    .as_ref()
+                    .ok_or_else(|| Error::NotAvailable("this device has no gates".into()))?;
+                let lane = registry
+                    .iter()
+                    .find(|l| name.is_empty() || l.name == name)
+                    .ok_or_else(|| Error::NotFound(format!("no lane {name:?}")))?;
+                Ok(match hal::gate::Gate::status(&lane.gate).await {
+                    Ok(s) if s.error.unwrap_or(0) == 0 => (
+                        true,
+                        format!(
+                            "gate of {} answers: mode {}, counters in {} out {}, alarm {}, fire input {}",
+                            lane.name,
+                            s.mode
+                                .map_or("unknown".into(), |m| format!("{m:?}").to_lowercase()),
+                            s.entry_counter,
+                            s.exit_counter,
+                            yes_no(s.alarm),
+                            yes_no(s.fire)
+                        ),
+                    ),
+                    Ok(s) => (
+                        false,
+                        format!(
+                            "gate of {} reports error code {}: see the controller's manual; check the arms/wings are free",
+                            lane.name,
+                            s.error.unwrap_or(0)
+                        ),
+                    ),
+                    Err(e) => (
+                        false,
+                        format!(
+                            "{e}. Check: controller powered, cable or network, Modbus address and unit in gated.toml"
+                        ),
+                    ),
+                })
+            }
+            d => Err(Error::InvalidArgument(format!(
+                "device {d:?}: printer, scanner, id-reader, ic-reader or gate"
+            ))),
+        }
+    }
+}
+
+fn yes_no(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "ACTIVE",
+        Some(false) => "off",
+        None => "not wired",
     }
 }
 
@@ -418,18 +531,17 @@ pub fn mask(name: &str, number: &str) -> (String, String) {
 
 /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` chooses another),
 /// serves the interfaces and takes the well-known name.
-pub async fn serve(device: Device, lanes: LaneIface) -> zbus::Result<zbus::Connection> {
+pub async fn serve(
+    device: Device,
+    lanes: LaneIface,
+    engineer: Engineer,
+) -> zbus::Result<zbus::Connection> {
     let kiosk = device.kiosk.clone();
     zbus::connection::Builder::system()
         .serve_at(OBJECT_PATH, device)
         .serve_at(OBJECT_PATH, lanes)
-        .serve_at(
-            OBJECT_PATH,
-            KioskIface {
-                kiosk: kiosk.clone(),
-            },
-        )
-        .serve_at(OBJECT_PATH, Engineer { kiosk })
+        .serve_at(OBJECT_PATH, KioskIface { kiosk })
+        .serve_at(OBJECT_PATH, engineer)
         .name(BUS_NAME)
         .build()
         .await

@@ -800,6 +800,35 @@ impl Kiosk {
         })
     }
 
+    /// Prints a test slip (not a ticket: no QR token) for the engineer's self-test.
+    pub async fn print_test_slip(&self) -> Result<String, KioskError> {
+        let slip = TicketBuilder::new()
+            .align(Align::Center)
+            .bold(true)
+            .line("打印测试 PRINTER TEST")
+            .bold(false)
+            .line("非门票 NOT A TICKET")
+            .line(
+                &jiff::Timestamp::now()
+                    .to_zoned(self.tz.clone())
+                    .strftime("%Y-%m-%d %H:%M")
+                    .to_string(),
+            )
+            .feed(3)
+            .cut();
+        let mut guard = self.printer.lock().await;
+        let printer = guard
+            .as_mut()
+            .ok_or_else(|| E::PrinterNotReady("this device has no ticket printer".into()))?;
+        match printer.print(&slip).await {
+            Ok(status) => {
+                self.printer_status.send_replace(Some(Ok(status)));
+                Ok(status.problem().unwrap_or("ready").to_owned())
+            }
+            Err(e) => Err(printer_error(e)),
+        }
+    }
+
     /// Prints a ticket again, with the reason recorded (engineers only).
     pub async fn reprint(&self, ticket_id: u64, reason: &str, by: &str) -> Result<(), KioskError> {
         if reason.trim().len() < 3 {

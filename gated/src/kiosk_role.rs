@@ -55,6 +55,7 @@ pub fn forward_reads(
     config: &Config,
     kiosk: Arc<Kiosk>,
     conn: zbus::Connection,
+    reads: &crate::reads::Reads,
     tasks: &mut JoinSet<()>,
 ) {
     let emitter = match zbus::object_server::SignalEmitter::new(&conn, dbus::OBJECT_PATH) {
@@ -77,9 +78,10 @@ pub fn forward_reads(
             (None, None) => continue,
         };
         let mut dev = hal::scanner::spawn(name, port);
-        let emitter = emitter.clone();
+        let (emitter, reads, device) = (emitter.clone(), reads.clone(), name.clone());
         tasks.spawn(async move {
             while let Some(scan) = dev.next().await {
+                let _ = reads.send(crate::reads::code(&device, &scan.text));
                 if let Err(e) = KioskIface::code_scanned(&emitter, &scan.text).await {
                     warn!("CodeScanned: {e}");
                 }
@@ -93,9 +95,11 @@ pub fn forward_reads(
             .as_ref()
             .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
         let mut dev = hal::idcard::spawn(name, rd.port.get_ref(), baud);
-        let (emitter, kiosk) = (emitter.clone(), kiosk.clone());
+        let (emitter, kiosk, reads, device) =
+            (emitter.clone(), kiosk.clone(), reads.clone(), name.clone());
         tasks.spawn(async move {
             while let Some(read) = dev.next().await {
+                let _ = reads.send(crate::reads::id_card(&device, &read.card.id_number));
                 let Some(handle) = kiosk.remember_id(&read.card.id_number) else {
                     warn!("ID card read, but no ID-hash key is provisioned");
                     continue;

@@ -88,7 +88,7 @@ impl LaneState {
     }
 }
 
-/// Every lane of the device, in config order.
+/// Every lane of the device, by name.
 pub type LaneRegistry = std::sync::Arc<Vec<std::sync::Arc<LaneState>>>;
 
 /// The scenic area's civil time now, in minutes since 2000-01-01.
@@ -103,6 +103,7 @@ pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
 pub async fn start(
     config: &Config,
     store: Store,
+    reads: &crate::reads::Reads,
 ) -> Result<(JoinSet<()>, Lanes, LaneRegistry), LanesError> {
     let tz_name = config.timezone.get_ref().clone();
     let tz = jiff::tz::TimeZone::get(&tz_name)
@@ -166,9 +167,10 @@ pub async fn start(
                 (None, None) => continue,
             };
             let mut dev = hal::scanner::spawn(s.get_ref(), port);
-            let tx = tx.clone();
+            let (tx, reads, device) = (tx.clone(), reads.clone(), s.get_ref().clone());
             sources.push(tokio::spawn(async move {
                 while let Some(scan) = dev.next().await {
+                    let _ = reads.send(crate::reads::code(&device, &scan.text));
                     let p = Presented {
                         medium: Medium::Code(scan.text),
                         kind: "qr",
@@ -187,9 +189,15 @@ pub async fn start(
                 .as_ref()
                 .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
             let mut dev = hal::idcard::spawn(r.get_ref(), rd.port.get_ref(), baud);
-            let (tx, lanes) = (tx.clone(), lanes.clone());
+            let (tx, lanes, reads, device) = (
+                tx.clone(),
+                lanes.clone(),
+                reads.clone(),
+                r.get_ref().clone(),
+            );
             sources.push(tokio::spawn(async move {
                 while let Some(read) = dev.next().await {
+                    let _ = reads.send(crate::reads::id_card(&device, &read.card.id_number));
                     // The number is hashed here and goes no further.
                     let Some(hash) = lanes.holder_hash(&read.card.id_number) else {
                         warn!("ID card read, but no ID-hash key is provisioned");
@@ -210,11 +218,12 @@ pub async fn start(
             let rd = d.ic_readers[r.get_ref()].get_ref();
             let baud = rd.baud.as_ref().map_or(9600, |b| *b.get_ref());
             let mut dev = hal::iccard::spawn(r.get_ref(), rd.port.get_ref(), baud);
-            let tx = tx.clone();
+            let (tx, reads, device) = (tx.clone(), reads.clone(), r.get_ref().clone());
             sources.push(tokio::spawn(async move {
                 while let Some(ev) = dev.next().await {
                     match ev {
                         IcEvent::Present { uid, .. } => {
+                            let _ = reads.send(crate::reads::ic_card(&device, &uid));
                             let p = Presented {
                                 medium: Medium::Card(uid),
                                 kind: "ic-card",

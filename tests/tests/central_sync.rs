@@ -615,6 +615,28 @@ async fn an_engineer_changes_a_lane_through_gatectl() {
             .any(|l| l.contains("gate of east-1") && l.ends_with("connected")),
         "{out}"
     );
+    // Self-tests: the gate answers; the scanner reads what the engineer scans.
+    let (rc, out, _) = gatectl_on_bus(&bus.address, &["test", "gate", "east-1"]).await;
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("PASS  gate of east-1 answers: mode normal"),
+        "{out}"
+    );
+    let addr = bus.address.clone();
+    let test = tokio::spawn(async move { gatectl_on_bus(&addr, &["test", "scanner", "qr"]).await });
+    gated.wait_for(&["self-test: waiting for a read"]).await;
+    lane.scanner.scan("HELLO-ENGINEER").await.unwrap();
+    let (rc, out, _) = test.await.unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("Scan any code with qr"), "{out}");
+    assert!(
+        out.contains("PASS  qr read a 14-character code starting \"HELLO-\""),
+        "{out}"
+    );
+    let (rc, out, _) = gatectl(&["logs", "-c", &cfg]).await;
+    assert_eq!(rc, 0);
+    assert!(out.contains("entry at lane east-1: ticket"), "{out}");
+
     let (rc, _, err) = gatectl_on_bus(&bus.address, &["lane", "west-9", "mode", "free"]).await;
     assert_eq!(rc, 1);
     assert!(

@@ -216,6 +216,14 @@ async fn payment_by_scanned_code_then_out_of_paper_then_pickup_by_order_number_a
         .unwrap_err();
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.PrinterOutOfPaper");
 
+    // The engineer's self-test says what is wrong.
+    let (rc, out, _) = gatectl_on_bus(&k.bus.address, &["test", "printer"]).await;
+    assert_eq!(rc, 1);
+    assert!(
+        out.contains("FAIL") && out.contains("paper roll loaded"),
+        "{out}"
+    );
+
     // Paper in; the visitor comes back with the order number and phone.
     k.printer.set_paper_left(None);
     k.printer.set_paper(hal::printer::Paper::Ok);
@@ -227,6 +235,17 @@ async fn payment_by_scanned_code_then_out_of_paper_then_pickup_by_order_number_a
     assert_eq!(found[0]["unprinted"], 1);
     assert_eq!(k.print(&no).await.unwrap(), 1);
     assert_eq!(k.printer.wait_for_tickets(2).await.len(), 2);
+    let (rc, out, _) = gatectl_on_bus(&k.bus.address, &["test", "printer"]).await;
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("PASS  printed a test slip"), "{out}");
+    let slips = k.printer.wait_for_tickets(3).await;
+    assert!(
+        slips[2]
+            .lines
+            .iter()
+            .any(|l| l.contains("非门票 NOT A TICKET"))
+            && slips[2].qr.is_empty()
+    );
     let wrong = k
         .call_json("Pickup", &("phone", no.as_str(), "0000"))
         .await
@@ -246,7 +265,7 @@ async fn payment_by_scanned_code_then_out_of_paper_then_pickup_by_order_number_a
         .unwrap();
     assert_eq!(found[0]["unprinted"], 1);
     assert_eq!(k.print(&no2).await.unwrap(), 1);
-    assert_eq!(k.printer.wait_for_tickets(3).await.len(), 3);
+    assert_eq!(k.printer.wait_for_tickets(4).await.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -405,3 +405,96 @@ pub fn reprint(ticket: u64, reason: &str, json: bool) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+/// `gatectl test DEVICE [NAME]`: a guided self-test through the running gated.
+pub fn self_test(device: &str, name: &str, json: bool) -> ExitCode {
+    if !json {
+        let what = if name.is_empty() { device } else { name };
+        match device {
+            "scanner" => println!(
+                "Scan any code with {what} within {} s …",
+                gated::dbus::SELF_TEST_WAIT.as_secs()
+            ),
+            "id-reader" => println!(
+                "Place an ID card on {what} within {} s …",
+                gated::dbus::SELF_TEST_WAIT.as_secs()
+            ),
+            "ic-reader" => println!(
+                "Hold a card on {what} within {} s …",
+                gated::dbus::SELF_TEST_WAIT.as_secs()
+            ),
+            "printer" => println!("Printing a test slip …"),
+            _ => println!("Asking the {device} …"),
+        }
+    }
+    let r: Result<(bool, String), String> =
+        call("cn.scenicpark.Gated.Engineer1", "SelfTest", &(device, name));
+    let passed = matches!(r, Ok((true, _)));
+    match (r, json) {
+        (Ok((p, report)), true) => println!(
+            "{}",
+            json!({ "device": device, "name": name, "passed": p, "report": report })
+        ),
+        (Ok((true, report)), false) => println!("PASS  {report}"),
+        (Ok((false, report)), false) => println!("FAIL  {report}"),
+        (Err(e), true) => println!(
+            "{}",
+            json!({ "device": device, "name": name, "passed": false, "error": e })
+        ),
+        (Err(e), false) => eprintln!("gatectl: cannot run the test: {e}"),
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `gatectl logs`: the device's recent events, newest first, from its database.
+pub fn logs(config_path: &Path, count: u32, json: bool) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let db = config.state_dir.get_ref().join("gated.db");
+    let store = match Store::open_read_only(&db) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One timeline of what the device did; the outbox says what is not uploaded yet.
+    let sql = "SELECT at_ms, 'passage', direction || ' at lane ' || lane || ': ticket ' || ticket_id || ', ' || persons || ' person(s)' FROM passages
+               UNION ALL SELECT printed_ms, 'print', 'ticket ' || ticket_id || ' of order ' || order_no || ' printed' FROM order_tickets WHERE printed_ms IS NOT NULL
+               UNION ALL SELECT at_ms, 'reprint', 'ticket ' || ticket_id || ' reprinted by ' || by || ': ' || reason FROM reprints
+               UNION ALL SELECT created_ms, 'outbox', kind || ' event waiting for upload' FROM outbox
+               UNION ALL SELECT updated_ms, 'order', 'order ' || order_no || ' ' || status FROM orders
+               ORDER BY 1 DESC LIMIT ?1";
+    let rows: Result<Vec<(i64, String, String)>, _> =
+        store.conn_ref().prepare(sql).and_then(|mut st| {
+            st.query_map([count], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        });
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gatectl: {}: {e}", db.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(at, kind, what)| json!({ "at_ms": at, "kind": kind, "what": what }))
+            .collect();
+        println!("{:#}", json!(v));
+    } else if rows.is_empty() {
+        println!("no events recorded in {}", db.display());
+    } else {
+        for (at, kind, what) in rows {
+            println!("{}  {kind:<8} {what}", when(at));
+        }
+    }
+    ExitCode::SUCCESS
+}

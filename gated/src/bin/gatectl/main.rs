@@ -74,6 +74,25 @@ enum Command {
         #[arg(default_value = "")]
         arg: String,
     },
+    /// A guided self-test of one device through the running gated; prints
+    /// PASS or FAIL with what to check.
+    Test {
+        /// printer, scanner, id-reader, ic-reader or gate.
+        #[arg(value_parser = ["printer", "scanner", "id-reader", "ic-reader", "gate"])]
+        device: String,
+        /// The device's name in gated.toml (for a gate: the lane's); default any.
+        #[arg(default_value = "")]
+        name: String,
+    },
+    /// The device's recent events (passages, prints, reprints, orders, the
+    /// outbox), newest first.
+    Logs {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 30)]
+        count: u32,
+        #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
     /// One screen on the device: role, central link, clock skew, outbox, tickets.
     Status {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
@@ -121,6 +140,8 @@ fn main() -> ExitCode {
         Command::Status { config } => central::status(&config, cli.json),
         Command::Reprint { ticket, reason } => central::reprint(ticket, &reason, cli.json),
         Command::Lane { name, action, arg } => central::lane(&name, &action, &arg, cli.json),
+        Command::Test { device, name } => central::self_test(&device, &name, cli.json),
+        Command::Logs { count, config } => central::logs(&config, count, cli.json),
     }
 }
 
