@@ -83,6 +83,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
 
+    // Shared with Engineer1 (provisioning reads the device's id, role and CA).
+    let config = std::sync::Arc::new(config);
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
     let store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
@@ -124,6 +126,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes: registry.clone(),
     };
     let engineer = crate::dbus::Engineer {
+        config: config.clone(),
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
         reads: reads.clone(),

@@ -366,6 +366,7 @@ impl LaneIface {
 /// `Engineer1`: what a field engineer may do (root or group gated-engineer).
 #[derive(Debug)]
 pub struct Engineer {
+    pub config: Arc<crate::config::Config>,
     pub kiosk: Option<Arc<Kiosk>>,
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub reads: crate::reads::Reads,
@@ -391,6 +392,40 @@ impl Engineer {
         let by = caller(&header, conn).await;
         tracing::info!(ticket = ticket_id, by, reason, "reprint requested");
         Ok(k.reprint(ticket_id, reason, &by).await?)
+    }
+
+    /// Enrolls this device with the central system (`central` "" = the
+    /// configured URL) using a one-time pairing code; the running link picks
+    /// the new credentials up. Returns what was received, without secrets (JSON).
+    async fn provision(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        central: &str,
+        code: &str,
+    ) -> Result<String, Error> {
+        if code.trim().is_empty() {
+            return Err(Error::InvalidArgument("a pairing code is needed".into()));
+        }
+        let url = if central.is_empty() {
+            self.config.central.url.get_ref().clone()
+        } else {
+            central.to_owned()
+        };
+        let by = caller(&header, conn).await;
+        tracing::info!(central = url, by, "provisioning requested");
+        match crate::central::enroll::enroll(&self.config, &url, code).await {
+            Ok(e) => Ok(json(&e)),
+            Err(e) => Err(match crate::central::enroll::code_problem(&e) {
+                Some(body) => Error::InvalidArgument(format!("{} ({})", body.message, body.error)),
+                None => match &e {
+                    crate::central::enroll::EnrollError::Central(c) if c.is_transient() => {
+                        Error::Offline(e.to_string())
+                    }
+                    _ => Error::Failed(e.to_string()),
+                },
+            }),
+        }
     }
 
     /// A guided self-test of one device through the running gated:

@@ -412,6 +412,34 @@ async fn the_introspection_matches_the_xml_in_the_repository_and_the_policy_deni
         );
     }
 
+    // Provisioning again goes through the running gated, which reconnects.
+    let mut k = k;
+    let code = k.central.pairing_code("kiosk-1", "kiosk", 600).await;
+    let cfg = k.config();
+    let (rc, out, err) = gatectl_on_bus(
+        &k.bus.address,
+        &["provision", "--code", &code, "-c", cfg.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("Enrolled with") && out.contains("device id     kiosk-1"),
+        "{out}"
+    );
+    let g = k.gated.as_mut().unwrap();
+    g.wait_for(&["provisioning requested"]).await;
+    g.wait_for(&["credentials changed: reconnecting"]).await;
+    let (rc, _, err) = gatectl_on_bus(
+        &k.bus.address,
+        &["provision", "--code", &code, "-c", cfg.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("already used") && err.contains("new pairing code"),
+        "{err}"
+    );
+
     // The kiosk user (nobody here) may use Kiosk1 but not Engineer1.
     if !nix::unistd::geteuid().is_root() {
         eprintln!("policy check needs root (to call as another user): not run");

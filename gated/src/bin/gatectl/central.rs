@@ -48,11 +48,40 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
         Err(code) => return code,
     };
     let url = central.unwrap_or(config.central.url.get_ref()).to_owned();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(enroll::enroll(&config, &url, code)) {
+    // Through the running gated when there is one (it owns the state
+    // directory and picks the credentials up); directly otherwise.
+    let via_gated: Option<Result<serde_json::Value, String>> = match call::<_, String>(
+        "cn.scenicpark.Gated.Engineer1",
+        "Provision",
+        &(url.as_str(), code),
+    ) {
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
+        Err(e)
+            if e.starts_with("system bus:")
+                || e.starts_with("ServiceUnknown")
+                || e.starts_with("NameHasNoOwner") =>
+        {
+            None
+        }
+        Err(e) => Some(Err(e)),
+    };
+    let result = match via_gated {
+        Some(r) => r,
+        None => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(enroll::enroll(&config, &url, code))
+                .map(|e| serde_json::to_value(e).expect("enrolled serializes"))
+                .map_err(|e| match (&e, enroll::code_problem(&e)) {
+                    (_, Some(body)) => format!("{} ({})", body.message, body.error),
+                    (EnrollError::Central(c), None) if c.is_transient() => format!("Offline: {e}"),
+                    _ => e.to_string(),
+                })
+        }
+    };
+    match result {
         Ok(e) => {
             if json {
                 println!(
@@ -60,34 +89,44 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                     json!({ "enrolled": true, "device": e, "state_dir": config.state_dir.get_ref() })
                 );
             } else {
-                println!("Enrolled with {}", e.central_url);
-                println!("  device id     {}", e.device_id);
-                println!("  role          {}", e.role);
-                println!(
-                    "  lane groups   {}",
-                    if e.lane_groups.is_empty() {
-                        "-".into()
+                let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+                let list = |k: &str, prefix: &str| {
+                    let v: Vec<String> = e[k]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|x| {
+                                    format!(
+                                        "{prefix}{}",
+                                        x.as_str()
+                                            .map(str::to_owned)
+                                            .unwrap_or_else(|| x.to_string())
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if v.is_empty() {
+                        "-".to_owned()
                     } else {
-                        e.lane_groups.join(", ")
+                        v.join(", ")
                     }
-                );
-                println!(
-                    "  signing keys  {}",
-                    e.signing_key_ids
-                        .iter()
-                        .map(|k| format!("#{k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                println!("  ID-hash key   {}", e.id_hash_key);
+                };
+                let skew = e["clock_skew_ms"].as_i64().unwrap_or(0);
+                println!("Enrolled with {}", s("central_url"));
+                println!("  device id     {}", s("device_id"));
+                println!("  role          {}", s("role"));
+                println!("  lane groups   {}", list("lane_groups", ""));
+                println!("  signing keys  {}", list("signing_key_ids", "#"));
+                println!("  ID-hash key   {}", s("id_hash_key"));
                 println!(
                     "  access token  received (stored, not shown), expires {}",
-                    when(e.token_expires_at_ms)
+                    when(e["token_expires_at_ms"].as_i64().unwrap_or(0))
                 );
                 println!(
                     "  clock skew    {}{}",
-                    skew_text(e.clock_skew_ms),
-                    if e.clock_skew_ms.unsigned_abs() > sync::SKEW_REPORTED_MS as u64 {
+                    skew_text(skew),
+                    if skew.unsigned_abs() > sync::SKEW_REPORTED_MS as u64 {
                         "  ← set the device clock (NTP)"
                     } else {
                         ""
@@ -102,30 +141,22 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let hint = match (&e, enroll::code_problem(&e)) {
-                (_, Some(body)) => match body.error.as_str() {
-                    "code_unknown" | "code_used" | "code_expired" => {
-                        "ask the central system's operator for a new pairing code"
-                    }
-                    "code_mismatch" => {
-                        "check device_id and role in gated.toml, or use the code made for this device"
-                    }
-                    _ => "",
-                },
-                (EnrollError::Central(c), None) if c.is_transient() => {
-                    "check the network, central.url and central.ca_file in gated.toml"
-                }
-                _ => "",
+            let hint = if ["code_unknown", "code_used", "code_expired"]
+                .iter()
+                .any(|c| e.contains(c))
+            {
+                "ask the central system's operator for a new pairing code"
+            } else if e.contains("code_mismatch") {
+                "check device_id and role in gated.toml, or use the code made for this device"
+            } else if e.starts_with("Offline") {
+                "check the network, central.url and central.ca_file in gated.toml"
+            } else {
+                ""
             };
             if json {
                 println!(
                     "{:#}",
-                    json!({
-                        "enrolled": false,
-                        "error": enroll::code_problem(&e).map(|b| b.error.clone()),
-                        "message": e.to_string(),
-                        "hint": hint,
-                    })
+                    json!({ "enrolled": false, "message": e, "hint": hint })
                 );
             } else {
                 eprintln!("gatectl: enrollment failed: {e}");
