@@ -54,6 +54,27 @@ pub struct Config {
     pub devices: Devices,
     #[serde(default)]
     pub lanes: BTreeMap<String, Spanned<Lane>>,
+    #[serde(default)]
+    pub power: Power,
+}
+
+/// Where gated learns whether the appliance is on mains or on battery
+/// (at most one source; none = not watched).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Power {
+    /// NUT's upsd: `HOST:PORT[/UPSNAME]`.
+    pub nut: Option<Spanned<String>>,
+    /// UPower on the system bus.
+    #[serde(default)]
+    pub upower: bool,
+    /// How often NUT is asked.
+    #[serde(default = "default_power_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_power_poll_ms() -> u64 {
+    500
 }
 
 fn default_timezone() -> Spanned<String> {
@@ -459,6 +480,17 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     }
 
     validate_devices(&config.devices, devices, r);
+    if let Some(nut) = &config.power.nut {
+        if let Err(e) = nut.get_ref().parse::<hal::power::nut::NutTarget>() {
+            r.push("power.nut", nut.span(), e);
+        } else if config.power.upower {
+            r.push(
+                "power.nut",
+                nut.span(),
+                "choose one UPS source: `nut` or `upower = true`, not both".into(),
+            );
+        }
+    }
 
     match config.role {
         Role::Kiosk => {

@@ -105,12 +105,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let link = crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
     let sync = link.tasks;
     let mut services = tokio::task::JoinSet::new();
+    let power = crate::power::start(&config, &mut services);
     let kiosk = match config.role {
         Role::Kiosk => Some(
             crate::kiosk_role::start(
                 &config,
                 link.session.clone(),
                 link.status.clone(),
+                power.clone(),
                 &mut services,
             )
             .map_err(StartError::Store)?,
@@ -124,8 +126,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         status: link.status.clone(),
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
+        power: power.clone(),
     };
     let engineer = crate::dbus::Engineer {
+        power: power.clone(),
         config: config.clone(),
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
@@ -137,6 +141,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             services.spawn(crate::dbus::follow(
                 conn.clone(),
                 link.status.clone(),
+                power.clone(),
                 kiosk.clone(),
             ));
             if let Some(k) = &kiosk {

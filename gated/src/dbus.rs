@@ -58,6 +58,7 @@ impl From<KioskError> for Error {
             KioskError::InvalidArgument(m) => Error::InvalidArgument(m),
             KioskError::NotFound(m) => Error::NotFound(m),
             KioskError::AlreadyPrinted(m) => Error::AlreadyPrinted(m),
+            KioskError::NotAvailable(m) => Error::NotAvailable(m),
             KioskError::Failed(m) => Error::Failed(m),
         }
     }
@@ -75,6 +76,7 @@ pub struct Device {
     pub status: watch::Receiver<SyncStatus>,
     pub kiosk: Option<Arc<Kiosk>>,
     pub lanes: Option<crate::lanes::LaneRegistry>,
+    pub power: watch::Receiver<crate::power::PowerView>,
 }
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
@@ -118,6 +120,19 @@ impl Device {
         self.status.borrow().clock_skew_ms.unwrap_or(0)
     }
 
+    /// Mains or battery: `on mains`, `ON BATTERY, 80 %, 900 s left`,
+    /// `BATTERY LOW …`, `unknown (…)`, `no UPS configured`.
+    #[zbus(property)]
+    fn power(&self) -> String {
+        self.power.borrow().describe()
+    }
+
+    /// True while the UPS reports mains lost.
+    #[zbus(property)]
+    fn on_battery(&self) -> bool {
+        self.power.borrow().on_battery()
+    }
+
     /// Attached devices and their state: (family, state).
     #[zbus(property)]
     fn devices(&self) -> Vec<(String, String)> {
@@ -130,6 +145,11 @@ impl Device {
             };
             out.push(("printer".to_owned(), state));
         }
+        let p = self.power.borrow();
+        if let Some(src) = &p.source {
+            out.push((format!("ups ({src})"), p.connection.clone()));
+        }
+        drop(p);
         for l in self.lanes.iter().flat_map(|r| r.iter()) {
             out.push((
                 format!("gate of {}", l.name),
@@ -370,6 +390,7 @@ pub struct Engineer {
     pub kiosk: Option<Arc<Kiosk>>,
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub reads: crate::reads::Reads,
+    pub power: watch::Receiver<crate::power::PowerView>,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -522,8 +543,30 @@ impl Engineer {
                     ),
                 })
             }
+            "ups" => {
+                let p = self.power.borrow().clone();
+                if p.source.is_none() {
+                    return Err(Error::NotAvailable(
+                        "no UPS configured ([power] in gated.toml)".into(),
+                    ));
+                }
+                Ok(match &p.state {
+                    Some(s) => (
+                        true,
+                        format!("UPS answers ({}): {s}", p.source.unwrap_or_default()),
+                    ),
+                    None => (
+                        false,
+                        format!(
+                            "no answer from the UPS ({}: {}). Check: upsd running and reachable, the UPS name, the USB/serial cable to the UPS",
+                            p.source.unwrap_or_default(),
+                            p.connection
+                        ),
+                    ),
+                })
+            }
             d => Err(Error::InvalidArgument(format!(
-                "device {d:?}: printer, scanner, id-reader, ic-reader or gate"
+                "device {d:?}: printer, scanner, id-reader, ic-reader, gate or ups"
             ))),
         }
     }
@@ -586,6 +629,7 @@ pub async fn serve(
 pub async fn follow(
     conn: zbus::Connection,
     mut status: watch::Receiver<SyncStatus>,
+    mut power: watch::Receiver<crate::power::PowerView>,
     kiosk: Option<Arc<Kiosk>>,
 ) {
     let server = conn.object_server();
@@ -615,6 +659,16 @@ pub async fn follow(
                 let _ = d.outbox_depth_changed(e).await;
                 let _ = d.clock_skew_ms_changed(e).await;
                 let _ = d.central_url_changed(e).await;
+            }
+            r = power.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let d = device.get().await;
+                let e = device.signal_emitter();
+                let _ = d.power_changed(e).await;
+                let _ = d.on_battery_changed(e).await;
+                let _ = d.devices_changed(e).await;
             }
             ok = printer_changed => {
                 if !ok {

@@ -47,6 +47,9 @@ pub enum KioskError {
     NotFound(String),
     #[error("{0}")]
     AlreadyPrinted(String),
+    /// Not now (e.g. the power fallback).
+    #[error("{0}")]
+    NotAvailable(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -164,6 +167,7 @@ pub struct Kiosk {
     printer_status: watch::Sender<Option<Result<Status, String>>>,
     handles: Mutex<HashMap<String, IdHandle>>,
     tz: jiff::tz::TimeZone,
+    power: watch::Receiver<crate::power::PowerView>,
 }
 
 fn now_ms() -> i64 {
@@ -177,6 +181,7 @@ impl Kiosk {
         status: watch::Receiver<SyncStatus>,
         printer: Option<SerialPrinter>,
         tz: jiff::tz::TimeZone,
+        power: watch::Receiver<crate::power::PowerView>,
     ) -> Self {
         Kiosk {
             store: Arc::new(Mutex::new(store)),
@@ -186,6 +191,7 @@ impl Kiosk {
             printer_status: watch::Sender::new(None),
             handles: Mutex::new(HashMap::new()),
             tz,
+            power,
         }
     }
 
@@ -242,6 +248,10 @@ impl Kiosk {
             Some(Ok(s)) if !s.ready() => reasons.push("printer_not_ready".into()),
             Some(Err(_)) => reasons.push("printer_not_ready".into()),
             _ => {}
+        }
+        // On battery the kiosk does not start a sale it may not finish.
+        if self.power.borrow().on_battery() {
+            reasons.push("power_fallback".into());
         }
         reasons
     }
@@ -403,6 +413,9 @@ impl Kiosk {
                 }
                 "printer_not_ready" => E::PrinterNotReady("printer not ready: no sale".into()),
                 "offline" => E::Offline("the central system is unreachable: no sale".into()),
+                "power_fallback" => {
+                    E::NotAvailable("mains power is lost: no sale until it is back".into())
+                }
                 _ => E::NotProvisioned("this kiosk is not enrolled".into()),
             });
         }

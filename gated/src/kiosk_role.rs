@@ -26,6 +26,7 @@ pub fn start(
     config: &Config,
     session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Receiver<SyncStatus>,
+    power: watch::Receiver<crate::power::PowerView>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Kiosk>, StoreError> {
     let store = Store::open(&config.state_dir.get_ref().join("gated.db"))?;
@@ -37,7 +38,7 @@ pub fn start(
         )
     });
     let tz = jiff::tz::TimeZone::get(config.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC);
-    let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz));
+    let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz, power));
     let k = kiosk.clone();
     tasks.spawn(async move {
         loop {

@@ -13,6 +13,7 @@ pub mod lane;
 pub mod lanes;
 pub mod logging;
 pub mod orders;
+pub mod power;
 pub mod reads;
 pub mod store;
 pub mod systemd;

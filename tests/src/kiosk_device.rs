@@ -29,6 +29,7 @@ pub struct Kiosk {
     pub printer: SimPrinter,
     pub scanner: SimScanner,
     pub id_reader: SimIdReader,
+    pub ups: hal::power::sim::SimUpsd,
     pub gated: Option<Gated>,
 }
 
@@ -52,12 +53,17 @@ impl Kiosk {
         let printer = SimPrinter::start(Pty::open_at(&d.join("printer")).unwrap());
         let scanner = SimScanner::new(Pty::open_at(&d.join("scanner")).unwrap());
         let id_reader = SimIdReader::start(Pty::open_at(&d.join("id-reader")).unwrap());
+        let (ups, ups_addr) =
+            hal::power::sim::SimUpsd::start("127.0.0.1:0".parse().unwrap(), "ups")
+                .await
+                .unwrap();
         let toml = format!(
             "role = \"kiosk\"\ndevice_id = \"kiosk-1\"\nstate_dir = \"{d}/state\"\n\
              [central]\nurl = \"{}\"\nca_file = \"{}\"\nheartbeat_s = 1\n\
              [devices.printer]\nport = \"{d}/printer\"\n\
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
-             [devices.id_readers.id]\nport = \"{d}/id-reader\"\n",
+             [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
+             [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\n",
             central.at.api,
             central.at.ca_file.display(),
             d = d.display()
@@ -80,6 +86,7 @@ impl Kiosk {
             printer,
             scanner,
             id_reader,
+            ups,
             gated: None,
         };
         k.start_gated().await;

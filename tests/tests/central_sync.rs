@@ -63,6 +63,7 @@ struct LaneDevice {
     id_reader: SimIdReader,
     gate: SimGate,
     _server: TcpServer,
+    ups: hal::power::sim::SimUpsd,
 }
 
 async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
@@ -75,13 +76,17 @@ async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
         .serve_tcp("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    let (ups, ups_addr) = hal::power::sim::SimUpsd::start("127.0.0.1:0".parse().unwrap(), "ups")
+        .await
+        .unwrap();
     let toml = format!(
         "role = \"lane\"\ndevice_id = \"{device_id}\"\nstate_dir = \"{state}\"\n\
          [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n\
          [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
          [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
          [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 2000\n\
-         [lanes.east-1]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g\"\nscanners = [\"qr\"]\nid_reader = \"id\"\n",
+         [lanes.east-1]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g\"\nscanners = [\"qr\"]\nid_reader = \"id\"\n\
+         [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\n",
         state = dir.path().join("state").display(),
         url = central.at.api,
         ca = central.at.ca_file.display(),
@@ -94,6 +99,7 @@ async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
         id_reader,
         gate,
         _server: server,
+        ups,
     }
 }
 
@@ -633,6 +639,17 @@ async fn an_engineer_changes_a_lane_through_gatectl() {
         out.contains("PASS  qr read a 14-character code starting \"HELLO-\""),
         "{out}"
     );
+    let (rc, out, _) = gatectl_on_bus(&bus.address, &["test", "ups"]).await;
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("PASS  UPS answers (nut 127.0.0.1:"), "{out}");
+    assert!(out.contains("on mains"), "{out}");
+    lane.ups.set("ups.status", "OB");
+    lane.ups.set("battery.charge", "80");
+    gated.wait_for(&["power: ON BATTERY"]).await;
+    let (_, out, _) = gatectl_on_bus(&bus.address, &["status", "-c", &cfg]).await;
+    assert!(out.contains("power         ON BATTERY, 80 %"), "{out}");
+    lane.ups.set("ups.status", "OL");
+    gated.wait_for(&["power: on mains"]).await;
     let (rc, out, _) = gatectl(&["logs", "-c", &cfg]).await;
     assert_eq!(rc, 0);
     assert!(out.contains("entry at lane east-1: ticket"), "{out}");

@@ -118,6 +118,39 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
         "{out}"
     );
 
+    // Mains lost: no new sale; back on mains, sale again.
+    k.ups.set("ups.status", "OB");
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !k
+        .prop::<Vec<String>>("OutOfServiceReasons")
+        .await
+        .contains(&"power_fallback".to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "power loss never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = k
+        .call_json(
+            "CreateOrder",
+            &(today(), vec![(1u32, 0u16, 1u16)], Vec::<String>::new(), ""),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.NotAvailable");
+    assert!(e.1.contains("mains power"), "{}", e.1);
+    k.ups.set("ups.status", "OL");
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !k.prop::<bool>("SaleAvailable").await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sale never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Sold out: one place left tomorrow, two asked.
     k.central
         .admin(

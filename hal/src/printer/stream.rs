@@ -190,6 +190,11 @@ impl StreamParser {
             return Need::More;
         }
         let len = u16::from_le_bytes([b[3], b[4]]) as usize;
+        // No real GS ( command is that long (a QR holds at most 7089 bytes):
+        // garbage, which must not swallow the tickets behind it.
+        if 5 + len > MAX_PENDING {
+            return self.unknown(1);
+        }
         if b.len() < 5 + len {
             return Need::More;
         }
@@ -361,5 +366,19 @@ mod tests {
         assert!(p.buf.len() <= MAX_PENDING + 10);
         let out = p.push(b"\n");
         assert!(matches!(out.last(), Some(Command::Line(_))));
+    }
+
+    #[test]
+    fn an_impossible_gs_paren_length_is_garbage_not_a_command() {
+        let mut p = StreamParser::new();
+        // GS ( A with a 13,464-byte body: no printer command is that long.
+        let mut bytes = vec![0x1D, 0x28, 0x41, 152, 52];
+        bytes.extend_from_slice(&[b'x'; 6000]);
+        p.push(&bytes);
+        let ticket = crate::printer::escpos::TicketBuilder::new()
+            .line("OK")
+            .cut();
+        let cmds = p.push(&[&[0u8; 16][..], &ticket].concat());
+        assert!(cmds.contains(&Command::Line("OK".into())), "{cmds:?}");
     }
 }

@@ -229,6 +229,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     let st = seen.status.clone().unwrap_or_default();
     let devices = running_devices();
     let lanes = running_lanes().unwrap_or_default();
+    let power = running_power().ok();
     if json {
         println!(
             "{:#}",
@@ -254,6 +255,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                 "persons_entered_today": seen.passages_today,
                 "gated_running": devices.is_ok(),
                 "lanes": lanes,
+                "power": power,
                 "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
             })
         );
@@ -297,6 +299,9 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         seen.tickets, seen.revoked, seen.blocked, st.cursor, st.catalog_version
     );
     println!("  entries today {} person(s)", seen.passages_today);
+    if let Some(p) = &power {
+        println!("  power         {p}");
+    }
     match &devices {
         Ok(d) if d.is_empty() => println!("  devices       (none reported)"),
         Ok(d) => {
@@ -382,6 +387,16 @@ fn running_devices() -> Result<Vec<(String, String)>, String> {
         &("cn.scenicpark.Gated.Device1", "Devices"),
     )?;
     Vec::<(String, String)>::try_from(v).map_err(|e| e.to_string())
+}
+
+/// The running gated's power as it describes it (Device1.Power).
+fn running_power() -> Result<String, String> {
+    let v: zbus::OwnedVariant = call(
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        &("cn.scenicpark.Gated.Device1", "Power"),
+    )?;
+    String::try_from(v).map_err(|e| e.to_string())
 }
 
 /// The running gated's lanes (Lane1.Lanes).

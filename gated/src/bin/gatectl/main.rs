@@ -77,8 +77,8 @@ enum Command {
     /// A guided self-test of one device through the running gated; prints
     /// PASS or FAIL with what to check.
     Test {
-        /// printer, scanner, id-reader, ic-reader or gate.
-        #[arg(value_parser = ["printer", "scanner", "id-reader", "ic-reader", "gate"])]
+        /// printer, scanner, id-reader, ic-reader, gate or ups.
+        #[arg(value_parser = ["printer", "scanner", "id-reader", "ic-reader", "gate", "ups"])]
         device: String,
         /// The device's name in gated.toml (for a gate: the lane's); default any.
         #[arg(default_value = "")]
