@@ -127,6 +127,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
         power: power.clone(),
+        reads: reads.clone(),
     };
     let engineer = crate::dbus::Engineer {
         power: power.clone(),

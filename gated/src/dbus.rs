@@ -77,6 +77,7 @@ pub struct Device {
     pub kiosk: Option<Arc<Kiosk>>,
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub power: watch::Receiver<crate::power::PowerView>,
+    pub reads: crate::reads::Reads,
 }
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
@@ -150,6 +151,7 @@ impl Device {
             out.push((format!("ups ({src})"), p.connection.clone()));
         }
         drop(p);
+        out.extend(self.reads.states());
         for l in self.lanes.iter().flat_map(|r| r.iter()) {
             out.push((
                 format!("gate of {}", l.name),
@@ -193,7 +195,36 @@ impl KioskIface {
         Ok(json(
             &self
                 .k()?
-                .create_order(date, &items, &id_handles, phone)
+                .create_order(date, &items, &id_handles, phone, false)
+                .await?,
+        ))
+    }
+
+    /// Creates an order for one tour-group ticket admitting `persons`
+    /// (not for real-name products). JSON order.
+    async fn create_group_order(
+        &self,
+        date: &str,
+        product_id: u32,
+        start_minute: u16,
+        persons: u16,
+        phone: &str,
+    ) -> Result<String, Error> {
+        if persons < 2 {
+            return Err(Error::InvalidArgument(
+                "a group ticket is for 2 or more persons".into(),
+            ));
+        }
+        Ok(json(
+            &self
+                .k()?
+                .create_order(
+                    date,
+                    &[(product_id, start_minute, persons)],
+                    &[],
+                    phone,
+                    true,
+                )
                 .await?,
         ))
     }
@@ -640,6 +671,10 @@ pub async fn follow(
         return;
     };
     let mut printer = kiosk.as_ref().map(|k| k.watch_printer());
+    // Readers and gates reconnect on their own: their states are compared
+    // every second and announced when they changed.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut devices_seen = device.get().await.devices();
     loop {
         let printer_changed = async {
             match &mut printer {
@@ -648,6 +683,15 @@ pub async fn follow(
             }
         };
         tokio::select! {
+            _ = tick.tick() => {
+                let d = device.get().await;
+                let now = d.devices();
+                if now != devices_seen {
+                    devices_seen = now;
+                    let _ = d.devices_changed(device.signal_emitter()).await;
+                }
+                continue;
+            }
             r = status.changed() => {
                 if r.is_err() {
                     return;

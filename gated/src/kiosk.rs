@@ -365,6 +365,7 @@ impl Kiosk {
         items: &[(u32, u16, u16)],
         id_handles: &[String],
         phone: &str,
+        group: bool,
     ) -> Result<Order, KioskError> {
         let date = Self::parse_date(date)?.to_string();
         if items.is_empty() {
@@ -387,6 +388,12 @@ impl Kiosk {
             if quantity == 0 || quantity > 20 {
                 return Err(E::InvalidArgument("quantity must be 1 to 20".into()));
             }
+            if group && p.real_name {
+                return Err(E::InvalidArgument(format!(
+                    "{} / {} is sold per person (real name): no group ticket",
+                    p.name, p.name_en
+                )));
+            }
             let mut holders = Vec::new();
             if p.real_name {
                 for _ in 0..quantity {
@@ -404,6 +411,7 @@ impl Kiosk {
                 start_minute,
                 quantity,
                 holders,
+                group,
             });
         }
         if let Some(reason) = self.sale_blockers().first() {
@@ -558,7 +566,15 @@ impl Kiosk {
                 t.valid_from.get(..10).unwrap_or(&t.valid_from)
             ))
             .line(&format!("时段 Time  {time}"))
-            .line(&format!("票价 Price {yuan}"))
+            .line(&format!("票价 Price {yuan}"));
+        let b = if t.group_size > 1 {
+            b.bold(true)
+                .line(&format!("团体票 Group ticket: {} 人 persons", t.group_size))
+                .bold(false)
+        } else {
+            b
+        };
+        let b = b
             .qr(&t.token, 6, QrEcc::M)
             .map_err(|e| E::Failed(format!("ticket {}: {e}", t.ticket_id)))?
             .line(&format!("订单 Order  {}", order.order_no))

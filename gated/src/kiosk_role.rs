@@ -79,10 +79,11 @@ pub fn forward_reads(
             (None, None) => continue,
         };
         let mut dev = hal::scanner::spawn(name, port);
+        reads.watch(format!("scanner {name}"), dev.watch_state());
         let (emitter, reads, device) = (emitter.clone(), reads.clone(), name.clone());
         tasks.spawn(async move {
             while let Some(scan) = dev.next().await {
-                let _ = reads.send(crate::reads::code(&device, &scan.text));
+                reads.send(crate::reads::code(&device, &scan.text));
                 if let Err(e) = KioskIface::code_scanned(&emitter, &scan.text).await {
                     warn!("CodeScanned: {e}");
                 }
@@ -96,11 +97,12 @@ pub fn forward_reads(
             .as_ref()
             .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
         let mut dev = hal::idcard::spawn(name, rd.port.get_ref(), baud);
+        reads.watch(format!("id-reader {name}"), dev.watch_state());
         let (emitter, kiosk, reads, device) =
             (emitter.clone(), kiosk.clone(), reads.clone(), name.clone());
         tasks.spawn(async move {
             while let Some(read) = dev.next().await {
-                let _ = reads.send(crate::reads::id_card(&device, &read.card.id_number));
+                reads.send(crate::reads::id_card(&device, &read.card.id_number));
                 let Some(handle) = kiosk.remember_id(&read.card.id_number) else {
                     warn!("ID card read, but no ID-hash key is provisioned");
                     continue;

@@ -167,10 +167,11 @@ pub async fn start(
                 (None, None) => continue,
             };
             let mut dev = hal::scanner::spawn(s.get_ref(), port);
+            reads.watch(format!("scanner {}", s.get_ref()), dev.watch_state());
             let (tx, reads, device) = (tx.clone(), reads.clone(), s.get_ref().clone());
             sources.push(tokio::spawn(async move {
                 while let Some(scan) = dev.next().await {
-                    let _ = reads.send(crate::reads::code(&device, &scan.text));
+                    reads.send(crate::reads::code(&device, &scan.text));
                     let p = Presented {
                         medium: Medium::Code(scan.text),
                         kind: "qr",
@@ -189,6 +190,7 @@ pub async fn start(
                 .as_ref()
                 .map_or(hal::idcard::DEFAULT_BAUD, |b| *b.get_ref());
             let mut dev = hal::idcard::spawn(r.get_ref(), rd.port.get_ref(), baud);
+            reads.watch(format!("id-reader {}", r.get_ref()), dev.watch_state());
             let (tx, lanes, reads, device) = (
                 tx.clone(),
                 lanes.clone(),
@@ -197,7 +199,7 @@ pub async fn start(
             );
             sources.push(tokio::spawn(async move {
                 while let Some(read) = dev.next().await {
-                    let _ = reads.send(crate::reads::id_card(&device, &read.card.id_number));
+                    reads.send(crate::reads::id_card(&device, &read.card.id_number));
                     // The number is hashed here and goes no further.
                     let Some(hash) = lanes.holder_hash(&read.card.id_number) else {
                         warn!("ID card read, but no ID-hash key is provisioned");
@@ -218,12 +220,13 @@ pub async fn start(
             let rd = d.ic_readers[r.get_ref()].get_ref();
             let baud = rd.baud.as_ref().map_or(9600, |b| *b.get_ref());
             let mut dev = hal::iccard::spawn(r.get_ref(), rd.port.get_ref(), baud);
+            reads.watch(format!("ic-reader {}", r.get_ref()), dev.watch_state());
             let (tx, reads, device) = (tx.clone(), reads.clone(), r.get_ref().clone());
             sources.push(tokio::spawn(async move {
                 while let Some(ev) = dev.next().await {
                     match ev {
                         IcEvent::Present { uid, .. } => {
-                            let _ = reads.send(crate::reads::ic_card(&device, &uid));
+                            reads.send(crate::reads::ic_card(&device, &uid));
                             let p = Presented {
                                 medium: Medium::Card(uid),
                                 kind: "ic-card",

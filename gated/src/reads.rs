@@ -2,7 +2,8 @@
 //! card reader publishes a masked summary of each read here (nothing
 //! listens unless a self-test runs).
 
-use tokio::sync::broadcast;
+use hal::supervise::DeviceState;
+use tokio::sync::{broadcast, watch};
 
 /// One read, masked: never a whole code, ID number or name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,10 +15,50 @@ pub struct Read {
     pub summary: String,
 }
 
-pub type Reads = broadcast::Sender<Read>;
+/// A reader's label (`scanner qr`) and connection state.
+type Watched = (String, watch::Receiver<DeviceState>);
+
+/// Every reader's reads (masked) and connection state.
+#[derive(Debug, Clone)]
+pub struct Reads {
+    tx: broadcast::Sender<Read>,
+    states: std::sync::Arc<std::sync::Mutex<Vec<Watched>>>,
+}
+
+impl Reads {
+    pub fn send(&self, read: Read) {
+        // Nobody listening (no self-test running) is the normal case.
+        let _ = self.tx.send(read);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Read> {
+        self.tx.subscribe()
+    }
+
+    /// Registers a reader's connection state under `label` (e.g. `scanner qr`).
+    pub fn watch(&self, label: String, state: watch::Receiver<DeviceState>) {
+        self.states
+            .lock()
+            .expect("reader states")
+            .push((label, state));
+    }
+
+    /// (label, state) of every registered reader.
+    pub fn states(&self) -> Vec<(String, String)> {
+        self.states
+            .lock()
+            .expect("reader states")
+            .iter()
+            .map(|(l, s)| (l.clone(), s.borrow().to_string()))
+            .collect()
+    }
+}
 
 pub fn channel() -> Reads {
-    broadcast::channel(64).0
+    Reads {
+        tx: broadcast::channel(64).0,
+        states: Default::default(),
+    }
 }
 
 /// A scanned code, shortened: its length and first characters.

@@ -184,6 +184,38 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
     let m = k.call("OrderStatus", &(no.as_str(),)).await.unwrap();
     assert_eq!(m.body().deserialize::<String>().unwrap(), "expired");
 
+    // A tour group: one ticket admitting five.
+    let m = k
+        .call("CreateGroupOrder", &(today(), 1u32, 0u16, 5u16, ""))
+        .await
+        .unwrap();
+    let group: serde_json::Value =
+        serde_json::from_str(&m.body().deserialize::<String>().unwrap()).unwrap();
+    assert_eq!(group["total_cents"], 60000);
+    let gno = group["order_no"].as_str().unwrap().to_owned();
+    assert_eq!(k.pay_code(&gno, "2876543210985555").await.unwrap(), "paid");
+    assert_eq!(k.print(&gno).await.unwrap(), 1);
+    let printed = k.printer.wait_for_tickets(4).await;
+    let ticket = &printed[3];
+    assert!(
+        ticket
+            .lines
+            .iter()
+            .any(|l| l.contains("团体票 Group ticket: 5 人 persons")),
+        "{ticket:?}"
+    );
+    assert!(
+        ticket.lines.iter().any(|l| l.contains("￥600.00")),
+        "{ticket:?}"
+    );
+    let (payload, _, _) = gated::tickets::token::parse(&ticket.qr[0]).unwrap();
+    assert_eq!(payload.group, Some(5));
+    let e = k
+        .call("CreateGroupOrder", &(today(), 3u32, 0u16, 2u16, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");
+
     // Arguments are checked, with a message a UI can show.
     let e = k.call_json("Catalog", &("tomorrow",)).await.unwrap_err();
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");

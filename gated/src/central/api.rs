@@ -274,6 +274,10 @@ pub struct OrderItem {
     /// Holder hashes for a real-name product, one per ticket.
     #[serde(default)]
     pub holders: Vec<String>,
+    /// One tour-group ticket admitting `quantity` persons instead of one
+    /// ticket per person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

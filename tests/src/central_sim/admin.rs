@@ -147,7 +147,13 @@ async fn sell(
             .id_number
             .as_deref()
             .map(|n| hex::encode(gated::tickets::token::holder_hash(&sim.id_hash_key, n)));
-        contract::issue(&conn, &sim, &p, date, p.slots[0], holder, None)?
+        let visit = contract::Visit {
+            date,
+            slot: p.slots[0],
+            holder,
+            group_size: 1,
+        };
+        contract::issue(&conn, &sim, &p, visit, None)?
     };
     sim.seq.send_replace(db::max_seq(&sim.db())?);
     Ok(Json(ticket))
@@ -429,6 +435,7 @@ async fn online_order(
                 start_minute: p.slots[0].start_minute,
                 quantity: req.quantity,
                 holders,
+                group: false,
             }],
             tickets: vec![],
             phone_suffix: req

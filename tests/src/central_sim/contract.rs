@@ -655,6 +655,12 @@ async fn create_order(
         if !(1..=20).contains(&item.quantity) {
             return Err(invalid("quantity must be 1..20".into()));
         }
+        if item.group && p.real_name {
+            return Err(invalid(format!(
+                "{} is a real-name product: no group tickets",
+                p.name_en
+            )));
+        }
         if p.real_name
             && (item.holders.len() != usize::from(item.quantity)
                 || item
@@ -744,9 +750,27 @@ pub fn pay_order(sim: &Sim, order_no: &str) -> Result<api::Order, Fail> {
             .iter()
             .find(|s| s.start_minute == item.start_minute)
             .expect("checked at order");
+        if item.group {
+            // One ticket for the whole group.
+            let visit = Visit {
+                date,
+                slot: *slot,
+                holder: None,
+                group_size: item.quantity,
+            };
+            let t = issue(&tx, sim, p, visit, Some(order_no))?;
+            o.tickets.push(t);
+            continue;
+        }
         for i in 0..usize::from(item.quantity) {
             let holder = item.holders.get(i).cloned();
-            let t = issue(&tx, sim, p, date, *slot, holder, Some(order_no))?;
+            let visit = Visit {
+                date,
+                slot: *slot,
+                holder,
+                group_size: 1,
+            };
+            let t = issue(&tx, sim, p, visit, Some(order_no))?;
             o.tickets.push(t);
         }
     }
@@ -763,16 +787,30 @@ pub fn pay_order(sim: &Sim, order_no: &str) -> Result<api::Order, Fail> {
     Ok(o)
 }
 
+/// What one ticket is for: a visit (date and slot), a holder, a group size.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub date: jiff::civil::Date,
+    pub slot: api::Slot,
+    /// Holder hash (hex) of a real-name ticket.
+    pub holder: Option<String>,
+    pub group_size: u16,
+}
+
 /// One ticket: record, token and change, inside the caller's transaction.
 pub fn issue(
     tx: &Connection,
     sim: &Sim,
     p: &api::Product,
-    date: jiff::civil::Date,
-    slot: api::Slot,
-    holder: Option<String>,
+    visit: Visit,
     order_no: Option<&str>,
 ) -> rusqlite::Result<api::IssuedTicket> {
+    let Visit {
+        date,
+        slot,
+        holder,
+        group_size,
+    } = visit;
     let civil = |minute: u16| {
         let dt = date.at(0, 0, 0, 0) + jiff::SignedDuration::from_mins(minute.into());
         dt.strftime("%Y-%m-%dT%H:%M").to_string()
@@ -780,7 +818,7 @@ pub fn issue(
     let (from, until) = (civil(slot.start_minute), civil(slot.end_minute));
     tx.execute(
         "INSERT INTO tickets (order_no, record, price_cents, holder_hash) VALUES (?1, '', ?2, ?3)",
-        params![order_no, p.price_cents, holder],
+        params![order_no, p.price_cents * u32::from(group_size), holder],
     )?;
     let id = tx.last_insert_rowid() as u64;
     let record = api::TicketRecord {
@@ -790,7 +828,7 @@ pub fn issue(
         valid_from: from.clone(),
         valid_until: until.clone(),
         entries_allowed: None,
-        group_size: 1,
+        group_size,
         holder_hash: holder.clone(),
         card_uid: None,
     };
@@ -807,7 +845,7 @@ pub fn issue(
             .as_deref()
             .and_then(|h| hex::decode(h).ok())
             .and_then(|h| h.try_into().ok()),
-        group: None,
+        group: (group_size > 1).then_some(group_size),
         seed,
     };
     let token = gated::tickets::token::encode(&payload, &sim.signing_key);
@@ -830,8 +868,8 @@ pub fn issue(
         token,
         valid_from: from,
         valid_until: until,
-        group_size: 1,
-        price_cents: p.price_cents,
+        group_size,
+        price_cents: p.price_cents * u32::from(group_size),
         holder_hash: holder,
     })
 }
