@@ -147,6 +147,22 @@ pub struct Scanner {
     pub evdev: Option<Spanned<PathBuf>>,
 }
 
+impl Scanner {
+    /// Where hal reads it (None only for a table validation refuses).
+    pub fn hal_port(&self) -> Option<hal::scanner::ScannerPort> {
+        match (&self.port, &self.evdev) {
+            (Some(p), _) => Some(hal::scanner::ScannerPort::Serial {
+                path: p.get_ref().clone(),
+                baud: self.baud.as_ref().map_or(9600, |b| *b.get_ref()),
+            }),
+            (None, Some(e)) => Some(hal::scanner::ScannerPort::Evdev {
+                path: e.get_ref().clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A turnstile or wing gate controller.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

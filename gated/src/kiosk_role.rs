@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hal::printer::SerialPrinter;
-use hal::scanner::ScannerPort;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::warn;
@@ -68,15 +67,8 @@ pub fn forward_reads(
     };
     for (name, sc) in &config.devices.scanners {
         let sc = sc.get_ref();
-        let port = match (&sc.port, &sc.evdev) {
-            (Some(p), _) => ScannerPort::Serial {
-                path: p.get_ref().clone(),
-                baud: sc.baud.as_ref().map_or(9600, |b| *b.get_ref()),
-            },
-            (None, Some(e)) => ScannerPort::Evdev {
-                path: e.get_ref().clone(),
-            },
-            (None, None) => continue,
+        let Some(port) = sc.hal_port() else {
+            continue;
         };
         let mut dev = hal::scanner::spawn(name, port);
         reads.watch(format!("scanner {name}"), dev.watch_state());

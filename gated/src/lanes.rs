@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::{GateHandle, GateMode, ModbusAddress, RegisterMap};
 use hal::iccard::IcEvent;
-use hal::scanner::ScannerPort;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
@@ -156,15 +155,8 @@ pub async fn start(
         let exit_side = lane.exit_scanners.iter().map(|s| (s, true));
         for (s, exit) in lane.scanners.iter().map(|s| (s, false)).chain(exit_side) {
             let sc = d.scanners[s.get_ref()].get_ref();
-            let port = match (&sc.port, &sc.evdev) {
-                (Some(p), _) => ScannerPort::Serial {
-                    path: p.get_ref().clone(),
-                    baud: sc.baud.as_ref().map_or(9600, |b| *b.get_ref()),
-                },
-                (None, Some(e)) => ScannerPort::Evdev {
-                    path: e.get_ref().clone(),
-                },
-                (None, None) => continue,
+            let Some(port) = sc.hal_port() else {
+                continue;
             };
             let mut dev = hal::scanner::spawn(s.get_ref(), port);
             reads.watch(format!("scanner {}", s.get_ref()), dev.watch_state());

@@ -116,6 +116,22 @@ impl Kiosk {
         }
     }
 
+    /// `Kiosk1` signals named `member`, as they arrive.
+    pub async fn signals(&self, member: &str) -> zbus::MessageStream {
+        zbus::MessageStream::for_match_rule(
+            zbus::MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .interface(KIOSK)
+                .member(member)
+                .build()
+                .unwrap(),
+            &self.conn,
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn prop<T: TryFrom<zbus::OwnedVariant>>(&self, name: &str) -> T
     where
         T::Error: std::fmt::Debug,

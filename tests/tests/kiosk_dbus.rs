@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use hal::idcard::sim::test_cards;
 use serde_json::json;
-use tests::kiosk_device::{BOUND, KIOSK, Kiosk, NAME, PATH, today, tomorrow};
+use tests::kiosk_device::{BOUND, Kiosk, NAME, PATH, today, tomorrow};
 use tests::procs::{CentralSim, db_count, gatectl_on_bus, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,18 +235,7 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
 async fn payment_by_scanned_code_then_out_of_paper_then_pickup_by_order_number_and_a_kill_loses_nothing()
  {
     let mut k = Kiosk::start().await;
-    let mut scans = zbus::MessageStream::for_match_rule(
-        zbus::MatchRule::builder()
-            .msg_type(zbus::message::Type::Signal)
-            .interface(KIOSK)
-            .member("CodeScanned")
-            .build()
-            .unwrap(),
-        &k.conn,
-        None,
-    )
-    .await
-    .unwrap();
+    let mut scans = k.signals("CodeScanned").await;
 
     let order = k.order(1, 2, &[], "13912345678").await;
     let no = order["order_no"].as_str().unwrap().to_owned();
@@ -367,18 +356,7 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
     }
 
     // The visitor places the ID card: the UI gets a handle and masked fields only.
-    let mut reads = zbus::MessageStream::for_match_rule(
-        zbus::MatchRule::builder()
-            .msg_type(zbus::message::Type::Signal)
-            .interface(KIOSK)
-            .member("IdCardRead")
-            .build()
-            .unwrap(),
-        &k.conn,
-        None,
-    )
-    .await
-    .unwrap();
+    let mut reads = k.signals("IdCardRead").await;
     k.id_reader.present(card.clone());
     let signal = tokio::time::timeout(BOUND, reads.next())
         .await

@@ -438,16 +438,9 @@ async fn online_order(
                 group: false,
             }],
             tickets: vec![],
-            phone_suffix: req
-                .phone
-                .as_deref()
-                .filter(|p| p.len() >= 4)
-                .map(|p| p[p.len() - 4..].to_owned()),
+            phone_suffix: contract::phone_suffix(req.phone.as_deref()),
         };
-        conn.execute(
-            "INSERT INTO orders (order_no, order_code, client_ref, device_id, phone, json) VALUES (?1, ?2, ?3, 'web', ?4, ?5)",
-            params![order.order_no, order.order_code, order.order_no, req.phone, serde_json::to_string(&order).expect("order")],
-        )?;
+        contract::insert_order(&conn, &order, &order.order_no, "web", req.phone.as_deref())?;
         order.order_no
     };
     Ok(Json(contract::pay_order(&sim, &no)?))

@@ -689,24 +689,45 @@ async fn create_order(
         expires_at_ms: real_now_ms() + ORDER_TTL_MS,
         items: req.items,
         tickets: vec![],
-        phone_suffix: req
-            .phone
-            .as_deref()
-            .filter(|p| p.len() >= 4)
-            .map(|p| p[p.len() - 4..].to_owned()),
+        phone_suffix: phone_suffix(req.phone.as_deref()),
     };
+    insert_order(
+        &conn,
+        &order,
+        &req.client_ref,
+        &device_id,
+        req.phone.as_deref(),
+    )?;
+    Ok(Json(order))
+}
+
+/// The last four digits of a phone number, kept for pickup.
+pub fn phone_suffix(phone: Option<&str>) -> Option<String> {
+    phone
+        .filter(|p| p.len() >= 4)
+        .map(|p| p[p.len() - 4..].to_owned())
+}
+
+/// Stores a new order.
+pub fn insert_order(
+    conn: &Connection,
+    order: &api::Order,
+    client_ref: &str,
+    device_id: &str,
+    phone: Option<&str>,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO orders (order_no, order_code, client_ref, device_id, phone, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             order.order_no,
             order.order_code,
-            req.client_ref,
+            client_ref,
             device_id,
-            req.phone,
-            serde_json::to_string(&order).expect("order")
+            phone,
+            serde_json::to_string(order).expect("order")
         ],
-    )?;
-    Ok(Json(order))
+    )
+    .map(|_| ())
 }
 
 fn random_u32() -> u32 {
