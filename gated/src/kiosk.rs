@@ -243,6 +243,12 @@ impl Kiosk {
             Mode::Offline => reasons.push("offline".to_owned()),
             Mode::Online => {}
         }
+        // Online is not enough: the products and prices must be here too.
+        if status.mode != Mode::Unprovisioned
+            && !matches!(self.store().setting(sync::CATALOG), Ok(Some(_)))
+        {
+            reasons.push("no_catalog".to_owned());
+        }
         match &*self.printer_status.borrow() {
             Some(Ok(s)) if s.paper == Paper::Out => reasons.push("printer_out_of_paper".into()),
             Some(Ok(s)) if !s.ready() => reasons.push("printer_not_ready".into()),
@@ -421,6 +427,9 @@ impl Kiosk {
                 }
                 "printer_not_ready" => E::PrinterNotReady("printer not ready: no sale".into()),
                 "offline" => E::Offline("the central system is unreachable: no sale".into()),
+                "no_catalog" => {
+                    E::NotProvisioned("no catalog received from the central system yet".into())
+                }
                 "power_fallback" => {
                     E::NotAvailable("mains power is lost: no sale until it is back".into())
                 }

@@ -106,14 +106,40 @@ impl Kiosk {
         g.wait_for(&["D-Bus API served"]).await;
         self.gated = Some(g);
         // Online and the printer asked at least once: a sale can start.
+        self.wait_for_sale(None).await;
+    }
+
+    /// Waits until the kiosk can sell (`true`) or reports `reason` for not selling.
+    pub async fn wait_for_sale(&self, reason: Option<&str>) {
         let deadline = tokio::time::Instant::now() + BOUND;
-        while !self.prop::<bool>("SaleAvailable").await {
+        loop {
+            let done = match reason {
+                None => self.prop::<bool>("SaleAvailable").await,
+                Some(r) => self
+                    .prop::<Vec<String>>("OutOfServiceReasons")
+                    .await
+                    .iter()
+                    .any(|x| x == r),
+            };
+            if done {
+                return;
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "sale never became available"
+                "waited {BOUND:?} for the kiosk to report {reason:?}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A `CreateOrder` of `qty` × product that must be refused: (error name, message).
+    pub async fn order_refused(&self, date: &str, product: u32, qty: u16) -> (String, String) {
+        self.call_json(
+            "CreateOrder",
+            &(date, vec![(product, 0u16, qty)], Vec::<String>::new(), ""),
+        )
+        .await
+        .unwrap_err()
     }
 
     /// `Kiosk1` signals named `member`, as they arrive.

@@ -3,8 +3,6 @@
 //! central-sim over TLS, and the printer, scanner and ID-card reader
 //! simulators on PTYs.
 
-use std::time::Duration;
-
 use futures_util::StreamExt;
 use hal::idcard::sim::test_cards;
 use serde_json::json;
@@ -120,36 +118,12 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
 
     // Mains lost: no new sale; back on mains, sale again.
     k.ups.set("ups.status", "OB");
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !k
-        .prop::<Vec<String>>("OutOfServiceReasons")
-        .await
-        .contains(&"power_fallback".to_owned())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "power loss never reported"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let e = k
-        .call_json(
-            "CreateOrder",
-            &(today(), vec![(1u32, 0u16, 1u16)], Vec::<String>::new(), ""),
-        )
-        .await
-        .unwrap_err();
+    k.wait_for_sale(Some("power_fallback")).await;
+    let e = k.order_refused(&today(), 1, 1).await;
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.NotAvailable");
     assert!(e.1.contains("mains power"), "{}", e.1);
     k.ups.set("ups.status", "OL");
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !k.prop::<bool>("SaleAvailable").await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sale never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    k.wait_for_sale(None).await;
 
     // Sold out: one place left tomorrow, two asked.
     k.central
@@ -158,18 +132,7 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
             json!({ "product_id": 1, "date": tomorrow(), "start_minute": 0, "capacity": 1 }),
         )
         .await;
-    let e = k
-        .call_json(
-            "CreateOrder",
-            &(
-                tomorrow(),
-                vec![(1u32, 0u16, 2u16)],
-                Vec::<String>::new(),
-                "",
-            ),
-        )
-        .await
-        .unwrap_err();
+    let e = k.order_refused(&tomorrow(), 1, 2).await;
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.SoldOut");
     assert!(e.1.contains("1 left"), "{}", e.1);
 
@@ -220,13 +183,7 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
     let e = k.call_json("Catalog", &("tomorrow",)).await.unwrap_err();
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");
     assert!(e.1.contains("YYYY-MM-DD"), "{}", e.1);
-    let e = k
-        .call_json(
-            "CreateOrder",
-            &(today(), vec![(3u32, 0u16, 1u16)], Vec::<String>::new(), ""),
-        )
-        .await
-        .unwrap_err();
+    let e = k.order_refused(&today(), 3, 1).await;
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");
     assert!(e.1.contains("ID card"), "{}", e.1);
 }
@@ -261,13 +218,7 @@ async fn payment_by_scanned_code_then_out_of_paper_then_pickup_by_order_number_a
     assert!(!k.prop::<bool>("SaleAvailable").await);
     let reasons: Vec<String> = k.prop("OutOfServiceReasons").await;
     assert_eq!(reasons, ["printer_out_of_paper"]);
-    let e = k
-        .call_json(
-            "CreateOrder",
-            &(today(), vec![(1u32, 0u16, 1u16)], Vec::<String>::new(), ""),
-        )
-        .await
-        .unwrap_err();
+    let e = k.order_refused(&today(), 1, 1).await;
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.PrinterOutOfPaper");
 
     // The engineer's self-test says what is wrong.
@@ -345,15 +296,7 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
     let addr = k.central.api_addr();
     let central_dir = k.dir.path().join("central");
     k.central.kill().await;
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
-        let reasons: Vec<String> = k.prop("OutOfServiceReasons").await;
-        if reasons.contains(&"offline".to_owned()) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never offline");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    k.wait_for_sale(Some("offline")).await;
 
     // The visitor places the ID card: the UI gets a handle and masked fields only.
     let mut reads = k.signals("IdCardRead").await;
@@ -376,13 +319,7 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
     let printed = k.printer.wait_for_tickets(1).await;
     assert!(printed[0].lines.join("\n").contains("实名票"));
     // Offline: no sale, pickup still worked.
-    let e = k
-        .call_json(
-            "CreateOrder",
-            &(today(), vec![(1u32, 0u16, 1u16)], Vec::<String>::new(), ""),
-        )
-        .await
-        .unwrap_err();
+    let e = k.order_refused(&today(), 1, 1).await;
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.Offline");
 
     // Back online; query a ticket used at a lane and one not used yet.
@@ -392,11 +329,7 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
     k.central
         .admin("/sim/passage", json!({ "ticket_id": used["ticket_id"] }))
         .await;
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !k.prop::<bool>("SaleAvailable").await {
-        assert!(tokio::time::Instant::now() < deadline, "never back online");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    k.wait_for_sale(None).await;
     let q = k
         .call_json("Query", &(used["token"].as_str().unwrap(),))
         .await
