@@ -77,6 +77,13 @@ fn default_power_poll_ms() -> u64 {
     500
 }
 
+impl Config {
+    /// The scenic area's time zone (validated when the file was loaded).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(self.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
 fn default_timezone() -> Spanned<String> {
     Spanned::new(0..0, "Asia/Shanghai".to_owned())
 }

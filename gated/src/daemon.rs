@@ -100,7 +100,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let lane_iface = crate::dbus::LaneIface {
         lanes: lanes_handle.clone().zip(registry.clone()),
-        tz: jiff::tz::TimeZone::get(config.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC),
+        tz: config.time_zone(),
     };
     let link = crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
     let sync = link.tasks;

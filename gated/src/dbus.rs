@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
+use crate::central::enroll::Failure;
 use crate::central::sync::SyncStatus;
 use crate::kiosk::{Kiosk, KioskError};
 
@@ -468,14 +469,10 @@ impl Engineer {
         tracing::info!(central = url, by, "provisioning requested");
         match crate::central::enroll::enroll(&self.config, &url, code).await {
             Ok(e) => Ok(json(&e)),
-            Err(e) => Err(match crate::central::enroll::code_problem(&e) {
-                Some(body) => Error::InvalidArgument(format!("{} ({})", body.message, body.error)),
-                None => match &e {
-                    crate::central::enroll::EnrollError::Central(c) if c.is_transient() => {
-                        Error::Offline(e.to_string())
-                    }
-                    _ => Error::Failed(e.to_string()),
-                },
+            Err(e) => Err(match crate::central::enroll::explain(&e) {
+                Failure::Code(m) => Error::InvalidArgument(m),
+                Failure::Offline(m) => Error::Offline(m),
+                Failure::Other(m) => Error::Failed(m),
             }),
         }
     }

@@ -244,9 +244,7 @@ impl Kiosk {
             Mode::Online => {}
         }
         // Online is not enough: the products and prices must be here too.
-        if status.mode != Mode::Unprovisioned
-            && !matches!(self.store().setting(sync::CATALOG), Ok(Some(_)))
-        {
+        if status.mode != Mode::Unprovisioned && status.catalog_version == 0 {
             reasons.push("no_catalog".to_owned());
         }
         match &*self.printer_status.borrow() {

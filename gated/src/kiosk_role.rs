@@ -36,7 +36,7 @@ pub fn start(
             p.baud.as_ref().map_or(9600, |b| *b.get_ref()),
         )
     });
-    let tz = jiff::tz::TimeZone::get(config.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC);
+    let tz = config.time_zone();
     let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz, power));
     let k = kiosk.clone();
     tasks.spawn(async move {

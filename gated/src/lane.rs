@@ -457,17 +457,8 @@ impl Lanes {
         nonce: &str,
         at_ms: i64,
     ) -> Result<(), LaneError> {
-        let mut store = self.store();
-        let path = store.path().to_owned();
-        let body = serde_json::json!({ "lane": lane, "alarm": kind, "at_ms": at_ms }).to_string();
-        store
-            .conn()
-            .execute(
-                "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, 'alarm', ?2, ?3)",
-                params![format!("{nonce}-alarm"), body, at_ms],
-            )
-            .map(|_| ())
-            .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+        let body = serde_json::json!({ "lane": lane, "alarm": kind, "at_ms": at_ms });
+        self.record_event(&format!("{nonce}-alarm"), "alarm", &body.to_string(), at_ms)
     }
 
     /// Records an event for the central system (free passages, manual openings).

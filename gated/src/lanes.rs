@@ -27,8 +27,6 @@ pub enum LanesError {
     Lane(#[from] crate::lane::LaneError),
     #[error("gate {name}: {why}")]
     Gate { name: String, why: String },
-    #[error("time zone {0}: {1}")]
-    TimeZone(String, String),
 }
 
 /// One lane as engineers see it (D-Bus `Lane1`): its gate, mode and last decisions.
@@ -104,9 +102,7 @@ pub async fn start(
     store: Store,
     reads: &crate::reads::Reads,
 ) -> Result<(JoinSet<()>, Lanes, LaneRegistry), LanesError> {
-    let tz_name = config.timezone.get_ref().clone();
-    let tz = jiff::tz::TimeZone::get(&tz_name)
-        .map_err(|e| LanesError::TimeZone(tz_name.clone(), e.to_string()))?;
+    let tz = config.time_zone();
     if store.setting("id_hash_key")?.is_none() {
         warn!(
             "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::api::{self, EnrollRequest, EnrollResponse, paths};
+use super::api::{EnrollRequest, EnrollResponse, paths};
 use super::client::{self, CALL_TIMEOUT, CentralError};
 use super::identity::{self, Credentials, IdentityError};
 use super::sync;
@@ -140,13 +140,23 @@ fn save(
     tx.commit().map_err(err)
 }
 
-/// Is the answer an "unknown / used / expired code"? (for gatectl's hints)
-pub fn code_problem(e: &EnrollError) -> Option<&api::ApiError> {
+/// Why an enrollment failed, sorted for the caller (gatectl, Engineer1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The central system refused the code: `message (error)`.
+    Code(String),
+    /// The central system could not be reached.
+    Offline(String),
+    Other(String),
+}
+
+pub fn explain(e: &EnrollError) -> Failure {
     match e {
         EnrollError::Central(CentralError::Status {
             status: 404 | 409 | 410 | 422,
             body,
-        }) => Some(body),
-        _ => None,
+        }) => Failure::Code(format!("{} ({})", body.message, body.error)),
+        EnrollError::Central(c) if c.is_transient() => Failure::Offline(e.to_string()),
+        _ => Failure::Other(e.to_string()),
     }
 }

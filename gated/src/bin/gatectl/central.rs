@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use gated::central::enroll::{self, EnrollError};
+use gated::central::enroll;
 use gated::central::sync::{self, Mode, SyncStatus};
 use gated::config::{self, Config, DeviceCheck};
 use gated::store::Store;
@@ -74,10 +74,9 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                 .expect("tokio runtime");
             rt.block_on(enroll::enroll(&config, &url, code))
                 .map(|e| serde_json::to_value(e).expect("enrolled serializes"))
-                .map_err(|e| match (&e, enroll::code_problem(&e)) {
-                    (_, Some(body)) => format!("{} ({})", body.message, body.error),
-                    (EnrollError::Central(c), None) if c.is_transient() => format!("Offline: {e}"),
-                    _ => e.to_string(),
+                .map_err(|e| match enroll::explain(&e) {
+                    enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
+                    enroll::Failure::Offline(m) => format!("Offline: {m}"),
                 })
         }
     };
