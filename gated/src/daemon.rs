@@ -135,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
         reads: reads.clone(),
+        resync: link.resync.clone(),
     };
     match crate::dbus::serve(device, lane_iface, engineer).await {
         Ok(conn) => {

@@ -303,6 +303,15 @@ impl KioskIface {
         number_masked: &str,
     ) -> zbus::Result<()>;
 
+    /// Printing an order: `printed` of `total` tickets are out (0 before the first).
+    #[zbus(signal)]
+    pub async fn ticket_printed(
+        emitter: &SignalEmitter<'_>,
+        order_no: &str,
+        printed: u32,
+        total: u32,
+    ) -> zbus::Result<()>;
+
     /// The printer's state changed (`ready`, `out of paper`, …).
     #[zbus(signal)]
     pub async fn printer_status(emitter: &SignalEmitter<'_>, state: &str) -> zbus::Result<()>;
@@ -423,6 +432,7 @@ pub struct Engineer {
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub reads: crate::reads::Reads,
     pub power: watch::Receiver<crate::power::PowerView>,
+    pub resync: Arc<tokio::sync::Notify>,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -475,6 +485,19 @@ impl Engineer {
                 Failure::Other(m) => Error::Failed(m),
             }),
         }
+    }
+
+    /// Drops the link to the central system and syncs again at once: a new
+    /// token, the catalog, the changes since the cursor, the outbox. For an
+    /// engineer who fixed the network and does not want to wait for the backoff.
+    async fn sync_now(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) {
+        let by = caller(&header, conn).await;
+        tracing::info!(by, "sync requested over D-Bus");
+        self.resync.notify_one();
     }
 
     /// A guided self-test of one device through the running gated:
@@ -668,6 +691,7 @@ pub async fn follow(
         return;
     };
     let mut printer = kiosk.as_ref().map(|k| k.watch_printer());
+    let mut progress = kiosk.as_ref().map(|k| k.watch_progress());
     // Readers and gates reconnect on their own: their states are compared
     // every second and announced when they changed.
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -679,7 +703,27 @@ pub async fn follow(
                 None => std::future::pending().await,
             }
         };
+        let printing = async {
+            match &mut progress {
+                Some(p) => loop {
+                    match p.recv().await {
+                        Ok(p) => return Some(p),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return None,
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            p = printing => {
+                if let Some(p) = p {
+                    let _ = KioskIface::ticket_printed(
+                        kiosk_iface.signal_emitter(), &p.order_no, p.printed, p.total,
+                    ).await;
+                }
+                continue;
+            }
             _ = tick.tick() => {
                 let d = device.get().await;
                 let now = d.devices();

@@ -168,6 +168,17 @@ pub struct Kiosk {
     handles: Mutex<HashMap<String, IdHandle>>,
     tz: jiff::tz::TimeZone,
     power: watch::Receiver<crate::power::PowerView>,
+    /// Per-ticket print progress, for the UI's progress display.
+    progress: tokio::sync::broadcast::Sender<PrintProgress>,
+}
+
+/// How far the printing of an order has come: `printed` of `total` tickets
+/// done (sent with 0 before the first one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintProgress {
+    pub order_no: String,
+    pub printed: u32,
+    pub total: u32,
 }
 
 fn now_ms() -> i64 {
@@ -192,7 +203,13 @@ impl Kiosk {
             handles: Mutex::new(HashMap::new()),
             tz,
             power,
+            progress: tokio::sync::broadcast::Sender::new(16),
         }
+    }
+
+    /// Follows print progress (for signals).
+    pub fn watch_progress(&self) -> tokio::sync::broadcast::Receiver<PrintProgress> {
+        self.progress.subscribe()
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -627,6 +644,15 @@ impl Kiosk {
             .as_mut()
             .ok_or_else(|| E::PrinterNotReady("this device has no ticket printer".into()))?;
         let mut printed = 0;
+        let total = todo.len() as u32;
+        let report = |printed| {
+            let _ = self.progress.send(PrintProgress {
+                order_no: order.order_no.clone(),
+                printed,
+                total,
+            });
+        };
+        report(0);
         for t in todo {
             let product = catalog
                 .as_ref()
@@ -664,6 +690,7 @@ impl Kiosk {
                     )?;
                     tx.commit()?;
                     printed += 1;
+                    report(printed);
                 }
                 Err(e) => {
                     if let PrinterError::NotReady { status, .. }

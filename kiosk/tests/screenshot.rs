@@ -1,7 +1,9 @@
-//! The window renders headless, with its Chinese title actually drawn (a
-//! missing CJK font draws nothing, which this catches).
+//! Every screen renders headless in both languages and orientations, with
+//! its Chinese text actually drawn (a missing CJK font draws nothing, which
+//! this catches).
 
-use kiosk::{AppWindow, screenshot};
+use kiosk::{AppWindow, Screen, Ui, samples, screenshot};
+use slint::ComponentHandle;
 
 /// Pixels that differ between two renders of the same size.
 fn differing(a: &image::RgbaImage, b: &image::RgbaImage) -> usize {
@@ -9,31 +11,31 @@ fn differing(a: &image::RgbaImage, b: &image::RgbaImage) -> usize {
 }
 
 #[test]
-fn home_renders_in_both_orientations_with_cjk_text() {
+fn every_screen_renders_in_both_languages_and_orientations_with_cjk_text() {
     let window = screenshot::init().unwrap();
     let ui = AppWindow::new().unwrap();
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&out).unwrap();
+    let written = samples::render_all(&window, &ui, &out).unwrap();
+    assert_eq!(written.len(), samples::SCREENS.len() * 2 * 2);
 
-    for (name, size) in [
-        ("portrait", screenshot::PORTRAIT),
-        ("landscape", screenshot::LANDSCAPE),
-    ] {
-        ui.set_title_zh("景区票务自助终端".into());
+    // The home screen in Chinese: its title drawn, then ideographic spaces
+    // (same font and line metrics, no ink).
+    slint::select_bundled_translation("zh_CN").unwrap();
+    ui.global::<Ui>().set_lang("zh".into());
+    samples::set(&ui, "home");
+    assert_eq!(ui.global::<Ui>().get_screen(), Screen::Home);
+    for size in [screenshot::PORTRAIT, screenshot::LANDSCAPE] {
+        ui.global::<Ui>().set_scenic_area("青山景区".into());
         let with_title = screenshot::render(&window, &ui, size).unwrap();
-        assert_eq!(with_title.dimensions(), size, "{name}");
-        with_title
-            .save(out.join(format!("home-{name}.png")))
-            .unwrap();
-
-        // Ideographic spaces: same font and line metrics, no ink.
-        ui.set_title_zh("\u{3000}".repeat(8).into());
+        assert_eq!(with_title.dimensions(), size);
+        ui.global::<Ui>()
+            .set_scenic_area("\u{3000}".repeat(4).into());
         let without_title = screenshot::render(&window, &ui, size).unwrap();
-        // The Chinese title is large: its glyphs cover thousands of pixels.
         let ink = differing(&with_title, &without_title);
         assert!(
             ink > 2_000,
-            "{name}: the Chinese title drew only {ink} pixels (no CJK font?)"
+            "{size:?}: the Chinese title drew only {ink} pixels (no CJK font?)"
         );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod central_sim;
 pub mod kiosk_device;
+pub mod kiosk_screen;
 pub mod procs;
 
 use std::path::{Path, PathBuf};

@@ -449,6 +449,13 @@ async fn the_introspection_matches_the_xml_in_the_repository_and_the_policy_deni
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Adult day ticket"), "{stdout}");
+    // …and the two Engineer1 methods of its PIN-protected service menu.
+    let out = as_kiosk("cn.scenicpark.Gated.Engineer1.SyncNow", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // As the owner (root or gated-engineer), Engineer1 is reachable: a reprint of an unknown ticket is NotFound.
     let out = std::process::Command::new("dbus-send")
         .arg(format!("--bus={}", k.bus.address))

@@ -349,7 +349,9 @@ pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreErro
     status.catalog_version = setting_u64(&store, CATALOG_VERSION)?;
     let (tx, rx) = watch::channel(status);
     let (session_tx, session_rx) = watch::channel(None);
+    let resync = Arc::new(tokio::sync::Notify::new());
     let link = Link {
+        resync: resync.clone(),
         session: session_tx,
         store: Arc::new(Mutex::new(store)),
         lanes,
@@ -366,6 +368,7 @@ pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreErro
         tasks,
         status: rx,
         session: session_rx,
+        resync,
     })
 }
 
@@ -376,10 +379,14 @@ pub struct Started {
     pub tasks: JoinSet<()>,
     pub status: watch::Receiver<SyncStatus>,
     pub session: watch::Receiver<Option<Arc<Session>>>,
+    /// Notified to drop the session and sync again at once (`SyncNow`):
+    /// a new token, the catalog, the changes after the cursor.
+    pub resync: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
 struct Link {
+    resync: Arc<tokio::sync::Notify>,
     session: watch::Sender<Option<Arc<Session>>>,
     store: Arc<Mutex<Store>>,
     lanes: Option<Lanes>,
@@ -413,7 +420,14 @@ impl Link {
                         tasks.spawn(self.clone().heartbeat(s));
                         // Until the credentials change (a new enrollment).
                         loop {
-                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                                _ = self.resync.notified() => {
+                                    info!("sync requested: reconnecting to the central system");
+                                    seen = None;
+                                    break;
+                                }
+                            }
                             let now =
                                 std::fs::metadata(self.state_dir.join(identity::CREDENTIALS_FILE))
                                     .and_then(|m| m.modified())

@@ -1,0 +1,272 @@
+//! Every screen filled with sample data, as a visitor would see it: for the
+//! screenshot command, and for tests that look at every screen.
+
+use std::path::{Path, PathBuf};
+
+use slint::platform::software_renderer::MinimalSoftwareWindow;
+use slint::{ComponentHandle, ModelRc, PlatformError, VecModel};
+
+use crate::{
+    AppWindow, DateChoice, Fact, FoundOrder, IdCard, Line, PayNote, Problem, Reason, SaleRow,
+    Screen, TicketInfo, Ui, Week,
+};
+
+fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
+    ModelRc::new(VecModel::from(v))
+}
+
+/// A screen and its sample state, by name (the PNG's name).
+pub const SCREENS: &[&str] = &[
+    "home",
+    "home-out-of-service",
+    "buy",
+    "buy-calendar",
+    "id-cards",
+    "confirm",
+    "pay",
+    "printing",
+    "done",
+    "collect",
+    "collect-number",
+    "collect-found",
+    "check",
+    "check-result",
+    "problem-sold-out",
+    "problem-printer",
+    "busy",
+    "service-pin",
+    "service",
+];
+
+fn date(i: i32) -> DateChoice {
+    // 2026-11-22 is a Sunday.
+    let day = 22 + i;
+    let (month, day) = if day > 30 { (12, day - 30) } else { (11, day) };
+    DateChoice {
+        iso: format!("2026-{month:02}-{day:02}").into(),
+        day,
+        month,
+        weekday: i % 7,
+        offset: i,
+        index: i,
+    }
+}
+
+fn row(name: &str, en: &str, slot: &str, price: &str, remaining: i32, q: i32, rn: bool) -> SaleRow {
+    SaleRow {
+        name: name.into(),
+        name_en: en.into(),
+        slot: slot.into(),
+        price: price.into(),
+        remaining,
+        quantity: q,
+        max: remaining.clamp(0, 20),
+        real_name: rn,
+    }
+}
+
+/// Puts `ui` in the state of screen `name`.
+pub fn set(ui: &AppWindow, name: &str) {
+    let g = ui.global::<Ui>();
+    g.set_busy(false);
+    g.set_show_calendar(false);
+    g.set_scenic_area("青山景区 Green Hills Scenic Area".into());
+    g.set_can_sell(true);
+    g.set_can_collect(true);
+    g.set_can_check(true);
+    g.set_reasons(model(vec![]));
+    let dates: Vec<DateChoice> = (0..14).map(date).collect();
+    g.set_quick_dates(model(dates[..2].to_vec()));
+    g.set_weeks(model(
+        dates
+            .chunks(4)
+            .map(|w| Week {
+                days: model(w.to_vec()),
+            })
+            .collect(),
+    ));
+    g.set_chosen_date(dates[0].clone());
+    g.set_rows(model(vec![
+        row("成人票", "Adult day ticket", "", "¥120.00", 198, 2, false),
+        row(
+            "儿童票",
+            "Child ticket",
+            "08:00–12:00",
+            "¥60.00",
+            3,
+            1,
+            false,
+        ),
+        row(
+            "儿童票",
+            "Child ticket",
+            "12:00–17:00",
+            "¥60.00",
+            0,
+            0,
+            false,
+        ),
+        row("实名票", "Real-name ticket", "", "¥100.00", 200, 0, true),
+        row("老年票", "Senior ticket", "", "¥60.00", 150, 0, false),
+    ]));
+    g.set_total("¥300.00".into());
+    g.set_ticket_count(3);
+    g.set_lines(model(vec![
+        Line {
+            name: "成人票".into(),
+            name_en: "Adult day ticket".into(),
+            slot: "".into(),
+            quantity: 2,
+            amount: "¥240.00".into(),
+        },
+        Line {
+            name: "儿童票".into(),
+            name_en: "Child ticket".into(),
+            slot: "08:00–12:00".into(),
+            quantity: 1,
+            amount: "¥60.00".into(),
+        },
+    ]));
+    g.set_date_label("2026-11-22".into());
+    g.set_phone("13800138000".into());
+    g.set_id_needed(2);
+    g.set_id_cards(model(vec![IdCard {
+        name: "张*".into(),
+        number: "**************1234".into(),
+    }]));
+    if let Ok(qr) = crate::qr::image("https://pay.example/q/O20261122042137?sig=3fa9c0", 14) {
+        g.set_qr(qr);
+    }
+    g.set_order_no("O20261122042137".into());
+    g.set_seconds_left(14 * 60 + 7);
+    g.set_pay_note(PayNote::Waiting);
+    g.set_printed(1);
+    g.set_print_total(3);
+    g.set_take_id_card(true);
+    g.set_entry_order("20261122042137".into());
+    g.set_entry_phone("80".into());
+    g.set_entry_field(1);
+    g.set_found(model(vec![
+        FoundOrder {
+            order_no: "O20261122042137".into(),
+            date: "2026-11-22".into(),
+            tickets: 3,
+            unprinted: 3,
+        },
+        FoundOrder {
+            order_no: "O20261120093011".into(),
+            date: "2026-11-22".into(),
+            tickets: 1,
+            unprinted: 0,
+        },
+    ]));
+    g.set_ticket(TicketInfo {
+        state: "valid".into(),
+        message: "有效票，可入园".into(),
+        message_en: "Valid ticket".into(),
+        product: "成人票".into(),
+        product_en: "Adult day ticket".into(),
+        valid_from: "2026-11-22 00:00".into(),
+        valid_until: "2026-11-23 00:00".into(),
+        entries_allowed: 1,
+        entries_used: 0,
+        entries_left: 1,
+    });
+    g.set_pin("●●●".into());
+    g.set_pin_wrong(false);
+    g.set_facts(model(
+        [
+            ("kiosk app", "0.1.0"),
+            ("device", "kiosk-1"),
+            ("role", "kiosk"),
+            ("central link", "online"),
+            ("central URL", "https://central.example/api/v1"),
+            ("last sync", "2 s ago"),
+            ("events not uploaded", "0"),
+            ("clock skew", "-120 ms"),
+            ("power", "on mains"),
+            ("sale", "available"),
+            ("printer", "ready"),
+            ("scanner kiosk", "connected"),
+            ("id-reader desk", "connected"),
+        ]
+        .into_iter()
+        .map(|(k, v)| Fact {
+            key: k.into(),
+            value: v.into(),
+        })
+        .collect(),
+    ));
+    g.set_service_report("PASS: printed a test slip; printer ready".into());
+    g.set_problem_detail("".into());
+    let screen = match name {
+        "home" => Screen::Home,
+        "home-out-of-service" => {
+            g.set_can_sell(false);
+            g.set_can_collect(false);
+            g.set_reasons(model(vec![Reason::NoPaper]));
+            Screen::Home
+        }
+        "buy" => Screen::Buy,
+        "buy-calendar" => {
+            g.set_show_calendar(true);
+            Screen::Buy
+        }
+        "id-cards" => Screen::IdCards,
+        "confirm" => Screen::Confirm,
+        "pay" => Screen::Pay,
+        "printing" => Screen::Printing,
+        "done" => Screen::Done,
+        "collect" => Screen::Collect,
+        "collect-number" => Screen::CollectNumber,
+        "collect-found" => Screen::CollectFound,
+        "check" => Screen::Check,
+        "check-result" => Screen::CheckResult,
+        "problem-sold-out" => {
+            g.set_problem(Problem::SoldOut);
+            Screen::Problem
+        }
+        "problem-printer" => {
+            g.set_problem(Problem::PrinterAfterPayment);
+            Screen::Problem
+        }
+        "busy" => {
+            g.set_busy(true);
+            Screen::Confirm
+        }
+        "service-pin" => Screen::ServicePin,
+        "service" => Screen::Service,
+        other => panic!("no sample screen {other}"),
+    };
+    g.set_screen(screen);
+}
+
+/// Languages the screenshots are made in: (file suffix, translation, Ui.lang).
+pub const LANGUAGES: &[(&str, &str, &str)] = &[("zh", "zh_CN", "zh"), ("en", "en", "en")];
+
+/// Renders every screen in both languages and orientations into `dir`
+/// (`<screen>-<lang>-<orientation>.png`); returns the files written.
+pub fn render_all(
+    window: &MinimalSoftwareWindow,
+    ui: &AppWindow,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlatformError> {
+    let mut out = Vec::new();
+    for (suffix, code, lang) in LANGUAGES {
+        slint::select_bundled_translation(code)
+            .map_err(|e| PlatformError::Other(format!("language {code}: {e}")))?;
+        ui.global::<Ui>().set_lang((*lang).into());
+        for name in SCREENS {
+            set(ui, name);
+            for (o, size) in [
+                ("portrait", crate::screenshot::PORTRAIT),
+                ("landscape", crate::screenshot::LANDSCAPE),
+            ] {
+                let path = dir.join(format!("{name}-{suffix}-{o}.png"));
+                crate::screenshot::save(window, ui, size, &path)?;
+                out.push(path);
+            }
+        }
+    }
+    Ok(out)
+}

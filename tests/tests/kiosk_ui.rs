@@ -1,0 +1,347 @@
+//! The kiosk app's flows, tapped through like a visitor would, against a
+//! running gated (kiosk role), central-sim and the device simulators on a
+//! private dbus-daemon. What is asserted is what the visitor sees and what
+//! the printer simulator printed.
+
+use std::time::Duration;
+
+use hal::idcard::sim::test_cards;
+use kiosk::{PayNote, Problem, Screen};
+use serde_json::json;
+use slint::Model;
+use tests::kiosk_device::tomorrow;
+use tests::kiosk_screen::{PIN, Screens};
+
+#[test]
+fn buy_two_adults_and_a_child_paid_by_qr_prints_three_tickets_then_one_is_checked() {
+    let s = Screens::start();
+    assert_eq!(s.screen(), Screen::Home);
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    assert!(!s.enabled("Next"), "nothing chosen yet");
+    s.add("Adult day ticket", "", 2);
+    s.add("Child ticket", "08:00–12:00", 1);
+    assert_eq!(s.g().get_total(), "¥300.00");
+    assert_eq!(s.g().get_ticket_count(), 3);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    let lines: Vec<(String, i32)> = s
+        .g()
+        .get_lines()
+        .iter()
+        .map(|l| (l.name_en.to_string(), l.quantity))
+        .collect();
+    assert_eq!(
+        lines,
+        [("Adult day ticket".into(), 2), ("Child ticket".into(), 1)]
+    );
+    s.type_digits("13800138000");
+    assert_eq!(s.g().get_phone(), "13800138000");
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+    let no = s.g().get_order_no().to_string();
+    assert!(no.starts_with('O'), "{no}");
+    let qr = s.g().get_qr().size();
+    assert!(qr.width >= 300 && qr.width == qr.height, "QR {qr:?}");
+    assert!(s.g().get_seconds_left() > 60);
+
+    // The visitor pays with a wallet app; the next poll sees it.
+    s.block_on(
+        s.k.central
+            .admin(&format!("/sim/orders/{no}/paid"), json!({})),
+    );
+    s.advance(Duration::from_secs(2));
+    s.wait_screen(Screen::Done);
+    assert_eq!(s.g().get_printed(), 3);
+    assert_eq!(s.g().get_print_total(), 3);
+    let tickets = s.block_on(s.k.printer.wait_for_tickets(3));
+    let text: Vec<String> = tickets.iter().map(|t| t.lines.join("\n")).collect();
+    assert_eq!(text.iter().filter(|t| t.contains("成人票")).count(), 2);
+    assert_eq!(text.iter().filter(|t| t.contains("儿童票")).count(), 1);
+    s.tap("Done");
+    s.wait_screen(Screen::Home);
+
+    // One of the printed tickets, checked at the kiosk.
+    s.tap("Check a ticket");
+    s.wait_screen(Screen::Check);
+    s.block_on(s.k.scanner.scan(&tickets[0].qr[0])).unwrap();
+    s.wait_screen(Screen::CheckResult);
+    let t = s.g().get_ticket();
+    assert_eq!(t.state, "valid");
+    assert_eq!(t.product_en, "Adult day ticket");
+    assert_eq!(t.entries_allowed, 1);
+    // Not a ticket: told so, with a way back.
+    s.tap("Check another");
+    s.wait_screen(Screen::Check);
+    s.block_on(s.k.scanner.scan("HELLO-NOT-A-TICKET")).unwrap();
+    s.wait_problem(Problem::NotATicket);
+    s.tap("Scan another");
+    s.wait_screen(Screen::Check);
+
+    // The visitor switches to Chinese: the screens follow.
+    s.tap("Back");
+    s.wait_screen(Screen::Home);
+    s.tap("简体中文");
+    assert_eq!(s.g().get_lang(), "zh");
+    s.tap("购票");
+    s.wait_screen(Screen::Buy);
+}
+
+#[test]
+fn real_name_purchase_with_two_id_cards_paid_by_code_then_collect_by_id_card() {
+    let s = Screens::start();
+    let cards = test_cards();
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    s.add("Real-name ticket", "", 2);
+    s.tap("Next");
+    s.wait_screen(Screen::IdCards);
+    assert_eq!(s.g().get_id_needed(), 2);
+    assert!(!s.enabled("Next"));
+    for (i, card) in cards[..2].iter().enumerate() {
+        s.k.id_reader.present(card.clone());
+        s.wait(&format!("ID card {}", i + 1), |s| {
+            s.g().get_id_cards().row_count() == i + 1
+        });
+        s.k.id_reader.remove();
+    }
+    // Masked, never the number.
+    let shown = s.g().get_id_cards();
+    let first = shown.row_data(0).unwrap();
+    assert_eq!(first.name, "张*");
+    assert!(first.number.starts_with("**************"));
+    assert!(!first.number.contains(&cards[0].id_number[..6]));
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+
+    // A declined payment code, then a good one, shown to the scanner.
+    s.block_on(s.k.scanner.scan("2876543210980000")).unwrap();
+    s.wait("the declined payment", |s| {
+        s.g().get_pay_note() == PayNote::Declined && !s.g().get_busy()
+    });
+    assert_eq!(s.screen(), Screen::Pay);
+    s.block_on(s.k.scanner.scan("2876543210987654")).unwrap();
+    s.wait_screen(Screen::Done);
+    assert!(s.g().get_take_id_card());
+    let printed = s.block_on(s.k.printer.wait_for_tickets(2));
+    assert!(
+        printed
+            .iter()
+            .all(|t| t.lines.join("\n").contains("实名票"))
+    );
+    s.tap("Done");
+    s.wait_screen(Screen::Home);
+
+    // A web-shop order bound to a third card, collected with that card.
+    let online = s.block_on(s.k.central.admin(
+        "/sim/online-order",
+        json!({ "product_id": 3, "id_numbers": [cards[2].id_number] }),
+    ));
+    let no = online["order_no"].as_str().unwrap().to_owned();
+    s.tap("Collect tickets");
+    s.wait_screen(Screen::Collect);
+    s.k.id_reader.present(cards[2].clone());
+    s.wait_screen(Screen::CollectFound);
+    let found = s.g().get_found();
+    assert_eq!(found.row_count(), 1);
+    assert_eq!(found.row_data(0).unwrap().order_no, no.as_str());
+    assert_eq!(s.g().get_ticket_count(), 1);
+    s.tap("Print");
+    s.wait_screen(Screen::Done);
+    assert_eq!(s.block_on(s.k.printer.wait_for_tickets(3)).len(), 3);
+}
+
+#[test]
+fn collect_by_order_qr_and_out_of_paper_after_payment_then_collect_by_order_number() {
+    let s = Screens::start();
+    // A web-shop order: its QR code from the confirmation message.
+    let online = s.block_on(s.k.central.admin(
+        "/sim/online-order",
+        json!({ "product_id": 1, "quantity": 2 }),
+    ));
+    let code = online["order_code"].as_str().unwrap().to_owned();
+    s.tap("Collect tickets");
+    s.wait_screen(Screen::Collect);
+    s.block_on(s.k.scanner.scan(&code)).unwrap();
+    s.wait_screen(Screen::CollectFound);
+    assert_eq!(s.g().get_ticket_count(), 2);
+    s.tap("Print");
+    s.wait_screen(Screen::Done);
+    assert_eq!(s.block_on(s.k.printer.wait_for_tickets(2)).len(), 2);
+    s.tap("Done");
+    s.wait_screen(Screen::Home);
+
+    // A sale whose printer runs out after the first of two tickets.
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    s.add("Adult day ticket", "", 2);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.type_digits("13912345678");
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+    let no = s.g().get_order_no().to_string();
+    s.k.printer.set_paper_left(Some(1));
+    s.block_on(s.k.scanner.scan("2876543210987654")).unwrap();
+    s.wait_problem(Problem::PrinterAfterPayment);
+    // The visitor is shown the order number to collect the rest with.
+    assert_eq!(s.g().get_order_no(), no.as_str());
+    assert_eq!(s.block_on(s.k.printer.wait_for_tickets(3)).len(), 3);
+    s.tap("Home");
+    s.wait_screen(Screen::Home);
+    s.wait("the home screen to say the paper is out", |s| {
+        !s.g().get_can_sell() && !s.g().get_can_collect() && s.g().get_can_check()
+    });
+    assert!(!s.enabled("Buy tickets"));
+    assert!(!s.enabled("Collect tickets"));
+
+    // Paper in; the visitor comes back with the order number and phone.
+    s.k.printer.set_paper_left(None);
+    s.k.printer.set_paper(hal::printer::Paper::Ok);
+    s.wait("sales to resume", |s| s.g().get_can_sell());
+    s.tap("Collect tickets");
+    s.wait_screen(Screen::Collect);
+    s.tap("Type the order number");
+    s.wait_screen(Screen::CollectNumber);
+    s.type_digits(&no[1..]);
+    s.tap("Last 4 digits of your phone number");
+    s.type_digits("0000");
+    s.tap("Find my tickets");
+    s.wait_problem(Problem::NotFound);
+    s.tap("Try again");
+    s.wait_screen(Screen::Collect);
+    s.tap("Type the order number");
+    s.type_digits(&no[1..]);
+    s.tap("Last 4 digits of your phone number");
+    s.type_digits("5678");
+    s.tap("Find my tickets");
+    s.wait_screen(Screen::CollectFound);
+    assert_eq!(s.g().get_ticket_count(), 1, "one of two is still to print");
+    s.tap("Print");
+    s.wait_screen(Screen::Done);
+    assert_eq!(s.block_on(s.k.printer.wait_for_tickets(4)).len(), 4);
+}
+
+#[test]
+fn sold_out_payment_expired_inactivity_and_the_service_menu() {
+    let s = Screens::start();
+    // One place left tomorrow, two asked.
+    s.block_on(s.k.central.admin(
+        "/sim/quota",
+        json!({ "product_id": 1, "date": tomorrow(), "start_minute": 0, "capacity": 1 }),
+    ));
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    s.add("Adult day ticket", "", 2);
+    s.tap("Tomorrow");
+    s.wait_screen(Screen::Buy);
+    assert_eq!(s.g().get_chosen_date().iso, tomorrow().as_str());
+    // A new date starts a new choice, with what is left there.
+    assert_eq!(s.g().get_ticket_count(), 0);
+    let adult = |s: &Screens| {
+        s.rows()
+            .into_iter()
+            .find(|r| r.0 == "Adult day ticket")
+            .unwrap()
+    };
+    assert_eq!(adult(&s).3, 1, "at most the one place left");
+    // Someone else buys the last place meanwhile.
+    s.add("Adult day ticket", "", 1);
+    s.block_on(s.k.central.admin(
+        "/sim/quota",
+        json!({ "product_id": 1, "date": tomorrow(), "start_minute": 0, "capacity": 0 }),
+    ));
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_problem(Problem::SoldOut);
+    s.tap("Choose again");
+    s.wait_screen(Screen::Buy);
+    assert_eq!(adult(&s).3, 0);
+
+    // The payment window closes at the central system.
+    s.tap("Today");
+    s.wait_screen(Screen::Buy);
+    s.add("Adult day ticket", "", 1);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+    let no = s.g().get_order_no().to_string();
+    s.block_on(
+        s.k.central
+            .admin(&format!("/sim/orders/{no}/expire"), json!({})),
+    );
+    s.advance(Duration::from_secs(2));
+    s.wait_problem(Problem::PaymentExpired);
+    s.tap("Start again");
+    s.wait_screen(Screen::Buy);
+
+    // Inactivity: a half-made choice goes home.
+    s.add("Adult day ticket", "", 1);
+    s.advance(Duration::from_secs(61));
+    s.wait_screen(Screen::Home);
+
+    // Never while paying; a visitor who walked away frees the kiosk after
+    // pay_timeout_s, and the unpaid order is cancelled.
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    s.add("Adult day ticket", "", 1);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+    let no = s.g().get_order_no().to_string();
+    s.advance(Duration::from_secs(61));
+    s.app.pump();
+    assert_eq!(s.screen(), Screen::Pay);
+    s.advance(Duration::from_secs(120));
+    s.wait_problem(Problem::PaymentExpired);
+    let status = s
+        .block_on(s.k.call("OrderStatus", &(no.as_str(),)))
+        .unwrap();
+    assert_eq!(status.body().deserialize::<String>().unwrap(), "cancelled");
+    s.advance(Duration::from_secs(61));
+    s.wait_screen(Screen::Home);
+
+    // The service menu: five taps on the picture, then the PIN.
+    s.tap("service");
+    s.wait_screen(Screen::ServicePin);
+    s.type_digits("1111");
+    s.tap("Enter");
+    assert!(s.g().get_pin_wrong());
+    assert_eq!(s.screen(), Screen::ServicePin);
+    s.type_digits(PIN);
+    assert_eq!(s.g().get_pin(), "●●●●", "the PIN is not shown");
+    s.tap("Enter");
+    s.wait_screen(Screen::Service);
+    s.wait("the device facts", |s| s.g().get_facts().row_count() > 5);
+    let facts: Vec<(String, String)> = s
+        .g()
+        .get_facts()
+        .iter()
+        .map(|f| (f.key.to_string(), f.value.to_string()))
+        .collect();
+    assert!(
+        facts.contains(&("device".into(), "kiosk-1".into())),
+        "{facts:?}"
+    );
+    assert!(
+        facts.contains(&("central link".into(), "online".into())),
+        "{facts:?}"
+    );
+    let before = s.k.printer.tickets().len();
+    s.tap("Test print");
+    s.wait("the test print's report", |s| {
+        s.g().get_service_report().starts_with("PASS")
+    });
+    assert_eq!(s.k.printer.tickets().len(), before + 1);
+    s.tap("Sync now");
+    s.wait("the sync report", |s| {
+        s.g().get_service_report().contains("sync requested")
+    });
+    s.tap("Exit");
+    s.wait_screen(Screen::Home);
+}
