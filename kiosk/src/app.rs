@@ -361,11 +361,17 @@ impl App {
         let bus = self.bus.clone();
         self.spawn(
             async move {
+                let mut said = String::new();
                 loop {
                     match Gated::connect(bus.as_deref()).await {
                         Ok(g) => return g,
                         Err(e) => {
-                            eprintln!("kiosk: D-Bus: {e}; retrying");
+                            // Once per distinct error: the bus may take a while.
+                            let e = e.to_string();
+                            if e != said {
+                                eprintln!("kiosk: D-Bus: {e}; retrying every 2 s");
+                                said = e;
+                            }
                             tokio::time::sleep(Duration::from_secs(2)).await;
                         }
                     }
@@ -460,13 +466,24 @@ impl App {
     }
 
     /// `None`: gated is not on the bus.
-    fn set_reasons(&self, reasons: Option<Vec<String>>) {
+    fn set_reasons(self: &Rc<Self>, reasons: Option<Vec<String>>) {
         {
             let mut st = self.state.borrow_mut();
             st.reachable = reasons.is_some();
             st.reasons = reasons.unwrap_or_default();
         }
         self.show_reasons();
+        // The home screen names the scenic area from the catalog.
+        if self.state.borrow().reachable
+            && self.g().get_scenic_area().is_empty()
+            && let Some(g) = self.state.borrow().gated.clone()
+        {
+            self.spawn(async move { g.kiosk.catalog("").await }, |app, r| {
+                if let Ok(c) = r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
+                    app.g().set_scenic_area(c.scenic_area.into());
+                }
+            });
+        }
     }
 
     fn show_reasons(&self) {
