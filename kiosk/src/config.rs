@@ -100,3 +100,41 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kiosk.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn the_shipped_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/etc/kiosk/kiosk.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.language, "zh");
+        assert_eq!(c.idle_timeout_s, 60);
+    }
+
+    #[test]
+    fn a_broken_file_is_named_with_what_is_wrong() {
+        let e = load("service_pin = \"12a4\"\n").unwrap_err();
+        assert!(
+            e.contains("kiosk.toml") && e.contains("service_pin must be 4 to 8 digits"),
+            "{e}"
+        );
+        let e = load("service_pin = \"1234\"\nidle_timeout_s = 5\n").unwrap_err();
+        assert!(e.contains("idle_timeout_s = 5"), "{e}");
+        let e = load("service_pin = \"1234\"\nlanguage = \"fr\"\n").unwrap_err();
+        assert!(e.contains("\"fr\""), "{e}");
+        let e = load("service_pin = \"1234\"\nidle_timeout = 60\n").unwrap_err();
+        assert!(e.contains("unknown field `idle_timeout`"), "{e}");
+        let e = load("").unwrap_err();
+        assert!(e.contains("missing field `service_pin`"), "{e}");
+        assert!(Config::load(Path::new("/nonexistent/kiosk.toml")).is_err());
+    }
+}
