@@ -82,3 +82,18 @@ fn config_check_json_parses_for_good_and_broken_files() {
         "{p}"
     );
 }
+
+#[test]
+fn provision_takes_the_code_or_a_file_holding_it() {
+    let out = gatectl(&["provision"]);
+    assert_eq!(out.status.code(), Some(2), "a code is required");
+    let out = gatectl(&["provision", "--code", "1", "--code-file", "x"]);
+    assert_eq!(out.status.code(), Some(2), "not both");
+    let out = gatectl(&["provision", "--code-file", "/nonexistent/pairing-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pairing code file /nonexistent/pairing-code: No such file"),
+        "{err}"
+    );
+}

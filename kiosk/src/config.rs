@@ -113,14 +113,6 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_file_loads() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/etc/kiosk/kiosk.toml");
-        let c = Config::load(&path).unwrap();
-        assert_eq!(c.language, "zh");
-        assert_eq!(c.idle_timeout_s, 60);
-    }
-
-    #[test]
     fn a_broken_file_is_named_with_what_is_wrong() {
         let e = load("service_pin = \"12a4\"\n").unwrap_err();
         assert!(

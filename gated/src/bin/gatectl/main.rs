@@ -46,8 +46,12 @@ enum Command {
     /// Prints what was received, never the secrets.
     Provision {
         /// The pairing code the central system's operator gave you.
-        #[arg(long)]
-        code: String,
+        #[arg(long, required_unless_present = "code_file")]
+        code: Option<String>,
+        /// Read the pairing code from FILE (first-boot provisioning,
+        /// gated-provision.service): it stays out of the process list.
+        #[arg(long, value_name = "FILE", conflicts_with = "code")]
+        code_file: Option<PathBuf>,
         /// The central system's API URL (default: central.url in the config).
         #[arg(long, value_name = "URL")]
         central: Option<String>,
@@ -134,9 +138,23 @@ fn main() -> ExitCode {
         Command::Probe(p) => probe::run(p, cli.json),
         Command::Provision {
             code,
+            code_file,
             central: url,
             config,
-        } => central::provision(&config, url.as_deref(), &code, cli.json),
+        } => {
+            let code = match (code, code_file) {
+                (Some(c), _) => c,
+                (None, Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(c) => c.trim().to_owned(),
+                    Err(e) => {
+                        eprintln!("gatectl: pairing code file {}: {e}", f.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                (None, None) => unreachable!("clap requires --code or --code-file"),
+            };
+            central::provision(&config, url.as_deref(), &code, cli.json)
+        }
         Command::Status { config } => central::status(&config, cli.json),
         Command::Reprint { ticket, reason } => central::reprint(ticket, &reason, cli.json),
         Command::Lane { name, action, arg } => central::lane(&name, &action, &arg, cli.json),
