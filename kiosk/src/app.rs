@@ -20,8 +20,8 @@ use slint::{ComponentHandle, Model, ModelRc, SharedString, Timer, TimerMode, Vec
 use crate::config::Config;
 use crate::gated::{self, Gated};
 use crate::{
-    AppWindow, DateChoice, Fact, FoundOrder, IdCard, Line, PayNote, Problem, Reason, SaleRow,
-    Screen, TicketInfo, Ui, Week,
+    AppWindow, DateChoice, Fact, FoundOrder, IdCard, Language, Line, PayNote, Problem, Reason,
+    SaleRow, Screen, TicketInfo, Ui, Week,
 };
 
 type Job = Box<dyn FnOnce(&Rc<App>) + Send>;
@@ -111,6 +111,70 @@ fn slot_label(start: u16, end: u16) -> String {
             end % 60
         )
     }
+}
+
+/// Every language the screens can be shown in: English (the source) and
+/// each bundled translation, Chinese first.
+pub fn languages() -> Vec<Language> {
+    let mut codes = vec!["en".to_owned()];
+    // Slint lists its bundled translations when asked for one it lacks.
+    if let Err(slint::SelectBundledTranslationError::LanguageNotFound {
+        available_languages,
+    }) = slint::select_bundled_translation("\u{1}")
+    {
+        // "" is the source language, English.
+        codes.extend(
+            available_languages
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| c.to_string()),
+        );
+    }
+    codes.sort_by_key(|c| (!c.starts_with("zh"), c != "en", c.clone()));
+    codes.dedup();
+    codes
+        .into_iter()
+        .map(|code| {
+            let name = match code.as_str() {
+                "en" => "English",
+                "zh_CN" | "zh" => "简体中文",
+                "zh_TW" | "zh_HK" => "繁體中文",
+                "ja" => "日本語",
+                "ko" => "한국어",
+                "ru" => "Русский",
+                "fr" => "Français",
+                "de" => "Deutsch",
+                other => other,
+            }
+            .to_owned();
+            Language {
+                code: code.into(),
+                name: name.into(),
+            }
+        })
+        .collect()
+}
+
+/// Shows `ui` in `lang`: a translation's code, or "zh" for Chinese.
+pub fn show_language(ui: &AppWindow, lang: &str) {
+    let all = languages();
+    let code = match lang {
+        "zh" => "zh_CN",
+        other => other,
+    };
+    let Some(i) = all.iter().position(|l| l.code == code) else {
+        eprintln!("kiosk: no translation for {lang:?}; staying in the current language");
+        return;
+    };
+    if let Err(e) = slint::select_bundled_translation(code) {
+        eprintln!("kiosk: language {code}: {e}");
+    }
+    let g = ui.global::<Ui>();
+    g.set_language(code.into());
+    // The catalog has Chinese and English names; other languages show the English ones.
+    g.set_lang(if code.starts_with("zh") { "zh" } else { "en" }.into());
+    g.set_next_language(all[(i + 1) % all.len()].clone());
+    g.set_languages(model(all));
 }
 
 fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
@@ -319,15 +383,7 @@ impl App {
     }
 
     fn set_language(&self, lang: &str) {
-        let (code, lang) = if lang == "en" {
-            ("en", "en")
-        } else {
-            ("zh_CN", "zh")
-        };
-        if let Err(e) = slint::select_bundled_translation(code) {
-            eprintln!("kiosk: language {code}: {e}");
-        }
-        self.g().set_lang(lang.into());
+        show_language(&self.ui, lang);
     }
 
     /// Back to the attract screen: an unpaid order is cancelled, the next

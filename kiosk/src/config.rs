@@ -24,7 +24,8 @@ pub struct Config {
     /// How many days ahead tickets are sold (today included).
     #[serde(default = "default_horizon")]
     pub sale_horizon_days: u16,
-    /// `zh` or `en`: the language every visitor starts with.
+    /// The language every visitor starts with: `zh`, `en`, or the code of
+    /// another bundled translation (`lang/<code>/LC_MESSAGES/kiosk.po`).
     #[serde(default = "default_language")]
     pub language: String,
     /// A picture of the scenic area for the home screen (PNG or JPEG);
@@ -91,9 +92,19 @@ impl Config {
                 self.sale_horizon_days
             ));
         }
-        if !["zh", "en"].contains(&self.language.as_str()) {
+        let code = self.language.as_bytes();
+        let well_formed = match code.len() {
+            2 => code.iter().all(u8::is_ascii_lowercase),
+            5 => {
+                code[..2].iter().all(u8::is_ascii_lowercase)
+                    && code[2] == b'_'
+                    && code[3..].iter().all(u8::is_ascii_uppercase)
+            }
+            _ => false,
+        };
+        if !well_formed {
             return Err(format!(
-                "language = {:?}: use \"zh\" or \"en\"",
+                "language = {:?}: use \"zh\", \"en\" or a translation's code such as \"zh_TW\"",
                 self.language
             ));
         }
@@ -121,8 +132,8 @@ mod tests {
         );
         let e = load("service_pin = \"1234\"\nidle_timeout_s = 5\n").unwrap_err();
         assert!(e.contains("idle_timeout_s = 5"), "{e}");
-        let e = load("service_pin = \"1234\"\nlanguage = \"fr\"\n").unwrap_err();
-        assert!(e.contains("\"fr\""), "{e}");
+        let e = load("service_pin = \"1234\"\nlanguage = \"French\"\n").unwrap_err();
+        assert!(e.contains("\"French\""), "{e}");
         let e = load("service_pin = \"1234\"\nidle_timeout = 60\n").unwrap_err();
         assert!(e.contains("unknown field `idle_timeout`"), "{e}");
         let e = load("").unwrap_err();

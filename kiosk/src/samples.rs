@@ -253,9 +253,10 @@ pub fn render_all(
 ) -> Result<Vec<PathBuf>, PlatformError> {
     let mut out = Vec::new();
     for (suffix, code, lang) in LANGUAGES {
-        slint::select_bundled_translation(code)
-            .map_err(|e| PlatformError::Other(format!("language {code}: {e}")))?;
-        ui.global::<Ui>().set_lang((*lang).into());
+        crate::app::show_language(ui, code);
+        if ui.global::<Ui>().get_lang() != *lang {
+            return Err(PlatformError::Other(format!("language {code} not bundled")));
+        }
         for name in SCREENS {
             set(ui, name);
             for (o, size) in [

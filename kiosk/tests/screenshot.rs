@@ -16,6 +16,12 @@ fn every_screen_renders_in_both_languages_and_orientations_with_cjk_text() {
     let ui = AppWindow::new().unwrap();
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&out).unwrap();
+    // Every bundled translation is offered, Chinese first.
+    let codes: Vec<String> = kiosk::app::languages()
+        .iter()
+        .map(|l| l.code.to_string())
+        .collect();
+    assert_eq!(codes, ["zh_CN", "en"]);
     let written = samples::render_all(&window, &ui, &out).unwrap();
     assert_eq!(written.len(), samples::SCREENS.len() * 2 * 2);
 
