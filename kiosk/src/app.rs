@@ -72,6 +72,10 @@ struct State {
     poll_in_flight: bool,
     /// What the problem screen's action button does.
     problem_then: Option<Screen>,
+    /// The service PIN being typed (the screen shows dots).
+    pin: String,
+    /// The scenic area's name was asked for (once, not per state change).
+    name_asked: bool,
 }
 
 pub struct App {
@@ -259,27 +263,54 @@ impl App {
         }
     }
 
+    /// Sends a job to the UI thread and wakes it (from any thread).
+    fn post(&self) -> impl Fn(Job) + Clone + Send + 'static {
+        let tx = self.tx.clone();
+        let wake = self.wake.clone();
+        move |job| {
+            if tx.send(job).is_ok() {
+                wake();
+            }
+        }
+    }
+
     /// Runs `fut` on the D-Bus thread and `then` with its result here.
     fn spawn<T: Send + 'static>(
         &self,
         fut: impl Future<Output = T> + Send + 'static,
         then: impl FnOnce(&Rc<App>, T) + Send + 'static,
     ) {
-        let tx = self.tx.clone();
-        let wake = self.wake.clone();
+        let post = self.post();
         self.rt.spawn(async move {
             let v = fut.await;
-            if tx.send(Box::new(move |app: &Rc<App>| then(app, v))).is_ok() {
-                wake();
+            post(Box::new(move |app: &Rc<App>| then(app, v)));
+        });
+    }
+
+    /// Turns each signal of a stream into a job here, for as long as the
+    /// stream lasts.
+    fn forward<St: futures_util::Stream + Send + 'static>(
+        &self,
+        stream: impl Future<Output = zbus::Result<St>> + Send + 'static,
+        job: impl Fn(St::Item) -> Option<Job> + Send + 'static,
+    ) {
+        let post = self.post();
+        self.rt.spawn(async move {
+            let Ok(st) = stream.await else { return };
+            let mut st = std::pin::pin!(st);
+            while let Some(sig) = st.next().await {
+                if let Some(j) = job(sig) {
+                    post(j);
+                }
             }
         });
     }
 
     /// A call to gated on behalf of the visitor: the screen shows "please
     /// wait" until it answers. Without gated, the visitor is told.
-    fn call<T: Send + 'static>(
+    fn call<T: Send + 'static, F: Future<Output = zbus::Result<T>> + Send + 'static>(
         self: &Rc<Self>,
-        f: impl FnOnce(Gated) -> std::pin::Pin<Box<dyn Future<Output = zbus::Result<T>> + Send>>,
+        f: impl FnOnce(Gated) -> F,
         then: impl FnOnce(&Rc<App>, zbus::Result<T>) + Send + 'static,
     ) {
         let Some(g) = self.state.borrow().gated.clone() else {
@@ -351,7 +382,7 @@ impl App {
         on!(on_open_service, |app| {
             app.g().set_pin("".into());
             app.g().set_pin_wrong(false);
-            app.state.borrow_mut().sale.phone.clear();
+            app.state.borrow_mut().pin.clear();
             app.show(Screen::ServicePin);
         });
         on!(on_service_test_print, |app| app.service_test_print());
@@ -442,14 +473,7 @@ impl App {
 
     /// Follows gated: its presence, its sale state, its signals.
     fn follow(self: &Rc<Self>, g: Gated) {
-        let tx = self.tx.clone();
-        let wake = self.wake.clone();
-        let send = move |job: Job| {
-            if tx.send(job).is_ok() {
-                wake();
-            }
-        };
-        let s = send.clone();
+        let post = self.post();
         let k = g.kiosk.clone();
         self.rt.spawn(async move {
             // Re-read on every change and whenever gated (re)appears.
@@ -466,58 +490,37 @@ impl App {
                     (Ok(_), Ok(r)) => Some(r),
                     _ => None,
                 };
-                s(Box::new(move |app: &Rc<App>| app.set_reasons(state)));
+                post(Box::new(move |app: &Rc<App>| app.set_reasons(state)));
                 tokio::select! {
                     _ = owner.next() => {}
                     m = changes.next() => if m.is_none() { return },
                 }
             }
         });
-        let s = send.clone();
         let k = g.kiosk.clone();
-        self.rt.spawn(async move {
-            let Ok(mut st) = k.receive_code_scanned().await else {
-                return;
-            };
-            while let Some(sig) = st.next().await {
-                if let Ok(a) = sig.args() {
-                    let code = a.code.clone();
-                    s(Box::new(move |app: &Rc<App>| app.code_scanned(code)));
-                }
-            }
-        });
-        let s = send.clone();
-        let k = g.kiosk.clone();
-        self.rt.spawn(async move {
-            let Ok(mut st) = k.receive_id_card_read().await else {
-                return;
-            };
-            while let Some(sig) = st.next().await {
-                if let Ok(a) = sig.args() {
-                    let card = (
-                        a.handle.clone(),
-                        a.name_masked.clone(),
-                        a.number_masked.clone(),
-                    );
-                    s(Box::new(move |app: &Rc<App>| {
-                        app.id_card_read(card.0, card.1, card.2)
-                    }));
-                }
-            }
+        self.forward(async move { k.receive_code_scanned().await }, |sig| {
+            let code = sig.args().ok()?.code.clone();
+            Some(Box::new(move |app: &Rc<App>| app.code_scanned(code)))
         });
         let k = g.kiosk.clone();
-        self.rt.spawn(async move {
-            let Ok(mut st) = k.receive_ticket_printed().await else {
-                return;
-            };
-            while let Some(sig) = st.next().await {
-                if let Ok(a) = sig.args() {
-                    let p = (a.order_no.clone(), a.printed, a.total);
-                    send(Box::new(move |app: &Rc<App>| {
-                        app.ticket_printed(p.0, p.1, p.2)
-                    }));
-                }
-            }
+        self.forward(async move { k.receive_id_card_read().await }, |sig| {
+            let a = sig.args().ok()?;
+            let (h, name, number) = (
+                a.handle.clone(),
+                a.name_masked.clone(),
+                a.number_masked.clone(),
+            );
+            Some(Box::new(move |app: &Rc<App>| {
+                app.id_card_read(h, name, number)
+            }))
+        });
+        let k = g.kiosk;
+        self.forward(async move { k.receive_ticket_printed().await }, |sig| {
+            let a = sig.args().ok()?;
+            let (no, printed, total) = (a.order_no.clone(), a.printed, a.total);
+            Some(Box::new(move |app: &Rc<App>| {
+                app.ticket_printed(no, printed, total)
+            }))
         });
     }
 
@@ -530,13 +533,18 @@ impl App {
         }
         self.show_reasons();
         // The home screen names the scenic area from the catalog.
-        if self.state.borrow().reachable
-            && self.g().get_scenic_area().is_empty()
-            && let Some(g) = self.state.borrow().gated.clone()
-        {
+        let g = {
+            let mut st = self.state.borrow_mut();
+            let ask = st.reachable && !st.name_asked && self.g().get_scenic_area().is_empty();
+            st.name_asked |= ask;
+            st.gated.clone().filter(|_| ask)
+        };
+        if let Some(g) = g {
             self.spawn(async move { g.kiosk.catalog("").await }, |app, r| {
-                if let Ok(c) = r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
-                    app.g().set_scenic_area(c.scenic_area.into());
+                match r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
+                    Ok(c) => app.g().set_scenic_area(c.scenic_area.into()),
+                    // No catalog yet: ask again at the next change.
+                    Err(_) => app.state.borrow_mut().name_asked = false,
                 }
             });
         }
@@ -631,7 +639,7 @@ impl App {
 
     fn load_catalog(self: &Rc<Self>, date: String) {
         self.call(
-            move |g| Box::pin(async move { g.kiosk.catalog(&date).await }),
+            move |g| async move { g.kiosk.catalog(&date).await },
             |app, r| match r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
                 Ok(c) => app.show_catalog(c),
                 Err(e) => app.call_failed(&e),
@@ -825,14 +833,12 @@ impl App {
             )
         };
         self.call(
-            move |g| {
-                Box::pin(async move {
-                    let h: Vec<&str> = handles.iter().map(String::as_str).collect();
-                    let order = g.kiosk.create_order(&date, &items, &h, &phone).await?;
-                    let order: gated::Order = gated::parse("CreateOrder", &order)?;
-                    let paid = g.kiosk.pay(&order.order_no, "qr", "").await;
-                    Ok((order, paid))
-                })
+            move |g| async move {
+                let h: Vec<&str> = handles.iter().map(String::as_str).collect();
+                let order = g.kiosk.create_order(&date, &items, &h, &phone).await?;
+                let order: gated::Order = gated::parse("CreateOrder", &order)?;
+                let paid = g.kiosk.pay(&order.order_no, "qr", "").await;
+                Ok((order, paid))
             },
             |app, r| match r {
                 Ok((order, Ok((_, qr, expires)))) => app.show_payment(order, &qr, expires),
@@ -949,7 +955,7 @@ impl App {
         let Some(no) = self.order_no() else { return };
         self.g().set_pay_note(PayNote::Checking);
         self.call(
-            move |g| Box::pin(async move { g.kiosk.pay(&no, "code", &code).await }),
+            move |g| async move { g.kiosk.pay(&no, "code", &code).await },
             |app, r| match r {
                 Ok((status, _, _)) if status == "paid" => app.paid(),
                 Ok(_) => app.g().set_pay_note(PayNote::Waiting),
@@ -972,7 +978,7 @@ impl App {
         let timed_out = self.g().get_seconds_left() == 0;
         self.stop_payment_timers();
         self.call(
-            move |g| Box::pin(async move { g.kiosk.cancel(&no).await }),
+            move |g| async move { g.kiosk.cancel(&no).await },
             move |app, r| match r {
                 Ok(()) if timed_out => app.payment_ended(),
                 Ok(()) => {
@@ -988,7 +994,7 @@ impl App {
     fn check_after_not_payable(self: &Rc<Self>) {
         let Some(no) = self.order_no() else { return };
         self.call(
-            move |g| Box::pin(async move { g.kiosk.order_status(&no).await }),
+            move |g| async move { g.kiosk.order_status(&no).await },
             |app, r| match r.as_deref() {
                 Ok("paid") => app.paid(),
                 Ok(_) => app.payment_ended(),
@@ -1079,7 +1085,7 @@ impl App {
 
     fn pickup(self: &Rc<Self>, by: &'static str, value: String, suffix: String) {
         self.call(
-            move |g| Box::pin(async move { g.kiosk.pickup(by, &value, &suffix).await }),
+            move |g| async move { g.kiosk.pickup(by, &value, &suffix).await },
             move |app, r| match r.and_then(|j| gated::parse::<Vec<gated::PickupView>>("Pickup", &j))
             {
                 Ok(found) if found.is_empty() => {
@@ -1132,7 +1138,7 @@ impl App {
 
     fn query(self: &Rc<Self>, code: String) {
         self.call(
-            move |g| Box::pin(async move { g.kiosk.query(&code).await }),
+            move |g| async move { g.kiosk.query(&code).await },
             |app, r| match r.and_then(|j| gated::parse::<gated::QueryView>("Query", &j)) {
                 Ok(q) => {
                     let opt = |v: Option<u32>| v.map_or(-1, |n| n.min(9999) as i32);
@@ -1236,8 +1242,8 @@ impl App {
             Screen::ServicePin => {
                 let mut st = self.state.borrow_mut();
                 if k == "enter" {
-                    let ok = st.sale.phone == self.config.service_pin && !st.sale.phone.is_empty();
-                    st.sale.phone.clear();
+                    let ok = st.pin == self.config.service_pin && !st.pin.is_empty();
+                    st.pin.clear();
                     drop(st);
                     g.set_pin("".into());
                     g.set_pin_wrong(!ok);
@@ -1248,9 +1254,8 @@ impl App {
                     }
                     return;
                 }
-                // The typed PIN is kept here, the screen shows dots only.
-                edit(&mut st.sale.phone, 8);
-                g.set_pin("●".repeat(st.sale.phone.len()).into());
+                edit(&mut st.pin, 8);
+                g.set_pin("●".repeat(st.pin.len()).into());
             }
             _ => {}
         }
@@ -1260,42 +1265,40 @@ impl App {
 
     fn service_refresh(self: &Rc<Self>) {
         self.call(
-            |g| {
-                Box::pin(async move {
-                    let d = &g.device;
-                    let mut facts = vec![
-                        ("kiosk app", env!("CARGO_PKG_VERSION").to_owned()),
-                        ("device", d.device_id().await?),
-                        ("role", d.role().await?),
-                        ("central link", d.mode().await?),
-                        ("central URL", d.central_url().await?),
-                    ];
-                    let last = d.last_sync_ms().await?;
-                    facts.push((
-                        "last sync",
-                        if last == 0 {
-                            "never".into()
-                        } else {
-                            format!("{} s ago", (now_ms() - last) / 1000)
-                        },
-                    ));
-                    facts.push(("events not uploaded", d.outbox_depth().await?.to_string()));
-                    facts.push(("clock skew", format!("{} ms", d.clock_skew_ms().await?)));
-                    facts.push(("power", d.power().await?));
-                    let reasons = g.kiosk.out_of_service_reasons().await?;
-                    facts.push((
-                        "sale",
-                        if reasons.is_empty() {
-                            "available".into()
-                        } else {
-                            format!("blocked: {}", reasons.join(", "))
-                        },
-                    ));
-                    let mut out: Vec<(String, String)> =
-                        facts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-                    out.extend(d.devices().await?);
-                    Ok(out)
-                })
+            |g| async move {
+                let d = &g.device;
+                let mut facts = vec![
+                    ("kiosk app", env!("CARGO_PKG_VERSION").to_owned()),
+                    ("device", d.device_id().await?),
+                    ("role", d.role().await?),
+                    ("central link", d.mode().await?),
+                    ("central URL", d.central_url().await?),
+                ];
+                let last = d.last_sync_ms().await?;
+                facts.push((
+                    "last sync",
+                    if last == 0 {
+                        "never".into()
+                    } else {
+                        format!("{} s ago", (now_ms() - last) / 1000)
+                    },
+                ));
+                facts.push(("events not uploaded", d.outbox_depth().await?.to_string()));
+                facts.push(("clock skew", format!("{} ms", d.clock_skew_ms().await?)));
+                facts.push(("power", d.power().await?));
+                let reasons = g.kiosk.out_of_service_reasons().await?;
+                facts.push((
+                    "sale",
+                    if reasons.is_empty() {
+                        "available".into()
+                    } else {
+                        format!("blocked: {}", reasons.join(", "))
+                    },
+                ));
+                let mut out: Vec<(String, String)> =
+                    facts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                out.extend(d.devices().await?);
+                Ok(out)
             },
             |app, r| match r {
                 Ok(facts) => app.g().set_facts(model(
@@ -1316,7 +1319,7 @@ impl App {
 
     fn service_test_print(self: &Rc<Self>) {
         self.call(
-            |g| Box::pin(async move { g.engineer.self_test("printer", "").await }),
+            |g| async move { g.engineer.self_test("printer", "").await },
             |app, r| {
                 let text = match r {
                     Ok((true, report)) => format!("PASS: {report}"),
@@ -1331,7 +1334,7 @@ impl App {
 
     fn service_sync(self: &Rc<Self>) {
         self.call(
-            |g| Box::pin(async move { g.engineer.sync_now().await }),
+            |g| async move { g.engineer.sync_now().await },
             |app, r| {
                 let text = match r {
                     Ok(()) => "sync requested: the link reconnects now".to_owned(),
