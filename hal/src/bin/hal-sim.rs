@@ -40,6 +40,14 @@ enum Device {
         #[arg(long)]
         pty: PathBuf,
     },
+    /// USB keyboard-type scanner as a kernel input device (uinput): types
+    /// each stdin line with the US layout and Enter, as such a scanner does.
+    /// Prints the event node (e.g. /dev/input/event3) once it exists.
+    UinputScanner {
+        /// The device's name (what `/proc/bus/input/devices` shows).
+        #[arg(long, default_value = "hal-sim virtual scanner")]
+        name: String,
+    },
     /// 2nd-gen ID-card reader (SAM protocol). stdin: `present N` (a test
     /// card), `remove`, `fault checksum|truncate|status HEX`, `silent on|off`.
     IdReader {
@@ -148,6 +156,24 @@ async fn run(device: Device) -> Result<(), String> {
             loop {
                 let line = stdin.next().await;
                 sim.scan(line.trim_end()).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Device::UinputScanner { name } => {
+            let (mut dev, node) = uinput_scanner(&name)
+                .map_err(|e| format!("cannot create a uinput device (/dev/uinput): {e}"))?;
+            println!("{}", node.display());
+            eprintln!(
+                "scanner {name:?} on {}: type a code and Enter",
+                node.display()
+            );
+            loop {
+                let line = stdin.next().await;
+                let code = line.trim_end();
+                let Some(keys) = hal::scanner::keymap::keys_for(code) else {
+                    eprintln!("? {code:?} has a character no US-layout key gives");
+                    continue;
+                };
+                type_keys(&mut dev, &keys).map_err(|e| format!("uinput: {e}"))?;
             }
         }
         Device::IdReader { pty } => {
@@ -321,4 +347,69 @@ impl Commands {
             _ => std::future::pending().await,
         }
     }
+}
+
+/// A keyboard with every key a scanner sends, and its /dev/input/event* node.
+fn uinput_scanner(
+    name: &str,
+) -> std::io::Result<(evdev::uinput::VirtualDevice, std::path::PathBuf)> {
+    let mut keys = evdev::AttributeSet::<evdev::KeyCode>::new();
+    for k in 0..=0x2FFu16 {
+        let k = evdev::KeyCode::new(k);
+        if hal::scanner::keymap::char_for(k, false, false).is_some() {
+            keys.insert(k);
+        }
+    }
+    for k in [
+        evdev::KeyCode::KEY_LEFTSHIFT,
+        evdev::KeyCode::KEY_ENTER,
+        evdev::KeyCode::KEY_KPENTER,
+    ] {
+        keys.insert(k);
+    }
+    let mut dev = evdev::uinput::VirtualDevice::builder()?
+        .name(name)
+        .with_keys(&keys)?
+        .build()?;
+    // udev makes the node a moment after the device exists.
+    for _ in 0..200 {
+        if let Some(node) = dev
+            .enumerate_dev_nodes_blocking()?
+            .filter_map(Result::ok)
+            .find(|p| p.exists())
+        {
+            return Ok((dev, node));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(std::io::Error::other("no /dev/input/event* node appeared"))
+}
+
+/// Key down and up for each key (with shift around it where needed), then
+/// Enter, one report per USB HID poll (2 ms), as a scanner sends them. All
+/// at once would overflow the reader's evdev buffer (64 events), which a
+/// real scanner never does.
+fn type_keys(
+    dev: &mut evdev::uinput::VirtualDevice,
+    keys: &[(evdev::KeyCode, bool)],
+) -> std::io::Result<()> {
+    use evdev::{EventType, InputEvent, KeyCode};
+    let ev = |k: KeyCode, v: i32| InputEvent::new(EventType::KEY.0, k.0, v);
+    let shift = KeyCode::KEY_LEFTSHIFT;
+    let poll = Duration::from_millis(2);
+    for &(k, shifted) in keys.iter().chain([(KeyCode::KEY_ENTER, false)].iter()) {
+        if shifted {
+            dev.emit(&[ev(shift, 1), ev(k, 1)])?;
+        } else {
+            dev.emit(&[ev(k, 1)])?;
+        }
+        std::thread::sleep(poll);
+        if shifted {
+            dev.emit(&[ev(k, 0), ev(shift, 0)])?;
+        } else {
+            dev.emit(&[ev(k, 0)])?;
+        }
+        std::thread::sleep(poll);
+    }
+    Ok(())
 }
