@@ -56,11 +56,50 @@ pub struct Config {
     pub lanes: BTreeMap<String, Spanned<Lane>>,
     #[serde(default)]
     pub power: Power,
+    #[serde(default)]
+    pub fire: Fire,
+    #[serde(default)]
+    pub peak: Peak,
+}
+
+/// The fire alarm (a gate's fire input: Modbus or GPIO).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fire {
+    /// After the input clears, the gates stay open until an engineer runs
+    /// `gatectl alarm reset` (drop-arm turnstiles need their arms lifted).
+    #[serde(default)]
+    pub reset_by_engineer: bool,
+}
+
+/// Peak mode (switched by an operator): what it relaxes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peak {
+    /// Anti-passback off: a ticket may enter again without an exit first.
+    #[serde(default = "yes")]
+    pub ignore_exit_first: bool,
+    /// No minimum wait between a ticket's entries.
+    #[serde(default = "yes")]
+    pub ignore_reentry_wait: bool,
+}
+
+impl Default for Peak {
+    fn default() -> Self {
+        Peak {
+            ignore_exit_first: true,
+            ignore_reentry_wait: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where gated learns whether the appliance is on mains or on battery
 /// (at most one source; none = not watched).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Power {
     /// NUT's upsd: `HOST:PORT[/UPSNAME]`.
@@ -68,13 +107,66 @@ pub struct Power {
     /// UPower on the system bus.
     #[serde(default)]
     pub upower: bool,
+    /// A power-fail line: `/dev/gpiochipN:LINE` (a UPS HAT's "power lost"
+    /// output, an industrial DC-UPS's "AC fail" contact).
+    pub gpio: Option<Spanned<String>>,
+    /// The line is low when mains is lost (an open collector to GND).
+    #[serde(default)]
+    pub gpio_active_low: bool,
     /// How often NUT is asked.
     #[serde(default = "default_power_poll_ms")]
     pub poll_ms: u64,
+    /// Mains must stay lost this long before the lanes go to their
+    /// power-fail mode (brownouts flicker).
+    #[serde(default = "default_power_debounce_ms")]
+    pub debounce_ms: u64,
+    /// On battery this long, the device shuts down (0 = only when the
+    /// battery is low or the UPS orders it).
+    #[serde(default = "default_power_grace_s")]
+    pub grace_s: u64,
+    /// At or below this charge (%), the battery counts as low even when the
+    /// UPS does not say so.
+    #[serde(default = "default_power_low_percent")]
+    pub low_percent: f64,
+}
+
+impl Default for Power {
+    fn default() -> Self {
+        Power {
+            nut: None,
+            upower: false,
+            gpio: None,
+            gpio_active_low: false,
+            poll_ms: default_power_poll_ms(),
+            debounce_ms: default_power_debounce_ms(),
+            grace_s: default_power_grace_s(),
+            low_percent: default_power_low_percent(),
+        }
+    }
+}
+
+/// `/dev/gpiochipN:LINE` → (chip, line).
+pub fn gpio_line(spec: &str) -> Result<(String, u32), String> {
+    let (chip, line) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{spec:?}: expected /dev/gpiochipN:LINE"))?;
+    let line = line
+        .parse()
+        .map_err(|_| format!("{spec:?}: the line after ':' must be a number"))?;
+    Ok((chip.to_owned(), line))
 }
 
 fn default_power_poll_ms() -> u64 {
     500
+}
+fn default_power_debounce_ms() -> u64 {
+    2000
+}
+fn default_power_grace_s() -> u64 {
+    600
+}
+fn default_power_low_percent() -> f64 {
+    20.0
 }
 
 impl Config {
@@ -243,6 +335,29 @@ pub struct Lane {
     pub ic_reader: Option<Spanned<String>>,
     /// The display that tells visitors what happened.
     pub display: Option<Spanned<String>>,
+    /// What the gate does on UPS power: "open" (wing gates stay open),
+    /// "free" (turnstile arms turn freely), both the controller's free
+    /// passage, or "locked" (gates that stay where they are).
+    #[serde(default)]
+    pub power_fail_mode: PowerFailMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerFailMode {
+    #[default]
+    Open,
+    Free,
+    Locked,
+}
+
+impl PowerFailMode {
+    pub fn gate_mode(self) -> hal::gate::GateMode {
+        match self {
+            PowerFailMode::Open | PowerFailMode::Free => hal::gate::GateMode::Free,
+            PowerFailMode::Locked => hal::gate::GateMode::Locked,
+        }
+    }
 }
 
 /// Whether device nodes must exist when the configuration is checked.
@@ -503,6 +618,23 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     }
 
     validate_devices(&config.devices, devices, r);
+    let sources = [
+        config.power.nut.is_some(),
+        config.power.upower,
+        config.power.gpio.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() > 1 {
+        r.problems.push(r.problem(
+            "power",
+            None,
+            "choose one UPS source: `nut`, `upower = true` or `gpio`".into(),
+        ));
+    }
+    if let Some(g) = &config.power.gpio
+        && let Err(e) = gpio_line(g.get_ref())
+    {
+        r.push("power.gpio", g.span(), e);
+    }
     if let Some(nut) = &config.power.nut {
         if let Err(e) = nut.get_ref().parse::<hal::power::nut::NutTarget>() {
             r.push("power.nut", nut.span(), e);

@@ -102,17 +102,37 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes: lanes_handle.clone().zip(registry.clone()),
         tz: config.time_zone(),
     };
-    let link = crate::central::sync::start(&config, lanes_handle).map_err(StartError::Store)?;
+    let link =
+        crate::central::sync::start(&config, lanes_handle.clone()).map_err(StartError::Store)?;
     let sync = link.tasks;
     let mut services = tokio::task::JoinSet::new();
     let power = crate::power::start(&config, &mut services);
+    // The operating mode: UPS, fire inputs, central link, operator.
+    let (fire_tx, fire_rx) = tokio::sync::mpsc::channel(16);
+    if let Some(r) = &registry {
+        crate::modes::fire_from_gates(r, &fire_tx);
+    }
+    drop(fire_tx);
+    let (modes, modes_task) = crate::modes::start(crate::modes::Inputs {
+        device_id: config.device_id.get_ref().clone(),
+        settings: crate::modes::Settings::from_config(&config),
+        power: power.clone(),
+        link: link.status.clone(),
+        fire: fire_rx,
+        lanes: lanes_handle.clone().zip(registry.clone()),
+        store: std::sync::Mutex::new(
+            Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?,
+        ),
+        upload_now: link.resync.clone(),
+        logind: crate::modes::Logind,
+    });
     let kiosk = match config.role {
         Role::Kiosk => Some(
             crate::kiosk_role::start(
                 &config,
                 link.session.clone(),
                 link.status.clone(),
-                power.clone(),
+                modes.view.clone(),
                 &mut services,
             )
             .map_err(StartError::Store)?,
@@ -128,6 +148,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes: registry.clone(),
         power: power.clone(),
         reads: reads.clone(),
+        modes: modes.clone(),
     };
     let engineer = crate::dbus::Engineer {
         power: power.clone(),
@@ -136,24 +157,37 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes: registry.clone(),
         reads: reads.clone(),
         resync: link.resync.clone(),
+        modes: modes.clone(),
     };
-    match crate::dbus::serve(device, lane_iface, engineer).await {
+    // Held until gated stops: the name goes with the connection.
+    let bus = match crate::dbus::serve(device, lane_iface, engineer).await {
         Ok(conn) => {
             info!(name = crate::dbus::BUS_NAME, "D-Bus API served");
             services.spawn(crate::dbus::follow(
                 conn.clone(),
                 link.status.clone(),
                 power.clone(),
+                modes.view.clone(),
                 kiosk.clone(),
             ));
             if let Some(k) = &kiosk {
-                crate::kiosk_role::forward_reads(&config, k.clone(), conn, &reads, &mut services);
+                crate::kiosk_role::forward_reads(
+                    &config,
+                    k.clone(),
+                    conn.clone(),
+                    &reads,
+                    &mut services,
+                );
             }
+            Some(conn)
         }
-        Err(e) => warn!(
-            "D-Bus API not available: {e} (the kiosk UI and gatectl status cannot reach gated)"
-        ),
-    }
+        Err(e) => {
+            warn!(
+                "D-Bus API not available: {e} (the kiosk UI and gatectl status cannot reach gated)"
+            );
+            None
+        }
+    };
 
     let status = format!(
         "role {}, device {}, {} lane(s)",
@@ -186,6 +220,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     {
         warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
     }
+    modes_task.abort();
+    drop(bus);
     info!("gated stopped");
     Ok(())
 }

@@ -79,6 +79,7 @@ pub struct Device {
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub power: watch::Receiver<crate::power::PowerView>,
     pub reads: crate::reads::Reads,
+    pub modes: crate::modes::Modes,
 }
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
@@ -134,6 +135,46 @@ impl Device {
     fn on_battery(&self) -> bool {
         self.power.borrow().on_battery()
     }
+
+    /// What the device is doing: `normal`, `offline`, `power_fallback`,
+    /// `shutdown` or `fire_alarm`.
+    #[zbus(property)]
+    fn operating_mode(&self) -> String {
+        self.modes.view.borrow().mode.as_str().to_owned()
+    }
+
+    /// Why, for people: "mains lost for 2000 ms (ON BATTERY, 80 %)".
+    #[zbus(property)]
+    fn operating_mode_cause(&self) -> String {
+        self.modes.view.borrow().cause.clone()
+    }
+
+    /// Unix ms when the operating mode was entered.
+    #[zbus(property)]
+    fn operating_mode_since_ms(&self) -> i64 {
+        self.modes.view.borrow().since_ms
+    }
+
+    /// The fire input cleared; the gates stay open until `gatectl alarm reset`.
+    #[zbus(property)]
+    fn fire_reset_pending(&self) -> bool {
+        self.modes.view.borrow().fire_reset_pending
+    }
+
+    /// Lane groups in peak mode.
+    #[zbus(property)]
+    fn peak_groups(&self) -> Vec<String> {
+        self.modes.view.borrow().peak_groups.clone()
+    }
+
+    /// Every change of the operating mode, with its cause.
+    #[zbus(signal)]
+    pub async fn transition(
+        emitter: &SignalEmitter<'_>,
+        from: &str,
+        to: &str,
+        cause: &str,
+    ) -> zbus::Result<()>;
 
     /// Attached devices and their state: (family, state).
     #[zbus(property)]
@@ -358,6 +399,9 @@ impl LaneIface {
                 "group": l.group,
                 "direction": l.direction,
                 "mode": format!("{:?}", l.mode()).to_lowercase(),
+                "forced_by": l.forced_by(),
+                "peak": l.peak(),
+                "power_fail_mode": l.power_fail_mode,
                 "gate": l.gate.watch_state().borrow().to_string(),
                 "entries_today": entries,
                 "exits_today": exits,
@@ -380,10 +424,10 @@ impl LaneIface {
             .parse()
             .map_err(|e: String| Error::InvalidArgument(format!("{e} (normal, free or locked)")))?;
         let by = caller(&header, conn).await;
-        state
-            .set_mode(mode)
-            .await
-            .map_err(|e| Error::Failed(format!("gate: {e}")))?;
+        state.set_mode(mode).await.map_err(|e| match e {
+            crate::lanes::LaneCommandError::Forced(_) => Error::NotAvailable(e.to_string()),
+            e => Error::Failed(e.to_string()),
+        })?;
         tracing::warn!(lane, mode = ?mode, by, "lane mode set by an engineer");
         Ok(())
     }
@@ -407,6 +451,9 @@ impl LaneIface {
                 )));
             }
         };
+        state
+            .check_not_forced()
+            .map_err(|e| Error::NotAvailable(e.to_string()))?;
         let by = caller(&header, conn).await;
         let outcome = hal::gate::Gate::open(&state.gate, dir, 1).await;
         let at_ms = jiff::Timestamp::now().as_millisecond();
@@ -433,6 +480,7 @@ pub struct Engineer {
     pub reads: crate::reads::Reads,
     pub power: watch::Receiver<crate::power::PowerView>,
     pub resync: Arc<tokio::sync::Notify>,
+    pub modes: crate::modes::Modes,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -498,6 +546,42 @@ impl Engineer {
         let by = caller(&header, conn).await;
         tracing::info!(by, "sync requested over D-Bus");
         self.resync.notify_one();
+    }
+
+    /// Ends a fire alarm kept after its input cleared (`[fire]
+    /// reset_by_engineer`); refused while the input is still active.
+    async fn alarm_reset(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<(), Error> {
+        let by = caller(&header, conn).await;
+        self.modes
+            .command(|reply| crate::modes::Command::AlarmReset { by, reply })
+            .await
+            .map_err(Error::NotAvailable)
+    }
+
+    /// Peak mode for a lane group: its two-way lanes admit entries only and
+    /// the re-entry rules `[peak]` names are lifted; `on` false ends it.
+    async fn set_peak(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        group: &str,
+        on: bool,
+    ) -> Result<(), Error> {
+        let by = caller(&header, conn).await;
+        let group = group.to_owned();
+        self.modes
+            .command(|reply| crate::modes::Command::Peak {
+                group,
+                on,
+                by,
+                reply,
+            })
+            .await
+            .map_err(Error::NotFound)
     }
 
     /// A guided self-test of one device through the running gated:
@@ -681,6 +765,7 @@ pub async fn follow(
     conn: zbus::Connection,
     mut status: watch::Receiver<SyncStatus>,
     mut power: watch::Receiver<crate::power::PowerView>,
+    mut modes: watch::Receiver<crate::modes::ModeView>,
     kiosk: Option<Arc<Kiosk>>,
 ) {
     let server = conn.object_server();
@@ -696,6 +781,7 @@ pub async fn follow(
     // every second and announced when they changed.
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut devices_seen = device.get().await.devices();
+    let mut last_mode = modes.borrow().mode;
     loop {
         let printer_changed = async {
             match &mut printer {
@@ -745,15 +831,27 @@ pub async fn follow(
                 let _ = d.clock_skew_ms_changed(e).await;
                 let _ = d.central_url_changed(e).await;
             }
-            r = power.changed() => {
-                if r.is_err() {
-                    return;
-                }
+            // No UPS configured: the power view never changes.
+            Ok(()) = power.changed() => {
                 let d = device.get().await;
                 let e = device.signal_emitter();
                 let _ = d.power_changed(e).await;
                 let _ = d.on_battery_changed(e).await;
                 let _ = d.devices_changed(e).await;
+            }
+            Ok(()) = modes.changed() => {
+                let v = modes.borrow_and_update().clone();
+                let d = device.get().await;
+                let e = device.signal_emitter();
+                if v.mode != last_mode {
+                    let _ = Device::transition(e, last_mode.as_str(), v.mode.as_str(), &v.cause).await;
+                    last_mode = v.mode;
+                }
+                let _ = d.operating_mode_changed(e).await;
+                let _ = d.operating_mode_cause_changed(e).await;
+                let _ = d.operating_mode_since_ms_changed(e).await;
+                let _ = d.fire_reset_pending_changed(e).await;
+                let _ = d.peak_groups_changed(e).await;
             }
             ok = printer_changed => {
                 if !ok {

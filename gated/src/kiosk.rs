@@ -167,7 +167,8 @@ pub struct Kiosk {
     printer_status: watch::Sender<Option<Result<Status, String>>>,
     handles: Mutex<HashMap<String, IdHandle>>,
     tz: jiff::tz::TimeZone,
-    power: watch::Receiver<crate::power::PowerView>,
+    /// The device's operating mode: no sale on UPS power or in a fire alarm.
+    modes: watch::Receiver<crate::modes::ModeView>,
     /// Per-ticket print progress, for the UI's progress display.
     progress: tokio::sync::broadcast::Sender<PrintProgress>,
 }
@@ -192,7 +193,7 @@ impl Kiosk {
         status: watch::Receiver<SyncStatus>,
         printer: Option<SerialPrinter>,
         tz: jiff::tz::TimeZone,
-        power: watch::Receiver<crate::power::PowerView>,
+        modes: watch::Receiver<crate::modes::ModeView>,
     ) -> Self {
         Kiosk {
             store: Arc::new(Mutex::new(store)),
@@ -202,7 +203,7 @@ impl Kiosk {
             printer_status: watch::Sender::new(None),
             handles: Mutex::new(HashMap::new()),
             tz,
-            power,
+            modes,
             progress: tokio::sync::broadcast::Sender::new(16),
         }
     }
@@ -270,9 +271,14 @@ impl Kiosk {
             Some(Err(_)) => reasons.push("printer_not_ready".into()),
             _ => {}
         }
-        // On battery the kiosk does not start a sale it may not finish.
-        if self.power.borrow().on_battery() {
-            reasons.push("power_fallback".into());
+        // On battery the kiosk does not start a sale it may not finish; a
+        // print already under way completes and is recorded.
+        match self.modes.borrow().mode {
+            crate::modes::Mode::PowerFallback | crate::modes::Mode::Shutdown => {
+                reasons.push("power_fallback".into())
+            }
+            crate::modes::Mode::FireAlarm => reasons.push("fire_alarm".into()),
+            _ => {}
         }
         reasons
     }
@@ -448,6 +454,7 @@ impl Kiosk {
                 "power_fallback" => {
                     E::NotAvailable("mains power is lost: no sale until it is back".into())
                 }
+                "fire_alarm" => E::NotAvailable("fire alarm: no sale until it ends".into()),
                 _ => E::NotProvisioned("this kiosk is not enrolled".into()),
             });
         }

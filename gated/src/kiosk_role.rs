@@ -25,7 +25,7 @@ pub fn start(
     config: &Config,
     session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Receiver<SyncStatus>,
-    power: watch::Receiver<crate::power::PowerView>,
+    modes: watch::Receiver<crate::modes::ModeView>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Kiosk>, StoreError> {
     let store = Store::open(&config.state_dir.get_ref().join("gated.db"))?;
@@ -37,7 +37,7 @@ pub fn start(
         )
     });
     let tz = config.time_zone();
-    let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz, power));
+    let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz, modes));
     let k = kiosk.clone();
     tasks.spawn(async move {
         loop {

@@ -86,6 +86,17 @@ struct Inner {
     store: Mutex<Store>,
     catalog: RwLock<Catalog>,
     reserved: Mutex<HashSet<u64>>,
+    /// Lane groups in peak mode and what it relaxes there.
+    relaxed: RwLock<HashMap<String, Relax>>,
+}
+
+/// Re-entry rules peak mode lifts (`[peak]` in gated.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relax {
+    /// Anti-passback: entering again without an exit first.
+    pub exit_first: bool,
+    /// The minimum wait between a ticket's entries.
+    pub reentry_wait: bool,
 }
 
 #[derive(Debug)]
@@ -208,6 +219,7 @@ impl Lanes {
                 store: Mutex::new(store),
                 catalog: RwLock::new(catalog),
                 reserved: Mutex::new(HashSet::new()),
+                relaxed: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -379,6 +391,13 @@ impl Lanes {
                 tracing::error!("usage lookup failed: {e}");
                 Reason::UnknownTicket
             })?;
+            let mut product = product;
+            if let Some(r) = self.relaxed(lane_group) {
+                product.reentry_after_exit &= !r.exit_first;
+                if r.reentry_wait {
+                    product.reentry_minutes = 0;
+                }
+            }
             match rules::decide_entry(&product, &ticket, &usage, now, lane_group) {
                 Ok(persons) => return Ok((reservation, ticket, persons)),
                 Err(r) => last = r,
@@ -401,6 +420,24 @@ impl Lanes {
             ticket_id,
             lanes: self.clone(),
         })
+    }
+
+    /// Peak mode for a lane group: relaxes its re-entry rules (None ends it).
+    pub fn set_relax(&self, group: &str, relax: Option<Relax>) {
+        let mut r = self.inner.relaxed.write().expect("relaxed groups");
+        match relax {
+            Some(x) => r.insert(group.to_owned(), x),
+            None => r.remove(group),
+        };
+    }
+
+    fn relaxed(&self, group: &str) -> Option<Relax> {
+        self.inner
+            .relaxed
+            .read()
+            .expect("relaxed groups")
+            .get(group)
+            .copied()
     }
 
     /// Records passages and their outbox event in one durable transaction.

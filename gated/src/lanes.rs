@@ -35,9 +35,43 @@ pub struct LaneState {
     pub name: String,
     pub group: String,
     pub direction: String,
+    pub gate_name: String,
     pub gate: GateHandle,
+    pub power_fail_mode: crate::config::PowerFailMode,
+    /// The operator's mode (Lane1.SetMode).
     mode: std::sync::Mutex<GateMode>,
+    /// A mode the device's state forces (fire alarm, power fallback), over
+    /// the operator's, and why.
+    forced: std::sync::Mutex<Option<(GateMode, &'static str)>>,
+    /// Peak mode: a two-way lane admits entries only.
+    peak: std::sync::atomic::AtomicBool,
     last: std::sync::Mutex<std::collections::VecDeque<Decision>>,
+}
+
+impl LaneState {
+    pub fn new(name: &str, lane: &crate::config::Lane, gate: GateHandle) -> Self {
+        LaneState {
+            name: name.to_owned(),
+            group: lane.group.clone(),
+            direction: format!("{:?}", lane.direction).to_lowercase(),
+            gate_name: lane.gate.get_ref().clone(),
+            gate,
+            power_fail_mode: lane.power_fail_mode,
+            mode: std::sync::Mutex::new(GateMode::Normal),
+            forced: std::sync::Mutex::new(None),
+            peak: std::sync::atomic::AtomicBool::new(false),
+            last: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+}
+
+/// Why an operator's lane command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LaneCommandError {
+    #[error("{0}: every lane command is refused until it ends")]
+    Forced(&'static str),
+    #[error("gate: {0}")]
+    Gate(#[from] hal::gate::GateError),
 }
 
 /// What a lane did with one presentation (kept in memory, the last few).
@@ -56,15 +90,52 @@ pub struct Decision {
 const LAST_DECISIONS: usize = 10;
 
 impl LaneState {
+    /// The mode in force: the device's (fire, power) over the operator's.
     pub fn mode(&self) -> GateMode {
-        *self.mode.lock().expect("lane mode")
+        match *self.forced.lock().expect("forced mode") {
+            Some((m, _)) => m,
+            None => *self.mode.lock().expect("lane mode"),
+        }
     }
 
-    /// Sets the gate's mode, then the lane's (scans are refused while locked).
-    pub async fn set_mode(&self, mode: GateMode) -> Result<(), hal::gate::GateError> {
+    /// What forces the lane's mode now, if anything.
+    pub fn forced_by(&self) -> Option<&'static str> {
+        self.forced.lock().expect("forced mode").map(|(_, why)| why)
+    }
+
+    /// Refused while the device forces the lane's mode.
+    pub fn check_not_forced(&self) -> Result<(), LaneCommandError> {
+        match self.forced_by() {
+            Some(why) => Err(LaneCommandError::Forced(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The operator's mode: sets the gate's mode, then the lane's (scans
+    /// are refused while locked).
+    pub async fn set_mode(&self, mode: GateMode) -> Result<(), LaneCommandError> {
+        self.check_not_forced()?;
         hal::gate::Gate::set_mode(&self.gate, mode).await?;
         *self.mode.lock().expect("lane mode") = mode;
         Ok(())
+    }
+
+    /// The device forces a mode (Some) or hands the lane back to its
+    /// operator's mode (None). The lane follows at once; then the gate.
+    pub async fn force(
+        &self,
+        forced: Option<(GateMode, &'static str)>,
+    ) -> Result<(), hal::gate::GateError> {
+        *self.forced.lock().expect("forced mode") = forced;
+        hal::gate::Gate::set_mode(&self.gate, self.mode()).await
+    }
+
+    pub fn set_peak(&self, on: bool) {
+        self.peak.store(on, Ordering::Relaxed);
+    }
+
+    pub fn peak(&self) -> bool {
+        self.peak.load(Ordering::Relaxed)
     }
 
     pub fn last(&self) -> Vec<Decision> {
@@ -237,14 +308,7 @@ pub async fn start(
                 dev.baud.as_ref().map_or(9600, |b| *b.get_ref()),
             )
         });
-        let state = std::sync::Arc::new(LaneState {
-            name: name.clone(),
-            group: lane.group.clone(),
-            direction: format!("{:?}", lane.direction).to_lowercase(),
-            gate: gate.clone(),
-            mode: std::sync::Mutex::new(GateMode::Normal),
-            last: std::sync::Mutex::new(std::collections::VecDeque::new()),
-        });
+        let state = std::sync::Arc::new(LaneState::new(name, lane, gate.clone()));
         registry.push(state.clone());
         // Passages the gate counts by itself (free mode) go to the central system too.
         let mut events = hal::gate::Gate::events(&gate);
@@ -347,6 +411,10 @@ impl LaneCtx {
                         reason: None,
                     });
                     continue;
+                }
+                // Peak: a two-way lane serves the crowd coming in.
+                GateMode::Normal if exit && self.state.peak() => {
+                    Ok(Admission::Refused(Reason::EntryOnly))
                 }
                 GateMode::Normal if exit || self.direction == LaneDirection::Exit => {
                     self.lanes.let_out(&self.gate, &scan).await

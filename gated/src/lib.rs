@@ -12,6 +12,7 @@ pub mod kiosk_role;
 pub mod lane;
 pub mod lanes;
 pub mod logging;
+pub mod modes;
 pub mod orders;
 pub mod power;
 pub mod reads;

@@ -36,21 +36,57 @@ impl PowerView {
 
 pub fn start(config: &Config, tasks: &mut JoinSet<()>) -> watch::Receiver<PowerView> {
     let p = &config.power;
-    let (source, mut dev) = match (&p.nut, p.upower) {
-        (Some(nut), _) => match nut.get_ref().parse::<hal::power::nut::NutTarget>() {
+    let (source, dev) = if let Some(nut) = &p.nut {
+        match nut.get_ref().parse::<hal::power::nut::NutTarget>() {
             Ok(t) => (
                 format!("nut {}", nut.get_ref()),
                 hal::power::nut::spawn(t, std::time::Duration::from_millis(p.poll_ms.max(50))),
             ),
             // Refused by config validation already.
             Err(_) => return watch::channel(PowerView::default()).1,
-        },
-        (None, true) => (
+        }
+    } else if p.upower {
+        (
             "upower".to_owned(),
             hal::power::upower::spawn(hal::power::upower::Bus::System),
-        ),
-        (None, false) => return watch::channel(PowerView::default()).1,
+        )
+    } else if let Some(spec) = &p.gpio {
+        let Ok((chip, line)) = crate::config::gpio_line(spec.get_ref()) else {
+            return watch::channel(PowerView::default()).1;
+        };
+        let source = format!("gpio {}", spec.get_ref());
+        match hal::gpio::cdev::CdevInput::open(&chip, line, "gated-power-fail") {
+            Ok(input) => (
+                source,
+                hal::power::spawn_gpio(
+                    "power-fail line",
+                    input,
+                    p.gpio_active_low,
+                    std::time::Duration::from_millis(50),
+                ),
+            ),
+            Err(e) => {
+                tracing::error!("power-fail line {}: {e}", spec.get_ref());
+                return watch::channel(PowerView {
+                    source: Some(source),
+                    connection: format!("failed: {e}"),
+                    state: None,
+                })
+                .1;
+            }
+        }
+    } else {
+        return watch::channel(PowerView::default()).1;
     };
+    follow(source, dev, tasks)
+}
+
+/// Keeps the view of one UPS source (`source` names it for people).
+pub fn follow(
+    source: String,
+    mut dev: hal::Device<PowerState>,
+    tasks: &mut JoinSet<()>,
+) -> watch::Receiver<PowerView> {
     let (tx, rx) = watch::channel(PowerView {
         source: Some(source),
         connection: dev.state().to_string(),

@@ -560,21 +560,28 @@ impl App {
                     "printer_out_of_paper" => Reason::NoPaper,
                     "printer_not_ready" => Reason::Printer,
                     "power_fallback" => Reason::Power,
+                    "fire_alarm" => Reason::Fire,
                     _ => Reason::NotSetUp,
                 })
                 .collect()
         } else {
             vec![Reason::Starting]
         };
-        // Mains first: it explains the others.
-        shown.sort_by_key(|r| if *r == Reason::Power { 0 } else { 1 });
+        // Fire first, then mains: they explain the others.
+        shown.sort_by_key(|r| match r {
+            Reason::Fire => 0,
+            Reason::Power => 1,
+            _ => 2,
+        });
+        // In a fire alarm the machine is out of service: people must leave.
+        let fire = shown.contains(&Reason::Fire);
         let printer = shown
             .iter()
             .any(|r| matches!(r, Reason::NoPaper | Reason::Printer | Reason::Power));
         let g = self.g();
         g.set_can_sell(st.reachable && shown.is_empty());
-        g.set_can_collect(st.reachable && !printer);
-        g.set_can_check(st.reachable);
+        g.set_can_collect(st.reachable && !printer && !fire);
+        g.set_can_check(st.reachable && !fire);
         g.set_reasons(model(shown));
     }
 

@@ -19,6 +19,7 @@ fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
 pub const SCREENS: &[&str] = &[
     "home",
     "home-out-of-service",
+    "home-fire-alarm",
     "buy",
     "buy-calendar",
     "id-cards",
@@ -205,6 +206,13 @@ pub fn set(ui: &AppWindow, name: &str) {
             g.set_can_sell(false);
             g.set_can_collect(false);
             g.set_reasons(model(vec![Reason::NoPaper]));
+            Screen::Home
+        }
+        "home-fire-alarm" => {
+            g.set_can_sell(false);
+            g.set_can_collect(false);
+            g.set_can_check(false);
+            g.set_reasons(model(vec![Reason::Fire]));
             Screen::Home
         }
         "buy" => Screen::Buy,

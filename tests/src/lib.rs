@@ -2,6 +2,7 @@
 //! central-sim, the central system they (and the demo) run against.
 
 pub mod central_sim;
+pub mod fake_logind;
 pub mod kiosk_device;
 pub mod kiosk_screen;
 pub mod procs;

@@ -99,6 +99,8 @@ pub enum Reason {
     InUse,
     /// The lane was locked by an engineer.
     LaneClosed,
+    /// Peak mode: this two-way lane admits entries only.
+    EntryOnly,
 }
 
 impl Reason {
@@ -121,6 +123,7 @@ impl Reason {
             Reason::ExitFirst => "exit_first",
             Reason::InUse => "in_use",
             Reason::LaneClosed => "lane_closed",
+            Reason::EntryOnly => "entry_only",
         }
     }
 
@@ -155,6 +158,10 @@ impl Reason {
             Reason::LaneClosed => (
                 "本通道暂停使用，请走其他通道",
                 "Lane closed: please use another lane",
+            ),
+            Reason::EntryOnly => (
+                "高峰时段本通道只进不出，请走出口",
+                "Entry only at peak time: please use the exit",
             ),
         }
     }

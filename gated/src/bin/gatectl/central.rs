@@ -229,6 +229,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     let devices = running_devices();
     let lanes = running_lanes().unwrap_or_default();
     let power = running_power().ok();
+    let op_mode = running_mode().ok();
     if json {
         println!(
             "{:#}",
@@ -255,6 +256,9 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                 "gated_running": devices.is_ok(),
                 "lanes": lanes,
                 "power": power,
+                "operating_mode": op_mode.as_ref().map(|(m, c, since, peak)| json!({
+                    "mode": m, "cause": c, "since_ms": since, "peak_groups": peak,
+                })),
                 "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
             })
         );
@@ -298,6 +302,17 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         seen.tickets, seen.revoked, seen.blocked, st.cursor, st.catalog_version
     );
     println!("  entries today {} person(s)", seen.passages_today);
+    if let Some((m, cause, since, peak)) = &op_mode {
+        let shout = if m == "normal" {
+            m.clone()
+        } else {
+            m.to_uppercase()
+        };
+        println!("  mode          {shout} since {}: {cause}", when(*since));
+        if !peak.is_empty() {
+            println!("  peak          lane group(s) {}", peak.join(", "));
+        }
+    }
     if let Some(p) = &power {
         println!("  power         {p}");
     }
@@ -396,6 +411,64 @@ fn running_power() -> Result<String, String> {
         &("cn.scenicpark.Gated.Device1", "Power"),
     )?;
     String::try_from(v).map_err(|e| e.to_string())
+}
+
+/// The running gated's operating mode: (mode, cause, since_ms, peak groups).
+fn running_mode() -> Result<(String, String, i64, Vec<String>), String> {
+    let prop = |name: &str| -> Result<zbus::OwnedVariant, String> {
+        call(
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &("cn.scenicpark.Gated.Device1", name),
+        )
+    };
+    let s = |v: zbus::OwnedVariant| String::try_from(v).map_err(|e| e.to_string());
+    Ok((
+        s(prop("OperatingMode")?)?,
+        s(prop("OperatingModeCause")?)?,
+        i64::try_from(prop("OperatingModeSinceMs")?).map_err(|e| e.to_string())?,
+        Vec::<String>::try_from(prop("PeakGroups")?).map_err(|e| e.to_string())?,
+    ))
+}
+
+/// `gatectl alarm reset`.
+pub fn alarm_reset(json: bool) -> ExitCode {
+    done(
+        "alarm reset",
+        call::<_, ()>("cn.scenicpark.Gated.Engineer1", "AlarmReset", &())
+            .map(|()| "fire alarm reset: the lanes return to their modes".to_owned()),
+        json,
+    )
+}
+
+/// `gatectl peak GROUP on|off`.
+pub fn peak(group: &str, on: bool, json: bool) -> ExitCode {
+    done(
+        "peak",
+        call::<_, ()>("cn.scenicpark.Gated.Engineer1", "SetPeak", &(group, on)).map(|()| {
+            if on {
+                format!("peak mode on for lane group {group}")
+            } else {
+                format!("peak mode off for lane group {group}")
+            }
+        }),
+        json,
+    )
+}
+
+fn done(what: &str, r: Result<String, String>, json: bool) -> ExitCode {
+    let ok = r.is_ok();
+    match (r, json) {
+        (Ok(m), true) => println!("{}", json!({ "done": m })),
+        (Ok(m), false) => println!("{m}"),
+        (Err(e), true) => println!("{}", json!({ "error": e })),
+        (Err(e), false) => eprintln!("gatectl: {what}: {e}"),
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The running gated's lanes (Lane1.Lanes).

@@ -78,6 +78,20 @@ enum Command {
         #[arg(default_value = "")]
         arg: String,
     },
+    /// End a fire alarm that stays after its input cleared (`[fire]
+    /// reset_by_engineer`): `gatectl alarm reset`. Check the lanes first
+    /// (drop-arm turnstiles need their arms lifted).
+    Alarm {
+        #[arg(value_parser = ["reset"])]
+        action: String,
+    },
+    /// Peak mode for a lane group: its two-way lanes admit entries only and
+    /// the re-entry rules in `[peak]` are lifted. `gatectl peak GROUP on|off`.
+    Peak {
+        group: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// A guided self-test of one device through the running gated; prints
     /// PASS or FAIL with what to check.
     Test {
@@ -160,6 +174,8 @@ fn main() -> ExitCode {
         Command::Lane { name, action, arg } => central::lane(&name, &action, &arg, cli.json),
         Command::Test { device, name } => central::self_test(&device, &name, cli.json),
         Command::Logs { count, config } => central::logs(&config, count, cli.json),
+        Command::Alarm { action: _ } => central::alarm_reset(cli.json),
+        Command::Peak { group, state } => central::peak(&group, state == "on", cli.json),
     }
 }
 

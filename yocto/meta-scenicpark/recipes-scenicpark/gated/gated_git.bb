@@ -25,7 +25,7 @@ do_install:append() {
     r=${SCENICPARK_REPO}
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/gated ${D}${sysconfdir}/dbus-1/system.d \
         ${D}${nonarch_base_libdir}/udev/rules.d ${D}${nonarch_libdir}/sysusers.d ${D}${nonarch_libdir}/tmpfiles.d \
-        ${D}${sysconfdir}/systemd/journald.conf.d
+        ${D}${sysconfdir}/systemd/journald.conf.d ${D}${datadir}/polkit-1/rules.d
     install -m 0644 $r/systemd/gated.service $r/systemd/gated-provision.service ${D}${systemd_system_unitdir}/
     install -m 0640 -g gated $r/image/etc/gated/gated.toml ${D}${sysconfdir}/gated/
     install -m 0644 $r/image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf ${D}${sysconfdir}/dbus-1/system.d/
@@ -33,6 +33,7 @@ do_install:append() {
     install -m 0644 $r/image/usr/lib/sysusers.d/scenicpark.conf ${D}${nonarch_libdir}/sysusers.d/
     install -m 0644 $r/image/usr/lib/tmpfiles.d/scenicpark.conf ${D}${nonarch_libdir}/tmpfiles.d/
     install -m 0644 $r/image/etc/systemd/journald.conf.d/scenicpark.conf ${D}${sysconfdir}/systemd/journald.conf.d/
+    install -m 0644 $r/image/usr/share/polkit-1/rules.d/50-scenicpark-gated.rules ${D}${datadir}/polkit-1/rules.d/
 }
 
 # The read-only root needs the users at build time; the same ones as sysusers.d.
@@ -43,8 +44,9 @@ USERADD_PARAM:${PN} = "--system --home ${localstatedir}/lib/gated --no-create-ho
 SYSTEMD_SERVICE:${PN} = "gated.service gated-provision.service"
 SYSTEMD_AUTO_ENABLE = "enable"
 
-FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d"
+FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
 CONFFILES:${PN} = "${sysconfdir}/gated/gated.toml"
-RDEPENDS:${PN} = "dbus"
+# polkit: gated's power-off after a UPS power loss (its rule above).
+RDEPENDS:${PN} = "dbus polkit"
 
 CVE_PRODUCT = "scenicpark:gated"

@@ -1,0 +1,141 @@
+//! The operating modes driven by simulated GPIO lines (no GPIO chip exists
+//! here; the QEMU image runs the real character-device backend): a UPS
+//! HAT's power-fail line and a gate's fire input, through the same
+//! `InputLine` and gate code as on a device, with a recording PowerOff.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gated::lanes::LaneState;
+use gated::modes::{self, Inputs, Mode, PowerOff, Settings};
+use gated::store::Store;
+use hal::gate::gpio::GpioSettings;
+use hal::gate::sim::{GateKind, SimGpioGate};
+use hal::gpio::sim::SimLine;
+use tokio::sync::watch;
+
+/// Records the order of logind calls and what held at PowerOff.
+struct Recorder {
+    calls: Arc<Mutex<Vec<String>>>,
+    gate: SimGpioGate,
+    db: std::path::PathBuf,
+}
+
+impl PowerOff for Recorder {
+    async fn inhibit(&mut self, _why: &str) -> Result<zbus::OwnedFd, String> {
+        self.calls.lock().unwrap().push("inhibit".into());
+        let (_ours, theirs) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+        Ok(theirs.into())
+    }
+
+    async fn power_off(&mut self) -> Result<(), String> {
+        let db = rusqlite::Connection::open(&self.db).unwrap();
+        let flushed: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE kind = 'shutdown'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        self.calls.lock().unwrap().push(format!(
+            "power_off open={} flushed={flushed}",
+            self.gate.is_open()
+        ));
+        Ok(())
+    }
+}
+
+async fn wait_for(view: &mut watch::Receiver<modes::ModeView>, mode: Mode) {
+    let reached = tokio::time::timeout(
+        Duration::from_secs(30),
+        view.wait_for(|v| v.mode == mode),
+    )
+    .await
+    .is_ok();
+    assert!(reached, "mode never {mode:?}; it is {:?}", view.borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gated.db");
+    // A wing gate on dry contacts; its lane opens on UPS power.
+    let settings = GpioSettings {
+        debounce: Duration::from_millis(5),
+        ..GpioSettings::default()
+    };
+    let (sim, lines) = SimGpioGate::new(GateKind::WingGate, settings);
+    let gate = hal::gate::gpio::spawn("sim wing gate", lines, settings);
+    let lane: gated::config::Lane = toml::from_str(
+        "direction = \"entry\"\ngroup = \"east\"\ngate = \"wing\"\nscanners = [\"qr\"]\npower_fail_mode = \"open\"\n",
+    )
+    .unwrap();
+    let registry = Arc::new(vec![Arc::new(LaneState::new("east-1", &lane, gate))]);
+    let lanes = gated::lane::Lanes::new(Store::open(&db).unwrap()).unwrap();
+
+    // The UPS HAT's power-fail line: high when mains is lost.
+    let (mains_lost, line) = SimLine::pair(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let power = gated::power::follow(
+        "gpio sim".into(),
+        hal::power::spawn_gpio("power-fail line", line, false, Duration::from_millis(5)),
+        &mut tasks,
+    );
+    let (fire_tx, fire_rx) = tokio::sync::mpsc::channel(4);
+    modes::fire_from_gates(&registry, &fire_tx);
+    drop(fire_tx);
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (m, _task) = modes::start(Inputs {
+        device_id: "gpio-1".into(),
+        settings: Settings {
+            debounce: Duration::from_millis(100),
+            grace: Duration::from_millis(1500),
+            low_percent: 20.0,
+            fire_reset_by_engineer: false,
+            peak: gated::lane::Relax {
+                exit_first: true,
+                reentry_wait: true,
+            },
+        },
+        power,
+        link: watch::channel(Default::default()).1,
+        fire: fire_rx,
+        lanes: Some((lanes, registry.clone())),
+        store: Mutex::new(Store::open(&db).unwrap()),
+        upload_now: Arc::new(tokio::sync::Notify::new()),
+        logind: Recorder {
+            calls: calls.clone(),
+            gate: sim.clone(),
+            db: db.clone(),
+        },
+    });
+    let mut view = m.view.clone();
+    assert!(!sim.is_open());
+
+    // The fire line: every gate opens; it closes when the line clears.
+    sim.set_fire(true);
+    wait_for(&mut view, Mode::FireAlarm).await;
+    sim.wait_until(|g| g.is_open()).await;
+    assert_eq!(registry[0].forced_by(), Some("fire alarm"));
+    sim.set_fire(false);
+    wait_for(&mut view, Mode::Normal).await;
+    sim.wait_until(|g| !g.is_open()).await;
+    assert_eq!(registry[0].forced_by(), None);
+
+    // Mains lost: after the debounce the lane opens, then the grace time
+    // runs out and the device powers off, gates open, records flushed.
+    mains_lost.send(true).unwrap();
+    wait_for(&mut view, Mode::PowerFallback).await;
+    sim.wait_until(|g| g.is_open()).await;
+    wait_for(&mut view, Mode::Shutdown).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while calls.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no PowerOff");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["inhibit", "power_off open=true flushed=1"]
+    );
+    assert!(view.borrow().cause.contains("grace time 1 s"), "{:?}", view.borrow());
+}
