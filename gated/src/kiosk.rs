@@ -208,6 +208,18 @@ impl Kiosk {
         }
     }
 
+    /// The order, its tickets and (when paid and sold here) its sale event,
+    /// in one transaction: a kill never leaves half of it.
+    fn save_order(&self, order: &Order, sold_here: bool) -> Result<(), KioskError> {
+        let mut store = self.store();
+        let tx = store
+            .conn()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        orders::upsert(&tx, order, now_ms(), sold_here)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Follows print progress (for signals).
     pub fn watch_progress(&self) -> tokio::sync::broadcast::Receiver<PrintProgress> {
         self.progress.subscribe()
@@ -469,14 +481,7 @@ impl Kiosk {
             .post(paths::ORDERS, &request)
             .await
             .map_err(central_error)?;
-        {
-            let store = self.store();
-            orders::upsert(store.conn_ref(), &order, now_ms())?;
-            store.conn_ref().execute(
-                "UPDATE orders SET sold_here = 1 WHERE order_no = ?1",
-                [&order.order_no],
-            )?;
-        }
+        self.save_order(&order, true)?;
         Ok(order)
     }
 
@@ -516,27 +521,7 @@ impl Kiosk {
             .get(&format!("{}/{order_no}", paths::ORDERS), &[], CALL_TIMEOUT)
             .await
             .map_err(central_error)?;
-        let mut store = self.store();
-        let conn = store.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        orders::upsert(&tx, &order, now_ms())?;
-        let sold_here: bool = tx.query_row(
-            "SELECT sold_here FROM orders WHERE order_no = ?1",
-            [order_no],
-            |r| r.get(0),
-        )?;
-        // The sync may have stored the paid order first: the nonce keeps the event single.
-        if order.status == OrderStatus::Paid && sold_here {
-            let body = serde_json::json!({
-                "order_no": order.order_no, "total_cents": order.total_cents,
-                "tickets": order.tickets.iter().map(|t| t.ticket_id).collect::<Vec<_>>(),
-            });
-            tx.execute(
-                "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, 'sale', ?2, ?3)",
-                params![format!("sale-{}", order.order_no), body.to_string(), now_ms()],
-            )?;
-        }
-        tx.commit()?;
+        self.save_order(&order, false)?;
         Ok(order)
     }
 
@@ -559,7 +544,7 @@ impl Kiosk {
             )
             .await
             .map_err(central_error)?;
-        orders::upsert(self.store().conn_ref(), &order, now_ms())?;
+        self.save_order(&order, false)?;
         Ok(())
     }
 
@@ -622,11 +607,18 @@ impl Kiosk {
         if order.status != OrderStatus::Paid {
             return Err(E::NotPayable(format!("order {order_no} is not paid")));
         }
+        let held = orders::held_mid_print(self.store().conn_ref(), order_no)?;
         let todo: Vec<api::IssuedTicket> = orders::tickets(self.store().conn_ref(), order_no)?
             .into_iter()
-            .filter(|(_, printed)| printed.is_none())
+            .filter(|(t, printed)| printed.is_none() && !held.contains(&t.ticket_id))
             .map(|(t, _)| t)
             .collect();
+        if todo.is_empty() && !held.is_empty() {
+            return Err(E::AlreadyPrinted(format!(
+                "ticket(s) {held:?} of order {order_no} were being printed when gated stopped: \
+                 staff check the printer's output and reprint what did not come out"
+            )));
+        }
         if todo.is_empty() {
             return Err(E::AlreadyPrinted(format!(
                 "every ticket of order {order_no} was printed (a reprint needs an engineer)"
@@ -665,6 +657,11 @@ impl Kiosk {
                 .as_ref()
                 .and_then(|c| c.products.iter().find(|p| p.id == t.product_id));
             let bytes = self.ticket_bytes(&scenic, order, t, product)?;
+            // Durable before the first byte goes out (see the schema, 3).
+            self.store().conn().execute(
+                "UPDATE order_tickets SET print_started_ms = ?2 WHERE ticket_id = ?1",
+                params![t.ticket_id as i64, now_ms()],
+            )?;
             match printer.print(&bytes).await {
                 Ok(status) => {
                     self.printer_status.send_replace(Some(Ok(status)));
@@ -700,6 +697,20 @@ impl Kiosk {
                     report(printed);
                 }
                 Err(e) => {
+                    // The printer said it printed nothing, or a spoiled
+                    // ticket: printable again. Silence or a broken link
+                    // leave it held (it may have come out).
+                    if matches!(
+                        e,
+                        PrinterError::NotReady { .. }
+                            | PrinterError::Failed { .. }
+                            | PrinterError::Open(_)
+                    ) {
+                        self.store().conn().execute(
+                            "UPDATE order_tickets SET print_started_ms = NULL WHERE ticket_id = ?1 AND printed_ms IS NULL",
+                            params![t.ticket_id as i64],
+                        )?;
+                    }
                     if let PrinterError::NotReady { status, .. }
                     | PrinterError::Failed { status, .. } = &e
                     {
@@ -769,7 +780,7 @@ impl Kiosk {
                     let mut store = self.store();
                     let conn = store.conn();
                     for o in &found.orders {
-                        orders::upsert(conn, o, now_ms())?;
+                        orders::upsert(conn, o, now_ms(), false)?;
                         if !numbers.contains(&o.order_no) {
                             numbers.push(o.order_no.clone());
                         }

@@ -18,22 +18,38 @@ fn status_name(s: OrderStatus) -> &'static str {
 }
 
 /// Stores (or refreshes) an order and its tickets; printed marks are kept.
-pub fn upsert(conn: &Connection, o: &Order, now_ms: i64) -> rusqlite::Result<()> {
+pub fn upsert(conn: &Connection, o: &Order, now_ms: i64, sold_here: bool) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO orders (order_no, order_code, status, body, phone_suffix, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO orders (order_no, order_code, status, body, phone_suffix, sold_here, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (order_no) DO UPDATE SET order_code = excluded.order_code,
              status = excluded.status, body = excluded.body,
-             phone_suffix = excluded.phone_suffix, updated_ms = excluded.updated_ms",
+             phone_suffix = excluded.phone_suffix, updated_ms = excluded.updated_ms,
+             sold_here = MAX(sold_here, excluded.sold_here)",
         params![
             o.order_no,
             o.order_code,
             status_name(o.status),
             serde_json::to_string(o).expect("order serializes"),
             o.phone_suffix,
+            sold_here,
             now_ms
         ],
     )?;
+    // A sale made here is reported once it is paid, however the kiosk
+    // learns that (its own status poll or the sync, after a restart too).
+    if o.status == OrderStatus::Paid {
+        let body = serde_json::json!({
+            "order_no": o.order_no, "total_cents": o.total_cents,
+            "tickets": o.tickets.iter().map(|t| t.ticket_id).collect::<Vec<_>>(),
+        });
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms)
+             SELECT 'sale-' || order_no, 'sale', ?2, ?3 FROM orders
+             WHERE order_no = ?1 AND sold_here = 1",
+            params![o.order_no, body.to_string(), now_ms],
+        )?;
+    }
     for t in &o.tickets {
         let holder = t.holder_hash.as_deref().and_then(|h| hex::decode(h).ok());
         conn.execute(
@@ -80,6 +96,16 @@ pub fn tickets(
         }
     }
     Ok(out)
+}
+
+/// Tickets of an order whose print was under way when gated stopped.
+pub fn held_mid_print(conn: &Connection, order_no: &str) -> rusqlite::Result<Vec<u64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT ticket_id FROM order_tickets
+         WHERE order_no = ?1 AND printed_ms IS NULL AND print_started_ms IS NOT NULL",
+    )?;
+    let ids = st.query_map([order_no], |r| r.get::<_, i64>(0))?;
+    ids.map(|r| r.map(|id| id as u64)).collect()
 }
 
 /// Paid orders found by the pickup keys, newest first.

@@ -113,6 +113,13 @@ const MIGRATIONS: &[&str] = &[
         at_ms     INTEGER NOT NULL
     );
     "#,
+    // 3: a ticket's print under way: set before the bytes go to the printer.
+    // Left set without printed_ms, gated died mid-print (printed or not is
+    // unknowable), and the ticket waits for an engineer's reprint instead of
+    // coming out twice.
+    r#"
+    ALTER TABLE order_tickets ADD COLUMN print_started_ms INTEGER;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

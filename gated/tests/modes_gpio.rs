@@ -46,12 +46,9 @@ impl PowerOff for Recorder {
 }
 
 async fn wait_for(view: &mut watch::Receiver<modes::ModeView>, mode: Mode) {
-    let reached = tokio::time::timeout(
-        Duration::from_secs(30),
-        view.wait_for(|v| v.mode == mode),
-    )
-    .await
-    .is_ok();
+    let reached = tokio::time::timeout(Duration::from_secs(30), view.wait_for(|v| v.mode == mode))
+        .await
+        .is_ok();
     assert!(reached, "mode never {mode:?}; it is {:?}", view.borrow());
 }
 
@@ -137,5 +134,9 @@ async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
         *calls.lock().unwrap(),
         ["inhibit", "power_off open=true flushed=1"]
     );
-    assert!(view.borrow().cause.contains("grace time 1 s"), "{:?}", view.borrow());
+    assert!(
+        view.borrow().cause.contains("grace time 1 s"),
+        "{:?}",
+        view.borrow()
+    );
 }

@@ -214,6 +214,28 @@ impl Gated {
         }
     }
 
+    /// The log lines gated writes during `d`.
+    pub async fn read_for(&mut self, d: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(d, async {
+            while let Ok(Some(l)) = self.lines.next_line().await {
+                out.push(l);
+            }
+        })
+        .await;
+        out
+    }
+
+    /// SIGKILL, then the lines it wrote before it died.
+    pub async fn kill_and_drain(mut self) -> Vec<String> {
+        self.child.kill().await.expect("kill gated");
+        let mut out = Vec::new();
+        while let Ok(Some(l)) = self.lines.next_line().await {
+            out.push(l);
+        }
+        out
+    }
+
     /// SIGKILL: no chance to clean up (a power cut, as far as gated can tell).
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill gated");

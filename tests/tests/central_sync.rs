@@ -338,7 +338,10 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
     let passages_queued = "SELECT COUNT(*) FROM outbox WHERE kind = 'passage'";
     assert_eq!(db_count(&state, passages_queued), 3);
     assert_eq!(
-        db_count(&state, "SELECT COUNT(*) FROM outbox WHERE kind = 'mode_change' AND body LIKE '%\"to\":\"offline\"%'"),
+        db_count(
+            &state,
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'mode_change' AND body LIKE '%\"to\":\"offline\"%'"
+        ),
         1
     );
 
@@ -353,7 +356,10 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
     let (rc, out, _) = gatectl(&["status", "-c", &lane.device.config_str()]).await;
     assert_eq!(rc, 0);
     assert!(out.contains("OFFLINE since"), "{out}");
-    assert!(out.contains(&format!("outbox        {queued} event(s)")), "{out}");
+    assert!(
+        out.contains(&format!("outbox        {queued} event(s)")),
+        "{out}"
+    );
 
     // Back, on the same address with the same data.
     let central = CentralSim::start(dir.path(), &addr).await;

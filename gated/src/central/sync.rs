@@ -322,7 +322,7 @@ pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, Stor
                     )?;
                 }
                 Change::Order(order) => {
-                    crate::orders::upsert(&tx, order, now_ms())?;
+                    crate::orders::upsert(&tx, order, now_ms(), false)?;
                 }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
