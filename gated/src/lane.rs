@@ -66,6 +66,10 @@ pub struct Scan<'a> {
     pub now: LocalMinute,
     /// Wall-clock time, for the record.
     pub at_ms: i64,
+    /// The gate's name when its counters outlive gated (a Modbus
+    /// controller): the passage is then announced before the gate opens,
+    /// so a kill in between loses nothing (see [`Lanes::reconcile`]).
+    pub gate_ledger: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -456,24 +460,45 @@ impl Lanes {
             now,
             ..
         } = *scan;
+        self.commit_passage(
+            nonce,
+            reservation.ticket_id,
+            lane,
+            direction,
+            persons,
+            at_ms,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)] // one row's columns
+    fn commit_passage(
+        &self,
+        nonce: &str,
+        ticket_id: u64,
+        lane: &str,
+        direction: Direction,
+        persons: u32,
+        at_ms: i64,
+        now: LocalMinute,
+    ) -> Result<(), LaneError> {
         let mut store = self.store();
         let path = store.path().to_owned();
         let conn = store.conn();
-        let dir = match direction {
-            Direction::Entry => "entry",
-            Direction::Exit => "exit",
-        };
+        let dir = dir_name(direction);
         let body = serde_json::json!({
-            "ticket_id": reservation.ticket_id, "lane": lane, "direction": dir,
+            "ticket_id": ticket_id, "lane": lane, "direction": dir,
             "persons": persons, "at_ms": at_ms, "nonce": nonce,
         })
         .to_string();
         let mut run = || -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
+            // The passage settles its announcement (if any).
+            tx.execute("DELETE FROM pending_passages WHERE nonce = ?1", [nonce])?;
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![nonce, reservation.ticket_id as i64, lane, dir, persons, at_ms, rules::local_day(now), now],
+                params![nonce, ticket_id as i64, lane, dir, persons, at_ms, rules::local_day(now), now],
             )?;
             if inserted == 1 {
                 tx.execute(
@@ -484,6 +509,147 @@ impl Lanes {
             tx.commit()
         };
         run().map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+    }
+
+    /// Announces a passage before the gate opens (see `Scan::gate_ledger`):
+    /// the gate's counter now, durable. False when the gate cannot say.
+    async fn announce<G: Gate>(
+        &self,
+        gate: &G,
+        gate_name: &str,
+        scan: &Scan<'_>,
+        ticket_id: u64,
+        direction: Direction,
+        persons: u32,
+    ) -> bool {
+        let status = match gate.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    lane = scan.lane,
+                    "gate counters unreadable, passage not announced: {e}"
+                );
+                return false;
+            }
+        };
+        let counter = match direction {
+            Direction::Entry => status.entry_counter,
+            Direction::Exit => status.exit_counter,
+        };
+        let mut store = self.store();
+        let r = store.conn().execute(
+            "INSERT OR REPLACE INTO pending_passages
+             (nonce, gate, direction, counter, ticket_id, lane, persons, at_ms, local_minute)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                scan.nonce,
+                gate_name,
+                dir_name(direction),
+                counter,
+                ticket_id as i64,
+                scan.lane,
+                persons,
+                scan.at_ms,
+                scan.now
+            ],
+        );
+        if let Err(e) = r {
+            tracing::error!(lane = scan.lane, "could not announce the passage: {e}");
+            return false;
+        }
+        true
+    }
+
+    /// Settles an announced passage that got no passage record.
+    fn forget(&self, nonce: &str) {
+        let r = self
+            .store()
+            .conn()
+            .execute("DELETE FROM pending_passages WHERE nonce = ?1", [nonce]);
+        if let Err(e) = r {
+            tracing::error!("could not settle announced passage {nonce}: {e}");
+        }
+    }
+
+    /// After a restart: passages announced at `gate_name` but never settled
+    /// (gated was killed while the gate was open). Where the gate's counter
+    /// went past the announced value the visitors went through, and the
+    /// passage is recorded as it would have been; otherwise nobody did.
+    /// Returns (recorded, dropped).
+    pub fn reconcile(
+        &self,
+        gate_name: &str,
+        status: &hal::gate::GateStatus,
+    ) -> Result<(u32, u32), LaneError> {
+        let rows: Vec<PendingRow> = {
+            let mut store = self.store();
+            let path = store.path().to_owned();
+            let conn = store.conn();
+            let mut st = conn
+                .prepare(
+                    "SELECT nonce, direction, counter, ticket_id, lane, persons, at_ms, local_minute
+                     FROM pending_passages WHERE gate = ?1 ORDER BY at_ms",
+                )
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+            st.query_map([gate_name], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|source| StoreError::Sqlite { path, source })?
+        };
+        let (mut recorded, mut dropped) = (0, 0);
+        // Counters already accounted to earlier announcements.
+        let mut used = [0u32; 2];
+        for (nonce, dir, counter, ticket_id, lane, persons, at_ms, minute) in rows {
+            let (direction, i, now) = match dir.as_str() {
+                "exit" => (Direction::Exit, 1, status.exit_counter),
+                _ => (Direction::Entry, 0, status.entry_counter),
+            };
+            // Wrap-safe; a jump over 1000 is a controller reset, not visitors.
+            let went = now.wrapping_sub(counter).saturating_sub(used[i]);
+            let went = if went > 1000 { 0 } else { went.min(persons) };
+            if went > 0 {
+                used[i] += went;
+                self.commit_passage(
+                    &nonce,
+                    ticket_id as u64,
+                    &lane,
+                    direction,
+                    went,
+                    at_ms,
+                    minute,
+                )?;
+                tracing::warn!(
+                    lane,
+                    ticket = ticket_id,
+                    persons = went,
+                    nonce,
+                    "passage while gated was stopping, found by the gate's counter: recorded"
+                );
+                recorded += 1;
+            } else {
+                self.forget(&nonce);
+                tracing::info!(
+                    lane,
+                    ticket = ticket_id,
+                    "announced passage did not happen (the gate's counter did not move)"
+                );
+                dropped += 1;
+            }
+        }
+        Ok((recorded, dropped))
     }
 
     /// Records a gate alarm against the lane (and for the central system).
@@ -541,8 +707,35 @@ impl Lanes {
                 Ok(d) => d,
                 Err(reason) => return Ok(Admission::Refused(reason)),
             };
-        let outcome = gate.open(Direction::Entry, persons as u32).await;
-        self.record(&reservation, scan, Direction::Entry, outcome)
+        self.pass(gate, reservation, scan, Direction::Entry, persons as u32)
+            .await
+    }
+
+    /// Opens the gate for a decided passage and records what happened,
+    /// announcing it first where the gate keeps counters.
+    async fn pass<G: Gate>(
+        &self,
+        gate: &G,
+        reservation: Reservation,
+        scan: &Scan<'_>,
+        direction: Direction,
+        persons: u32,
+    ) -> Result<Admission, LaneError> {
+        let announced = match scan.gate_ledger {
+            Some(g) => {
+                self.announce(gate, g, scan, reservation.ticket_id, direction, persons)
+                    .await
+            }
+            None => false,
+        };
+        let outcome = gate.open(direction, persons).await;
+        // A fault leaves the announcement for the next reconciliation.
+        let settle = announced && !matches!(outcome, Outcome::Fault { .. });
+        let r = self.record(&reservation, scan, direction, outcome);
+        if settle && r.is_ok() {
+            self.forget(scan.nonce);
+        }
+        r
     }
 
     /// An exit lane: any ticket this device knows may leave; the exit is
@@ -560,8 +753,7 @@ impl Lanes {
             Ok(r) => r,
             Err(reason) => return Ok(Admission::Refused(reason)),
         };
-        let outcome = gate.open(Direction::Exit, 1).await;
-        self.record(&reservation, scan, Direction::Exit, outcome)
+        self.pass(gate, reservation, scan, Direction::Exit, 1).await
     }
 
     /// Records what the gate reported: passages committed, an alarm
@@ -597,3 +789,14 @@ impl Lanes {
         })
     }
 }
+
+fn dir_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Entry => "entry",
+        Direction::Exit => "exit",
+    }
+}
+
+/// A `pending_passages` row: nonce, direction, counter, ticket, lane,
+/// persons, at_ms, local minute.
+type PendingRow = (String, String, u32, i64, String, u32, i64, LocalMinute);

@@ -325,7 +325,14 @@ pub async fn start(
                 }
             }
         }));
+        // Modbus controllers keep their counters across a restart of gated.
+        let gate_ledger = config.devices.gates[lane.gate.get_ref()]
+            .get_ref()
+            .modbus
+            .is_some()
+            .then(|| lane.gate.get_ref().clone());
         let ctx = LaneCtx {
+            gate_ledger,
             state,
             display,
             name: name.clone(),
@@ -357,6 +364,8 @@ struct Presented {
 }
 
 struct LaneCtx {
+    /// The gate's name, when its counters outlive gated.
+    gate_ledger: Option<String>,
     state: std::sync::Arc<LaneState>,
     display: Option<hal::display::LineDisplay>,
     name: String,
@@ -380,7 +389,37 @@ impl LaneCtx {
         }
     }
 
+    /// Settles passages announced before a kill, before the next scan.
+    async fn reconcile(&self) {
+        let Some(gate_name) = &self.gate_ledger else {
+            return;
+        };
+        for _ in 0..50 {
+            match hal::gate::Gate::status(&self.gate).await {
+                Ok(status) => {
+                    match self.lanes.reconcile(gate_name, &status) {
+                        Ok((0, 0)) => {}
+                        Ok((recorded, dropped)) => info!(
+                            lane = self.name,
+                            recorded, dropped, "announced passages settled by the gate's counters"
+                        ),
+                        Err(e) => {
+                            error!(lane = self.name, "could not settle announced passages: {e}")
+                        }
+                    }
+                    return;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+        warn!(
+            lane = self.name,
+            "gate unreachable: announced passages stay for the next start"
+        );
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {
+        self.reconcile().await;
         while let Some(Presented { medium, kind, exit }) = rx.recv().await {
             let at_ms = jiff::Timestamp::now().as_millisecond();
             let nonce = format!(
@@ -396,6 +435,7 @@ impl LaneCtx {
                 nonce: &nonce,
                 now: local_now(&self.tz),
                 at_ms,
+                gate_ledger: self.gate_ledger.as_deref(),
             };
             let result = match self.state.mode() {
                 GateMode::Locked => Ok(Admission::Refused(Reason::LaneClosed)),

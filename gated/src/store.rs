@@ -120,6 +120,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE order_tickets ADD COLUMN print_started_ms INTEGER;
     "#,
+    // 4: a passage about to happen at a gate whose counters outlive gated
+    // (Modbus controllers): written before the gate opens, with the gate's
+    // counter then. Left over after a kill, the counter tells at restart
+    // whether the visitor went through (the passage is recorded) or not.
+    r#"
+    CREATE TABLE pending_passages (
+        nonce        TEXT PRIMARY KEY,
+        gate         TEXT NOT NULL,
+        direction    TEXT NOT NULL,
+        counter      INTEGER NOT NULL,
+        ticket_id    INTEGER NOT NULL,
+        lane         TEXT NOT NULL,
+        persons      INTEGER NOT NULL,
+        at_ms        INTEGER NOT NULL,
+        local_minute INTEGER NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

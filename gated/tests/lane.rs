@@ -92,6 +92,7 @@ fn scan<'a>(lane: &'a str, medium: &'a Medium, nonce: &'a str) -> Scan<'a> {
         nonce,
         now: NOW,
         at_ms: 0,
+        gate_ledger: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! gated is killed with SIGKILL at random instants while a lane admits a
 //! stream of visitors; it is restarted each time. Afterwards: every passage
 //! the lane reported is in the database (it was committed before it was
-//! reported), none is recorded twice, and the database never holds more
-//! passages than the gate counted.
+//! reported), none is recorded twice, and the database holds exactly the
+//! passages the gate counted.
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -151,9 +151,12 @@ async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
         recorded.len(),
         "a single-entry ticket was recorded twice"
     );
-    assert!(
-        recorded.len() as u32 <= gate.counters()[0],
-        "more passages recorded than the gate counted"
+    // Passages cut off by a kill are settled by the gate's counter at the
+    // next start (announced before the gate opened).
+    assert_eq!(
+        recorded.len() as u32,
+        gate.counters()[0],
+        "passages recorded vs counted by the gate"
     );
     let outbox: i64 = db
         .query_row(

@@ -3,7 +3,8 @@
 //! restarted each time, 1,000 kills in all (with `lane_sigkill`'s 200 in
 //! gated/tests, 1,200). After the last restart the store is compared with
 //! what the simulators and central-sim saw: no passage, sale, print or
-//! upload lost or doubled.
+//! upload lost or doubled. A passage the turnstile counted while gated was
+//! dying is found by its counter (see `Lanes::reconcile`).
 //!
 //! The instants come from a fixed seed, so a failure replays; CRASH_SEED
 //! changes it, CRASH_KILLS_LANE / CRASH_KILLS_SALE the counts.
@@ -164,9 +165,13 @@ async fn lane_and_sync_lose_and_double_nothing_across_kills() {
         recorded.len(),
         "a single-entry ticket passed twice"
     );
-    assert!(
-        recorded.len() as u32 <= gate.counters()[0],
-        "more passages recorded than the turnstile counted"
+    // Every visitor the turnstile let through is on record: passages
+    // announced before the gate opened and cut off by a kill are settled
+    // by the gate's counter at the next start.
+    assert_eq!(
+        recorded.len() as u32,
+        gate.counters()[0],
+        "passages recorded vs counted by the turnstile"
     );
     // Uploads: exactly the recorded passages, each once.
     let mut at_central: Vec<String> = central
@@ -254,7 +259,9 @@ async fn kiosk_sales_and_prints_lose_and_double_nothing_across_kills() {
         // Orders created but not seen finishing are found in the store below.
         k.gated.take().unwrap().kill().await;
     }
-    k.start_gated().await;
+    if k.gated.is_none() {
+        k.start_gated().await;
+    }
     // Every paid order is printed (or held), every event uploaded.
     let paid: Vec<String> = db(&k.state())
         .prepare("SELECT order_no FROM orders WHERE status = 'paid'")
