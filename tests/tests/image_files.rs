@@ -560,3 +560,96 @@ fn the_glob_matches_like_fnmatch() {
     assert!(!glob("*usb-0:1.1:1.0", "pci-usb-0:1.1:1.0x"));
     assert!(glob("tty?", "tty1") && !glob("tty?", "tty10"));
 }
+
+/// (source in the repository, destination directory, mode) of every
+/// `install` of files in a shell text; Yocto's path variables are mapped to
+/// a usrmerged root, as Debian and the image have it.
+fn installs(text: &str, source_prefix: &str, dest_prefix: &str) -> Vec<(String, String, String)> {
+    let vars = [
+        ("${systemd_system_unitdir}", "/usr/lib/systemd/system"),
+        ("${sysconfdir}", "/etc"),
+        ("${nonarch_base_libdir}", "/usr/lib"),
+        ("${nonarch_libdir}", "/usr/lib"),
+        ("${datadir}", "/usr/share"),
+    ];
+    let mut out = Vec::new();
+    // Continuation lines joined first.
+    let joined = text.replace("\\\n", " ");
+    for line in joined.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() != Some(&"install") || words.contains(&"-d") {
+            continue;
+        }
+        let mut mode = String::new();
+        let mut rest = Vec::new();
+        let mut i = 1;
+        while i < words.len() {
+            match words[i] {
+                "-m" => {
+                    mode = words[i + 1].to_owned();
+                    i += 2;
+                }
+                "-g" | "-o" => i += 2,
+                w => {
+                    rest.push(w.trim_matches('"'));
+                    i += 1;
+                }
+            }
+        }
+        let Some((dest, sources)) = rest.split_last() else {
+            continue;
+        };
+        let mut dest = dest
+            .strip_prefix(dest_prefix)
+            .unwrap_or(dest)
+            .trim_end_matches('/')
+            .to_owned();
+        for (var, path) in vars {
+            dest = dest.replace(var, path);
+        }
+        for s in sources {
+            let s = s.strip_prefix(source_prefix).unwrap_or(s);
+            out.push((s.to_owned(), dest.clone(), mode.clone()));
+        }
+    }
+    out
+}
+
+/// The QEMU test image installs every file the Yocto recipes install, at
+/// the same place with the same mode: "exactly as the recipes do" is
+/// checked, not trusted.
+#[test]
+fn the_qemu_image_installs_what_the_recipes_install() {
+    let root = tests::repo_root();
+    let qemu = std::fs::read_to_string(root.join("image/qemu/run")).unwrap();
+    let guest = installs(&qemu, "", "$R");
+    let recipes = root.join("yocto/meta-scenicpark/recipes-scenicpark");
+    let mut checked = 0;
+    for recipe in ["gated/gated_git.bb", "kiosk/kiosk_git.bb"] {
+        let text = std::fs::read_to_string(recipes.join(recipe)).unwrap();
+        for (src, dest, mode) in installs(&text, "$r/", "${D}") {
+            checked += 1;
+            if src == "image/etc/gated/gated.toml" {
+                // The guest has no devices to drive: it installs its own
+                // gated.toml at the same place with the same mode.
+                assert!(
+                    guest.contains(&(
+                        "image/qemu/guest-gated.toml".into(),
+                        "/etc/gated/gated.toml".into(),
+                        mode.clone()
+                    )),
+                    "{guest:?}"
+                );
+                continue;
+            }
+            assert!(
+                guest.contains(&(src.clone(), dest.clone(), mode.clone())),
+                "{recipe} installs {src} into {dest} (mode {mode}); image/qemu/run does not: {guest:?}"
+            );
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} installs found in the recipes"
+    );
+}
