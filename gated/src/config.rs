@@ -62,10 +62,17 @@ pub struct Config {
     pub peak: Peak,
 }
 
-/// The fire alarm (a gate's fire input: Modbus or GPIO).
+/// The fire alarm: every gate's fire input (Modbus or GPIO), and a line of
+/// its own for a device without gates (a kiosk).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fire {
+    /// A fire-alarm contact on `/dev/gpiochipN:LINE`.
+    pub gpio: Option<Spanned<String>>,
+    /// The line is low in an alarm (default: a normally closed contact
+    /// that opens, so the pulled-up line goes high).
+    #[serde(default)]
+    pub gpio_active_low: bool,
     /// After the input clears, the gates stay open until an engineer runs
     /// `gatectl alarm reset` (drop-arm turnstiles need their arms lifted).
     #[serde(default)]
@@ -634,6 +641,11 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
         && let Err(e) = gpio_line(g.get_ref())
     {
         r.push("power.gpio", g.span(), e);
+    }
+    if let Some(g) = &config.fire.gpio
+        && let Err(e) = gpio_line(g.get_ref())
+    {
+        r.push("fire.gpio", g.span(), e);
     }
     if let Some(nut) = &config.power.nut {
         if let Err(e) = nut.get_ref().parse::<hal::power::nut::NutTarget>() {

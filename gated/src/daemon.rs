@@ -112,6 +112,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(r) = &registry {
         crate::modes::fire_from_gates(r, &fire_tx);
     }
+    if let Some(spec) = &config.fire.gpio {
+        crate::modes::fire_from_line(spec.get_ref(), config.fire.gpio_active_low, &fire_tx);
+    }
     drop(fire_tx);
     let (modes, modes_task) = crate::modes::start(crate::modes::Inputs {
         device_id: config.device_id.get_ref().clone(),

@@ -241,6 +241,44 @@ pub fn fire_from_gates(registry: &LaneRegistry, tx: &mpsc::Sender<(String, bool)
     }
 }
 
+/// Follows a fire-alarm contact of its own (`[fire] gpio`).
+pub fn fire_from_line(spec: &str, active_low: bool, tx: &mpsc::Sender<(String, bool)>) {
+    let source = format!("fire input {spec}");
+    let line = crate::config::gpio_line(spec).and_then(|(chip, line)| {
+        hal::gpio::cdev::CdevInput::open(&chip, line, "gated-fire").map_err(|e| e.to_string())
+    });
+    match line {
+        Ok(line) => follow_fire_line(source, line, active_low, tx),
+        Err(e) => error!("{source}: {e}: fire alarms from this line are not seen"),
+    }
+}
+
+/// Debounced changes of a fire-alarm line into the fire channel.
+pub fn follow_fire_line<I: hal::gpio::InputLine>(
+    source: String,
+    line: I,
+    active_low: bool,
+    tx: &mpsc::Sender<(String, bool)>,
+) {
+    let mut changes = hal::gpio::debounced(line, active_low, Duration::from_millis(50));
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            match change {
+                Ok(active) => {
+                    if tx.send((source.clone(), active)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    error!("{source}: {e}: fire alarms from this line are no longer seen");
+                    return;
+                }
+            }
+        }
+    });
+}
+
 /// Starts the state machine; it runs until the returned task is dropped.
 pub fn start<P: PowerOff>(inputs: Inputs<P>) -> (Modes, tokio::task::JoinHandle<()>) {
     let (tx, view) = watch::channel(ModeView::starting());

@@ -140,3 +140,59 @@ async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
         view.borrow()
     );
 }
+
+/// A device without gates (a kiosk) with a fire-alarm contact of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_line_of_its_own_puts_a_kiosk_out_of_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gated.db");
+    // Normally closed, pulled up: low while all is well.
+    let (contact, line) = SimLine::pair(false);
+    let (fire_tx, fire_rx) = tokio::sync::mpsc::channel(4);
+    modes::follow_fire_line("fire input sim".into(), line, false, &fire_tx);
+    drop(fire_tx);
+    let (_never, power) = watch::channel(gated::power::PowerView::default());
+    let (m, _task) = modes::start(Inputs {
+        device_id: "kiosk-fire".into(),
+        settings: Settings {
+            debounce: Duration::from_millis(100),
+            grace: Duration::ZERO,
+            low_percent: 20.0,
+            fire_reset_by_engineer: false,
+            peak: gated::lane::Relax {
+                exit_first: true,
+                reentry_wait: true,
+            },
+        },
+        power,
+        link: watch::channel(Default::default()).1,
+        fire: fire_rx,
+        lanes: None,
+        store: Mutex::new(Store::open(&db).unwrap()),
+        upload_now: Arc::new(tokio::sync::Notify::new()),
+        logind: Recorder {
+            calls: Arc::new(Mutex::new(Vec::new())),
+            gate: SimGpioGate::new(GateKind::WingGate, GpioSettings::default()).0,
+            db: db.clone(),
+        },
+    });
+    let mut view = m.view.clone();
+    contact.send(true).unwrap();
+    wait_for(&mut view, Mode::FireAlarm).await;
+    assert!(
+        view.borrow().cause.contains("fire input sim"),
+        "{:?}",
+        view.borrow()
+    );
+    contact.send(false).unwrap();
+    wait_for(&mut view, Mode::Normal).await;
+    let db = rusqlite::Connection::open(&db).unwrap();
+    let changes: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'mode_change'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(changes, 2);
+}
