@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use gated::lane::{Admission, Lanes, Medium, Scan};
+use gated::lane::{Admission, Lanes, Medium, Relax, Scan};
 use gated::store::Store;
 use gated::tickets::rules::{MINUTES_PER_DAY, Reason};
 use gated::tickets::token::{self, LocalMinute, Payload};
@@ -41,6 +41,17 @@ async fn rig(kind: GateKind) -> Rig {
     c.execute(
         "INSERT INTO products (id, name, entries_allowed, per_day_limit, reentry_after_exit) VALUES (2, 'Annual pass', 0, 2, 0)",
         [],
+    )
+    .unwrap();
+    // 3: a park pass, any number of entries, exit first and 30 min between entries.
+    c.execute(
+        "INSERT INTO products (id, name, entries_allowed, per_day_limit, reentry_after_exit, reentry_minutes) VALUES (3, 'Park pass', 0, 0, 1, 30)",
+        [],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO tickets (id, product_id, valid_from, valid_until, card_uid) VALUES (30, 3, ?1, ?2, '04C0FFEE')",
+        params![NOW - MINUTES_PER_DAY, NOW + MINUTES_PER_DAY],
     )
     .unwrap();
     let holder = token::holder_hash(ID_KEY, "11010519491231002X");
@@ -353,4 +364,38 @@ async fn a_replayed_commit_records_nothing_twice() {
         .await
         .unwrap();
     assert_eq!(r.entries(1010), 1);
+}
+
+/// Peak mode lifts, for its lane group only, the re-entry rules it names.
+#[tokio::test]
+async fn peak_mode_lifts_anti_passback_and_the_reentry_wait_for_its_group() {
+    let r = rig(GateKind::Turnstile).await;
+    r.sim.set_auto_walk(true);
+    let card = || Medium::Card("04C0FFEE".into());
+    assert!(matches!(r.admit(card()).await, Admission::Admitted { .. }));
+    assert_eq!(r.admit(card()).await, Admission::Refused(Reason::ExitFirst));
+    // Another group's peak changes nothing here.
+    let both = Relax {
+        exit_first: true,
+        reentry_wait: true,
+    };
+    r.lanes.set_relax("west", Some(both));
+    assert_eq!(r.admit(card()).await, Admission::Refused(Reason::ExitFirst));
+    // Anti-passback lifted, the 30-minute wait kept.
+    r.lanes.set_relax(
+        "east",
+        Some(Relax {
+            exit_first: true,
+            reentry_wait: false,
+        }),
+    );
+    assert_eq!(
+        r.admit(card()).await,
+        Admission::Refused(Reason::ReentryTooSoon)
+    );
+    r.lanes.set_relax("east", Some(both));
+    assert!(matches!(r.admit(card()).await, Admission::Admitted { .. }));
+    assert_eq!(r.entries(30), 2);
+    r.lanes.set_relax("east", None);
+    assert_eq!(r.admit(card()).await, Admission::Refused(Reason::ExitFirst));
 }

@@ -196,3 +196,92 @@ async fn a_fire_line_of_its_own_puts_a_kiosk_out_of_service() {
         .unwrap();
     assert_eq!(changes, 2);
 }
+
+/// Offline and the power fallback: mains lost while offline takes over
+/// (the upload is nudged while the network lasts); with the central system
+/// and mains back the device returns to normal without anyone's help.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_and_power_loss_together() {
+    use gated::central::sync::{Mode as Link, SyncStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gated.db");
+    let (mains_lost, line) = SimLine::pair(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let power = gated::power::follow(
+        "gpio sim".into(),
+        hal::power::spawn_gpio("power-fail line", line, false, Duration::from_millis(5)),
+        &mut tasks,
+    );
+    let (link, link_rx) = watch::channel(SyncStatus {
+        mode: Link::Online,
+        ..Default::default()
+    });
+    let (_fire_tx, fire_rx) = tokio::sync::mpsc::channel(1);
+    let upload = Arc::new(tokio::sync::Notify::new());
+    let (m, _task) = modes::start(Inputs {
+        device_id: "offline-1".into(),
+        settings: Settings {
+            debounce: Duration::from_millis(50),
+            grace: Duration::ZERO,
+            low_percent: 20.0,
+            fire_reset_by_engineer: false,
+            peak: gated::lane::Relax {
+                exit_first: true,
+                reentry_wait: true,
+            },
+        },
+        power,
+        link: link_rx,
+        fire: fire_rx,
+        lanes: None,
+        store: Mutex::new(Store::open(&db).unwrap()),
+        upload_now: upload.clone(),
+        logind: Recorder {
+            calls: Arc::new(Mutex::new(Vec::new())),
+            gate: SimGpioGate::new(GateKind::WingGate, GpioSettings::default()).0,
+            db: db.clone(),
+        },
+    });
+    let mut view = m.view.clone();
+    let set_link = |mode| {
+        link.send_modify(|s| {
+            s.mode = mode;
+            s.last_error = (mode == Link::Offline).then(|| "connection refused".to_owned());
+        })
+    };
+    set_link(Link::Offline);
+    wait_for(&mut view, Mode::Offline).await;
+    assert!(view.borrow().cause.contains("connection refused"));
+    mains_lost.send(true).unwrap();
+    wait_for(&mut view, Mode::PowerFallback).await;
+    // The fallback asked for an upload while the network lasts.
+    tokio::time::timeout(Duration::from_secs(5), upload.notified())
+        .await
+        .expect("upload nudged");
+    set_link(Link::Online);
+    mains_lost.send(false).unwrap();
+    wait_for(&mut view, Mode::Normal).await;
+    let db = rusqlite::Connection::open(&db).unwrap();
+    let moves: Vec<String> = db
+        .prepare("SELECT body FROM outbox WHERE kind = 'mode_change' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(&b.unwrap()).unwrap();
+            format!(
+                "{}->{}",
+                v["from"].as_str().unwrap(),
+                v["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            "normal->offline",
+            "offline->power_fallback",
+            "power_fallback->normal"
+        ]
+    );
+}

@@ -100,6 +100,16 @@ async fn main() {
     for g in &gates {
         g.wait_until(|g| g.mode() == GateMode::Normal).await;
     }
+    // gated's log must be read, or a full pipe stalls it.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let drain = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return gated,
+                _ = gated.read_for(Duration::from_millis(500)) => {}
+            }
+        }
+    });
 
     let (mut commanded, mut durable, mut fire) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -123,7 +133,8 @@ async fn main() {
         gates[LANES - 1].set_fire(false);
         all(&gates, GateMode::Normal).await;
     }
-    gated.stop().await;
+    let _ = stop.send(());
+    drain.await.unwrap().stop().await;
     report(
         &format!("UPower OnBattery → {LANES} gates commanded to their power-fail mode"),
         commanded,

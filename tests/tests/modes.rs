@@ -31,6 +31,11 @@ struct Device {
 
 impl Device {
     async fn start(extra: &str) -> Device {
+        Self::start_with(None, extra).await
+    }
+
+    /// `power`: the `[power]` table's body instead of NUT's.
+    async fn start_with(power: Option<&str>, extra: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let gates = [
             SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1),
@@ -66,8 +71,10 @@ impl Device {
              [devices.scanners.s2x]\nport = \"{d}/s2x\"\n\
              [lanes.east-1]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g1\"\nscanners = [\"s1\"]\npower_fail_mode = \"open\"\n\
              [lanes.east-2]\ndirection = \"both\"\ngroup = \"east\"\ngate = \"g2\"\nscanners = [\"s2\"]\nexit_scanners = [\"s2x\"]\npower_fail_mode = \"locked\"\n\
-             [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 20\ndebounce_ms = 400\ngrace_s = 0\nlow_percent = 20\n\
-             {extra}",
+             [power]\n{power}\n{extra}",
+            power = power.map(str::to_owned).unwrap_or(format!(
+                "nut = \"{ups_addr}/ups\"\npoll_ms = 20\ndebounce_ms = 400\ngrace_s = 0\nlow_percent = 20\n"
+            )),
             state = dir.path().join("state").display(),
             a1 = addrs[0],
             a2 = addrs[1],
@@ -408,5 +415,68 @@ async fn peak_mode_is_switched_per_lane_group() {
     assert_eq!(peaks.len(), 2);
     assert_eq!(peaks[0]["on"], true);
     assert_eq!(peaks[1]["on"], false);
+    gated.stop().await;
+}
+
+/// The UPS over UPower (a fake on the private bus): mains lost, then the
+/// battery's warning level goes to low, and the device shuts down in order.
+/// Every transition is also a `Device1.Transition` signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_battery_over_upower_then_low_battery_shuts_down_with_signals() {
+    use futures_util::StreamExt;
+    let d = Device::start_with(Some("upower = true\ndebounce_ms = 200\ngrace_s = 0\n"), "").await;
+    let upower = hal::power::sim::SimUPower::start(&d.bus.address)
+        .await
+        .unwrap();
+    let (g1, g2) = (d.gates[0].clone(), d.gates[1].clone());
+    let logind = FakeLogind::start(&d.bus.address, move || {
+        format!("g1={:?} g2={:?}", g1.mode(), g2.mode())
+    })
+    .await;
+    let gated = d.gated().await;
+    let conn = zbus::connection::Builder::address(d.bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("cn.scenicpark.Gated.Device1")
+        .member("Transition")
+        .build()
+        .unwrap();
+    let mut signals = zbus::MessageStream::for_match_rule(rule, &conn, None)
+        .await
+        .unwrap();
+
+    upower.set_on_battery(true).await.unwrap();
+    upower.set_battery(64.0, 1800, 1).await.unwrap();
+    d.wait_for_mode("power_fallback").await;
+    d.gates[0].wait_until(|g| g.mode() == GateMode::Free).await;
+    d.gates[1]
+        .wait_until(|g| g.mode() == GateMode::Locked)
+        .await;
+    // UPower's warning level 3: the battery is low (at a charge still above
+    // low_percent, so the UPS's word is what counts here).
+    upower.set_battery(30.0, 240, 3).await.unwrap();
+    let calls = logind.wait_for_power_off().await;
+    assert!(matches!(calls[0], Call::Inhibit { .. }), "{calls:?}");
+    assert!(
+        matches!(&calls[1], Call::PowerOff { snapshot, .. } if snapshot == "g1=Free g2=Locked"),
+        "{calls:?}"
+    );
+    let cause: String = d.prop("OperatingModeCause").await;
+    assert!(cause.contains("battery low"), "{cause}");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let m = tokio::time::timeout(LOG_BOUND, signals.next())
+            .await
+            .expect("Transition signals")
+            .unwrap()
+            .unwrap();
+        let (from, to, _cause): (String, String, String) = m.body().deserialize().unwrap();
+        seen.push(format!("{from}->{to}"));
+    }
+    assert_eq!(seen, ["normal->power_fallback", "power_fallback->shutdown"]);
+    assert_eq!(d.transitions(), seen);
     gated.stop().await;
 }
