@@ -342,6 +342,17 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                 )
             })
             .unwrap_or_default();
+        // Why the mode is what it is, when the device forces it; peak mode.
+        let mut notes = Vec::new();
+        if let Some(by) = l["forced_by"].as_str() {
+            notes.push(format!("({by})"));
+        }
+        if l["peak"] == true {
+            notes.push("(peak)".to_owned());
+        }
+        notes.push(last);
+        notes.retain(|n| !n.is_empty());
+        let last = notes.join(" ");
         println!(
             "  {label:<13} {:<10} {:<6} {:<7} gate {:<12} in {:>4} out {:>4}  {last}",
             l["name"].as_str().unwrap_or(""),
