@@ -126,7 +126,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         store: std::sync::Mutex::new(
             Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?,
         ),
-        upload_now: link.resync.clone(),
+        upload_now: link.upload_now.clone(),
         logind: crate::modes::Logind,
     });
     let kiosk = match config.role {

@@ -350,8 +350,10 @@ pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreErro
     let (tx, rx) = watch::channel(status);
     let (session_tx, session_rx) = watch::channel(None);
     let resync = Arc::new(tokio::sync::Notify::new());
+    let upload_now = Arc::new(tokio::sync::Notify::new());
     let link = Link {
         resync: resync.clone(),
+        upload_now: upload_now.clone(),
         session: session_tx,
         store: Arc::new(Mutex::new(store)),
         lanes,
@@ -369,6 +371,7 @@ pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreErro
         status: rx,
         session: session_rx,
         resync,
+        upload_now,
     })
 }
 
@@ -382,11 +385,15 @@ pub struct Started {
     /// Notified to drop the session and sync again at once (`SyncNow`):
     /// a new token, the catalog, the changes after the cursor.
     pub resync: Arc<tokio::sync::Notify>,
+    /// Notified to upload the outbox now, without waiting for the next
+    /// poll or the retry backoff (the power fallback, while the network lasts).
+    pub upload_now: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
 struct Link {
     resync: Arc<tokio::sync::Notify>,
+    upload_now: Arc<tokio::sync::Notify>,
     session: watch::Sender<Option<Arc<Session>>>,
     store: Arc<Mutex<Store>>,
     lanes: Option<Lanes>,
@@ -669,7 +676,7 @@ impl Link {
             };
             self.update(|s| s.outbox_depth = depth);
             if events.is_empty() {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.pause(Duration::from_millis(500)).await;
                 continue;
             }
             let body = api::EventBatch {
@@ -714,9 +721,18 @@ impl Link {
                     } else {
                         warn!("events refused by the central system (kept): {e}");
                     }
-                    tokio::time::sleep(jitter(self.timings.backoff.delay(attempt))).await;
+                    self.pause(jitter(self.timings.backoff.delay(attempt)))
+                        .await;
                 }
             }
+        }
+    }
+
+    /// Waits `d`, or less when an upload is asked for.
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.upload_now.notified() => {}
         }
     }
 
