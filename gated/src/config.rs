@@ -631,11 +631,17 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
         config.power.gpio.is_some(),
     ];
     if sources.iter().filter(|s| **s).count() > 1 {
-        r.problems.push(r.problem(
-            "power",
-            None,
-            "choose one UPS source: `nut`, `upower = true` or `gpio`".into(),
-        ));
+        // Two sources: at least one is `nut` or `gpio`, which has a line.
+        let (key, at) = match (&config.power.nut, &config.power.gpio) {
+            (Some(n), _) => ("power.nut", n.span()),
+            (None, Some(g)) => ("power.gpio", g.span()),
+            (None, None) => unreachable!("only upower is a flag"),
+        };
+        r.push(
+            key,
+            at,
+            "choose one UPS source: `nut`, `upower = true` or `gpio`, not several".into(),
+        );
     }
     if let Some(g) = &config.power.gpio
         && let Err(e) = gpio_line(g.get_ref())
@@ -647,16 +653,10 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     {
         r.push("fire.gpio", g.span(), e);
     }
-    if let Some(nut) = &config.power.nut {
-        if let Err(e) = nut.get_ref().parse::<hal::power::nut::NutTarget>() {
-            r.push("power.nut", nut.span(), e);
-        } else if config.power.upower {
-            r.push(
-                "power.nut",
-                nut.span(),
-                "choose one UPS source: `nut` or `upower = true`, not both".into(),
-            );
-        }
+    if let Some(nut) = &config.power.nut
+        && let Err(e) = nut.get_ref().parse::<hal::power::nut::NutTarget>()
+    {
+        r.push("power.nut", nut.span(), e);
     }
 
     match config.role {

@@ -400,7 +400,7 @@ impl LaneIface {
                 "direction": l.direction,
                 "mode": format!("{:?}", l.mode()).to_lowercase(),
                 "forced_by": l.forced_by(),
-                "peak": l.peak(),
+                "peak": lanes.relaxed(&l.group).is_some(),
                 "power_fail_mode": l.power_fail_mode,
                 "gate": l.gate.watch_state().borrow().to_string(),
                 "entries_today": entries,

@@ -435,13 +435,28 @@ impl Lanes {
         };
     }
 
-    fn relaxed(&self, group: &str) -> Option<Relax> {
+    /// What peak mode relaxes for `group`, if it is in peak mode.
+    pub fn relaxed(&self, group: &str) -> Option<Relax> {
         self.inner
             .relaxed
             .read()
             .expect("relaxed groups")
             .get(group)
             .copied()
+    }
+
+    /// The lane groups in peak mode, in order.
+    pub fn relaxed_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .inner
+            .relaxed
+            .read()
+            .expect("relaxed groups")
+            .keys()
+            .cloned()
+            .collect();
+        groups.sort();
+        groups
     }
 
     /// Records passages and their outbox event in one durable transaction.
@@ -729,10 +744,15 @@ impl Lanes {
             None => false,
         };
         let outcome = gate.open(direction, persons).await;
-        // A fault leaves the announcement for the next reconciliation.
-        let settle = announced && !matches!(outcome, Outcome::Fault { .. });
         let r = self.record(&reservation, scan, direction, outcome);
-        if settle && r.is_ok() {
+        // A passage record settled its announcement in its own transaction;
+        // nobody passing settles it here; a gate fault (or a failed record)
+        // leaves it for the next reconciliation.
+        let nobody = matches!(
+            r,
+            Ok(Admission::NotPassed { .. } | Admission::Alarm { persons: 0, .. })
+        );
+        if announced && nobody {
             self.forget(scan.nonce);
         }
         r

@@ -43,8 +43,6 @@ pub struct LaneState {
     /// A mode the device's state forces (fire alarm, power fallback), over
     /// the operator's, and why.
     forced: std::sync::Mutex<Option<(GateMode, &'static str)>>,
-    /// Peak mode: a two-way lane admits entries only.
-    peak: std::sync::atomic::AtomicBool,
     last: std::sync::Mutex<std::collections::VecDeque<Decision>>,
 }
 
@@ -59,7 +57,6 @@ impl LaneState {
             power_fail_mode: lane.power_fail_mode,
             mode: std::sync::Mutex::new(GateMode::Normal),
             forced: std::sync::Mutex::new(None),
-            peak: std::sync::atomic::AtomicBool::new(false),
             last: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
@@ -128,14 +125,6 @@ impl LaneState {
     ) -> Result<(), hal::gate::GateError> {
         *self.forced.lock().expect("forced mode") = forced;
         hal::gate::Gate::set_mode(&self.gate, self.mode()).await
-    }
-
-    pub fn set_peak(&self, on: bool) {
-        self.peak.store(on, Ordering::Relaxed);
-    }
-
-    pub fn peak(&self) -> bool {
-        self.peak.load(Ordering::Relaxed)
     }
 
     pub fn last(&self) -> Vec<Decision> {
@@ -453,7 +442,7 @@ impl LaneCtx {
                     continue;
                 }
                 // Peak: a two-way lane serves the crowd coming in.
-                GateMode::Normal if exit && self.state.peak() => {
+                GateMode::Normal if exit && self.lanes.relaxed(&self.group).is_some() => {
                     Ok(Admission::Refused(Reason::EntryOnly))
                 }
                 GateMode::Normal if exit || self.direction == LaneDirection::Exit => {

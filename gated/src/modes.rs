@@ -97,13 +97,6 @@ pub struct Modes {
 }
 
 impl Modes {
-    /// A mode that never changes (tests of other parts).
-    pub fn fixed() -> Self {
-        let (_tx, view) = watch::channel(ModeView::starting());
-        let (commands, _rx) = mpsc::channel(1);
-        Modes { view, commands }
-    }
-
     pub async fn command(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Command,
@@ -294,7 +287,6 @@ struct Machine<P: PowerOff> {
     fire_latched: bool,
     /// When mains was lost (None on mains or unknown).
     lost_at: Option<Instant>,
-    peak: BTreeMap<String, crate::lane::Relax>,
     seq: u64,
     shut_down: bool,
 }
@@ -307,7 +299,6 @@ impl<P: PowerOff> Machine<P> {
             fire: BTreeMap::new(),
             fire_latched: false,
             lost_at: None,
-            peak: BTreeMap::new(),
             seq: 0,
             shut_down: false,
         }
@@ -442,7 +433,11 @@ impl<P: PowerOff> Machine<P> {
         let (mode, cause, pending) = self.verdict();
         let power = self.inputs.power.borrow().describe();
         let old = self.tx.borrow().clone();
-        let peak_groups: Vec<String> = self.peak.keys().cloned().collect();
+        // The lanes hold which groups are in peak mode.
+        let peak_groups = match &self.inputs.lanes {
+            Some((lanes, _)) => lanes.relaxed_groups(),
+            None => Vec::new(),
+        };
         if old.mode == mode && old.fire_reset_pending == pending && old.peak_groups == peak_groups {
             // Same mode: only the battery figures move.
             self.tx.send_if_modified(|v| {
@@ -565,23 +560,15 @@ impl<P: PowerOff> Machine<P> {
                     Some((_, registry)) if !registry.iter().any(|l| l.group == group) => {
                         let mut groups: Vec<&str> =
                             registry.iter().map(|l| l.group.as_str()).collect();
+                        groups.sort_unstable();
                         groups.dedup();
                         Err(format!(
                             "no lane group {group:?}; groups: {}",
                             groups.join(", ")
                         ))
                     }
-                    Some((lanes, registry)) => {
-                        let relax = on.then_some(self.inputs.settings.peak);
-                        lanes.set_relax(&group, relax);
-                        for l in registry.iter().filter(|l| l.group == group) {
-                            l.set_peak(on);
-                        }
-                        if on {
-                            self.peak.insert(group.clone(), self.inputs.settings.peak);
-                        } else {
-                            self.peak.remove(&group);
-                        }
+                    Some((lanes, _)) => {
+                        lanes.set_relax(&group, on.then_some(self.inputs.settings.peak));
                         warn!(group, on, by, "peak mode switched by an operator");
                         self.record(
                             "peak",

@@ -45,6 +45,57 @@ impl PowerOff for Recorder {
     }
 }
 
+/// The machine's inputs as the tests start from: no lanes, the link's and
+/// the fire inputs' channels as given, a 100 ms debounce, no grace limit, a
+/// fresh recorder.
+fn inputs(
+    db: &std::path::Path,
+    power: watch::Receiver<gated::power::PowerView>,
+    fire: tokio::sync::mpsc::Receiver<(String, bool)>,
+) -> Inputs<Recorder> {
+    Inputs {
+        device_id: "gpio-test".into(),
+        settings: Settings {
+            debounce: Duration::from_millis(100),
+            grace: Duration::ZERO,
+            low_percent: 20.0,
+            fire_reset_by_engineer: false,
+            peak: gated::lane::Relax {
+                exit_first: true,
+                reentry_wait: true,
+            },
+        },
+        power,
+        link: watch::channel(Default::default()).1,
+        fire,
+        lanes: None,
+        store: Mutex::new(Store::open(db).unwrap()),
+        upload_now: Arc::new(tokio::sync::Notify::new()),
+        logind: Recorder {
+            calls: Arc::new(Mutex::new(Vec::new())),
+            gate: SimGpioGate::new(GateKind::WingGate, GpioSettings::default()).0,
+            db: db.to_owned(),
+        },
+    }
+}
+
+/// A UPS HAT's power-fail line (high when mains is lost), followed as gated
+/// does: the sender moves the line, the receiver is gated's power view.
+fn power_fail_line(
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<bool>,
+    watch::Receiver<gated::power::PowerView>,
+) {
+    let (mains_lost, line) = SimLine::pair(false);
+    let power = gated::power::follow(
+        "gpio sim".into(),
+        hal::power::spawn_gpio("power-fail line", line, false, Duration::from_millis(5)),
+        tasks,
+    );
+    (mains_lost, power)
+}
+
 async fn wait_for(view: &mut watch::Receiver<modes::ModeView>, mode: Mode) {
     let reached = tokio::time::timeout(Duration::from_secs(30), view.wait_for(|v| v.mode == mode))
         .await
@@ -70,42 +121,21 @@ async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
     let registry = Arc::new(vec![Arc::new(LaneState::new("east-1", &lane, gate))]);
     let lanes = gated::lane::Lanes::new(Store::open(&db).unwrap()).unwrap();
 
-    // The UPS HAT's power-fail line: high when mains is lost.
-    let (mains_lost, line) = SimLine::pair(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let power = gated::power::follow(
-        "gpio sim".into(),
-        hal::power::spawn_gpio("power-fail line", line, false, Duration::from_millis(5)),
-        &mut tasks,
-    );
+    let (mains_lost, power) = power_fail_line(&mut tasks);
     let (fire_tx, fire_rx) = tokio::sync::mpsc::channel(4);
     modes::fire_from_gates(&registry, &fire_tx);
     drop(fire_tx);
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let (m, _task) = modes::start(Inputs {
-        device_id: "gpio-1".into(),
-        settings: Settings {
-            debounce: Duration::from_millis(100),
-            grace: Duration::from_millis(1500),
-            low_percent: 20.0,
-            fire_reset_by_engineer: false,
-            peak: gated::lane::Relax {
-                exit_first: true,
-                reentry_wait: true,
-            },
-        },
-        power,
-        link: watch::channel(Default::default()).1,
-        fire: fire_rx,
-        lanes: Some((lanes, registry.clone())),
-        store: Mutex::new(Store::open(&db).unwrap()),
-        upload_now: Arc::new(tokio::sync::Notify::new()),
-        logind: Recorder {
-            calls: calls.clone(),
-            gate: sim.clone(),
-            db: db.clone(),
-        },
-    });
+    let mut input = inputs(&db, power, fire_rx);
+    input.settings.grace = Duration::from_millis(1500);
+    input.lanes = Some((lanes, registry.clone()));
+    input.logind = Recorder {
+        calls: calls.clone(),
+        gate: sim.clone(),
+        db: db.clone(),
+    };
+    let (m, _task) = modes::start(input);
     let mut view = m.view.clone();
     assert!(!sim.is_open());
 
@@ -152,30 +182,7 @@ async fn a_fire_line_of_its_own_puts_a_kiosk_out_of_service() {
     modes::follow_fire_line("fire input sim".into(), line, false, &fire_tx);
     drop(fire_tx);
     let (_never, power) = watch::channel(gated::power::PowerView::default());
-    let (m, _task) = modes::start(Inputs {
-        device_id: "kiosk-fire".into(),
-        settings: Settings {
-            debounce: Duration::from_millis(100),
-            grace: Duration::ZERO,
-            low_percent: 20.0,
-            fire_reset_by_engineer: false,
-            peak: gated::lane::Relax {
-                exit_first: true,
-                reentry_wait: true,
-            },
-        },
-        power,
-        link: watch::channel(Default::default()).1,
-        fire: fire_rx,
-        lanes: None,
-        store: Mutex::new(Store::open(&db).unwrap()),
-        upload_now: Arc::new(tokio::sync::Notify::new()),
-        logind: Recorder {
-            calls: Arc::new(Mutex::new(Vec::new())),
-            gate: SimGpioGate::new(GateKind::WingGate, GpioSettings::default()).0,
-            db: db.clone(),
-        },
-    });
+    let (m, _task) = modes::start(inputs(&db, power, fire_rx));
     let mut view = m.view.clone();
     contact.send(true).unwrap();
     wait_for(&mut view, Mode::FireAlarm).await;
@@ -205,43 +212,19 @@ async fn offline_and_power_loss_together() {
     use gated::central::sync::{Mode as Link, SyncStatus};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gated.db");
-    let (mains_lost, line) = SimLine::pair(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let power = gated::power::follow(
-        "gpio sim".into(),
-        hal::power::spawn_gpio("power-fail line", line, false, Duration::from_millis(5)),
-        &mut tasks,
-    );
+    let (mains_lost, power) = power_fail_line(&mut tasks);
     let (link, link_rx) = watch::channel(SyncStatus {
         mode: Link::Online,
         ..Default::default()
     });
     let (_fire_tx, fire_rx) = tokio::sync::mpsc::channel(1);
     let upload = Arc::new(tokio::sync::Notify::new());
-    let (m, _task) = modes::start(Inputs {
-        device_id: "offline-1".into(),
-        settings: Settings {
-            debounce: Duration::from_millis(50),
-            grace: Duration::ZERO,
-            low_percent: 20.0,
-            fire_reset_by_engineer: false,
-            peak: gated::lane::Relax {
-                exit_first: true,
-                reentry_wait: true,
-            },
-        },
-        power,
-        link: link_rx,
-        fire: fire_rx,
-        lanes: None,
-        store: Mutex::new(Store::open(&db).unwrap()),
-        upload_now: upload.clone(),
-        logind: Recorder {
-            calls: Arc::new(Mutex::new(Vec::new())),
-            gate: SimGpioGate::new(GateKind::WingGate, GpioSettings::default()).0,
-            db: db.clone(),
-        },
-    });
+    let mut input = inputs(&db, power, fire_rx);
+    input.settings.debounce = Duration::from_millis(50);
+    input.link = link_rx;
+    input.upload_now = upload.clone();
+    let (m, _task) = modes::start(input);
     let mut view = m.view.clone();
     let set_link = |mode| {
         link.send_modify(|s| {

@@ -126,6 +126,24 @@ impl CentralSim {
             .expect("events")
     }
 
+    /// The nonces of the events of `kind` it received, sorted.
+    pub async fn event_nonces(&self, kind: &str) -> Vec<String> {
+        let mut nonces: Vec<String> = self
+            .events()
+            .await
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| {
+                e["nonce"]
+                    .as_str()
+                    .expect("an event has its nonce")
+                    .to_owned()
+            })
+            .collect();
+        nonces.sort();
+        nonces
+    }
+
     /// A pairing code for `device_id` as `role`, valid `ttl_s` seconds.
     pub async fn pairing_code(&self, device_id: &str, role: &str, ttl_s: i64) -> String {
         let v = self

@@ -385,14 +385,7 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
         .collect::<Result<_, _>>()
         .unwrap();
     recorded.sort();
-    let mut central_nonces: Vec<String> = central
-        .events()
-        .await
-        .iter()
-        .filter(|e| e["kind"] == "passage")
-        .map(|e| e["nonce"].as_str().unwrap().to_owned())
-        .collect();
-    central_nonces.sort();
+    let central_nonces = central.event_nonces("passage").await;
     assert_eq!(recorded.len(), 6);
     assert_eq!(central_nonces, recorded);
 }

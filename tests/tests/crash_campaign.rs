@@ -1,7 +1,7 @@
 //! The crash-consistency campaign: gated is SIGKILLed at pseudo-random
 //! instants while the lane, the sale and the sync flows run under load, and
-//! restarted each time, 1,000 kills in all (with `lane_sigkill`'s 200 in
-//! gated/tests, 1,200). After the last restart the store is compared with
+//! restarted each time, 1,200 kills in all: 200 at a lane alone, 600 at a
+//! lane under sync load, 400 at a kiosk. After the last restart the store is compared with
 //! what the simulators and central-sim saw: no passage, sale, print or
 //! upload lost or doubled. A passage the turnstile counted while gated was
 //! dying is found by its counter (see `Lanes::reconcile`).
@@ -10,8 +10,12 @@
 //! changes it, CRASH_KILLS_LANE / CRASH_KILLS_SALE the counts.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+use gated::store::Store;
+use gated::tickets::token::{self, Payload};
 use hal::gate::RegisterMap;
 use hal::gate::sim::{GateKind, SimGate};
 use hal::pty::Pty;
@@ -55,6 +59,144 @@ fn admitted_nonce(line: &str) -> Option<String> {
     }
     let n = line.split("nonce=").nth(1)?;
     Some(n.split_whitespace().next()?.trim_matches('"').to_owned())
+}
+
+/// The passages in the store after a campaign, checked against what the
+/// lane reported and what the turnstile counted: every reported passage is
+/// recorded (committed before it was reported), no single-entry ticket passed
+/// twice, and every visitor the turnstile let through is on record (passages
+/// announced before the gate opened and cut off by a kill are settled by the
+/// gate's counter at the next start). Returns the nonces, sorted.
+fn check_passages(state: &Path, reported: &HashSet<String>, counted: u32) -> Vec<String> {
+    let recorded: Vec<(String, i64)> = db(state)
+        .prepare("SELECT nonce, ticket_id FROM passages ORDER BY nonce")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let nonces: HashSet<&str> = recorded.iter().map(|(n, _)| n.as_str()).collect();
+    let lost: Vec<&String> = reported
+        .iter()
+        .filter(|n| !nonces.contains(n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "reported to the visitor but not recorded: {lost:?}"
+    );
+    let tickets: HashSet<i64> = recorded.iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        tickets.len(),
+        recorded.len(),
+        "a single-entry ticket passed twice"
+    );
+    assert_eq!(
+        recorded.len() as u32,
+        counted,
+        "passages recorded vs counted by the turnstile"
+    );
+    recorded.into_iter().map(|(n, _)| n).collect()
+}
+
+/// Reads gated's log until `after`, kills it, and returns the passages it
+/// reported by then (what it wrote before it died included).
+async fn kill_after(mut gated: Gated, after: Duration) -> Vec<String> {
+    let mut lines = gated.read_for(after).await;
+    lines.extend(gated.kill_and_drain().await);
+    lines.iter().filter_map(|l| admitted_nonce(l)).collect()
+}
+
+/// A lane alone, no central system: visitors with signed tickets, gated
+/// killed among them 200 times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
+    const KILLS: u32 = 200;
+    let mut rng = Rng::new(0);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = SigningKey::from_bytes(&[8; 32]);
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let now = gated::lanes::local_now(&tz);
+    {
+        let mut s = Store::open(&state.join("gated.db")).unwrap();
+        s.put_signing_key(1, &key.verifying_key().to_bytes())
+            .unwrap();
+        s.conn()
+            .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
+            .unwrap();
+    }
+    let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
+    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    gate.set_auto_walk(true);
+    let (addr, _server) = gate
+        .serve_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let config = dir.path().join("gated.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "role = \"lane\"\ndevice_id = \"kill-test\"\nstate_dir = \"{}\"\n[central]\nurl = \"http://127.0.0.1:1/api/v1\"\n\
+             [devices.scanners.qr]\nport = \"{}\"\n[devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 5\ntailgate_window_ms = 0\n\
+             [lanes.l1]\ndirection = \"entry\"\ngroup = \"g\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
+            state.display(),
+            scanner.pty.path().display()
+        ),
+    )
+    .unwrap();
+
+    let mut reported: HashSet<String> = HashSet::new();
+    let mut next_ticket = 1u64;
+    for _ in 0..KILLS {
+        let mut gated = Gated::start(&config);
+        // Up to the scanner and the gate being connected (both are reopened each round).
+        gated
+            .wait_for_all(&[
+                &["device=\"qr\"", "connected"],
+                &["device=\"gate tcp://", "connected"],
+            ])
+            .await;
+        // A few visitors, then the kill at a random instant among them.
+        for _ in 0..1 + rng.below(4) {
+            let t = token::encode(
+                &Payload {
+                    key_id: 1,
+                    ticket_id: next_ticket,
+                    product_id: 1,
+                    valid_from: now - 60,
+                    valid_until: now + 600,
+                    entries: 1,
+                    holder: None,
+                    group: None,
+                    seed: next_ticket.to_be_bytes(),
+                },
+                &key,
+            );
+            next_ticket += 1;
+            scanner.scan(&t).await.unwrap();
+        }
+        let after = Duration::from_micros(rng.below(80_000));
+        reported.extend(kill_after(gated, after).await);
+    }
+
+    let recorded = check_passages(&state, &reported, gate.counters()[0]);
+    assert_eq!(
+        db_count(&state, "SELECT COUNT(*) FROM outbox WHERE kind = 'passage'") as usize,
+        recorded.len(),
+        "every passage has its outbox event"
+    );
+    assert!(
+        reported.len() > KILLS as usize / 4,
+        "too few admissions to prove anything: {}",
+        reported.len()
+    );
+    eprintln!(
+        "{KILLS} kills: {} passages reported, {} recorded, {} counted by the gate",
+        reported.len(),
+        recorded.len(),
+        gate.counters()[0]
+    );
 }
 
 /// Lane + sync: visitors scan tickets sold moments ago at the central
@@ -116,19 +258,12 @@ async fn lane_and_sync_lose_and_double_nothing_across_kills() {
                 scanner.scan(t).await.unwrap();
             }
         };
-        let kill_after = Duration::from_micros(rng.below(150_000));
+        let kill_after_us = Duration::from_micros(rng.below(150_000));
         let (token, ()) = tokio::join!(sell, scans);
         sold += 1;
         tokens.push(token);
-        // Read the log until the kill instant: what was reported by then counts.
-        let lines = gated.read_for(kill_after).await;
-        let lines2 = gated.kill_and_drain().await;
-        reported.extend(
-            lines
-                .iter()
-                .chain(&lines2)
-                .filter_map(|l| admitted_nonce(l)),
-        );
+        // What was reported by the kill instant counts.
+        reported.extend(kill_after(gated, kill_after_us).await);
     }
 
     // The last restart: everything drains.
@@ -143,49 +278,11 @@ async fn lane_and_sync_lose_and_double_nothing_across_kills() {
     .await;
     gated.stop().await;
 
-    let recorded: Vec<(String, i64)> = db(&state)
-        .prepare("SELECT nonce, ticket_id FROM passages")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let nonces: HashSet<&str> = recorded.iter().map(|(n, _)| n.as_str()).collect();
-    let lost: Vec<&String> = reported
-        .iter()
-        .filter(|n| !nonces.contains(n.as_str()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "reported to the visitor but not recorded: {lost:?}"
-    );
-    let tickets: HashSet<i64> = recorded.iter().map(|(_, t)| *t).collect();
-    assert_eq!(
-        tickets.len(),
-        recorded.len(),
-        "a single-entry ticket passed twice"
-    );
-    // Every visitor the turnstile let through is on record: passages
-    // announced before the gate opened and cut off by a kill are settled
-    // by the gate's counter at the next start.
-    assert_eq!(
-        recorded.len() as u32,
-        gate.counters()[0],
-        "passages recorded vs counted by the turnstile"
-    );
+    let recorded = check_passages(&state, &reported, gate.counters()[0]);
     // Uploads: exactly the recorded passages, each once.
-    let mut at_central: Vec<String> = central
-        .events()
-        .await
-        .iter()
-        .filter(|e| e["kind"] == "passage")
-        .map(|e| e["nonce"].as_str().unwrap().to_owned())
-        .collect();
-    at_central.sort();
-    let mut here: Vec<String> = nonces.iter().map(|n| n.to_string()).collect();
-    here.sort();
+    let at_central = central.event_nonces("passage").await;
     assert_eq!(
-        at_central, here,
+        at_central, recorded,
         "central-sim's passages differ from the lane's"
     );
     // Downloads: every ticket sold is in the lane's store, once.
@@ -314,12 +411,7 @@ async fn kiosk_sales_and_prints_lose_and_double_nothing_across_kills() {
         }
     }
     // Every print recorded here is at the central system once, and every sale.
-    let events = k.central.events().await;
-    let prints_up: Vec<&str> = events
-        .iter()
-        .filter(|e| e["kind"] == "print")
-        .map(|e| e["nonce"].as_str().unwrap())
-        .collect();
+    let prints_up = k.central.event_nonces("print").await;
     let prints_here = db_count(
         &k.state(),
         "SELECT COUNT(*) FROM order_tickets WHERE printed_ms IS NOT NULL",
@@ -329,7 +421,7 @@ async fn kiosk_sales_and_prints_lose_and_double_nothing_across_kills() {
         prints_up.iter().collect::<HashSet<_>>().len(),
         prints_up.len()
     );
-    let sales_up = events.iter().filter(|e| e["kind"] == "sale").count();
+    let sales_up = k.central.event_nonces("sale").await.len();
     assert_eq!(
         sales_up,
         paid.len(),

@@ -151,6 +151,13 @@ impl Device {
         }
     }
 
+    /// Waits until gated has put east-1's and east-2's gates in these modes.
+    async fn wait_gates(&self, modes: [GateMode; 2]) {
+        for (g, m) in self.gates.iter().zip(modes) {
+            g.wait_until(|g| g.mode() == m).await;
+        }
+    }
+
     async fn gatectl(&self, args: &[&str]) -> (i32, String, String) {
         gatectl_on_bus(&self.bus.address, args).await
     }
@@ -233,10 +240,7 @@ async fn mains_lost_over_nut_then_back_then_a_forced_shutdown_in_order() {
         cause.contains("mains lost") && cause.contains("ON BATTERY, 80 %"),
         "{cause}"
     );
-    d.gates[0].wait_until(|g| g.mode() == GateMode::Free).await;
-    d.gates[1]
-        .wait_until(|g| g.mode() == GateMode::Locked)
-        .await;
+    d.wait_gates([GateMode::Free, GateMode::Locked]).await;
     let (rc, _, err) = d.gatectl(&["lane", "east-1", "mode", "normal"]).await;
     assert_ne!(rc, 0);
     assert!(err.contains("power fallback"), "{err}");
@@ -255,12 +259,7 @@ async fn mains_lost_over_nut_then_back_then_a_forced_shutdown_in_order() {
     // Mains back: everything returns by itself.
     d.ups.set("ups.status", "OL CHRG");
     d.wait_for_mode("normal").await;
-    d.gates[0]
-        .wait_until(|g| g.mode() == GateMode::Normal)
-        .await;
-    d.gates[1]
-        .wait_until(|g| g.mode() == GateMode::Normal)
-        .await;
+    d.wait_gates([GateMode::Normal, GateMode::Normal]).await;
     let (rc, _, err) = d.gatectl(&["lane", "east-1", "mode", "normal"]).await;
     assert_eq!(rc, 0, "{err}");
     assert!(logind.calls().is_empty(), "{:?}", logind.calls());
@@ -330,8 +329,7 @@ async fn a_fire_alarm_over_modbus_opens_every_gate_until_reset() {
     // The fire alarm overrides it: every gate opens.
     d.gates[1].set_fire(true);
     d.wait_for_mode("fire_alarm").await;
-    d.gates[0].wait_until(|g| g.mode() == GateMode::Free).await;
-    d.gates[1].wait_until(|g| g.mode() == GateMode::Free).await;
+    d.wait_gates([GateMode::Free, GateMode::Free]).await;
     let cause: String = d.prop("OperatingModeCause").await;
     assert!(
         cause.contains("fire alarm from gate of lane east-2"),
@@ -367,12 +365,7 @@ async fn a_fire_alarm_over_modbus_opens_every_gate_until_reset() {
     d.ups.set("ups.status", "OL");
     d.wait_for_mode("normal").await;
     // Back to the operator's modes: east-2 was locked by hand.
-    d.gates[0]
-        .wait_until(|g| g.mode() == GateMode::Normal)
-        .await;
-    d.gates[1]
-        .wait_until(|g| g.mode() == GateMode::Locked)
-        .await;
+    d.wait_gates([GateMode::Normal, GateMode::Locked]).await;
     assert_eq!(
         d.transitions(),
         [
@@ -451,10 +444,7 @@ async fn on_battery_over_upower_then_low_battery_shuts_down_with_signals() {
     upower.set_on_battery(true).await.unwrap();
     upower.set_battery(64.0, 1800, 1).await.unwrap();
     d.wait_for_mode("power_fallback").await;
-    d.gates[0].wait_until(|g| g.mode() == GateMode::Free).await;
-    d.gates[1]
-        .wait_until(|g| g.mode() == GateMode::Locked)
-        .await;
+    d.wait_gates([GateMode::Free, GateMode::Locked]).await;
     // UPower's warning level 3: the battery is low (at a charge still above
     // low_percent, so the UPS's word is what counts here).
     upower.set_battery(30.0, 240, 3).await.unwrap();

@@ -404,41 +404,37 @@ where
     })
 }
 
-/// The running gated's devices and their states, over D-Bus (Device1).
-fn running_devices() -> Result<Vec<(String, String)>, String> {
+/// One property of the running gated's Device1.
+fn device_prop<T>(name: &str) -> Result<T, String>
+where
+    T: TryFrom<zbus::OwnedVariant>,
+    T::Error: std::fmt::Display,
+{
     let v: zbus::OwnedVariant = call(
         "org.freedesktop.DBus.Properties",
         "Get",
-        &("cn.scenicpark.Gated.Device1", "Devices"),
+        &("cn.scenicpark.Gated.Device1", name),
     )?;
-    Vec::<(String, String)>::try_from(v).map_err(|e| e.to_string())
+    T::try_from(v).map_err(|e| e.to_string())
 }
 
-/// The running gated's power as it describes it (Device1.Power).
+/// The running gated's devices and their states.
+fn running_devices() -> Result<Vec<(String, String)>, String> {
+    device_prop("Devices")
+}
+
+/// The running gated's power as it describes it.
 fn running_power() -> Result<String, String> {
-    let v: zbus::OwnedVariant = call(
-        "org.freedesktop.DBus.Properties",
-        "Get",
-        &("cn.scenicpark.Gated.Device1", "Power"),
-    )?;
-    String::try_from(v).map_err(|e| e.to_string())
+    device_prop("Power")
 }
 
 /// The running gated's operating mode: (mode, cause, since_ms, peak groups).
 fn running_mode() -> Result<(String, String, i64, Vec<String>), String> {
-    let prop = |name: &str| -> Result<zbus::OwnedVariant, String> {
-        call(
-            "org.freedesktop.DBus.Properties",
-            "Get",
-            &("cn.scenicpark.Gated.Device1", name),
-        )
-    };
-    let s = |v: zbus::OwnedVariant| String::try_from(v).map_err(|e| e.to_string());
     Ok((
-        s(prop("OperatingMode")?)?,
-        s(prop("OperatingModeCause")?)?,
-        i64::try_from(prop("OperatingModeSinceMs")?).map_err(|e| e.to_string())?,
-        Vec::<String>::try_from(prop("PeakGroups")?).map_err(|e| e.to_string())?,
+        device_prop("OperatingMode")?,
+        device_prop("OperatingModeCause")?,
+        device_prop("OperatingModeSinceMs")?,
+        device_prop("PeakGroups")?,
     ))
 }
 
@@ -446,6 +442,7 @@ fn running_mode() -> Result<(String, String, i64, Vec<String>), String> {
 pub fn alarm_reset(json: bool) -> ExitCode {
     done(
         "alarm reset",
+        json!({}),
         call::<_, ()>("cn.scenicpark.Gated.Engineer1", "AlarmReset", &())
             .map(|()| "fire alarm reset: the lanes return to their modes".to_owned()),
         json,
@@ -456,6 +453,7 @@ pub fn alarm_reset(json: bool) -> ExitCode {
 pub fn peak(group: &str, on: bool, json: bool) -> ExitCode {
     done(
         "peak",
+        json!({}),
         call::<_, ()>("cn.scenicpark.Gated.Engineer1", "SetPeak", &(group, on)).map(|()| {
             if on {
                 format!("peak mode on for lane group {group}")
@@ -467,12 +465,25 @@ pub fn peak(group: &str, on: bool, json: bool) -> ExitCode {
     )
 }
 
-fn done(what: &str, r: Result<String, String>, json: bool) -> ExitCode {
+/// Reports a command's result: `m` on stdout, or `gatectl: WHAT: error` on
+/// stderr; with --json, `{ ...fields, "done": m }` or `{ ...fields, "error": e }`.
+fn done(
+    what: &str,
+    mut fields: serde_json::Value,
+    r: Result<String, String>,
+    json: bool,
+) -> ExitCode {
     let ok = r.is_ok();
     match (r, json) {
-        (Ok(m), true) => println!("{}", json!({ "done": m })),
+        (Ok(m), true) => {
+            fields["done"] = m.into();
+            println!("{fields}");
+        }
         (Ok(m), false) => println!("{m}"),
-        (Err(e), true) => println!("{}", json!({ "error": e })),
+        (Err(e), true) => {
+            fields["error"] = e.into();
+            println!("{fields}");
+        }
         (Err(e), false) => eprintln!("gatectl: {what}: {e}"),
     }
     if ok {
@@ -500,18 +511,7 @@ pub fn lane(name: &str, action: &str, arg: &str, json: bool) -> ExitCode {
         }
         a => Err(format!("unknown lane action {a:?}")),
     };
-    let ok = r.is_ok();
-    match (r, json) {
-        (Ok(m), true) => println!("{}", json!({ "lane": name, "done": m })),
-        (Ok(m), false) => println!("{m}"),
-        (Err(e), true) => println!("{}", json!({ "lane": name, "error": e })),
-        (Err(e), false) => eprintln!("gatectl: lane {name}: {e}"),
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    done(&format!("lane {name}"), json!({ "lane": name }), r, json)
 }
 
 /// `gatectl reprint`: through the running gated (Engineer1), reason recorded.
