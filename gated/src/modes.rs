@@ -343,6 +343,18 @@ impl<P: PowerOff> Machine<P> {
         }
     }
 
+    /// Why the central link is down, once it has tried and failed. A link
+    /// that is still making its first attempt is not offline: every start
+    /// would otherwise record a spurious offline→normal transition.
+    fn link_failure(&self) -> Option<String> {
+        let link = self.inputs.link.borrow();
+        if link.mode == LinkMode::Offline {
+            link.last_error.clone()
+        } else {
+            None
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let lost = self.lost_at?;
         let s = &self.inputs.settings;
@@ -410,14 +422,10 @@ impl<P: PowerOff> Machine<P> {
                 ),
                 pending,
             )
-        } else if self.inputs.link.borrow().mode == LinkMode::Offline {
-            let e = self.inputs.link.borrow().last_error.clone();
+        } else if let Some(e) = self.link_failure() {
             (
                 Mode::Offline,
-                format!(
-                    "central system unreachable{}",
-                    e.map(|e| format!(": {e}")).unwrap_or_default()
-                ),
+                format!("central system unreachable: {e}"),
                 pending,
             )
         } else {

@@ -98,7 +98,11 @@ pub fn follow(
             tx.send_if_modified(|v| {
                 let changed = v.state.as_ref() != Some(&state) || v.connection != connection;
                 if v.state.as_ref() != Some(&state) {
-                    tracing::warn!("power: {state}");
+                    if state.on_battery() {
+                        tracing::warn!("power: {state}");
+                    } else {
+                        tracing::info!("power: {state}");
+                    }
                 }
                 v.state = Some(state);
                 v.connection = connection;

@@ -326,6 +326,15 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
         db_count(&state, "SELECT COUNT(*) FROM outbox") == 0
     })
     .await;
+    // A start with the central system reachable is no mode change: the link's
+    // first attempt is not an outage.
+    let kinds: Vec<String> = central
+        .events()
+        .await
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(kinds, ["passage"], "events uploaded after a clean start");
 
     // The central system goes away; passages go on and queue up.
     central.kill().await;
