@@ -60,11 +60,14 @@ pub struct ModeView {
     pub power: String,
 }
 
+/// The cause shown until the inputs have been read once.
+const STARTING: &str = "starting";
+
 impl ModeView {
     fn starting() -> Self {
         ModeView {
             mode: Mode::Normal,
-            cause: "starting".into(),
+            cause: STARTING.into(),
             since_ms: now_ms(),
             fire_reset_pending: false,
             peak_groups: Vec::new(),
@@ -447,10 +450,15 @@ impl<P: PowerOff> Machine<P> {
             None => Vec::new(),
         };
         if old.mode == mode && old.fire_reset_pending == pending && old.peak_groups == peak_groups {
-            // Same mode: only the battery figures move.
+            // Same mode: only the battery figures move, and the first verdict
+            // replaces the placeholder cause. A cause is otherwise kept as it
+            // was at the transition ("mains lost for 2001 ms").
             self.tx.send_if_modified(|v| {
-                let changed = v.power != power;
+                let changed = v.power != power || v.cause == STARTING;
                 v.power = power;
+                if v.cause == STARTING {
+                    v.cause = cause;
+                }
                 changed
             });
             return;

@@ -137,15 +137,20 @@ impl Device {
     }
 
     async fn wait_for_mode(&self, mode: &str) {
+        self.wait_for_prop("OperatingMode", mode).await
+    }
+
+    /// Waits until the string property `name` of Device1 reads `value`.
+    async fn wait_for_prop(&self, name: &str, value: &str) {
         let deadline = tokio::time::Instant::now() + LOG_BOUND;
         loop {
-            let now = self.mode().await;
-            if now == mode {
+            let now = self.prop::<String>(name).await;
+            if now == value {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "mode stayed {now}, never {mode}"
+                "{name} stayed {now:?}, never {value:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -230,6 +235,8 @@ async fn mains_lost_over_nut_then_back_then_a_forced_shutdown_in_order() {
     gated.wait_for(&["power: ON BATTERY"]).await;
     d.ups.set("ups.status", "OL");
     gated.wait_for(&["power: on mains"]).await;
+    // Still normal, and it says why rather than "starting".
+    d.wait_for_prop("OperatingModeCause", "all clear").await;
 
     // Mains lost for good.
     d.ups.set("ups.status", "OB DISCHRG");
