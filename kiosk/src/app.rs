@@ -476,13 +476,17 @@ impl App {
         let post = self.post();
         let k = g.kiosk.clone();
         self.rt.spawn(async move {
-            // Re-read on every change and whenever gated (re)appears.
+            // Re-read on every change and whenever gated (re)appears. The
+            // sale state changes by PropertiesChanged (a mode, the link), which
+            // is not one of Kiosk1's own signals (PrinterStatus and the rest).
             let Ok(mut changes) = k.inner().receive_all_signals().await else {
                 return;
             };
             let Ok(mut owner) = k.inner().receive_owner_changed().await else {
                 return;
             };
+            let mut avail_changed = k.receive_sale_available_changed().await;
+            let mut reasons_changed = k.receive_out_of_service_reasons_changed().await;
             loop {
                 let avail = k.sale_available().await;
                 let reasons = k.out_of_service_reasons().await;
@@ -493,6 +497,8 @@ impl App {
                 post(Box::new(move |app: &Rc<App>| app.set_reasons(state)));
                 tokio::select! {
                     _ = owner.next() => {}
+                    _ = avail_changed.next() => {}
+                    _ = reasons_changed.next() => {}
                     m = changes.next() => if m.is_none() { return },
                 }
             }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hal::idcard::sim::test_cards;
-use kiosk::{PayNote, Problem, Screen};
+use kiosk::{PayNote, Problem, Reason, Screen};
 use serde_json::json;
 use slint::Model;
 use tests::kiosk_device::tomorrow;
@@ -154,7 +154,7 @@ fn real_name_purchase_with_two_id_cards_paid_by_code_then_collect_by_id_card() {
 }
 
 #[test]
-fn collect_by_order_qr_and_out_of_paper_after_payment_then_collect_by_order_number() {
+fn collect_by_order_qr_out_of_paper_after_payment_collect_by_number_then_mains_fails() {
     let s = Screens::start();
     // A web-shop order: its QR code from the confirmation message.
     let online = s.block_on(s.k.central.admin(
@@ -222,6 +222,22 @@ fn collect_by_order_qr_and_out_of_paper_after_payment_then_collect_by_order_numb
     s.tap("Print");
     s.wait_screen(Screen::Done);
     assert_eq!(s.block_on(s.k.printer.wait_for_tickets(4)).len(), 4);
+    s.tap("Done");
+    s.wait_screen(Screen::Home);
+
+    // Mains fails (gated's power fallback): the home screen says so at once,
+    // without a tap, and the kiosk neither sells nor prints.
+    s.k.ups.set("ups.status", "OB DISCHRG");
+    s.wait("the home screen to name the power failure", |s| {
+        s.g().get_reasons().iter().collect::<Vec<_>>() == [Reason::Power]
+    });
+    assert!(!s.enabled("Buy tickets"));
+    assert!(!s.enabled("Collect tickets"));
+    assert!(s.enabled("Check a ticket"));
+    s.k.ups.set("ups.status", "OL");
+    s.wait("sales to resume on mains", |s| {
+        s.g().get_can_sell() && s.g().get_reasons().row_count() == 0
+    });
 }
 
 #[test]
