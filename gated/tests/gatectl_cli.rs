@@ -57,6 +57,16 @@ fn config_check_json_parses_for_good_and_broken_files() {
     assert_eq!(v["role"], "lane");
     assert_eq!(v["lanes"][0]["name"], "main");
     assert_eq!(v["lanes"][0]["direction"], "entry");
+    // What the lane does when mains is lost, and where that is learnt.
+    assert_eq!(v["lanes"][0]["power_fail_mode"], "free");
+    assert!(
+        v["power"]
+            .as_str()
+            .unwrap()
+            .starts_with("NUT 127.0.0.1:3493/ups: fallback after 2000 ms"),
+        "{}",
+        v["power"]
+    );
     assert!(
         v["devices"]
             .as_array()

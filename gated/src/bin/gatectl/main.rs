@@ -266,6 +266,8 @@ fn summary_text(path: &std::path::Path, c: &Config) -> String {
     for (family, name, at) in &devs {
         s += &format!("    {family:<10} {name:<12} {at}\n");
     }
+    s += &format!("\n  power      {}\n", power_summary(c));
+    s += &format!("  fire       {}\n", fire_summary(c));
     if !c.lanes.is_empty() {
         s += &format!("\n  lanes ({})\n", c.lanes.len());
         for (name, lane) in &c.lanes {
@@ -274,15 +276,75 @@ fn summary_text(path: &std::path::Path, c: &Config) -> String {
             readers.extend(l.id_reader.iter().map(|r| r.get_ref().clone()));
             readers.extend(l.ic_reader.iter().map(|r| r.get_ref().clone()));
             s += &format!(
-                "    {name:<12} {:<6} group {:<10} gate {:<8} readers {}\n",
+                "    {name:<12} {:<6} group {:<10} gate {:<8} on power loss {:<6} readers {}\n",
                 format!("{:?}", l.direction).to_lowercase(),
                 l.group,
                 l.gate.get_ref(),
-                readers.join(", ")
+                format!("{:?}", l.power_fail_mode).to_lowercase(),
+                readers.join(", "),
             );
         }
     }
     s
+}
+
+/// Where mains loss is learnt, and what follows it.
+fn power_summary(c: &Config) -> String {
+    let p = &c.power;
+    let source = match (&p.nut, p.upower, &p.gpio) {
+        (Some(n), _, _) => format!("NUT {}", n.get_ref()),
+        (None, true, _) => "UPower".to_owned(),
+        (None, false, Some(g)) => format!(
+            "power-fail line {}{}",
+            g.get_ref(),
+            if p.gpio_active_low {
+                " (active low)"
+            } else {
+                ""
+            }
+        ),
+        (None, false, None) => return "no UPS configured".to_owned(),
+    };
+    let grace = if p.grace_s == 0 {
+        String::new()
+    } else {
+        format!("after {} s on battery, ", p.grace_s)
+    };
+    format!(
+        "{source}: fallback after {} ms without mains; shutdown {grace}at {} % or when the UPS orders it",
+        p.debounce_ms, p.low_percent
+    )
+}
+
+/// Where a fire alarm comes from, and how it ends.
+fn fire_summary(c: &Config) -> String {
+    let mut from = Vec::new();
+    if let Some(g) = &c.fire.gpio {
+        from.push(format!(
+            "contact {}{}",
+            g.get_ref(),
+            if c.fire.gpio_active_low {
+                " (active low)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !c.devices.gates.is_empty() {
+        from.push("the gates' fire inputs, where wired".to_owned());
+    }
+    if from.is_empty() {
+        return "no fire input".to_owned();
+    }
+    format!(
+        "{}; ends {}",
+        from.join(" and "),
+        if c.fire.reset_by_engineer {
+            "after `gatectl alarm reset`"
+        } else {
+            "when the input clears"
+        }
+    )
 }
 
 fn summary_json(path: &std::path::Path, c: &Config) -> Value {
@@ -293,6 +355,8 @@ fn summary_json(path: &std::path::Path, c: &Config) -> Value {
         "device_id": c.device_id.get_ref(),
         "central_url": c.central.url.get_ref(),
         "state_dir": c.state_dir.get_ref(),
+        "power": power_summary(c),
+        "fire": fire_summary(c),
         "devices": devices(c).into_iter().map(|(family, name, at)| json!({
             "family": family, "name": name, "address": at,
         })).collect::<Vec<_>>(),
@@ -306,6 +370,7 @@ fn summary_json(path: &std::path::Path, c: &Config) -> Value {
                 "scanners": l.scanners.iter().map(|s| s.get_ref()).collect::<Vec<_>>(),
                 "id_reader": l.id_reader.as_ref().map(|r| r.get_ref()),
                 "ic_reader": l.ic_reader.as_ref().map(|r| r.get_ref()),
+                "power_fail_mode": l.power_fail_mode,
             })
         }).collect::<Vec<_>>(),
     })
