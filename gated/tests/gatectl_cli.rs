@@ -107,3 +107,51 @@ fn provision_takes_the_code_or_a_file_holding_it() {
         "{err}"
     );
 }
+
+#[test]
+fn status_counts_todays_entries_in_the_scenic_areas_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../image/etc/gated/gated.toml"
+    ))
+    .unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let config = dir.path().join("gated.toml");
+    let text = shipped.replace(
+        "state_dir = \"/var/lib/gated\"",
+        &format!("state_dir = \"{}\"", state.display()),
+    );
+    assert_ne!(text, shipped, "the shipped config names its state_dir");
+    std::fs::write(&config, text).unwrap();
+    let cfg = gated::config::load(&config, gated::config::DeviceCheck::Skip).unwrap();
+    let today = gated::tickets::rules::local_day(gated::lanes::local_now(&cfg.time_zone()));
+
+    let mut store = gated::store::Store::open(&state.join("gated.db")).unwrap();
+    // Two people in today, one of them out again, five in yesterday.
+    for (nonce, direction, persons, day) in [
+        ("a", "entry", 2, today),
+        ("b", "exit", 1, today),
+        ("c", "entry", 5, today - 1),
+    ] {
+        store
+            .conn()
+            .execute(
+                "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
+                 VALUES (?1, 1, 'main', ?2, ?3, 0, ?4, 0)",
+                rusqlite::params![nonce, direction, persons, day],
+            )
+            .unwrap();
+    }
+    drop(store);
+
+    let out = gatectl(&["--json", "status", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["persons_entered_today"], 2, "{v}");
+}

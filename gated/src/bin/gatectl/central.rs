@@ -178,7 +178,8 @@ struct Seen {
     passages_today: u64,
 }
 
-fn read(store: &mut Store) -> Result<Seen, gated::store::StoreError> {
+/// `today`: the scenic area's day (gated's `local_day`), as the lane rules count.
+fn read(store: &mut Store, today: u32) -> Result<Seen, gated::store::StoreError> {
     let status = sync::read_status(store)?;
     let outbox = sync::outbox_depth(store)?;
     let path = store.path().to_owned();
@@ -198,9 +199,13 @@ fn read(store: &mut Store) -> Result<Seen, gated::store::StoreError> {
         tickets: count(store, "SELECT COUNT(*) FROM tickets")?,
         revoked: count(store, "SELECT COUNT(*) FROM revoked")?,
         blocked: count(store, "SELECT COUNT(*) FROM blocked")?,
+        // Entries only (an exit is the same visitor leaving), in the scenic
+        // area's own day rather than UTC's.
         passages_today: count(
             store,
-            "SELECT COALESCE(SUM(persons), 0) FROM passages WHERE at_ms >= (strftime('%s','now','start of day') * 1000)",
+            &format!(
+                "SELECT COALESCE(SUM(persons), 0) FROM passages WHERE direction = 'entry' AND local_day = {today}"
+            ),
         )?,
     })
 }
@@ -218,7 +223,8 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let seen = match Store::open_read_only(&db).and_then(|mut s| read(&mut s)) {
+    let today = gated::tickets::rules::local_day(gated::lanes::local_now(&config.time_zone()));
+    let seen = match Store::open_read_only(&db).and_then(|mut s| read(&mut s, today)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gatectl: {e}");
