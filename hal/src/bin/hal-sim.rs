@@ -219,6 +219,12 @@ async fn run(device: Device) -> Result<(), String> {
             use hal::gate::Direction;
             use hal::gate::sim::{GateKind, SimGate};
             let map = hal::gate::RegisterMap::load(&map)?;
+            // A command for an input the map lacks would change nothing gated can see.
+            let missing = |what: &str, has: bool| {
+                (!has).then(|| format!("? the {} map has no {what} input: gated cannot see it (a map with one: --map coil-example)", map.name))
+            };
+            let no_fire = missing("fire", map.fire.is_some());
+            let no_alarm = missing("alarm", map.alarm.is_some());
             let kind = match kind.as_str() {
                 "turnstile" => GateKind::Turnstile,
                 "wing" => GateKind::WingGate,
@@ -271,6 +277,12 @@ async fn run(device: Device) -> Result<(), String> {
                         ),
                         Err(e) => eprintln!("? {e}"),
                     },
+                    ["fire", _] if no_fire.is_some() => {
+                        eprintln!("{}", no_fire.as_deref().unwrap_or_default())
+                    }
+                    ["alarm", _] if no_alarm.is_some() => {
+                        eprintln!("{}", no_alarm.as_deref().unwrap_or_default())
+                    }
                     ["fire", on] => sim.set_fire(on == "on"),
                     ["alarm", on] => sim.set_alarm(on == "on"),
                     ["silent", on] => sim.set_silent(on == "on"),
