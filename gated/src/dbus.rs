@@ -562,8 +562,9 @@ impl Engineer {
             .map_err(Error::NotAvailable)
     }
 
-    /// Peak mode for a lane group: its two-way lanes admit entries only and
-    /// the re-entry rules `[peak]` names are lifted; `on` false ends it.
+    /// Peak mode for a lane group: its lanes admit entries only (exit lanes
+    /// take entries, a two-way lane's exit side is closed) and the re-entry
+    /// rules `[peak]` names are lifted; `on` false ends it.
     async fn set_peak(
         &self,
         #[zbus(header)] header: Header<'_>,

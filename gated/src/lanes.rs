@@ -426,6 +426,7 @@ impl LaneCtx {
                 at_ms,
                 gate_ledger: self.gate_ledger.as_deref(),
             };
+            let peak = self.lanes.relaxed(&self.group).is_some();
             let result = match self.state.mode() {
                 GateMode::Locked => Ok(Admission::Refused(Reason::LaneClosed)),
                 // Open for everyone: no ticket is used; the gate counts.
@@ -441,10 +442,10 @@ impl LaneCtx {
                     });
                     continue;
                 }
-                // Peak: a two-way lane serves the crowd coming in.
-                GateMode::Normal if exit && self.lanes.relaxed(&self.group).is_some() => {
-                    Ok(Admission::Refused(Reason::EntryOnly))
-                }
+                // Peak: every lane of the group serves the crowd coming in. A
+                // two-way lane's exit side is closed; an exit lane takes entries.
+                GateMode::Normal if peak && exit => Ok(Admission::Refused(Reason::EntryOnly)),
+                GateMode::Normal if peak => self.lanes.admit(&self.gate, &scan).await,
                 GateMode::Normal if exit || self.direction == LaneDirection::Exit => {
                     self.lanes.let_out(&self.gate, &scan).await
                 }

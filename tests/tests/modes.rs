@@ -183,13 +183,18 @@ impl Device {
 }
 
 /// One lane from `Lane1.Lanes` (through gatectl status --json).
-fn lane_json(d: &Device, name: &str) -> Option<serde_json::Value> {
+/// `gatectl --json status`, or None while gated cannot answer yet.
+fn status_json(d: &Device) -> Option<serde_json::Value> {
     let out = std::process::Command::new(tests::procs::bin("gatectl"))
         .args(["--json", "status", "-c", &d.config().display().to_string()])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &d.bus.address)
         .output()
         .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn lane_json(d: &Device, name: &str) -> Option<serde_json::Value> {
+    let v = status_json(d)?;
     v["lanes"]
         .as_array()?
         .iter()
@@ -386,11 +391,70 @@ async fn a_fire_alarm_over_modbus_opens_every_gate_until_reset() {
     gated.stop().await;
 }
 
-/// Peak mode: the group's two-way lane admits entries only, recorded.
+/// Peak mode: the group's lanes admit entries only (the exit lane takes
+/// entries, the two-way lane's exit side is closed), recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_mode_is_switched_per_lane_group() {
-    let d = Device::start("").await;
+    // A third lane of the group: the way out, through its own turnstile.
+    let exit_dir = tempfile::tempdir().unwrap();
+    let g3 = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    g3.set_auto_walk(true);
+    let (a3, _server) = g3.serve_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let s3 = SimScanner::new(Pty::open_at(&exit_dir.path().join("s3")).unwrap());
+    let d = Device::start(&format!(
+        "[devices.gates.g3]\nmodbus = \"tcp://{a3}\"\npoll_ms = 10\n\
+         [devices.scanners.s3]\nport = \"{}\"\n\
+         [lanes.east-3]\ndirection = \"exit\"\ngroup = \"east\"\ngate = \"g3\"\nscanners = [\"s3\"]\n",
+        s3.pty.path().display()
+    ))
+    .await;
+    // A ticket for any number of entries, signed with a key the device knows.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let now = gated::lanes::local_now(&jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());
+    std::fs::create_dir_all(d.state()).unwrap();
+    {
+        let mut store = gated::store::Store::open(&d.state().join("gated.db")).unwrap();
+        store
+            .put_signing_key(1, &key.verifying_key().to_bytes())
+            .unwrap();
+        store
+            .conn()
+            .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
+            .unwrap();
+    }
+    let ticket = gated::tickets::token::encode(
+        &gated::tickets::token::Payload {
+            key_id: 1,
+            ticket_id: 4242,
+            product_id: 1,
+            valid_from: now - 60,
+            valid_until: now + 600,
+            entries: 0,
+            holder: None,
+            group: None,
+            seed: [2; 8],
+        },
+        &key,
+    );
     let gated = d.gated().await;
+    wait_until("east-3's scanner and gate connected", LOG_BOUND, || {
+        let Some(status) = status_json(&d) else {
+            return false;
+        };
+        let devices = status["devices"].as_array().cloned().unwrap_or_default();
+        ["scanner s3", "gate of east-3"].iter().all(|name| {
+            devices
+                .iter()
+                .any(|x| x["device"] == *name && x["state"] == "connected")
+        })
+    })
+    .await;
+    // Normally the exit lane lets a visitor out.
+    s3.scan(&ticket).await.unwrap();
+    tokio::time::timeout(LOG_BOUND, g3.wait_until(|g| g.counters() == [0, 1]))
+        .await
+        .expect("the exit lane lets the visitor out");
+
     let (rc, _, err) = d.gatectl(&["peak", "west", "on"]).await;
     assert_ne!(rc, 0);
     assert!(err.contains("no lane group \"west\""), "{err}");
@@ -404,6 +468,11 @@ async fn peak_mode_is_switched_per_lane_group() {
         lane_json(&d, "east-2").is_some_and(|l| l["last"].to_string().contains("entry_only"))
     })
     .await;
+    // The exit lane takes the crowd coming in: the same ticket, the other way.
+    s3.scan(&ticket).await.unwrap();
+    tokio::time::timeout(LOG_BOUND, g3.wait_until(|g| g.counters() == [1, 1]))
+        .await
+        .expect("at peak the exit lane lets the visitor in");
     let (_, out, _) = d
         .gatectl(&["status", "-c", &d.config().display().to_string()])
         .await;

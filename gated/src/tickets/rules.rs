@@ -99,7 +99,7 @@ pub enum Reason {
     InUse,
     /// The lane was locked by an engineer.
     LaneClosed,
-    /// Peak mode: this two-way lane admits entries only.
+    /// Peak mode: the lane admits entries only (its exit side is closed).
     EntryOnly,
 }
 

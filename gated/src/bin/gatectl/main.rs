@@ -85,8 +85,9 @@ enum Command {
         #[arg(value_parser = ["reset"])]
         action: String,
     },
-    /// Peak mode for a lane group: its two-way lanes admit entries only and
-    /// the re-entry rules in `[peak]` are lifted. `gatectl peak GROUP on|off`.
+    /// Peak mode for a lane group: its lanes admit entries only (exit lanes
+    /// take entries, a two-way lane's exit side is closed) and the re-entry
+    /// rules in `[peak]` are lifted. `gatectl peak GROUP on|off`.
     Peak {
         group: String,
         #[arg(value_parser = ["on", "off"])]
