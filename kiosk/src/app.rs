@@ -479,14 +479,28 @@ impl App {
             // Re-read on every change and whenever gated (re)appears. The
             // sale state changes by PropertiesChanged (a mode, the link), which
             // is not one of Kiosk1's own signals (PrinterStatus and the rest).
+            // The proxy caches nothing, so its property streams would end at
+            // once: follow Kiosk1's PropertiesChanged itself.
             let Ok(mut changes) = k.inner().receive_all_signals().await else {
                 return;
             };
             let Ok(mut owner) = k.inner().receive_owner_changed().await else {
                 return;
             };
-            let mut avail_changed = k.receive_sale_available_changed().await;
-            let mut reasons_changed = k.receive_out_of_service_reasons_changed().await;
+            let Ok(props) = zbus::fdo::PropertiesProxy::builder(k.inner().connection())
+                .destination(k.inner().destination().to_owned())
+                .path(k.inner().path().to_owned())
+                .build()
+                .await
+            else {
+                return;
+            };
+            let Ok(mut props_changed) = props
+                .receive_properties_changed_with_args(&[(0, k.inner().interface().as_str())])
+                .await
+            else {
+                return;
+            };
             loop {
                 let avail = k.sale_available().await;
                 let reasons = k.out_of_service_reasons().await;
@@ -497,8 +511,7 @@ impl App {
                 post(Box::new(move |app: &Rc<App>| app.set_reasons(state)));
                 tokio::select! {
                     _ = owner.next() => {}
-                    _ = avail_changed.next() => {}
-                    _ = reasons_changed.next() => {}
+                    m = props_changed.next() => if m.is_none() { return },
                     m = changes.next() => if m.is_none() { return },
                 }
             }
