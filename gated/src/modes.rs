@@ -56,22 +56,21 @@ pub struct ModeView {
     pub fire_reset_pending: bool,
     /// Lane groups in peak mode.
     pub peak_groups: Vec<String>,
-    /// The UPS, as last reported ("on mains", "ON BATTERY, 80 %, 600 s left").
-    pub power: String,
 }
 
-/// The cause shown until the inputs have been read once.
-const STARTING: &str = "starting";
+/// Normal mode's cause. A device starts in normal mode; until its first
+/// verdict that is what it shows, and a first verdict of any other mode is
+/// a transition like any other.
+const ALL_CLEAR: &str = "all clear";
 
 impl ModeView {
     fn starting() -> Self {
         ModeView {
             mode: Mode::Normal,
-            cause: STARTING.into(),
+            cause: ALL_CLEAR.into(),
             since_ms: now_ms(),
             fire_reset_pending: false,
             peak_groups: Vec::new(),
-            power: String::new(),
         }
     }
 }
@@ -432,7 +431,7 @@ impl<P: PowerOff> Machine<P> {
                 pending,
             )
         } else {
-            (Mode::Normal, "all clear".to_owned(), pending)
+            (Mode::Normal, ALL_CLEAR.to_owned(), pending)
         }
     }
 
@@ -442,25 +441,15 @@ impl<P: PowerOff> Machine<P> {
             return;
         }
         let (mode, cause, pending) = self.verdict();
-        let power = self.inputs.power.borrow().describe();
         let old = self.tx.borrow().clone();
         // The lanes hold which groups are in peak mode.
         let peak_groups = match &self.inputs.lanes {
             Some((lanes, _)) => lanes.relaxed_groups(),
             None => Vec::new(),
         };
+        // Same mode: the cause stays as it was at the transition ("mains
+        // lost for 2001 ms"); the battery figures are the power view's.
         if old.mode == mode && old.fire_reset_pending == pending && old.peak_groups == peak_groups {
-            // Same mode: only the battery figures move, and the first verdict
-            // replaces the placeholder cause. A cause is otherwise kept as it
-            // was at the transition ("mains lost for 2001 ms").
-            self.tx.send_if_modified(|v| {
-                let changed = v.power != power || v.cause == STARTING;
-                v.power = power;
-                if v.cause == STARTING {
-                    v.cause = cause;
-                }
-                changed
-            });
             return;
         }
         if old.mode != mode {
@@ -476,7 +465,6 @@ impl<P: PowerOff> Machine<P> {
             },
             fire_reset_pending: pending,
             peak_groups,
-            power,
         };
         if old.mode != mode {
             if mode == Mode::Normal {
@@ -486,7 +474,12 @@ impl<P: PowerOff> Machine<P> {
             }
             self.record(
                 "mode_change",
-                serde_json::json!({ "from": old.mode, "to": mode, "cause": cause, "power": view.power }),
+                serde_json::json!({
+                    "from": old.mode,
+                    "to": mode,
+                    "cause": cause,
+                    "power": self.inputs.power.borrow().describe(),
+                }),
             );
         }
         let entering = old.mode != mode;

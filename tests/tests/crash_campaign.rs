@@ -14,14 +14,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use gated::store::Store;
-use gated::tickets::token::{self, Payload};
 use hal::gate::RegisterMap;
-use hal::gate::sim::{GateKind, SimGate};
+use hal::gate::sim::{GateKind, SimGate, TcpServer};
 use hal::pty::Pty;
 use hal::scanner::sim::SimScanner;
 use serde_json::json;
 use tests::kiosk_device::Kiosk;
+use tests::offline_tickets;
 use tests::procs::{CentralSim, Gated, LOG_BOUND, cursor, db, db_count, gatectl, wait_until};
 
 fn count(var: &str, default: u32) -> u32 {
@@ -98,6 +97,31 @@ fn check_passages(state: &Path, reported: &HashSet<String>, counted: u32) -> Vec
     recorded.into_iter().map(|(n, _)| n).collect()
 }
 
+/// A LOT turnstile on Modbus TCP whose visitors walk through as soon as
+/// they are authorised.
+async fn walking_turnstile() -> (SimGate, TcpServer, std::net::SocketAddr) {
+    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    gate.set_auto_walk(true);
+    let (addr, server) = gate
+        .serve_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (gate, server, addr)
+}
+
+/// gated on a lane config, once its scanner `qr` and its gate are connected
+/// (both are reopened at every start).
+async fn start_lane(config: &Path) -> Gated {
+    let mut gated = Gated::start(config);
+    gated
+        .wait_for_all(&[
+            &["device=\"qr\"", "connected"],
+            &["device=\"gate tcp://", "connected"],
+        ])
+        .await;
+    gated
+}
+
 /// Reads gated's log until `after`, kills it, and returns the passages it
 /// reported by then (what it wrote before it died included).
 async fn kill_after(mut gated: Gated, after: Duration) -> Vec<String> {
@@ -114,25 +138,12 @@ async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
     let mut rng = Rng::new(0);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
     let key = SigningKey::from_bytes(&[8; 32]);
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
     let now = gated::lanes::local_now(&tz);
-    {
-        let mut s = Store::open(&state.join("gated.db")).unwrap();
-        s.put_signing_key(1, &key.verifying_key().to_bytes())
-            .unwrap();
-        s.conn()
-            .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
-            .unwrap();
-    }
+    offline_tickets::seed_store(&state, &key);
     let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
-    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
-    gate.set_auto_walk(true);
-    let (addr, _server) = gate
-        .serve_tcp("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (gate, _server, addr) = walking_turnstile().await;
     let config = dir.path().join("gated.toml");
     std::fs::write(
         &config,
@@ -149,30 +160,10 @@ async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
     let mut reported: HashSet<String> = HashSet::new();
     let mut next_ticket = 1u64;
     for _ in 0..KILLS {
-        let mut gated = Gated::start(&config);
-        // Up to the scanner and the gate being connected (both are reopened each round).
-        gated
-            .wait_for_all(&[
-                &["device=\"qr\"", "connected"],
-                &["device=\"gate tcp://", "connected"],
-            ])
-            .await;
+        let gated = start_lane(&config).await;
         // A few visitors, then the kill at a random instant among them.
         for _ in 0..1 + rng.below(4) {
-            let t = token::encode(
-                &Payload {
-                    key_id: 1,
-                    ticket_id: next_ticket,
-                    product_id: 1,
-                    valid_from: now - 60,
-                    valid_until: now + 600,
-                    entries: 1,
-                    holder: None,
-                    group: None,
-                    seed: next_ticket.to_be_bytes(),
-                },
-                &key,
-            );
+            let t = offline_tickets::ticket(&key, next_ticket, 1, now);
             next_ticket += 1;
             scanner.scan(&t).await.unwrap();
         }
@@ -209,12 +200,7 @@ async fn lane_and_sync_lose_and_double_nothing_across_kills() {
     let d = dir.path();
     let central = CentralSim::start(&d.join("central"), "127.0.0.1:0").await;
     let scanner = SimScanner::new(Pty::open_at(&d.join("scanner")).unwrap());
-    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
-    gate.set_auto_walk(true);
-    let (addr, _server) = gate
-        .serve_tcp("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (gate, _server, addr) = walking_turnstile().await;
     let config = d.join("gated.toml");
     std::fs::write(
         &config,
@@ -240,13 +226,7 @@ async fn lane_and_sync_lose_and_double_nothing_across_kills() {
     let mut sold = 0u32;
     let mut tokens: Vec<String> = Vec::new();
     for _ in 0..kills {
-        let mut gated = Gated::start(&config);
-        gated
-            .wait_for_all(&[
-                &["device=\"qr\"", "connected"],
-                &["device=\"gate tcp://", "connected"],
-            ])
-            .await;
+        let gated = start_lane(&config).await;
         // A sale at the central system, and visitors with tickets sold before.
         let sell = async {
             let t = central.admin("/sim/sell", json!({})).await;

@@ -14,6 +14,7 @@ use hal::power::sim::SimUpsd;
 use hal::pty::Pty;
 use hal::scanner::sim::SimScanner;
 use tests::fake_logind::{Call, FakeLogind};
+use tests::offline_tickets;
 use tests::procs::{Bus, Gated, LOG_BOUND, gatectl_on_bus, wait_until};
 
 /// A lane device with two lanes on two Modbus gates: east-1 (a turnstile)
@@ -27,6 +28,8 @@ struct Device {
     _servers: Vec<TcpServer>,
     ups: SimUpsd,
     bus: Bus,
+    /// A client of the private bus: properties and signals.
+    conn: zbus::Connection,
 }
 
 impl Device {
@@ -81,6 +84,10 @@ impl Device {
             d = dir.path().display(),
         );
         std::fs::write(dir.path().join("gated.toml"), toml).unwrap();
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap();
         Device {
             dir,
             scanners,
@@ -88,6 +95,7 @@ impl Device {
             _servers: servers,
             ups,
             bus,
+            conn,
         }
     }
 
@@ -100,13 +108,20 @@ impl Device {
     }
 
     async fn gated(&self) -> Gated {
+        self.gated_waiting_for(&[]).await
+    }
+
+    /// gated, once it serves its API, its last scanner is connected, and it
+    /// has logged each of `more`.
+    async fn gated_waiting_for(&self, more: &[&[&str]]) -> Gated {
         let mut g = Gated::start_on_bus(&self.config(), &self.bus.address);
-        g.wait_for_all(&[
+        let mut patterns: Vec<&[&str]> = vec![
             &["D-Bus API served"],
             &["gated ready"],
             &["device=\"s2x\"", "connected"],
-        ])
-        .await;
+        ];
+        patterns.extend_from_slice(more);
+        g.wait_for_all(&patterns).await;
         g
     }
 
@@ -114,11 +129,8 @@ impl Device {
     where
         T::Error: std::fmt::Debug,
     {
-        let conn = zbus::connection::Builder::address(self.bus.address.as_str())
-            .build()
-            .await
-            .unwrap();
-        let reply = conn
+        let reply = self
+            .conn
             .call_method(
                 Some("cn.scenicpark.Gated"),
                 "/cn/scenicpark/Gated",
@@ -137,14 +149,18 @@ impl Device {
     }
 
     async fn wait_for_mode(&self, mode: &str) {
-        self.wait_for_prop("OperatingMode", mode).await
+        self.wait_for_prop("OperatingMode", mode.to_owned()).await
     }
 
-    /// Waits until the string property `name` of Device1 reads `value`.
-    async fn wait_for_prop(&self, name: &str, value: &str) {
+    /// Waits until the property `name` of Device1 reads `value`.
+    async fn wait_for_prop<T>(&self, name: &str, value: T)
+    where
+        T: TryFrom<zbus::OwnedVariant> + PartialEq + std::fmt::Debug,
+        T::Error: std::fmt::Debug,
+    {
         let deadline = tokio::time::Instant::now() + LOG_BOUND;
         loop {
-            let now = self.prop::<String>(name).await;
+            let now = self.prop::<T>(name).await;
             if now == value {
                 return;
             }
@@ -183,18 +199,13 @@ impl Device {
 }
 
 /// One lane from `Lane1.Lanes` (through gatectl status --json).
-/// `gatectl --json status`, or None while gated cannot answer yet.
-fn status_json(d: &Device) -> Option<serde_json::Value> {
+fn lane_json(d: &Device, name: &str) -> Option<serde_json::Value> {
     let out = std::process::Command::new(tests::procs::bin("gatectl"))
         .args(["--json", "status", "-c", &d.config().display().to_string()])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &d.bus.address)
         .output()
         .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn lane_json(d: &Device, name: &str) -> Option<serde_json::Value> {
-    let v = status_json(d)?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v["lanes"]
         .as_array()?
         .iter()
@@ -241,7 +252,8 @@ async fn mains_lost_over_nut_then_back_then_a_forced_shutdown_in_order() {
     d.ups.set("ups.status", "OL");
     gated.wait_for(&["power: on mains"]).await;
     // Still normal, and it says why rather than "starting".
-    d.wait_for_prop("OperatingModeCause", "all clear").await;
+    d.wait_for_prop("OperatingModeCause", "all clear".to_owned())
+        .await;
 
     // Mains lost for good.
     d.ups.set("ups.status", "OB DISCHRG");
@@ -356,14 +368,7 @@ async fn a_fire_alarm_over_modbus_opens_every_gate_until_reset() {
 
     // The input clears: still open, until an engineer resets.
     d.gates[1].set_fire(false);
-    let deadline = tokio::time::Instant::now() + LOG_BOUND;
-    while !d.prop::<bool>("FireResetPending").await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reset never pending"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    d.wait_for_prop("FireResetPending", true).await;
     assert_eq!(d.mode().await, "fire_alarm");
     assert_eq!(d.gates[1].mode(), GateMode::Free);
     let (rc, out, err) = d.gatectl(&["alarm", "reset"]).await;
@@ -411,44 +416,15 @@ async fn peak_mode_is_switched_per_lane_group() {
     // A ticket for any number of entries, signed with a key the device knows.
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let now = gated::lanes::local_now(&jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());
-    std::fs::create_dir_all(d.state()).unwrap();
-    {
-        let mut store = gated::store::Store::open(&d.state().join("gated.db")).unwrap();
-        store
-            .put_signing_key(1, &key.verifying_key().to_bytes())
-            .unwrap();
-        store
-            .conn()
-            .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
-            .unwrap();
-    }
-    let ticket = gated::tickets::token::encode(
-        &gated::tickets::token::Payload {
-            key_id: 1,
-            ticket_id: 4242,
-            product_id: 1,
-            valid_from: now - 60,
-            valid_until: now + 600,
-            entries: 0,
-            holder: None,
-            group: None,
-            seed: [2; 8],
-        },
-        &key,
-    );
-    let gated = d.gated().await;
-    wait_until("east-3's scanner and gate connected", LOG_BOUND, || {
-        let Some(status) = status_json(&d) else {
-            return false;
-        };
-        let devices = status["devices"].as_array().cloned().unwrap_or_default();
-        ["scanner s3", "gate of east-3"].iter().all(|name| {
-            devices
-                .iter()
-                .any(|x| x["device"] == *name && x["state"] == "connected")
-        })
-    })
-    .await;
+    offline_tickets::seed_store(&d.state(), &key);
+    let ticket = offline_tickets::ticket(&key, 4242, 0, now);
+    let gate3 = format!("device=\"gate tcp://{a3} unit 1\"");
+    let gated = d
+        .gated_waiting_for(&[
+            &["device=\"s3\"", "connected"],
+            &[gate3.as_str(), "connected"],
+        ])
+        .await;
     // Normally the exit lane lets a visitor out.
     s3.scan(&ticket).await.unwrap();
     tokio::time::timeout(LOG_BOUND, g3.wait_until(|g| g.counters() == [0, 1]))
@@ -503,17 +479,13 @@ async fn on_battery_over_upower_then_low_battery_shuts_down_with_signals() {
     })
     .await;
     let gated = d.gated().await;
-    let conn = zbus::connection::Builder::address(d.bus.address.as_str())
-        .build()
-        .await
-        .unwrap();
     let rule = zbus::MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
         .interface("cn.scenicpark.Gated.Device1")
         .member("Transition")
         .build()
         .unwrap();
-    let mut signals = zbus::MessageStream::for_match_rule(rule, &conn, None)
+    let mut signals = zbus::MessageStream::for_match_rule(rule, &d.conn, None)
         .await
         .unwrap();
 
