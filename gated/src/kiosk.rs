@@ -688,10 +688,7 @@ impl Kiosk {
                         "order_no": order.order_no, "ticket_id": t.ticket_id, "serial": t.serial,
                         "reason": reprint.map(|r| r.0),
                     });
-                    tx.execute(
-                        "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                        params![nonce, kind, body.to_string(), at],
-                    )?;
+                    crate::store::queue_event(&tx, &nonce, kind, &body.to_string(), at)?;
                     tx.commit()?;
                     printed += 1;
                     report(printed);

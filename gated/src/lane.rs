@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::VerifyingKey;
+use hal::gate::map::counter_delta;
+use hal::gate::modbus::MAX_PLAUSIBLE_DELTA;
 use hal::gate::{Direction, Gate, Outcome};
 use rusqlite::{OptionalExtension, params};
 
@@ -500,7 +502,7 @@ impl Lanes {
         let mut store = self.store();
         let path = store.path().to_owned();
         let conn = store.conn();
-        let dir = dir_name(direction);
+        let dir = direction.as_str();
         let body = serde_json::json!({
             "ticket_id": ticket_id, "lane": lane, "direction": dir,
             "persons": persons, "at_ms": at_ms, "nonce": nonce,
@@ -547,10 +549,7 @@ impl Lanes {
                 return false;
             }
         };
-        let counter = match direction {
-            Direction::Entry => status.entry_counter,
-            Direction::Exit => status.exit_counter,
-        };
+        let counter = status.counter(direction);
         let mut store = self.store();
         let r = store.conn().execute(
             "INSERT OR REPLACE INTO pending_passages
@@ -559,7 +558,7 @@ impl Lanes {
             params![
                 scan.nonce,
                 gate_name,
-                dir_name(direction),
+                direction.as_str(),
                 counter,
                 ticket_id as i64,
                 scan.lane,
@@ -628,13 +627,18 @@ impl Lanes {
         // Counters already accounted to earlier announcements.
         let mut used = [0u32; 2];
         for (nonce, dir, counter, ticket_id, lane, persons, at_ms, minute) in rows {
-            let (direction, i, now) = match dir.as_str() {
-                "exit" => (Direction::Exit, 1, status.exit_counter),
-                _ => (Direction::Entry, 0, status.entry_counter),
+            // The table's CHECK allows entry or exit only.
+            let direction: Direction = dir.parse().unwrap_or(Direction::Entry);
+            let i = direction.index();
+            // Wrap-safe, as the gate's own polling counts; a jump that large
+            // is a controller reset, not visitors.
+            let went =
+                counter_delta(counter, status.counter(direction), 32).saturating_sub(used[i]);
+            let went = if went > MAX_PLAUSIBLE_DELTA {
+                0
+            } else {
+                went.min(persons)
             };
-            // Wrap-safe; a jump over 1000 is a controller reset, not visitors.
-            let went = now.wrapping_sub(counter).saturating_sub(used[i]);
-            let went = if went > 1000 { 0 } else { went.min(persons) };
             if went > 0 {
                 used[i] += went;
                 self.commit_passage(
@@ -687,16 +691,13 @@ impl Lanes {
         body: &str,
         at_ms: i64,
     ) -> Result<(), LaneError> {
-        let mut store = self.store();
-        let path = store.path().to_owned();
-        store
-            .conn()
-            .execute(
-                "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![nonce, kind, body, at_ms],
-            )
-            .map(|_| ())
-            .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+        let store = self.store();
+        crate::store::queue_event(store.conn_ref(), nonce, kind, body, at_ms).map_err(|source| {
+            LaneError::Store(StoreError::Sqlite {
+                path: store.path().to_owned(),
+                source,
+            })
+        })
     }
 
     /// Persons this device let in and out through `lane` on the local day `day`.
@@ -807,13 +808,6 @@ impl Lanes {
             }
             Outcome::Fault { why } => Admission::GateFault { ticket_id, why },
         })
-    }
-}
-
-fn dir_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Entry => "entry",
-        Direction::Exit => "exit",
     }
 }
 

@@ -597,11 +597,8 @@ impl<P: PowerOff> Machine<P> {
         self.seq += 1;
         body["at_ms"] = at_ms.into();
         let nonce = format!("{}-{kind}-{at_ms}-{}", self.inputs.device_id, self.seq);
-        let mut store = self.inputs.store.lock().expect("store");
-        let r = store.conn().execute(
-            "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![nonce, kind, body.to_string(), at_ms],
-        );
+        let store = self.inputs.store.lock().expect("store");
+        let r = crate::store::queue_event(store.conn_ref(), &nonce, kind, &body.to_string(), at_ms);
         if let Err(e) = r {
             error!("could not record the {kind} event: {e}");
         }

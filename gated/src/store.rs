@@ -325,6 +325,23 @@ impl Store {
     }
 }
 
+/// Queues an event for the central system (the outbox). A nonce already
+/// queued keeps its first row, so a replayed write adds nothing. `conn` may
+/// be a transaction's.
+pub fn queue_event(
+    conn: &Connection,
+    nonce: &str,
+    kind: &str,
+    body: &str,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![nonce, kind, body, at_ms],
+    )
+    .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ impl Manager {
             mode: mode.into(),
         });
         let (ours, theirs) = nix::unistd::pipe().expect("pipe");
+        // Non-blocking, for inhibitors_released: EAGAIN = still held.
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        fcntl(&ours, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("O_NONBLOCK");
         self.held.lock().unwrap().push(ours);
         theirs.into()
     }
@@ -109,11 +112,9 @@ impl FakeLogind {
 
     /// True when every inhibitor taken was released (its pipe reads EOF).
     pub fn inhibitors_released(&self) -> bool {
-        use nix::fcntl::{FcntlArg, OFlag, fcntl};
         self.held.lock().unwrap().iter().all(|fd| {
             let mut buf = [0u8; 1];
-            // Non-blocking: EAGAIN = still held, 0 bytes = released.
-            let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+            // EAGAIN = still held, 0 bytes = released.
             nix::unistd::read(fd, &mut buf).is_ok_and(|n| n == 0)
         })
     }

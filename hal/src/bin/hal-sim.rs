@@ -220,11 +220,13 @@ async fn run(device: Device) -> Result<(), String> {
             use hal::gate::sim::{GateKind, SimGate};
             let map = hal::gate::RegisterMap::load(&map)?;
             // A command for an input the map lacks would change nothing gated can see.
-            let missing = |what: &str, has: bool| {
-                (!has).then(|| format!("? the {} map has no {what} input: gated cannot see it (a map with one: --map coil-example)", map.name))
+            let (has_fire, has_alarm) = (map.fire.is_some(), map.alarm.is_some());
+            let map_name = map.name.clone();
+            let missing = |what: &str| {
+                format!(
+                    "? the {map_name} map has no {what} input: gated cannot see it (a map with one: --map coil-example)"
+                )
             };
-            let no_fire = missing("fire", map.fire.is_some());
-            let no_alarm = missing("alarm", map.alarm.is_some());
             let kind = match kind.as_str() {
                 "turnstile" => GateKind::Turnstile,
                 "wing" => GateKind::WingGate,
@@ -277,12 +279,8 @@ async fn run(device: Device) -> Result<(), String> {
                         ),
                         Err(e) => eprintln!("? {e}"),
                     },
-                    ["fire", _] if no_fire.is_some() => {
-                        eprintln!("{}", no_fire.as_deref().unwrap_or_default())
-                    }
-                    ["alarm", _] if no_alarm.is_some() => {
-                        eprintln!("{}", no_alarm.as_deref().unwrap_or_default())
-                    }
+                    ["fire", _] if !has_fire => eprintln!("{}", missing("fire")),
+                    ["alarm", _] if !has_alarm => eprintln!("{}", missing("alarm")),
                     ["fire", on] => sim.set_fire(on == "on"),
                     ["alarm", on] => sim.set_alarm(on == "on"),
                     ["silent", on] => sim.set_silent(on == "on"),

@@ -39,6 +39,14 @@ impl Direction {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// `entry` or `exit`, as configured and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Entry => "entry",
+            Direction::Exit => "exit",
+        }
+    }
 }
 
 impl std::str::FromStr for Direction {
@@ -100,6 +108,16 @@ pub struct GateStatus {
     pub error: Option<u32>,
     pub fire: Option<bool>,
     pub alarm: Option<bool>,
+}
+
+impl GateStatus {
+    /// The passage counter of one direction.
+    pub fn counter(&self, d: Direction) -> u32 {
+        match d {
+            Direction::Entry => self.entry_counter,
+            Direction::Exit => self.exit_counter,
+        }
+    }
 }
 
 /// Things the gate reports by itself.

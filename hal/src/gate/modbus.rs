@@ -25,7 +25,7 @@ use crate::supervise::{Backoff, DeviceState, FAILED_AFTER};
 
 /// Counter jumps larger than this between two reads mean the controller was
 /// reset (or replaced), not that this many people walked through.
-const MAX_PLAUSIBLE_DELTA: u32 = 1000;
+pub const MAX_PLAUSIBLE_DELTA: u32 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ModbusSettings {

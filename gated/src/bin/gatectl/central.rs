@@ -1,6 +1,7 @@
 //! `gatectl provision` (enroll with the central system) and `gatectl status`
 //! (what gated last recorded about its link, outbox and store).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -232,10 +233,11 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         }
     };
     let st = seen.status.clone().unwrap_or_default();
-    let devices = running_devices();
+    let device = RunningDevice::read();
+    let devices = device.devices();
     let lanes = running_lanes().unwrap_or_default();
-    let power = running_power().ok();
-    let op_mode = running_mode().ok();
+    let power = device.power().ok();
+    let op_mode = device.mode().ok();
     if json {
         println!(
             "{:#}",
@@ -410,38 +412,48 @@ where
     })
 }
 
-/// One property of the running gated's Device1.
-fn device_prop<T>(name: &str) -> Result<T, String>
-where
-    T: TryFrom<zbus::OwnedVariant>,
-    T::Error: std::fmt::Display,
-{
-    let v: zbus::OwnedVariant = call(
-        "org.freedesktop.DBus.Properties",
-        "Get",
-        &("cn.scenicpark.Gated.Device1", name),
-    )?;
-    T::try_from(v).map_err(|e| e.to_string())
-}
+/// The running gated's Device1 properties, read in one call (one moment).
+struct RunningDevice(Result<HashMap<String, zbus::OwnedVariant>, String>);
 
-/// The running gated's devices and their states.
-fn running_devices() -> Result<Vec<(String, String)>, String> {
-    device_prop("Devices")
-}
+impl RunningDevice {
+    fn read() -> Self {
+        RunningDevice(call(
+            "org.freedesktop.DBus.Properties",
+            "GetAll",
+            &("cn.scenicpark.Gated.Device1",),
+        ))
+    }
 
-/// The running gated's power as it describes it.
-fn running_power() -> Result<String, String> {
-    device_prop("Power")
-}
+    fn prop<T>(&self, name: &str) -> Result<T, String>
+    where
+        T: TryFrom<zbus::OwnedVariant>,
+        T::Error: std::fmt::Display,
+    {
+        let all = self.0.as_ref().map_err(Clone::clone)?;
+        let v = all.get(name).ok_or_else(|| format!("no property {name}"))?;
+        let v = v.try_clone().map_err(|e| e.to_string())?;
+        T::try_from(v).map_err(|e| e.to_string())
+    }
 
-/// The running gated's operating mode: (mode, cause, since_ms, peak groups).
-fn running_mode() -> Result<(String, String, i64, Vec<String>), String> {
-    Ok((
-        device_prop("OperatingMode")?,
-        device_prop("OperatingModeCause")?,
-        device_prop("OperatingModeSinceMs")?,
-        device_prop("PeakGroups")?,
-    ))
+    /// The devices and their states.
+    fn devices(&self) -> Result<Vec<(String, String)>, String> {
+        self.prop("Devices")
+    }
+
+    /// The power as gated describes it.
+    fn power(&self) -> Result<String, String> {
+        self.prop("Power")
+    }
+
+    /// The operating mode: (mode, cause, since_ms, peak groups).
+    fn mode(&self) -> Result<(String, String, i64, Vec<String>), String> {
+        Ok((
+            self.prop("OperatingMode")?,
+            self.prop("OperatingModeCause")?,
+            self.prop("OperatingModeSinceMs")?,
+            self.prop("PeakGroups")?,
+        ))
+    }
 }
 
 /// `gatectl alarm reset`.
