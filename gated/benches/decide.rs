@@ -62,7 +62,7 @@ fn main() {
         "store of {TICKETS} tickets built in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    let lanes = Lanes::new(Store::open(&path).unwrap()).unwrap();
+    let lanes = Lanes::new(Store::open(&path).unwrap(), "bench").unwrap();
 
     // Pseudo-random serials (a fixed LCG: the same run every time).
     let mut x: u64 = 12345;

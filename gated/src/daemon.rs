@@ -116,16 +116,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         crate::modes::fire_from_line(spec.get_ref(), config.fire.gpio_active_low, &fire_tx);
     }
     drop(fire_tx);
+    let modes_store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
     let (modes, modes_task) = crate::modes::start(crate::modes::Inputs {
-        device_id: config.device_id.get_ref().clone(),
+        nonces: modes_store
+            .nonces(config.device_id.get_ref())
+            .map_err(StartError::Store)?,
         settings: crate::modes::Settings::from_config(&config),
         power: power.clone(),
         link: link.status.clone(),
         fire: fire_rx,
         lanes: lanes_handle.clone().zip(registry.clone()),
-        store: std::sync::Mutex::new(
-            Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?,
-        ),
+        store: std::sync::Mutex::new(modes_store),
         upload_now: link.upload_now.clone(),
         logind: crate::modes::Logind,
     });

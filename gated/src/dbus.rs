@@ -389,11 +389,18 @@ impl LaneIface {
             return Ok("[]".into());
         };
         let today = crate::tickets::rules::local_day(crate::lanes::local_now(&self.tz));
+        let names: Vec<String> = registry.iter().map(|l| l.name.clone()).collect();
+        let counts = lanes
+            .blocking(move |l| {
+                names
+                    .iter()
+                    .map(|n| l.counts(n, today))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
         let mut out = Vec::new();
-        for l in registry.iter() {
-            let (entries, exits) = lanes
-                .counts(&l.name, today)
-                .map_err(|e| Error::Failed(e.to_string()))?;
+        for (l, (entries, exits)) in registry.iter().zip(counts) {
             out.push(serde_json::json!({
                 "name": l.name,
                 "group": l.group,
@@ -457,14 +464,17 @@ impl LaneIface {
         let by = caller(&header, conn).await;
         let outcome = hal::gate::Gate::open(&state.gate, dir, 1).await;
         let at_ms = jiff::Timestamp::now().as_millisecond();
-        let body = serde_json::json!({ "lane": lane, "direction": dir, "by": by, "outcome": outcome, "at_ms": at_ms });
+        let event = crate::store::outbox::OutboxEvent::ManualOpen {
+            lane: lane.to_owned(),
+            direction: dir,
+            by: by.clone(),
+            outcome: outcome.clone(),
+            at_ms,
+        };
+        let stream = lane.to_owned();
         lanes
-            .record_event(
-                &format!("{lane}-manual-{at_ms}"),
-                "manual_open",
-                &body.to_string(),
-                at_ms,
-            )
+            .blocking(move |l| l.record_event(&stream, &event, at_ms))
+            .await
             .map_err(|e| Error::Failed(e.to_string()))?;
         tracing::warn!(lane, by, outcome = ?outcome, "lane opened once by an engineer");
         Ok(json(&outcome))

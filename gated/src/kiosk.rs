@@ -22,6 +22,7 @@ use crate::central::identity;
 use crate::central::sync::{self, Mode, SyncStatus};
 use crate::orders;
 use crate::store::Store;
+use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
 use crate::tickets::token;
 
 /// Why a kiosk call failed; each is a named D-Bus error a UI can act on.
@@ -58,6 +59,12 @@ use KioskError as E;
 
 impl From<rusqlite::Error> for KioskError {
     fn from(e: rusqlite::Error) -> Self {
+        E::Failed(format!("database: {e}"))
+    }
+}
+
+impl From<OutboxError> for KioskError {
+    fn from(e: OutboxError) -> Self {
         E::Failed(format!("database: {e}"))
     }
 }
@@ -160,6 +167,7 @@ pub struct QueryView {
 #[derive(Debug)]
 pub struct Kiosk {
     store: Arc<Mutex<Store>>,
+    nonces: Nonces,
     session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Receiver<SyncStatus>,
     printer: tokio::sync::Mutex<Option<SerialPrinter>>,
@@ -189,6 +197,7 @@ fn now_ms() -> i64 {
 impl Kiosk {
     pub fn new(
         store: Store,
+        nonces: Nonces,
         session: watch::Receiver<Option<Arc<Session>>>,
         status: watch::Receiver<SyncStatus>,
         printer: Option<SerialPrinter>,
@@ -197,6 +206,7 @@ impl Kiosk {
     ) -> Self {
         Kiosk {
             store: Arc::new(Mutex::new(store)),
+            nonces,
             session,
             status,
             printer: tokio::sync::Mutex::new(printer),
@@ -215,7 +225,7 @@ impl Kiosk {
         let tx = store
             .conn()
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        orders::upsert(&tx, order, now_ms(), sold_here)?;
+        orders::upsert(&tx, order, now_ms(), sold_here, &self.nonces)?;
         tx.commit()?;
         Ok(())
     }
@@ -674,21 +684,33 @@ impl Kiosk {
                         "UPDATE order_tickets SET printed_ms = ?2 WHERE ticket_id = ?1",
                         params![t.ticket_id as i64, at],
                     )?;
-                    let (kind, nonce) = match reprint {
-                        None => ("print", format!("print-{}", t.ticket_id)),
-                        Some(_) => ("reprint", format!("reprint-{}-{at}", t.ticket_id)),
+                    // A first print is one per ticket (keyed); each reprint is its own.
+                    let (nonce, event) = match reprint {
+                        None => (
+                            self.nonces.keyed("print", t.ticket_id),
+                            OutboxEvent::Print {
+                                order_no: order.order_no.clone(),
+                                ticket_id: t.ticket_id,
+                                serial: t.serial.clone(),
+                            },
+                        ),
+                        Some((reason, by)) => {
+                            tx.execute(
+                                "INSERT INTO reprints (ticket_id, reason, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                                params![t.ticket_id as i64, reason, by, at],
+                            )?;
+                            (
+                                self.nonces.next("kiosk"),
+                                OutboxEvent::Reprint {
+                                    order_no: order.order_no.clone(),
+                                    ticket_id: t.ticket_id,
+                                    serial: t.serial.clone(),
+                                    reason: reason.to_owned(),
+                                },
+                            )
+                        }
                     };
-                    if let Some((reason, by)) = reprint {
-                        tx.execute(
-                            "INSERT INTO reprints (ticket_id, reason, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
-                            params![t.ticket_id as i64, reason, by, at],
-                        )?;
-                    }
-                    let body = serde_json::json!({
-                        "order_no": order.order_no, "ticket_id": t.ticket_id, "serial": t.serial,
-                        "reason": reprint.map(|r| r.0),
-                    });
-                    crate::store::queue_event(&tx, &nonce, kind, &body.to_string(), at)?;
+                    outbox::queue(&tx, &nonce, &event, at)?;
                     tx.commit()?;
                     printed += 1;
                     report(printed);
@@ -777,7 +799,7 @@ impl Kiosk {
                     let mut store = self.store();
                     let conn = store.conn();
                     for o in &found.orders {
-                        orders::upsert(conn, o, now_ms(), false)?;
+                        orders::upsert(conn, o, now_ms(), false, &self.nonces)?;
                         if !numbers.contains(&o.order_no) {
                             numbers.push(o.order_no.clone());
                         }

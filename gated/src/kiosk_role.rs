@@ -37,7 +37,10 @@ pub fn start(
         )
     });
     let tz = config.time_zone();
-    let kiosk = Arc::new(Kiosk::new(store, session, status, printer, tz, modes));
+    let nonces = store.nonces(config.device_id.get_ref())?;
+    let kiosk = Arc::new(Kiosk::new(
+        store, nonces, session, status, printer, tz, modes,
+    ));
     let k = kiosk.clone();
     tasks.spawn(async move {
         loop {

@@ -15,6 +15,7 @@ use hal::gate::modbus::MAX_PLAUSIBLE_DELTA;
 use hal::gate::{Direction, Gate, Outcome};
 use rusqlite::{OptionalExtension, params};
 
+use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
 use crate::store::{Store, StoreError};
 use crate::tickets::rules::{self, Product, Reason, Ticket, Usage};
 use crate::tickets::token::{self, LocalMinute, TokenError};
@@ -90,6 +91,7 @@ pub struct Lanes {
 #[derive(Debug)]
 struct Inner {
     store: Mutex<Store>,
+    nonces: Nonces,
     catalog: RwLock<Catalog>,
     reserved: Mutex<HashSet<u64>>,
     /// Lane groups in peak mode and what it relaxes there.
@@ -217,12 +219,15 @@ fn load_catalog(store: &mut Store) -> Result<Catalog, LaneError> {
 }
 
 impl Lanes {
-    /// Loads keys, products and the ID-hash key from the store.
-    pub fn new(mut store: Store) -> Result<Self, LaneError> {
+    /// Loads keys, products and the ID-hash key from the store; events are
+    /// recorded under `device`'s nonces.
+    pub fn new(mut store: Store, device: &str) -> Result<Self, LaneError> {
         let catalog = load_catalog(&mut store)?;
+        let nonces = store.nonces(device)?;
         Ok(Lanes {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
+                nonces,
                 catalog: RwLock::new(catalog),
                 reserved: Mutex::new(HashSet::new()),
                 relaxed: RwLock::new(HashMap::new()),
@@ -235,6 +240,11 @@ impl Lanes {
         let catalog = load_catalog(&mut self.store())?;
         *self.inner.catalog.write().expect("catalog") = catalog;
         Ok(())
+    }
+
+    /// A new nonce for a scan or an event at `lane` (unique by construction).
+    pub fn nonce(&self, lane: &str) -> String {
+        self.inner.nonces.next(lane)
     }
 
     /// The keyed hash of an ID number, once the device is provisioned.
@@ -308,8 +318,8 @@ impl Lanes {
                 .and_then(|mut st| st.query_map([&hash[..]], row)?.collect()),
         };
         let found = found.map_err(|e| {
-            tracing::error!("ticket lookup failed: {e}");
-            Reason::UnknownTicket
+            tracing::error!("ticket lookup failed, refusing: {e}");
+            Reason::CannotCheck
         })?;
         if found.is_empty() {
             return Err(Reason::UnknownTicket);
@@ -317,27 +327,28 @@ impl Lanes {
         Ok(found)
     }
 
-    fn revoked_or_blocked(&self, ticket_id: u64) -> Option<Reason> {
-        let mut store = self.store();
-        let conn = store.conn();
-        let has = |table: &str| {
-            conn.query_row(
-                &format!("SELECT 1 FROM {table} WHERE ticket_id = ?1"),
-                [ticket_id as i64],
-                |_| Ok(()),
-            )
-            .optional()
-            .ok()
-            .flatten()
-            .is_some()
-        };
-        if has("revoked") {
-            Some(Reason::Revoked)
-        } else if has("blocked") {
-            Some(Reason::Blocked)
-        } else {
-            None
+    /// Whether the ticket was revoked or blocked. Fails closed: a list that
+    /// cannot be read refuses the ticket (it must never read as "not revoked").
+    fn revoked_or_blocked(&self, ticket_id: u64) -> Result<(), Reason> {
+        let store = self.store();
+        let conn = store.conn_ref();
+        for (table, reason) in [("revoked", Reason::Revoked), ("blocked", Reason::Blocked)] {
+            let listed = conn
+                .query_row(
+                    &format!("SELECT 1 FROM {table} WHERE ticket_id = ?1"),
+                    [ticket_id as i64],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(|e| {
+                    tracing::error!(ticket = ticket_id, "{table} list unreadable, refusing: {e}");
+                    Reason::CannotCheck
+                })?;
+            if listed.is_some() {
+                return Err(reason);
+            }
         }
+        Ok(())
     }
 
     /// What this device has recorded for the ticket, as of `now`.
@@ -375,7 +386,10 @@ impl Lanes {
         let candidates = self.candidates(medium, now)?;
         let mut last = Reason::UnknownTicket;
         for ticket in candidates {
-            if let Some(r) = self.revoked_or_blocked(ticket.id) {
+            if let Err(r) = self.revoked_or_blocked(ticket.id) {
+                if r == Reason::CannotCheck {
+                    return Err(r);
+                }
                 last = r;
                 continue;
             }
@@ -394,8 +408,8 @@ impl Lanes {
             // Reserve first, then count usage: two lanes racing cannot both pass.
             let reservation = self.reserve(ticket.id)?;
             let usage = self.usage(ticket.id, now).map_err(|e| {
-                tracing::error!("usage lookup failed: {e}");
-                Reason::UnknownTicket
+                tracing::error!("usage lookup failed, refusing: {e}");
+                Reason::CannotCheck
             })?;
             let mut product = product;
             if let Some(r) = self.relaxed(lane_group) {
@@ -502,30 +516,28 @@ impl Lanes {
         let mut store = self.store();
         let path = store.path().to_owned();
         let conn = store.conn();
-        let dir = direction.as_str();
-        let body = serde_json::json!({
-            "ticket_id": ticket_id, "lane": lane, "direction": dir,
-            "persons": persons, "at_ms": at_ms, "nonce": nonce,
-        })
-        .to_string();
-        let mut run = || -> rusqlite::Result<()> {
+        let event = OutboxEvent::Passage {
+            ticket_id,
+            lane: lane.to_owned(),
+            direction,
+            persons,
+            at_ms,
+        };
+        let mut run = || -> Result<(), OutboxError> {
             let tx = conn.transaction()?;
             // The passage settles its announcement (if any).
             tx.execute("DELETE FROM pending_passages WHERE nonce = ?1", [nonce])?;
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![nonce, ticket_id as i64, lane, dir, persons, at_ms, rules::local_day(now), now],
+                params![nonce, ticket_id as i64, lane, direction.as_str(), persons, at_ms, rules::local_day(now), now],
             )?;
             if inserted == 1 {
-                tx.execute(
-                    "INSERT INTO outbox (nonce, kind, body, created_ms) VALUES (?1, 'passage', ?2, ?3)",
-                    params![nonce, body, at_ms],
-                )?;
+                outbox::queue(&tx, nonce, &event, at_ms)?;
             }
-            tx.commit()
+            Ok(tx.commit()?)
         };
-        run().map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+        run().map_err(|e| StoreError::from_outbox(&path, e).into())
     }
 
     /// Announces a passage before the gate opens (see `Scan::gate_ledger`):
@@ -550,23 +562,35 @@ impl Lanes {
             }
         };
         let counter = status.counter(direction);
-        let mut store = self.store();
-        let r = store.conn().execute(
-            "INSERT OR REPLACE INTO pending_passages
-             (nonce, gate, direction, counter, ticket_id, lane, persons, at_ms, local_minute)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                scan.nonce,
-                gate_name,
-                direction.as_str(),
-                counter,
-                ticket_id as i64,
-                scan.lane,
-                persons,
-                scan.at_ms,
-                scan.now
-            ],
+        let row = (
+            scan.nonce.to_owned(),
+            gate_name.to_owned(),
+            counter,
+            scan.lane.to_owned(),
+            scan.at_ms,
+            scan.now,
         );
+        let r = self
+            .blocking(move |l| {
+                let (nonce, gate, counter, lane, at_ms, now) = row;
+                l.store().conn_ref().execute(
+                    "INSERT OR REPLACE INTO pending_passages
+                     (nonce, gate, direction, counter, ticket_id, lane, persons, at_ms, local_minute)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        nonce,
+                        gate,
+                        direction.as_str(),
+                        counter,
+                        ticket_id as i64,
+                        lane,
+                        persons,
+                        at_ms,
+                        now
+                    ],
+                )
+            })
+            .await;
         if let Err(e) = r {
             tracing::error!(lane = scan.lane, "could not announce the passage: {e}");
             return false;
@@ -675,29 +699,30 @@ impl Lanes {
     pub fn record_alarm(
         &self,
         lane: &str,
-        kind: hal::gate::AlarmKind,
-        nonce: &str,
+        alarm: hal::gate::AlarmKind,
         at_ms: i64,
     ) -> Result<(), LaneError> {
-        let body = serde_json::json!({ "lane": lane, "alarm": kind, "at_ms": at_ms });
-        self.record_event(&format!("{nonce}-alarm"), "alarm", &body.to_string(), at_ms)
+        let event = OutboxEvent::Alarm {
+            lane: lane.to_owned(),
+            alarm,
+            at_ms,
+        };
+        self.record_event(lane, &event, at_ms)
     }
 
-    /// Records an event for the central system (free passages, manual openings).
+    /// Records an event for the central system on `stream` (a lane's name:
+    /// free passages, manual openings).
     pub fn record_event(
         &self,
-        nonce: &str,
-        kind: &str,
-        body: &str,
+        stream: &str,
+        event: &OutboxEvent,
         at_ms: i64,
     ) -> Result<(), LaneError> {
         let store = self.store();
-        crate::store::queue_event(store.conn_ref(), nonce, kind, body, at_ms).map_err(|source| {
-            LaneError::Store(StoreError::Sqlite {
-                path: store.path().to_owned(),
-                source,
-            })
-        })
+        let nonce = self.inner.nonces.next(stream);
+        outbox::queue(store.conn_ref(), &nonce, event, at_ms)
+            .map(|_| ())
+            .map_err(|e| StoreError::from_outbox(store.path(), e).into())
     }
 
     /// Persons this device let in and out through `lane` on the local day `day`.
@@ -716,13 +741,27 @@ impl Lanes {
             .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
     }
 
+    /// Runs store work on tokio's blocking pool: a commit waits for its
+    /// fsync (and a lookup for the store's lock) there, never on a runtime
+    /// worker that polls gates and serves D-Bus.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Lanes) -> T + Send + 'static,
+    ) -> T {
+        let lanes = self.clone();
+        tokio::task::spawn_blocking(move || f(&lanes))
+            .await
+            .expect("lane store work panicked")
+    }
+
     /// The whole transaction for one presentation at one lane.
     pub async fn admit<G: Gate>(&self, gate: &G, scan: &Scan<'_>) -> Result<Admission, LaneError> {
-        let (reservation, _ticket, persons) =
-            match self.decide(scan.medium, scan.now, scan.lane_group) {
-                Ok(d) => d,
-                Err(reason) => return Ok(Admission::Refused(reason)),
-            };
+        let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
+        let decided = self.blocking(move |l| l.decide(&medium, now, &group)).await;
+        let (reservation, _ticket, persons) = match decided {
+            Ok(d) => d,
+            Err(reason) => return Ok(Admission::Refused(reason)),
+        };
         self.pass(gate, reservation, scan, Direction::Entry, persons as u32)
             .await
     }
@@ -745,18 +784,39 @@ impl Lanes {
             None => false,
         };
         let outcome = gate.open(direction, persons).await;
-        let r = self.record(&reservation, scan, direction, outcome);
-        // A passage record settled its announcement in its own transaction;
-        // nobody passing settles it here; a gate fault (or a failed record)
-        // leaves it for the next reconciliation.
-        let nobody = matches!(
-            r,
-            Ok(Admission::NotPassed { .. } | Admission::Alarm { persons: 0, .. })
+        let (lane, group, medium, nonce) = (
+            scan.lane.to_owned(),
+            scan.lane_group.to_owned(),
+            scan.medium.clone(),
+            scan.nonce.to_owned(),
         );
-        if announced && nobody {
-            self.forget(scan.nonce);
-        }
-        r
+        let (now, at_ms) = (scan.now, scan.at_ms);
+        // The reservation moves along: the ticket stays held until what
+        // happened is durable, even if this task is cancelled meanwhile.
+        self.blocking(move |l| {
+            let scan = Scan {
+                lane: &lane,
+                lane_group: &group,
+                medium: &medium,
+                nonce: &nonce,
+                now,
+                at_ms,
+                gate_ledger: None,
+            };
+            let r = l.settle(&reservation, &scan, direction, outcome);
+            // A passage record settled its announcement in its own
+            // transaction; nobody passing settles it here; a gate fault (or
+            // a failed record) leaves it for the next reconciliation.
+            let nobody = matches!(
+                r,
+                Ok(Admission::NotPassed { .. } | Admission::Alarm { persons: 0, .. })
+            );
+            if announced && nobody {
+                l.forget(&nonce);
+            }
+            r
+        })
+        .await
     }
 
     /// An exit lane: any ticket this device knows may leave; the exit is
@@ -766,20 +826,22 @@ impl Lanes {
         gate: &G,
         scan: &Scan<'_>,
     ) -> Result<Admission, LaneError> {
-        let ticket = match self.candidates(scan.medium, scan.now) {
-            Ok(c) => c[0],
-            Err(reason) => return Ok(Admission::Refused(reason)),
-        };
-        let reservation = match self.reserve(ticket.id) {
-            Ok(r) => r,
-            Err(reason) => return Ok(Admission::Refused(reason)),
-        };
-        self.pass(gate, reservation, scan, Direction::Exit, 1).await
+        let (medium, now) = (scan.medium.clone(), scan.now);
+        let found = self
+            .blocking(move |l| {
+                let ticket = l.candidates(&medium, now)?[0];
+                l.reserve(ticket.id)
+            })
+            .await;
+        match found {
+            Ok(reservation) => self.pass(gate, reservation, scan, Direction::Exit, 1).await,
+            Err(reason) => Ok(Admission::Refused(reason)),
+        }
     }
 
     /// Records what the gate reported: passages committed, an alarm
     /// recorded against the lane, nothing for `NotPassed` or a fault.
-    fn record(
+    fn settle(
         &self,
         reservation: &Reservation,
         scan: &Scan<'_>,
@@ -799,7 +861,7 @@ impl Lanes {
                 if persons > 0 {
                     self.commit(reservation, scan, direction, persons)?;
                 }
-                self.record_alarm(scan.lane, kind, scan.nonce, scan.at_ms)?;
+                self.record_alarm(scan.lane, kind, scan.at_ms)?;
                 Admission::Alarm {
                     ticket_id,
                     kind,

@@ -4,7 +4,6 @@
 //! lane and is reported.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::{GateHandle, GateMode, ModbusAddress, RegisterMap};
@@ -16,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, Direction as LaneDirection};
 use crate::lane::{Admission, Lanes, Medium, Scan};
 use crate::store::Store;
+use crate::store::outbox::OutboxEvent;
 use crate::tickets::rules::Reason;
 use crate::tickets::token::LocalMinute;
 
@@ -168,8 +168,7 @@ pub async fn start(
             "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"
         );
     }
-    let lanes = Lanes::new(store)?;
-    let device_id = config.device_id.get_ref().clone();
+    let lanes = Lanes::new(store, config.device_id.get_ref())?;
 
     // One task per gate device, shared by the lanes that use it.
     let mut gates: HashMap<String, GateHandle> = HashMap::new();
@@ -201,7 +200,6 @@ pub async fn start(
 
     let mut tasks = JoinSet::new();
     let mut registry = Vec::new();
-    let nonces = std::sync::Arc::new(AtomicU64::new(0));
     for (name, lane) in &config.lanes {
         let lane = lane.get_ref();
         let gate = gates[lane.gate.get_ref()].clone();
@@ -301,14 +299,22 @@ pub async fn start(
         registry.push(state.clone());
         // Passages the gate counts by itself (free mode) go to the central system too.
         let mut events = hal::gate::Gate::events(&gate);
-        let (ev_lanes, ev_lane, ev_device) = (lanes.clone(), name.clone(), device_id.clone());
+        let (ev_lanes, ev_lane) = (lanes.clone(), name.clone());
         sources.push(tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
                 if let hal::gate::GateEvent::Passage { direction, count } = ev {
                     let at_ms = jiff::Timestamp::now().as_millisecond();
-                    let body = serde_json::json!({ "lane": ev_lane, "direction": direction, "persons": count, "at_ms": at_ms });
-                    let nonce = format!("{ev_device}-{ev_lane}-free-{at_ms}");
-                    if let Err(e) = ev_lanes.record_event(&nonce, "free_passage", &body.to_string(), at_ms) {
+                    let event = OutboxEvent::FreePassage {
+                        lane: ev_lane.clone(),
+                        direction,
+                        persons: count,
+                        at_ms,
+                    };
+                    let stream = ev_lane.clone();
+                    let recorded = ev_lanes
+                        .blocking(move |l| l.record_event(&stream, &event, at_ms))
+                        .await;
+                    if let Err(e) = recorded {
                         error!(lane = ev_lane, "could not record free passages: {e}");
                     }
                 }
@@ -327,11 +333,9 @@ pub async fn start(
             name: name.clone(),
             group: lane.group.clone(),
             direction: lane.direction,
-            device_id: device_id.clone(),
             lanes: lanes.clone(),
             gate,
             tz: tz.clone(),
-            nonces: nonces.clone(),
         };
         info!(lane = name, group = lane.group, "lane ready");
         tasks.spawn(async move {
@@ -360,11 +364,9 @@ struct LaneCtx {
     name: String,
     group: String,
     direction: LaneDirection,
-    device_id: String,
     lanes: Lanes,
     gate: GateHandle,
     tz: jiff::tz::TimeZone,
-    nonces: std::sync::Arc<AtomicU64>,
 }
 
 impl LaneCtx {
@@ -384,9 +386,16 @@ impl LaneCtx {
             return;
         };
         for _ in 0..50 {
-            match hal::gate::Gate::status(&self.gate).await {
+            // The unlock is taken back before the counter is read: a visitor
+            // who had not walked yet cannot walk afterwards, uncounted.
+            match hal::gate::Gate::withdraw_unlocks(&self.gate).await {
                 Ok(status) => {
-                    match self.lanes.reconcile(gate_name, &status) {
+                    let gate_name = gate_name.clone();
+                    let settled = self
+                        .lanes
+                        .blocking(move |l| l.reconcile(&gate_name, &status))
+                        .await;
+                    match settled {
                         Ok((0, 0)) => {}
                         Ok((recorded, dropped)) => info!(
                             lane = self.name,
@@ -411,12 +420,7 @@ impl LaneCtx {
         self.reconcile().await;
         while let Some(Presented { medium, kind, exit }) = rx.recv().await {
             let at_ms = jiff::Timestamp::now().as_millisecond();
-            let nonce = format!(
-                "{}-{}-{at_ms}-{}",
-                self.device_id,
-                self.name,
-                self.nonces.fetch_add(1, Ordering::Relaxed)
-            );
+            let nonce = self.lanes.nonce(&self.name);
             let scan = Scan {
                 lane: &self.name,
                 lane_group: &self.group,

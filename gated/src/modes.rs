@@ -22,6 +22,7 @@ use crate::central::sync::{Mode as LinkMode, SyncStatus};
 use crate::lanes::LaneRegistry;
 use crate::power::PowerView;
 use crate::store::Store;
+use crate::store::outbox::OutboxEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -169,7 +170,8 @@ impl PowerOff for Logind {
 /// What the state machine watches and drives.
 #[allow(missing_debug_implementations)] // holds a database connection and channels
 pub struct Inputs<P: PowerOff> {
-    pub device_id: String,
+    /// The nonces of the mode events (see `store::outbox`).
+    pub nonces: crate::store::outbox::Nonces,
     pub settings: Settings,
     pub power: watch::Receiver<PowerView>,
     pub link: watch::Receiver<SyncStatus>,
@@ -289,7 +291,6 @@ struct Machine<P: PowerOff> {
     fire_latched: bool,
     /// When mains was lost (None on mains or unknown).
     lost_at: Option<Instant>,
-    seq: u64,
     shut_down: bool,
 }
 
@@ -301,7 +302,6 @@ impl<P: PowerOff> Machine<P> {
             fire: BTreeMap::new(),
             fire_latched: false,
             lost_at: None,
-            seq: 0,
             shut_down: false,
         }
     }
@@ -472,15 +472,14 @@ impl<P: PowerOff> Machine<P> {
             } else {
                 warn!(from = old.mode.as_str(), "mode {}: {cause}", mode.as_str());
             }
-            self.record(
-                "mode_change",
-                serde_json::json!({
-                    "from": old.mode,
-                    "to": mode,
-                    "cause": cause,
-                    "power": self.inputs.power.borrow().describe(),
-                }),
-            );
+            let power = self.inputs.power.borrow().describe();
+            self.record(OutboxEvent::ModeChange {
+                from: old.mode.as_str().to_owned(),
+                to: mode.as_str().to_owned(),
+                cause: cause.clone(),
+                power,
+                at_ms: now_ms(),
+            });
         }
         let entering = old.mode != mode;
         self.tx.send_replace(view);
@@ -534,7 +533,10 @@ impl<P: PowerOff> Machine<P> {
             }
         };
         self.drive_gates(Mode::Shutdown).await;
-        self.record("shutdown", serde_json::json!({ "cause": cause }));
+        self.record(OutboxEvent::Shutdown {
+            cause: cause.to_string(),
+            at_ms: now_ms(),
+        });
         self.checkpoint();
         info!("gates in their fail-safe state and records flushed; powering off");
         if let Err(e) = self.inputs.logind.power_off().await {
@@ -553,7 +555,10 @@ impl<P: PowerOff> Machine<P> {
                 } else {
                     self.fire_latched = false;
                     warn!(by, "fire alarm reset by an engineer");
-                    self.record("alarm_reset", serde_json::json!({ "by": by }));
+                    self.record(OutboxEvent::AlarmReset {
+                        by: by.clone(),
+                        at_ms: now_ms(),
+                    });
                     Ok(())
                 };
                 let _ = reply.send(r);
@@ -579,10 +584,12 @@ impl<P: PowerOff> Machine<P> {
                     Some((lanes, _)) => {
                         lanes.set_relax(&group, on.then_some(self.inputs.settings.peak));
                         warn!(group, on, by, "peak mode switched by an operator");
-                        self.record(
-                            "peak",
-                            serde_json::json!({ "group": group, "on": on, "by": by }),
-                        );
+                        self.record(OutboxEvent::Peak {
+                            group: group.clone(),
+                            on,
+                            by: by.clone(),
+                            at_ms: now_ms(),
+                        });
                         Ok(())
                     }
                 };
@@ -592,15 +599,12 @@ impl<P: PowerOff> Machine<P> {
     }
 
     /// A durable event for the central system.
-    fn record(&mut self, kind: &str, mut body: serde_json::Value) {
+    fn record(&mut self, event: OutboxEvent) {
         let at_ms = now_ms();
-        self.seq += 1;
-        body["at_ms"] = at_ms.into();
-        let nonce = format!("{}-{kind}-{at_ms}-{}", self.inputs.device_id, self.seq);
+        let nonce = self.inputs.nonces.next("modes");
         let store = self.inputs.store.lock().expect("store");
-        let r = crate::store::queue_event(store.conn_ref(), &nonce, kind, &body.to_string(), at_ms);
-        if let Err(e) = r {
-            error!("could not record the {kind} event: {e}");
+        if let Err(e) = crate::store::outbox::queue(store.conn_ref(), &nonce, &event, at_ms) {
+            error!("could not record the {} event: {e}", event.kind());
         }
     }
 

@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::central::api::{IssuedTicket, Order, OrderStatus};
+use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
 
 fn status_name(s: OrderStatus) -> &'static str {
     match s {
@@ -18,7 +19,13 @@ fn status_name(s: OrderStatus) -> &'static str {
 }
 
 /// Stores (or refreshes) an order and its tickets; printed marks are kept.
-pub fn upsert(conn: &Connection, o: &Order, now_ms: i64, sold_here: bool) -> rusqlite::Result<()> {
+pub fn upsert(
+    conn: &Connection,
+    o: &Order,
+    now_ms: i64,
+    sold_here: bool,
+    nonces: &Nonces,
+) -> Result<(), OutboxError> {
     conn.execute(
         "INSERT INTO orders (order_no, order_code, status, body, phone_suffix, sold_here, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -38,17 +45,21 @@ pub fn upsert(conn: &Connection, o: &Order, now_ms: i64, sold_here: bool) -> rus
     )?;
     // A sale made here is reported once it is paid, however the kiosk
     // learns that (its own status poll or the sync, after a restart too).
+    // Keyed by the order: learning it again is a retry of the same event.
     if o.status == OrderStatus::Paid {
-        let body = serde_json::json!({
-            "order_no": o.order_no, "total_cents": o.total_cents,
-            "tickets": o.tickets.iter().map(|t| t.ticket_id).collect::<Vec<_>>(),
-        });
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms)
-             SELECT 'sale-' || order_no, 'sale', ?2, ?3 FROM orders
-             WHERE order_no = ?1 AND sold_here = 1",
-            params![o.order_no, body.to_string(), now_ms],
+        let sold_here: bool = conn.query_row(
+            "SELECT sold_here FROM orders WHERE order_no = ?1",
+            [&o.order_no],
+            |r| r.get(0),
         )?;
+        if sold_here {
+            let sale = OutboxEvent::Sale {
+                order_no: o.order_no.clone(),
+                total_cents: o.total_cents.into(),
+                tickets: o.tickets.iter().map(|t| t.ticket_id).collect(),
+            };
+            outbox::queue(conn, &nonces.keyed("sale", &o.order_no), &sale, now_ms)?;
+        }
     }
     for t in &o.tickets {
         let holder = t.holder_hash.as_deref().and_then(|h| hex::decode(h).ok());

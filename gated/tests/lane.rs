@@ -70,7 +70,7 @@ async fn rig(kind: GateKind) -> Rig {
         [],
     )
     .unwrap();
-    let lanes = Lanes::new(store).unwrap();
+    let lanes = Lanes::new(store, "lane-test").unwrap();
 
     let map = RegisterMap::load("lot").unwrap();
     let sim = SimGate::new(kind, map.clone(), 1);
@@ -211,7 +211,11 @@ async fn a_key_outside_its_validity_no_longer_verifies() {
         [NOW - MINUTES_PER_DAY],
     )
     .unwrap();
-    let lanes = Lanes::new(Store::open(&r._dir.path().join("gated.db")).unwrap()).unwrap();
+    let lanes = Lanes::new(
+        Store::open(&r._dir.path().join("gated.db")).unwrap(),
+        "lane-test",
+    )
+    .unwrap();
     let p = token::parse(&r.token(1011, |p| p.key_id = 2)).unwrap().0;
     let t = Medium::Code(token::encode(&p, &old));
     assert_eq!(
@@ -398,4 +402,117 @@ async fn peak_mode_lifts_anti_passback_and_the_reentry_wait_for_its_group() {
     assert_eq!(r.entries(30), 2);
     r.lanes.set_relax("east", None);
     assert_eq!(r.admit(card()).await, Admission::Refused(Reason::ExitFirst));
+}
+
+/// Fail closed: when the revocation list cannot be read, a signed token
+/// (which needs no ticket row) must not pass as "not revoked".
+#[tokio::test]
+async fn a_ticket_is_refused_when_the_revocation_list_cannot_be_read() {
+    let r = rig(GateKind::Turnstile).await;
+    r.sim.set_auto_walk(true);
+    let conn = rusqlite::Connection::open(r._dir.path().join("gated.db")).unwrap();
+    conn.execute("ALTER TABLE revoked RENAME TO revoked_elsewhere", [])
+        .unwrap();
+    assert_eq!(
+        r.admit(Medium::Code(r.token(99, |_| {}))).await,
+        Admission::Refused(Reason::CannotCheck),
+        "the refunded ticket 99 must not pass while the revocation list is unreadable"
+    );
+    assert_eq!(
+        r.admit(Medium::Code(r.token(1012, |_| {}))).await,
+        Admission::Refused(Reason::CannotCheck)
+    );
+    assert_eq!(r.sim.counters(), [0, 0], "the gate never opened");
+}
+
+/// Fail closed: a signing key whose validity the device cannot read is not
+/// pinned at all (it used to become a key that never expires).
+#[tokio::test]
+async fn a_signing_key_with_an_unreadable_validity_is_not_pinned() {
+    let r = rig(GateKind::Turnstile).await;
+    r.sim.set_auto_walk(true);
+    let retired = SigningKey::from_bytes(&[9; 32]);
+    let hex_key = |k: &SigningKey| hex::encode(k.verifying_key().to_bytes());
+    let key = |key_id, public_key, valid_from: Option<&str>, valid_until: Option<&str>| {
+        gated::central::api::SigningKey {
+            key_id,
+            public_key,
+            valid_from: valid_from.map(str::to_owned),
+            valid_until: valid_until.map(str::to_owned),
+        }
+    };
+    let catalog = gated::central::api::Catalog {
+        version: 2,
+        scenic_area: "test".into(),
+        signing_keys: vec![
+            key(1, hex_key(&r.key), None, None),
+            key(2, hex_key(&retired), None, Some("2026-01-04 soon")),
+            key(3, hex_key(&retired), Some("yesterday"), None),
+        ],
+        lane_groups: vec![],
+        products: vec![],
+    };
+    let mut store = Store::open(&r._dir.path().join("gated.db")).unwrap();
+    gated::central::sync::apply_catalog(&mut store, &catalog).unwrap();
+    // The catalog has no products: put back the one the tokens name.
+    store
+        .conn()
+        .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
+        .unwrap();
+    let lanes = Lanes::new(store, "lane-test").unwrap();
+    for (key_id, ticket) in [(2, 1013), (3, 1014)] {
+        let p = token::parse(&r.token(ticket, |p| p.key_id = key_id))
+            .unwrap()
+            .0;
+        let t = Medium::Code(token::encode(&p, &retired));
+        assert_eq!(
+            lanes
+                .admit(&r.gate, &scan("east-1", &t, &format!("k{key_id}")))
+                .await
+                .unwrap(),
+            Admission::Refused(Reason::UnknownKey),
+            "key {key_id}"
+        );
+    }
+    // The readable key still verifies.
+    let t = Medium::Code(r.token(1015, |_| {}));
+    assert!(matches!(
+        lanes
+            .admit(&r.gate, &scan("east-1", &t, "k1"))
+            .await
+            .unwrap(),
+        Admission::Admitted { .. }
+    ));
+}
+
+/// Two free passages the gate reported in the same millisecond (an entry
+/// and an exit from one poll) are two events: their nonces come from the
+/// outbox's sequence, not from the clock (the second one used to be lost).
+#[tokio::test]
+async fn free_passages_in_the_same_millisecond_are_both_recorded() {
+    let r = rig(GateKind::Turnstile).await;
+    for direction in [hal::gate::Direction::Entry, hal::gate::Direction::Exit] {
+        let event = gated::store::outbox::OutboxEvent::FreePassage {
+            lane: "east-1".into(),
+            direction,
+            persons: 1,
+            at_ms: 1_000,
+        };
+        r.lanes.record_event("east-1", &event, 1_000).unwrap();
+    }
+    let conn = rusqlite::Connection::open(r._dir.path().join("gated.db")).unwrap();
+    let mut st = conn
+        .prepare("SELECT nonce, body FROM outbox WHERE kind = 'free_passage' ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_ne!(rows[0].0, rows[1].0);
+    assert!(
+        rows[0].1.contains("\"entry\"") && rows[1].1.contains("\"exit\""),
+        "{rows:?}"
+    );
 }

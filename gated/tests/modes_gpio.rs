@@ -53,8 +53,9 @@ fn inputs(
     power: watch::Receiver<gated::power::PowerView>,
     fire: tokio::sync::mpsc::Receiver<(String, bool)>,
 ) -> Inputs<Recorder> {
+    let store = Store::open(db).unwrap();
     Inputs {
-        device_id: "gpio-test".into(),
+        nonces: store.nonces("gpio-test").unwrap(),
         settings: Settings {
             debounce: Duration::from_millis(100),
             grace: Duration::ZERO,
@@ -69,7 +70,7 @@ fn inputs(
         link: watch::channel(Default::default()).1,
         fire,
         lanes: None,
-        store: Mutex::new(Store::open(db).unwrap()),
+        store: Mutex::new(store),
         upload_now: Arc::new(tokio::sync::Notify::new()),
         logind: Recorder {
             calls: Arc::new(Mutex::new(Vec::new())),
@@ -119,7 +120,7 @@ async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
     )
     .unwrap();
     let registry = Arc::new(vec![Arc::new(LaneState::new("east-1", &lane, gate))]);
-    let lanes = gated::lane::Lanes::new(Store::open(&db).unwrap()).unwrap();
+    let lanes = gated::lane::Lanes::new(Store::open(&db).unwrap(), "modes-gpio").unwrap();
 
     let mut tasks = tokio::task::JoinSet::new();
     let (mains_lost, power) = power_fail_line(&mut tasks);

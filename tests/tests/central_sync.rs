@@ -707,3 +707,61 @@ async fn a_lane_without_a_ups_stays_on_the_bus() {
     }
     gated.stop().await;
 }
+
+/// In free mode the gate counts by itself. A visitor in and another out
+/// between two polls are two events: both are recorded and both reach the
+/// central system (they used to share one nonce, and the second was lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_and_an_exit_counted_in_one_poll_are_both_uploaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let bus = Bus::start(&dir.path().join("bus"), None).await;
+    let lane = lane(&central, "lane-free").await;
+    provision(&central, &lane.device, "lane-free", "lane").await;
+    let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
+    gated
+        .wait_for_all(&[&["catalog updated"], &["D-Bus API served"]])
+        .await;
+    let (rc, _, err) = gatectl_on_bus(&bus.address, &["lane", "east-1", "mode", "free"]).await;
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(lane.gate.mode(), hal::gate::GateMode::Free);
+    for round in 1..=3 {
+        // Both counters move at once: one poll sees both.
+        lane.gate.set_counters(round, round);
+        let deadline = tokio::time::Instant::now() + BOUND;
+        let mut nonces = central.event_nonces("free_passage").await;
+        while nonces.len() < 2 * round as usize && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            nonces = central.event_nonces("free_passage").await;
+        }
+        assert_eq!(
+            nonces.len(),
+            2 * round as usize,
+            "round {round}: {nonces:?}"
+        );
+    }
+    let events = central.events().await;
+    let free: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "free_passage")
+        .map(|e| {
+            let body = &e["body"];
+            (
+                body["direction"].as_str().unwrap().to_owned(),
+                body["persons"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        free.iter().filter(|(d, _)| d == "entry").count(),
+        3,
+        "{free:?}"
+    );
+    assert_eq!(
+        free.iter().filter(|(d, _)| d == "exit").count(),
+        3,
+        "{free:?}"
+    );
+    assert!(free.iter().all(|(_, p)| *p == 1), "{free:?}");
+    gated.stop().await;
+}

@@ -418,3 +418,72 @@ async fn kiosk_sales_and_prints_lose_and_double_nothing_across_kills() {
         rows.len() - held
     );
 }
+
+/// A visitor who had not yet walked when gated was killed walks after it
+/// is back. The restart must take the turnstile's unlock back before it
+/// reads the counter: then the visitor cannot walk uncounted, and the
+/// ticket stays valid for a new scan. (It used to settle the announcement
+/// as "did not happen" while the turnstile still held the unlock; the
+/// visitor then walked through, counted by the turnstile and by nobody else.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_who_walks_after_a_restart_is_counted_or_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let key = SigningKey::from_bytes(&[8; 32]);
+    let now = gated::lanes::local_now(&jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());
+    offline_tickets::seed_store(&state, &key);
+    let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
+    // A hesitant visitor: walks only when the test says so.
+    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    let (addr, _server) = gate
+        .serve_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let config = dir.path().join("gated.toml");
+    // gated's own passage timeout is long: only the restart may end the unlock.
+    std::fs::write(
+        &config,
+        format!(
+            "role = \"lane\"\ndevice_id = \"walk-later\"\nstate_dir = \"{}\"\n[central]\nurl = \"http://127.0.0.1:1/api/v1\"\n\
+             [devices.scanners.qr]\nport = \"{}\"\n[devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 5\npassage_timeout_ms = 600000\n\
+             [lanes.l1]\ndirection = \"entry\"\ngroup = \"g\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
+            state.display(),
+            scanner.pty.path().display()
+        ),
+    )
+    .unwrap();
+    let ticket = offline_tickets::ticket(&key, 1, 1, now);
+    let gated = start_lane(&config).await;
+    scanner.scan(&ticket).await.unwrap();
+    tokio::time::timeout(
+        LOG_BOUND,
+        gate.wait_until(|g| g.permission(hal::gate::Direction::Entry) == 1),
+    )
+    .await
+    .expect("the turnstile is unlocked for the visitor");
+    gated.kill().await;
+    assert_eq!(db_count(&state, "SELECT COUNT(*) FROM pending_passages"), 1);
+
+    let mut gated = start_lane(&config).await;
+    gated
+        .wait_for(&["announced passages settled by the gate's counters"])
+        .await;
+    // The visitor walks now, after gated is back and has settled.
+    let walked = gate.walk(hal::gate::Direction::Entry);
+    let passages = db_count(&state, "SELECT COUNT(*) FROM passages");
+    assert_eq!(
+        passages as u32,
+        gate.counters()[0],
+        "passages recorded vs counted by the turnstile (the visitor walked: {walked})"
+    );
+    assert!(!walked, "the unlock was taken back at the restart");
+    assert_eq!(db_count(&state, "SELECT COUNT(*) FROM pending_passages"), 0);
+
+    // The ticket was not used: a new scan lets the visitor in, once.
+    gate.set_auto_walk(true);
+    scanner.scan(&ticket).await.unwrap();
+    gated.wait_for(&["admitted"]).await;
+    assert_eq!(db_count(&state, "SELECT COUNT(*) FROM passages"), 1);
+    assert_eq!(gate.counters()[0], 1);
+    gated.stop().await;
+}

@@ -28,6 +28,7 @@ use super::client::{self, CALL_TIMEOUT, CentralError, Session};
 use super::identity;
 use crate::config::Config;
 use crate::lane::Lanes;
+use crate::store::outbox::{Nonces, OutboxError};
 use crate::store::{Store, StoreError};
 
 /// `device_settings` rows this module owns.
@@ -171,8 +172,22 @@ pub fn replace_signing_keys(
             );
             continue;
         };
-        let from = k.valid_from.as_deref().and_then(super::parse_civil);
-        let until = k.valid_until.as_deref().and_then(super::parse_civil);
+        // Fail closed: a validity we cannot read pins nothing (it used to
+        // become "always", a key that never expires).
+        let civil = |t: &Option<String>| match t.as_deref() {
+            None => Ok(None),
+            Some(text) => super::parse_civil(text).map(Some).ok_or(text.to_owned()),
+        };
+        let (from, until) = match (civil(&k.valid_from), civil(&k.valid_until)) {
+            (Ok(from), Ok(until)) => (from, until),
+            (Err(text), _) | (_, Err(text)) => {
+                warn!(
+                    key_id = k.key_id,
+                    "signing key validity {text:?} is not a civil time (YYYY-MM-DDTHH:MM); key not pinned"
+                );
+                continue;
+            }
+        };
         tx.execute(
             "INSERT INTO signing_keys (key_id, public_key, valid_from, valid_until) VALUES (?1, ?2, ?3, ?4)",
             params![k.key_id, public, from.unwrap_or(0), until],
@@ -232,12 +247,16 @@ pub struct Applied {
 
 /// Applies one page and moves the cursor, in one transaction: either the
 /// whole page and its cursor are stored, or neither.
-pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, StoreError> {
+pub fn apply_page(
+    store: &mut Store,
+    page: &ChangesPage,
+    nonces: &Nonces,
+) -> Result<Applied, StoreError> {
     let path = store.path().to_owned();
     let err = sqlite(&path);
     let tx = store.conn().transaction().map_err(&err)?;
     let mut applied = Applied::default();
-    let run = |applied: &mut Applied| -> rusqlite::Result<()> {
+    let run = |applied: &mut Applied| -> Result<(), OutboxError> {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO tickets (id, serial, product_id, valid_from, valid_until,
                  entries_allowed, group_size, holder_hash, card_uid)
@@ -322,7 +341,7 @@ pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, Stor
                     )?;
                 }
                 Change::Order(order) => {
-                    crate::orders::upsert(&tx, order, now_ms(), false)?;
+                    crate::orders::upsert(&tx, order, now_ms(), false, nonces)?;
                 }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
@@ -331,9 +350,9 @@ pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, Stor
             applied.changes += 1;
         }
         drop((upsert, free_card, free_serial));
-        put(&tx, CURSOR, page.next_cursor.to_string().as_bytes())
+        Ok(put(&tx, CURSOR, page.next_cursor.to_string().as_bytes())?)
     };
-    run(&mut applied).map_err(&err)?;
+    run(&mut applied).map_err(|e| StoreError::from_outbox(&path, e))?;
     tx.commit().map_err(&err)?;
     Ok(applied)
 }
@@ -343,6 +362,7 @@ pub fn apply_page(store: &mut Store, page: &ChangesPage) -> Result<Applied, Stor
 pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let store = Store::open(&state_dir.join("gated.db"))?;
+    let nonces = store.nonces(config.device_id.get_ref())?;
     let mut status = read_status(&store)?.unwrap_or_default();
     status.mode = Mode::Unprovisioned;
     status.cursor = setting_u64(&store, CURSOR)?;
@@ -356,6 +376,7 @@ pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreErro
         upload_now: upload_now.clone(),
         session: session_tx,
         store: Arc::new(Mutex::new(store)),
+        nonces,
         lanes,
         status: tx,
         state_dir,
@@ -396,6 +417,8 @@ struct Link {
     upload_now: Arc<tokio::sync::Notify>,
     session: watch::Sender<Option<Arc<Session>>>,
     store: Arc<Mutex<Store>>,
+    /// For the sale events of orders the changes bring.
+    nonces: Nonces,
     lanes: Option<Lanes>,
     status: watch::Sender<SyncStatus>,
     state_dir: PathBuf,
@@ -610,7 +633,9 @@ impl Link {
         let applied = if page.changes.is_empty() && next == cursor {
             Applied::default()
         } else {
-            self.with_store(move |s| apply_page(s, &page)).await?
+            let nonces = self.nonces.clone();
+            self.with_store(move |s| apply_page(s, &page, &nonces))
+                .await?
         };
         if applied.changes > 0 {
             tracing::debug!(changes = applied.changes, cursor = next, "changes applied");

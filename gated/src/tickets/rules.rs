@@ -101,6 +101,9 @@ pub enum Reason {
     LaneClosed,
     /// Peak mode: the lane admits entries only (its exit side is closed).
     EntryOnly,
+    /// Something the decision needs could not be read (the database):
+    /// refused, never admitted.
+    CannotCheck,
 }
 
 impl Reason {
@@ -124,6 +127,7 @@ impl Reason {
             Reason::InUse => "in_use",
             Reason::LaneClosed => "lane_closed",
             Reason::EntryOnly => "entry_only",
+            Reason::CannotCheck => "cannot_check",
         }
     }
 
@@ -162,6 +166,10 @@ impl Reason {
             Reason::EntryOnly => (
                 "高峰时段本通道只进不出，请走出口",
                 "Entry only at peak time: please use the exit",
+            ),
+            Reason::CannotCheck => (
+                "暂时无法验票，请找工作人员",
+                "Ticket cannot be checked now: please ask staff",
             ),
         }
     }

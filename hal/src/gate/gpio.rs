@@ -248,7 +248,10 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
 
     async fn command(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Status { reply } => {
+            // A held unlock level was released when the task started; a
+            // pulse cannot be taken back. GPIO counters do not outlive
+            // gated, so nothing is settled by them.
+            Cmd::Status { reply } | Cmd::WithdrawUnlocks { reply } => {
                 let _ = reply.send(Ok(GateStatus {
                     mode: Some(self.mode),
                     entry_counter: self.counters[0],

@@ -164,6 +164,11 @@ pub trait Gate: Send + Sync {
     fn open(&self, direction: Direction, persons: u32) -> impl Future<Output = Outcome> + Send;
     fn set_mode(&self, mode: GateMode) -> impl Future<Output = Result<(), GateError>> + Send;
     fn status(&self) -> impl Future<Output = Result<GateStatus, GateError>> + Send;
+    /// Takes back every unlock the gate still holds that no authorisation
+    /// of this handle is waiting on (one given before gated restarted),
+    /// then reads the status: the counters then say for certain whether
+    /// the visitor went through, because nobody can go through after.
+    fn withdraw_unlocks(&self) -> impl Future<Output = Result<GateStatus, GateError>> + Send;
     /// Unsolicited events: passages in free mode, alarms, fire, faults.
     fn events(&self) -> broadcast::Receiver<GateEvent>;
 }
@@ -180,6 +185,9 @@ pub(crate) enum Cmd {
         reply: oneshot::Sender<Result<(), GateError>>,
     },
     Status {
+        reply: oneshot::Sender<Result<GateStatus, GateError>>,
+    },
+    WithdrawUnlocks {
         reply: oneshot::Sender<Result<GateStatus, GateError>>,
     },
 }
@@ -249,6 +257,12 @@ impl Gate for GateHandle {
 
     async fn status(&self) -> Result<GateStatus, GateError> {
         self.ask(|reply| Cmd::Status { reply })
+            .await
+            .unwrap_or_else(|| Err(Self::stopped()))
+    }
+
+    async fn withdraw_unlocks(&self) -> Result<GateStatus, GateError> {
+        self.ask(|reply| Cmd::WithdrawUnlocks { reply })
             .await
             .unwrap_or_else(|| Err(Self::stopped()))
     }

@@ -287,7 +287,7 @@ impl Gatekeeper {
             Cmd::SetMode { reply, .. } => {
                 let _ = reply.send(Err(self.not_connected(why)));
             }
-            Cmd::Status { reply } => {
+            Cmd::Status { reply } | Cmd::WithdrawUnlocks { reply } => {
                 let _ = reply.send(Err(self.not_connected(why)));
             }
         }
@@ -344,6 +344,12 @@ impl Gatekeeper {
                 let _ = reply.send(r);
                 err.map_or(Ok(()), Err)
             }
+            Cmd::WithdrawUnlocks { reply } => {
+                let r = self.withdraw_unlocks(link).await;
+                let err = r.as_ref().err().cloned();
+                let _ = reply.send(r);
+                err.map_or(Ok(()), Err)
+            }
             Cmd::SetMode { mode, reply } => {
                 let r = self.write_mode(link, mode).await;
                 if r.is_ok() {
@@ -390,6 +396,19 @@ impl Gatekeeper {
                 Ok(())
             }
         }
+    }
+
+    /// Closes the permission points no authorisation of ours is using: a
+    /// controller keeps an unlock it was given until someone walks (or its
+    /// own timeout), also across a restart of gated. Then the status.
+    async fn withdraw_unlocks(&mut self, link: &mut Link) -> Result<GateStatus, GateError> {
+        for dir in [Direction::Entry, Direction::Exit] {
+            if self.auths[dir.index()].is_none() {
+                link.write(self.permission_point(dir), self.closed_value())
+                    .await?;
+            }
+        }
+        self.read_status(link).await
     }
 
     fn permission_point(&self, dir: Direction) -> Point {

@@ -87,7 +87,7 @@ struct Faults {
 struct Shared {
     model: Mutex<Model>,
     faults: Mutex<Faults>,
-    /// Bumped on every write from the client (tests wait on it).
+    /// Bumped on every request answered, reads too (tests wait on it).
     writes: watch::Sender<u64>,
     map: RegisterMap,
     unit: u8,
@@ -215,6 +215,12 @@ impl SimGate {
 
     pub fn counters(&self) -> [u32; 2] {
         self.model(|m| m.counters)
+    }
+
+    /// Requests answered so far (reads and writes): a test counts a
+    /// backend's polls with it.
+    pub fn answered(&self) -> u64 {
+        *self.shared.writes.borrow()
     }
 
     pub fn permission(&self, dir: Direction) -> u16 {

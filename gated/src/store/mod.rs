@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub mod outbox;
+
 /// Schema migrations, in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
     // 1: the lane's tables.
@@ -155,6 +157,21 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    #[error(transparent)]
+    Outbox(outbox::OutboxError),
+}
+
+impl StoreError {
+    /// An outbox error, with the database's path on an SQLite one.
+    pub fn from_outbox(path: &Path, e: outbox::OutboxError) -> Self {
+        match e {
+            outbox::OutboxError::Sqlite(source) => StoreError::Sqlite {
+                path: path.to_owned(),
+                source,
+            },
+            e => StoreError::Outbox(e),
+        }
+    }
 }
 
 /// The open database.
@@ -309,6 +326,11 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Nonces for `device`'s outbox events, in a new epoch (see [`outbox`]).
+    pub fn nonces(&self, device: &str) -> Result<outbox::Nonces, StoreError> {
+        outbox::Nonces::start(&self.conn, device).map_err(|e| self.err(e))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -323,23 +345,6 @@ impl Store {
     pub fn conn_ref(&self) -> &Connection {
         &self.conn
     }
-}
-
-/// Queues an event for the central system (the outbox). A nonce already
-/// queued keeps its first row, so a replayed write adds nothing. `conn` may
-/// be a transaction's.
-pub fn queue_event(
-    conn: &Connection,
-    nonce: &str,
-    kind: &str,
-    body: &str,
-    at_ms: i64,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR IGNORE INTO outbox (nonce, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![nonce, kind, body, at_ms],
-    )
-    .map(|_| ())
 }
 
 #[cfg(test)]
