@@ -103,6 +103,29 @@ async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
     }
 }
 
+/// A lane device enrolled with a central-sim of its own, and a private bus
+/// for its gated.
+struct BusLane {
+    dir: tempfile::TempDir,
+    central: CentralSim,
+    bus: Bus,
+    lane: LaneDevice,
+}
+
+async fn bus_lane(device_id: &str) -> BusLane {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let bus = Bus::start(&dir.path().join("bus"), None).await;
+    let lane = lane(&central, device_id).await;
+    provision(&central, &lane.device, device_id, "lane").await;
+    BusLane {
+        dir,
+        central,
+        bus,
+        lane,
+    }
+}
+
 async fn provision(central: &CentralSim, device: &Device, device_id: &str, role: &str) {
     let code = central.pairing_code(device_id, role, 600).await;
     let (rc, out, err) = gatectl(&["provision", "--code", &code, "-c", &device.config_str()]).await;
@@ -569,11 +592,12 @@ async fn central_sim_serves_every_documented_route_over_tls() {
 /// gatectl through the running gated (Lane1); all of it is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engineer_changes_a_lane_through_gatectl() {
-    let dir = tempfile::tempdir().unwrap();
-    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
-    let bus = Bus::start(&dir.path().join("bus"), None).await;
-    let lane = lane(&central, "lane-3").await;
-    provision(&central, &lane.device, "lane-3", "lane").await;
+    let BusLane {
+        dir: _dir,
+        central,
+        bus,
+        lane,
+    } = bus_lane("lane-3").await;
     let state = lane.device.state();
     let cfg = lane.device.config_str();
     let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
@@ -713,11 +737,12 @@ async fn a_lane_without_a_ups_stays_on_the_bus() {
 /// central system (they used to share one nonce, and the second was lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_and_an_exit_counted_in_one_poll_are_both_uploaded() {
-    let dir = tempfile::tempdir().unwrap();
-    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
-    let bus = Bus::start(&dir.path().join("bus"), None).await;
-    let lane = lane(&central, "lane-free").await;
-    provision(&central, &lane.device, "lane-free", "lane").await;
+    let BusLane {
+        dir: _dir,
+        central,
+        bus,
+        lane,
+    } = bus_lane("lane-free").await;
     let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
     gated
         .wait_for_all(&[&["catalog updated"], &["D-Bus API served"]])

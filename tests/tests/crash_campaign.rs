@@ -109,6 +109,29 @@ async fn walking_turnstile() -> (SimGate, TcpServer, std::net::SocketAddr) {
     (gate, server, addr)
 }
 
+/// A lane device with no central system: scanner `qr`, gate `g` on Modbus
+/// TCP at `addr` (`gate_extra`: more of the gate's settings), lane `l1`.
+fn write_offline_lane(
+    config: &Path,
+    device_id: &str,
+    state: &Path,
+    scanner: &SimScanner,
+    addr: std::net::SocketAddr,
+    gate_extra: &str,
+) {
+    std::fs::write(
+        config,
+        format!(
+            "role = \"lane\"\ndevice_id = \"{device_id}\"\nstate_dir = \"{}\"\n[central]\nurl = \"http://127.0.0.1:1/api/v1\"\n\
+             [devices.scanners.qr]\nport = \"{}\"\n[devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 5\n{gate_extra}\n\
+             [lanes.l1]\ndirection = \"entry\"\ngroup = \"g\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
+            state.display(),
+            scanner.pty.path().display()
+        ),
+    )
+    .unwrap();
+}
+
 /// gated on a lane config, once its scanner `qr` and its gate are connected
 /// (both are reopened at every start).
 async fn start_lane(config: &Path) -> Gated {
@@ -145,17 +168,14 @@ async fn no_reported_passage_is_lost_or_doubled_across_200_kills() {
     let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
     let (gate, _server, addr) = walking_turnstile().await;
     let config = dir.path().join("gated.toml");
-    std::fs::write(
+    write_offline_lane(
         &config,
-        format!(
-            "role = \"lane\"\ndevice_id = \"kill-test\"\nstate_dir = \"{}\"\n[central]\nurl = \"http://127.0.0.1:1/api/v1\"\n\
-             [devices.scanners.qr]\nport = \"{}\"\n[devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 5\ntailgate_window_ms = 0\n\
-             [lanes.l1]\ndirection = \"entry\"\ngroup = \"g\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
-            state.display(),
-            scanner.pty.path().display()
-        ),
-    )
-    .unwrap();
+        "kill-test",
+        &state,
+        &scanner,
+        addr,
+        "tailgate_window_ms = 0",
+    );
 
     let mut reported: HashSet<String> = HashSet::new();
     let mut next_ticket = 1u64;
@@ -441,17 +461,14 @@ async fn a_visitor_who_walks_after_a_restart_is_counted_or_stopped() {
         .unwrap();
     let config = dir.path().join("gated.toml");
     // gated's own passage timeout is long: only the restart may end the unlock.
-    std::fs::write(
+    write_offline_lane(
         &config,
-        format!(
-            "role = \"lane\"\ndevice_id = \"walk-later\"\nstate_dir = \"{}\"\n[central]\nurl = \"http://127.0.0.1:1/api/v1\"\n\
-             [devices.scanners.qr]\nport = \"{}\"\n[devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 5\npassage_timeout_ms = 600000\n\
-             [lanes.l1]\ndirection = \"entry\"\ngroup = \"g\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
-            state.display(),
-            scanner.pty.path().display()
-        ),
-    )
-    .unwrap();
+        "walk-later",
+        &state,
+        &scanner,
+        addr,
+        "passage_timeout_ms = 600000",
+    );
     let ticket = offline_tickets::ticket(&key, 1, 1, now);
     let gated = start_lane(&config).await;
     scanner.scan(&ticket).await.unwrap();

@@ -11,31 +11,13 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use gated::lane::{Admission, Lanes, Medium, Scan};
 use gated::store::Store;
-use gated::tickets::rules::MINUTES_PER_DAY;
-use gated::tickets::token::{self, LocalMinute, Payload};
 use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::sim::{GateKind, SimGate, TcpServer};
 use hal::gate::{GateHandle, ModbusAddress, RegisterMap};
-
-const NOW: LocalMinute = 9501 * MINUTES_PER_DAY + 9 * 60;
+use tests::offline_tickets;
 
 /// Polls of the watched gate the test wants to see while the commit is held.
 const POLLS: u64 = 20;
-
-fn token(key: &SigningKey, ticket_id: u64) -> Medium {
-    let p = Payload {
-        key_id: 1,
-        ticket_id,
-        product_id: 1,
-        valid_from: NOW - 60,
-        valid_until: NOW + 600,
-        entries: 1,
-        holder: None,
-        group: None,
-        seed: [3; 8],
-    };
-    Medium::Code(token::encode(&p, key))
-}
 
 async fn serve(sim: &SimGate) -> (TcpServer, String) {
     let (addr, server) = sim.serve_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -86,29 +68,26 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
     let key = SigningKey::from_bytes(&[1; 32]);
-    store
-        .put_signing_key(1, &key.verifying_key().to_bytes())
-        .unwrap();
-    store
-        .conn()
-        .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
-        .unwrap();
+    offline_tickets::seed_store(dir.path(), &key);
+    let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+    let now = gated::lanes::local_now(&jiff::tz::TimeZone::get("Asia/Shanghai").unwrap());
     // The hook holds the first commit it sees once armed.
     let armed = Arc::new(AtomicBool::new(false));
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, release_rx) = mpsc::channel::<()>();
     {
         let armed = armed.clone();
-        store.conn().commit_hook(Some(move || {
-            if armed.swap(false, Ordering::SeqCst) {
-                let _ = entered_tx.send(());
-                let _ = release_rx.recv();
-            }
-            false
-        }))
-        .unwrap();
+        store
+            .conn()
+            .commit_hook(Some(move || {
+                if armed.swap(false, Ordering::SeqCst) {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv();
+                }
+                false
+            }))
+            .unwrap();
     }
     let lanes = Lanes::new(store, "stall-test").unwrap();
     let (gate_a, gate_b) = rt.block_on(async {
@@ -120,7 +99,8 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
 
     armed.store(true, Ordering::SeqCst);
     let admit = |lanes: &Lanes, gate: &GateHandle, lane: &'static str, ticket: u64| {
-        let (lanes, gate, medium) = (lanes.clone(), gate.clone(), token(&key, ticket));
+        let medium = Medium::Code(offline_tickets::ticket(&key, ticket, 1, now));
+        let (lanes, gate) = (lanes.clone(), gate.clone());
         rt.spawn(async move {
             let nonce = lanes.nonce(lane);
             let scan = Scan {
@@ -128,7 +108,7 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
                 lane_group: "east",
                 medium: &medium,
                 nonce: &nonce,
-                now: NOW,
+                now,
                 at_ms: 0,
                 gate_ledger: None,
             };
@@ -176,7 +156,7 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
             persons: 1
         }
     );
-    assert_eq!(lanes.usage(1, NOW).unwrap().entries, 1);
+    assert_eq!(lanes.usage(1, now).unwrap().entries, 1);
     rt.shutdown_background();
     drop(served);
 }
