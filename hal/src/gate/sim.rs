@@ -42,6 +42,10 @@ pub struct Model {
     error: u16,
     /// Visitors walk through the moment a passage is authorised.
     auto_walk: bool,
+    /// Visitors walk at a random delay up to this after an authorisation.
+    hesitation: Option<(Duration, u64)>,
+    /// Visitors authorised and not yet walking: (direction, delay).
+    waiting: Vec<(Direction, Duration)>,
     free_value: u16,
 }
 
@@ -67,6 +71,20 @@ impl Model {
 
     /// The first visitor of an authorisation, for auto-walk.
     fn on_permission(&mut self, dir: Direction) {
+        let granted = self.perm[dir.index()];
+        if let Some((max, rng)) = &mut self.hesitation
+            && granted != self.free_value
+        {
+            for _ in 0..granted {
+                // A small LCG: the same delays for the same seed.
+                *rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let ms = (*rng >> 33) % (max.as_millis() as u64 + 1);
+                self.waiting.push((dir, Duration::from_millis(ms)));
+            }
+            return;
+        }
         if self.auto_walk {
             while self.perm[dir.index()] != 0 && self.perm[dir.index()] != self.free_value {
                 self.consume(dir);
@@ -89,6 +107,8 @@ struct Shared {
     faults: Mutex<Faults>,
     /// Bumped on every request answered, reads too (tests wait on it).
     writes: watch::Sender<u64>,
+    /// Hesitant visitors on their way (see `set_hesitant_visitors`).
+    walking: watch::Sender<usize>,
     map: RegisterMap,
     unit: u8,
 }
@@ -116,10 +136,13 @@ impl SimGate {
                     alarm: false,
                     error: 0,
                     auto_walk: false,
+                    hesitation: None,
+                    waiting: Vec::new(),
                     free_value,
                 }),
                 faults: Mutex::default(),
                 writes: watch::Sender::new(0),
+                walking: watch::Sender::new(0),
                 map,
                 unit,
             }),
@@ -211,6 +234,33 @@ impl SimGate {
 
     pub fn set_auto_walk(&self, on: bool) {
         self.model(|m| m.auto_walk = on);
+    }
+
+    /// Visitors as in the field: each one authorised walks once, after a
+    /// random delay up to `max` (from `seed`), whatever happened to gated
+    /// meanwhile; one whose unlock was taken back finds the gate shut and
+    /// leaves. `None`: they walk only when told (or with auto-walk).
+    pub fn set_hesitant_visitors(&self, max: Option<Duration>, seed: u64) {
+        self.model(|m| m.hesitation = max.map(|d| (d, seed)));
+    }
+
+    /// Waits until every hesitant visitor has walked or left.
+    pub async fn visitors_gone(&self) {
+        let mut rx = self.shared.walking.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Starts the visitors an authorisation just let loose.
+    fn send_visitors(&self) {
+        for (dir, delay) in self.model(|m| std::mem::take(&mut m.waiting)) {
+            self.shared.walking.send_modify(|n| *n += 1);
+            let sim = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                sim.walk(dir);
+                sim.shared.walking.send_modify(|n| *n -= 1);
+            });
+        }
     }
 
     pub fn counters(&self) -> [u32; 2] {
@@ -392,6 +442,7 @@ impl Service for ModbusService {
                 return Err(code);
             }
             let answer = answer(&sim, req.request);
+            sim.send_visitors();
             if answer.is_ok() {
                 sim.shared.writes.send_modify(|n| *n += 1);
             }
