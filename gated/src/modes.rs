@@ -1,4 +1,4 @@
-//! The device's operating mode (DESIGN.md §5): one state machine fed by the
+//! The device's operating mode: one state machine fed by the
 //! UPS, the fire-alarm inputs, the central link and the operator, driving
 //! every lane's gate and the kiosk's sale. Every transition is logged with
 //! its cause, announced on D-Bus (`Device1.ModeChanged`) and queued for the

@@ -1,6 +1,5 @@
 //! Gates wired by dry contacts to GPIO lines, the way most turnstile and
-//! wing-gate controllers are (PERCO-style interface, shared/PROTOCOLS.md
-//! §3.1): outputs "unlock entry", "unlock exit" and an optional "stop";
+//! wing-gate controllers are (PERCO-style dry-contact interface): outputs "unlock entry", "unlock exit" and an optional "stop";
 //! inputs "entry passage done", "exit passage done", "alarm" and "fire".
 //!
 //! Outputs are embedded-hal 1.0 `OutputPin`s, so the same driver runs on
