@@ -4,7 +4,7 @@
 //! CHK is the XOR of LEN and body. Requests carry CMD PARA DATA, responses
 //! SW1 SW2 SW3 DATA. Sources: the eastcoms SAM_V protocol page, softs.im's
 //! reader protocol notes, Heiher's `hev-dbus-object-idcard-reader.c` and the
-//! sdtapi reimplementation (shared/PROTOCOLS.md §1). Pure code, no I/O.
+//! sdtapi reimplementation. Pure code, no I/O.
 
 use std::fmt;
 
@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn request_frames_match_the_published_bytes() {
-        // Every frame of shared/PROTOCOLS.md §1.3, checksums included.
+        // Every frame of the reader protocol, checksums included.
         assert_eq!(
             request(FIND, &[]),
             [0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x03, 0x20, 0x01, 0x22]

@@ -1,6 +1,6 @@
 //! NUT's network protocol (upsd, TCP 3493, one request per line): polls
 //! `ups.status`, `battery.charge` and `battery.runtime`. Source: the NUT
-//! developer guide, "Network protocol information" (shared/PROTOCOLS.md §5.2).
+//! developer guide, "Network protocol information".
 
 use std::time::Duration;
 

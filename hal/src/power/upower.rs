@@ -1,6 +1,6 @@
 //! UPower over D-Bus: `OnBattery` on the daemon, and the display device's
 //! percentage, time to empty and warning level, all followed through
-//! property-change signals (no polling). Interface facts: shared/PROTOCOLS.md §5.1.
+//! property-change signals (no polling).
 
 use futures_util::StreamExt;
 

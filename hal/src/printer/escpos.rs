@@ -2,7 +2,7 @@
 //!
 //! Constants are from python-escpos `constants.py`, escpos-rs
 //! `domain/constants.rs` / `status.rs` and the Cashino KP-628E kiosk printer
-//! manual (see shared/PROTOCOLS.md §2). Pure functions only: no I/O here.
+//! manual. Pure functions only: no I/O here.
 
 use encoding_rs::GB18030;
 

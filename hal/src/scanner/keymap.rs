@@ -1,7 +1,7 @@
 //! USB keyboard-type scanners: key events → text, as the scanner's own US
 //! layout means them (the system's layout is irrelevant). Sources: the evdev
 //! key codes of linux/input-event-codes.h; the decoding rules of
-//! shared/PROTOCOLS.md §4.1. Pure: events in, codes out.
+//! the USB HID usage tables. Pure: events in, codes out.
 
 use std::time::Duration;
 
