@@ -672,7 +672,7 @@ mod tests {
     #[test]
     fn published_responses_decode() {
         let mut d = Decoder::responses();
-        // status OK, find OK, find fail (PROTOCOLS.md §1.4)
+        // status OK, find OK, find fail
         d.push(&[
             0xAA, 0xAA, 0xAA, 0x96, 0x69, 0x00, 0x04, 0x00, 0x00, 0x90, 0x94,
         ]);
