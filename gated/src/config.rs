@@ -60,6 +60,52 @@ pub struct Config {
     pub fire: Fire,
     #[serde(default)]
     pub peak: Peak,
+    #[serde(default)]
+    pub kiosk: KioskSettings,
+}
+
+/// A kiosk's sale limits and its service PIN: gated enforces them and the
+/// kiosk app reads them over D-Bus.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskSettings {
+    /// The service menu's PIN as `gatectl pin-hash` prints it (salted and
+    /// iterated); without it the service menu does not open.
+    pub service_pin_hash: Option<Spanned<String>>,
+    /// How many days ahead tickets are sold, today included (1–90).
+    #[serde(default = "default_horizon")]
+    pub sale_horizon_days: Spanned<u16>,
+    /// Tickets of one product in one order (1–50).
+    #[serde(default = "default_max_quantity")]
+    pub max_quantity: Spanned<u16>,
+}
+
+impl Default for KioskSettings {
+    fn default() -> Self {
+        KioskSettings {
+            service_pin_hash: None,
+            sale_horizon_days: default_horizon(),
+            max_quantity: default_max_quantity(),
+        }
+    }
+}
+
+fn default_horizon() -> Spanned<u16> {
+    Spanned::new(0..0, 14)
+}
+
+fn default_max_quantity() -> Spanned<u16> {
+    Spanned::new(0..0, 20)
+}
+
+impl KioskSettings {
+    /// The configured PIN hash; `None` when none is set. Validation already
+    /// refused a malformed one.
+    pub fn pin_hash(&self) -> Option<crate::service_pin::PinHash> {
+        self.service_pin_hash
+            .as_ref()
+            .and_then(|h| crate::service_pin::PinHash::parse(h.get_ref()).ok())
+    }
 }
 
 /// The fire alarm: every gate's fire input (Modbus or GPIO), and a line of
@@ -690,6 +736,31 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     for (name, lane) in &config.lanes {
         validate_lane(name, lane.get_ref(), &config.devices, r);
     }
+    validate_kiosk(&config.kiosk, r);
+}
+
+fn validate_kiosk(k: &KioskSettings, r: &mut Reporter<'_>) {
+    if let Some(h) = &k.service_pin_hash
+        && let Err(e) = crate::service_pin::PinHash::parse(h.get_ref())
+    {
+        r.push("kiosk.service_pin_hash", h.span(), e);
+    }
+    let days = *k.sale_horizon_days.get_ref();
+    if !(1..=90).contains(&days) {
+        r.push(
+            "kiosk.sale_horizon_days",
+            k.sale_horizon_days.span(),
+            format!("{days} is outside 1–90"),
+        );
+    }
+    let max = *k.max_quantity.get_ref();
+    if !(1..=50).contains(&max) {
+        r.push(
+            "kiosk.max_quantity",
+            k.max_quantity.span(),
+            format!("{max} is outside 1–50"),
+        );
+    }
 }
 
 fn validate_url(url: &Spanned<String>, r: &mut Reporter<'_>) {
@@ -1047,5 +1118,34 @@ url = "https://c.example"
 "#;
         let e = check(src).unwrap_err();
         assert_eq!(e.problems[0].key, "devices.printer");
+    }
+
+    #[test]
+    fn kiosk_limits_and_pin_hash_are_checked_where_they_stand() {
+        let c = check(GOOD).unwrap();
+        assert!(c.kiosk.pin_hash().is_none());
+        assert_eq!(*c.kiosk.max_quantity.get_ref(), 20);
+
+        let hash = crate::service_pin::PinHash::new("2468", 10).unwrap();
+        let good =
+            format!("{GOOD}\n[kiosk]\nservice_pin_hash = \"{hash}\"\nsale_horizon_days = 30\n");
+        let c = check(&good).unwrap();
+        assert!(c.kiosk.pin_hash().unwrap().matches("2468"));
+        assert_eq!(*c.kiosk.sale_horizon_days.get_ref(), 30);
+
+        let bad = format!(
+            "{GOOD}\n[kiosk]\nservice_pin_hash = \"2468\"\nsale_horizon_days = 0\nmax_quantity = 51\n"
+        );
+        let e = check(&bad).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "kiosk.service_pin_hash",
+                "kiosk.sale_horizon_days",
+                "kiosk.max_quantity"
+            ]
+        );
+        assert!(e.to_string().contains("gatectl pin-hash"), "{e}");
     }
 }

@@ -15,6 +15,7 @@ use zbus::object_server::SignalEmitter;
 use crate::central::enroll::Failure;
 use crate::central::sync::SyncStatus;
 use crate::kiosk::{Kiosk, KioskError};
+use crate::service_pin::{PinError, ServicePin};
 
 pub const BUS_NAME: &str = "cn.scenicpark.Gated";
 pub const OBJECT_PATH: &str = "/cn/scenicpark/Gated";
@@ -43,7 +44,25 @@ pub enum Error {
     AlreadyPrinted(String),
     /// This device's role has no such service (e.g. sale on a lane).
     NotAvailable(String),
+    /// The service PIN was wrong; the message says how many tries are left.
+    WrongPin(String),
+    /// Too many wrong PINs: the message says when to try again.
+    Locked(String),
+    /// A service method without an open service session (the PIN first).
+    NotAuthorized(String),
     Failed(String),
+}
+
+impl From<PinError> for Error {
+    fn from(e: PinError) -> Self {
+        let m = e.to_string();
+        match e {
+            PinError::NotSet => Error::NotAvailable(m),
+            PinError::Wrong(..) => Error::WrongPin(m),
+            PinError::Locked(_) => Error::Locked(m),
+            PinError::NoSession => Error::NotAuthorized(m),
+        }
+    }
 }
 
 impl From<KioskError> for Error {
@@ -204,10 +223,13 @@ impl Device {
     }
 }
 
-/// `Kiosk1`: sale, payment, printing, pickup and query, for the kiosk UI.
+/// `Kiosk1`: sale, payment, printing, pickup and query, for the kiosk UI,
+/// and its PIN-protected service menu.
 #[derive(Debug)]
 pub struct KioskIface {
     pub kiosk: Option<Arc<Kiosk>>,
+    pub pin: ServicePin,
+    pub resync: Arc<tokio::sync::Notify>,
 }
 
 impl KioskIface {
@@ -215,6 +237,22 @@ impl KioskIface {
         self.kiosk
             .as_deref()
             .ok_or_else(|| Error::NotAvailable("this device is not a kiosk".into()))
+    }
+
+    /// The caller's service session is open, or `NotAuthorized`.
+    async fn serviced(
+        &self,
+        header: &Header<'_>,
+        conn: &zbus::Connection,
+        token: &str,
+    ) -> Result<(), Error> {
+        let uid = caller_uid(header, conn).await;
+        self.pin
+            .check(token, uid, std::time::Instant::now())
+            .map_err(|e| {
+                tracing::warn!(uid, "service method refused: {e}");
+                Error::from(e)
+            })
     }
 }
 
@@ -312,6 +350,74 @@ impl KioskIface {
     /// What a scanned ticket is: product, validity, entries used and left. JSON.
     async fn query(&self, code: &str) -> Result<String, Error> {
         Ok(json(&self.k()?.query(code).await?))
+    }
+
+    /// Opens the service menu: the PIN is checked here (`[kiosk]
+    /// service_pin_hash`), wrong ones are counted and, after five, refused
+    /// for a minute. Returns a session token the `Service*` methods take,
+    /// valid for the caller only and until 5 minutes without use.
+    async fn open_service_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        pin: &str,
+    ) -> Result<String, Error> {
+        let uid = caller_uid(&header, conn).await;
+        match self.pin.open(pin, uid, std::time::Instant::now()) {
+            Ok(token) => {
+                tracing::info!(uid, "service menu opened");
+                Ok(token)
+            }
+            Err(e) => {
+                tracing::warn!(uid, "service menu: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn close_service_session(&self, token: &str) {
+        self.pin.close(token);
+    }
+
+    /// The service menu's test print. Returns (passed, report).
+    #[zbus(out_args("passed", "report"))]
+    async fn service_test_print(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        token: &str,
+    ) -> Result<(bool, String), Error> {
+        self.serviced(&header, conn, token).await?;
+        Ok(printer_self_test(self.k()?).await)
+    }
+
+    /// The service menu's "sync now" (`Engineer1.SyncNow`).
+    async fn service_sync_now(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        token: &str,
+    ) -> Result<(), Error> {
+        self.serviced(&header, conn, token).await?;
+        tracing::info!("sync requested from the kiosk's service menu");
+        self.resync.notify_one();
+        Ok(())
+    }
+
+    /// Tickets of one product in one order, at most.
+    #[zbus(property)]
+    fn max_quantity(&self) -> u32 {
+        self.kiosk
+            .as_ref()
+            .map_or(0, |k| u32::from(k.limits().max_quantity))
+    }
+
+    /// Days ahead tickets are sold, today included.
+    #[zbus(property)]
+    fn sale_horizon_days(&self) -> u32 {
+        self.kiosk
+            .as_ref()
+            .map_or(0, |k| u32::from(k.limits().sale_horizon_days))
     }
 
     /// Whether a sale can start now.
@@ -607,15 +713,7 @@ impl Engineer {
                 let k = self.kiosk.as_deref().ok_or_else(|| {
                     Error::NotAvailable("this device has no ticket printer".into())
                 })?;
-                Ok(match k.print_test_slip().await {
-                    Ok(status) => (true, format!("printed a test slip; printer {}", status)),
-                    Err(e) => (
-                        false,
-                        format!(
-                            "{e}. Check: paper roll loaded and cover closed, printer powered, cable and baud rate (gated.toml devices.printer)"
-                        ),
-                    ),
-                })
+                Ok(printer_self_test(k).await)
             }
             "scanner" | "id-reader" | "ic-reader" => {
                 let mut rx = self.reads.subscribe();
@@ -718,6 +816,19 @@ impl Engineer {
     }
 }
 
+/// Prints a test slip: (passed, report), a failure saying what to check.
+async fn printer_self_test(k: &Kiosk) -> (bool, String) {
+    match k.print_test_slip().await {
+        Ok(status) => (true, format!("printed a test slip; printer {status}")),
+        Err(e) => (
+            false,
+            format!(
+                "{e}. Check: paper roll loaded and cover closed, printer powered, cable and baud rate (gated.toml devices.printer)"
+            ),
+        ),
+    }
+}
+
 fn yes_no(v: Option<bool>) -> &'static str {
     match v {
         Some(true) => "ACTIVE",
@@ -728,19 +839,21 @@ fn yes_no(v: Option<bool>) -> &'static str {
 
 /// "uid N" of the caller, as the bus daemon vouches for it.
 async fn caller(header: &Header<'_>, conn: &zbus::Connection) -> String {
-    let Some(sender) = header.sender() else {
-        return "unknown".into();
-    };
-    match zbus::fdo::DBusProxy::new(conn).await {
-        Ok(p) => match p
-            .get_connection_unix_user(zbus::names::BusName::from(sender.to_owned()))
-            .await
-        {
-            Ok(uid) => format!("uid {uid}"),
-            Err(_) => sender.to_string(),
-        },
-        Err(_) => sender.to_string(),
+    match caller_uid(header, conn).await {
+        Some(uid) => format!("uid {uid}"),
+        None => header
+            .sender()
+            .map_or_else(|| "unknown".into(), |s| s.to_string()),
     }
+}
+
+/// The caller's uid, as the bus daemon vouches for it.
+async fn caller_uid(header: &Header<'_>, conn: &zbus::Connection) -> Option<u32> {
+    let sender = header.sender()?;
+    let p = zbus::fdo::DBusProxy::new(conn).await.ok()?;
+    p.get_connection_unix_user(zbus::names::BusName::from(sender.to_owned()))
+        .await
+        .ok()
 }
 
 /// Masks an ID card for the screen: first character of the name, last four of the number.
@@ -760,11 +873,15 @@ pub async fn serve(
     lanes: LaneIface,
     engineer: Engineer,
 ) -> zbus::Result<zbus::Connection> {
-    let kiosk = device.kiosk.clone();
+    let kiosk = KioskIface {
+        kiosk: device.kiosk.clone(),
+        pin: ServicePin::new(engineer.config.kiosk.pin_hash()),
+        resync: engineer.resync.clone(),
+    };
     zbus::connection::Builder::system()
         .serve_at(OBJECT_PATH, device)
         .serve_at(OBJECT_PATH, lanes)
-        .serve_at(OBJECT_PATH, KioskIface { kiosk })
+        .serve_at(OBJECT_PATH, kiosk)
         .serve_at(OBJECT_PATH, engineer)
         .name(BUS_NAME)
         .build()

@@ -126,7 +126,28 @@ pub struct ProductView {
     pub name_en: String,
     pub price_cents: u32,
     pub real_name: bool,
+    /// ID cards to read per ticket: 1 for a real-name product, else 0.
+    pub id_cards_per_ticket: u32,
     pub slots: Vec<SlotView>,
+}
+
+/// What one order may hold (gated.toml `[kiosk]`); `CreateOrder` enforces
+/// them and the app reads them to build its screens.
+#[derive(Debug, Clone, Copy)]
+pub struct SaleLimits {
+    /// Tickets of one item.
+    pub max_quantity: u16,
+    /// Days ahead a ticket is sold for, today included.
+    pub sale_horizon_days: u16,
+}
+
+impl SaleLimits {
+    pub fn from_config(k: &crate::config::KioskSettings) -> Self {
+        SaleLimits {
+            max_quantity: *k.max_quantity.get_ref(),
+            sale_horizon_days: *k.sale_horizon_days.get_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,6 +187,7 @@ pub struct QueryView {
 /// The kiosk's services, shared by the D-Bus interfaces.
 #[derive(Debug)]
 pub struct Kiosk {
+    limits: SaleLimits,
     store: Arc<Mutex<Store>>,
     nonces: Nonces,
     session: watch::Receiver<Option<Arc<Session>>>,
@@ -195,6 +217,7 @@ fn now_ms() -> i64 {
 }
 
 impl Kiosk {
+    #[allow(clippy::too_many_arguments)] // the parts the daemon wires together
     pub fn new(
         store: Store,
         nonces: Nonces,
@@ -203,8 +226,10 @@ impl Kiosk {
         printer: Option<SerialPrinter>,
         tz: jiff::tz::TimeZone,
         modes: watch::Receiver<crate::modes::ModeView>,
+        limits: SaleLimits,
     ) -> Self {
         Kiosk {
+            limits,
             store: Arc::new(Mutex::new(store)),
             nonces,
             session,
@@ -348,10 +373,35 @@ impl Kiosk {
 
     /// Today in the scenic area.
     pub fn today(&self) -> String {
-        jiff::Timestamp::now()
-            .to_zoned(self.tz.clone())
-            .date()
-            .to_string()
+        self.today_date().to_string()
+    }
+
+    fn today_date(&self) -> jiff::civil::Date {
+        jiff::Timestamp::now().to_zoned(self.tz.clone()).date()
+    }
+
+    pub fn limits(&self) -> SaleLimits {
+        self.limits
+    }
+
+    /// A date tickets are sold for: from today to the horizon's last day.
+    fn check_sale_date(&self, date: jiff::civil::Date) -> Result<(), KioskError> {
+        let today = self.today_date();
+        let days = i64::from(self.limits.sale_horizon_days);
+        let last = today
+            .checked_add(jiff::Span::new().days(days - 1))
+            .unwrap_or(jiff::civil::Date::MAX);
+        if date < today {
+            return Err(E::InvalidArgument(format!(
+                "{date} is in the past (today is {today} in the scenic area)"
+            )));
+        }
+        if date > last {
+            return Err(E::InvalidArgument(format!(
+                "tickets are sold at most {days} days ahead: {date} is after {last}"
+            )));
+        }
+        Ok(())
     }
 
     /// Products, prices and remaining quota per slot for a date ("" = today).
@@ -385,6 +435,7 @@ impl Kiosk {
                     name_en: p.name_en.clone(),
                     price_cents: p.price_cents,
                     real_name: p.real_name,
+                    id_cards_per_ticket: u32::from(p.real_name),
                     slots: p
                         .slots
                         .iter()
@@ -416,7 +467,9 @@ impl Kiosk {
         phone: &str,
         group: bool,
     ) -> Result<Order, KioskError> {
-        let date = Self::parse_date(date)?.to_string();
+        let date = Self::parse_date(date)?;
+        self.check_sale_date(date)?;
+        let date = date.to_string();
         if items.is_empty() {
             return Err(E::InvalidArgument(
                 "an order needs at least one item".into(),
@@ -434,8 +487,9 @@ impl Kiosk {
                 .iter()
                 .find(|p| p.id == product_id)
                 .ok_or_else(|| E::InvalidArgument(format!("no product {product_id}")))?;
-            if quantity == 0 || quantity > 20 {
-                return Err(E::InvalidArgument("quantity must be 1 to 20".into()));
+            let max = self.limits.max_quantity;
+            if quantity == 0 || quantity > max {
+                return Err(E::InvalidArgument(format!("quantity must be 1 to {max}")));
             }
             if group && p.real_name {
                 return Err(E::InvalidArgument(format!(

@@ -15,7 +15,7 @@ use crate::central::client::Session;
 use crate::central::sync::SyncStatus;
 use crate::config::Config;
 use crate::dbus::{self, KioskIface};
-use crate::kiosk::Kiosk;
+use crate::kiosk::{Kiosk, SaleLimits};
 use crate::store::{Store, StoreError};
 
 /// How often the printer is asked for its state between prints.
@@ -38,8 +38,9 @@ pub fn start(
     });
     let tz = config.time_zone();
     let nonces = store.nonces(config.device_id.get_ref())?;
+    let limits = SaleLimits::from_config(&config.kiosk);
     let kiosk = Arc::new(Kiosk::new(
-        store, nonces, session, status, printer, tz, modes,
+        store, nonces, session, status, printer, tz, modes, limits,
     ));
     let k = kiosk.clone();
     tasks.spawn(async move {

@@ -16,6 +16,7 @@ pub mod modes;
 pub mod orders;
 pub mod power;
 pub mod reads;
+pub mod service_pin;
 pub mod store;
 pub mod systemd;
 pub mod tickets;

@@ -30,8 +30,6 @@ type Job = Box<dyn FnOnce(&Rc<App>) + Send>;
 const POLL: Duration = Duration::from_secs(2);
 /// Pixels per QR module: a 33-module code with its quiet zone is ~600 px.
 const QR_SCALE: usize = 14;
-/// At most this many tickets per line (gated's limit).
-const MAX_QUANTITY: u32 = 20;
 
 /// One line of the cart: a product in a time slot.
 #[derive(Debug, Clone)]
@@ -40,6 +38,8 @@ struct Item {
     start_minute: u16,
     price_cents: u32,
     real_name: bool,
+    /// ID cards to read per ticket (gated says: 1 for a real-name product).
+    id_cards_per_ticket: u32,
     quantity: u32,
     /// Unknown while offline.
     remaining: Option<u32>,
@@ -50,6 +50,8 @@ struct Item {
 
 #[derive(Debug, Default)]
 struct Sale {
+    /// Tickets per line at most, and the days on sale: gated's limits.
+    max_quantity: u32,
     dates: Vec<jiff::civil::Date>,
     date: usize,
     items: Vec<Item>,
@@ -74,6 +76,8 @@ struct State {
     problem_then: Option<Screen>,
     /// The service PIN being typed (the screen shows dots).
     pin: String,
+    /// The service session gated opened for the right PIN.
+    service_token: Option<String>,
     /// The scenic area's name was asked for (once, not per state change).
     name_asked: bool,
 }
@@ -433,6 +437,7 @@ impl App {
             });
         }
         self.state.borrow_mut().sale = Sale::default();
+        self.close_service_session();
         let g = self.g();
         g.set_order_no("".into());
         g.set_show_calendar(false);
@@ -665,15 +670,24 @@ impl App {
 
     fn load_catalog(self: &Rc<Self>, date: String) {
         self.call(
-            move |g| async move { g.kiosk.catalog(&date).await },
-            |app, r| match r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
-                Ok(c) => app.show_catalog(c),
+            move |g| async move {
+                let c =
+                    gated::parse::<gated::CatalogView>("Catalog", &g.kiosk.catalog(&date).await?)?;
+                let limits = (
+                    g.kiosk.max_quantity().await?,
+                    g.kiosk.sale_horizon_days().await?,
+                );
+                Ok((c, limits))
+            },
+            |app, r| match r {
+                Ok((c, limits)) => app.show_catalog(c, limits),
                 Err(e) => app.call_failed(&e),
             },
         );
     }
 
-    fn show_catalog(self: &Rc<Self>, c: gated::CatalogView) {
+    /// `limits`: (tickets per line, days on sale), as gated enforces them.
+    fn show_catalog(self: &Rc<Self>, c: gated::CatalogView, limits: (u32, u32)) {
         let Ok(day) = c.date.parse::<jiff::civil::Date>() else {
             self.problem(
                 Problem::Failed,
@@ -683,9 +697,10 @@ impl App {
             return;
         };
         let mut st = self.state.borrow_mut();
+        st.sale.max_quantity = limits.0;
         if st.sale.dates.is_empty() {
             // The first answer is for today in the scenic area's time zone.
-            st.sale.dates = (0..self.config.sale_horizon_days)
+            st.sale.dates = (0..limits.1)
                 .filter_map(|i| day.checked_add(jiff::Span::new().days(i64::from(i))).ok())
                 .collect();
         }
@@ -699,6 +714,7 @@ impl App {
                     start_minute: s.start_minute,
                     price_cents: p.price_cents,
                     real_name: p.real_name,
+                    id_cards_per_ticket: p.id_cards_per_ticket,
                     quantity: 0,
                     remaining: s.remaining,
                     name: p.name.clone(),
@@ -745,6 +761,7 @@ impl App {
 
     fn show_rows(&self) {
         let st = self.state.borrow();
+        let max = st.sale.max_quantity;
         let rows: Vec<SaleRow> = st
             .sale
             .items
@@ -756,7 +773,7 @@ impl App {
                 price: money(i.price_cents).into(),
                 remaining: i.remaining.map_or(-1, |n| n.min(9999) as i32),
                 quantity: i.quantity as i32,
-                max: i.remaining.unwrap_or(MAX_QUANTITY).min(MAX_QUANTITY) as i32,
+                max: i.remaining.map_or(max, |r| r.min(max)) as i32,
                 real_name: i.real_name,
             })
             .collect();
@@ -783,10 +800,11 @@ impl App {
     fn step(&self, row: usize, delta: i32) {
         {
             let mut st = self.state.borrow_mut();
+            let max = st.sale.max_quantity;
             let Some(item) = st.sale.items.get_mut(row) else {
                 return;
             };
-            let max = item.remaining.unwrap_or(MAX_QUANTITY).min(MAX_QUANTITY);
+            let max = item.remaining.map_or(max, |r| r.min(max));
             item.quantity = item.quantity.saturating_add_signed(delta).min(max);
         }
         self.show_rows();
@@ -799,8 +817,7 @@ impl App {
             st.sale
                 .items
                 .iter()
-                .filter(|i| i.real_name)
-                .map(|i| i.quantity)
+                .map(|i| i.id_cards_per_ticket * i.quantity)
                 .sum()
         };
         let read = self.state.borrow().sale.handles.len() as u32;
@@ -1268,16 +1285,10 @@ impl App {
             Screen::ServicePin => {
                 let mut st = self.state.borrow_mut();
                 if k == "enter" {
-                    let ok = st.pin == self.config.service_pin && !st.pin.is_empty();
-                    st.pin.clear();
+                    let pin = std::mem::take(&mut st.pin);
                     drop(st);
                     g.set_pin("".into());
-                    g.set_pin_wrong(!ok);
-                    if ok {
-                        g.set_service_report("".into());
-                        self.show(Screen::Service);
-                        self.service_refresh();
-                    }
+                    self.open_service_session(pin);
                     return;
                 }
                 edit(&mut st.pin, 8);
@@ -1288,6 +1299,61 @@ impl App {
     }
 
     // --- service menu ---
+
+    /// gated checks the PIN (and counts wrong ones); the right one opens a
+    /// session the service methods need.
+    fn open_service_session(self: &Rc<Self>, pin: String) {
+        self.call(
+            |g| async move { g.kiosk.open_service_session(&pin).await },
+            |app, r| {
+                let g = app.g();
+                match r {
+                    Ok(token) => {
+                        app.state.borrow_mut().service_token = Some(token);
+                        g.set_pin_wrong(false);
+                        g.set_service_report("".into());
+                        app.show(Screen::Service);
+                        app.service_refresh();
+                    }
+                    Err(e) => {
+                        let (name, msg) = gated::error_name(&e);
+                        if !matches!(name.as_str(), "WrongPin" | "Locked") {
+                            eprintln!("kiosk: service menu: {name}: {msg}");
+                        }
+                        g.set_pin_wrong(true);
+                        g.set_service_report(msg.into());
+                    }
+                }
+            },
+        );
+    }
+
+    fn close_service_session(self: &Rc<Self>) {
+        let token = self.state.borrow_mut().service_token.take();
+        if let Some(token) = token
+            && let Some(g) = self.state.borrow().gated.clone()
+        {
+            self.spawn(
+                async move { g.kiosk.close_service_session(&token).await },
+                |_, r| {
+                    if let Err(e) = r {
+                        eprintln!(
+                            "kiosk: closing the service session: {}",
+                            gated::error_name(&e).1
+                        );
+                    }
+                },
+            );
+        }
+    }
+
+    fn service_token(&self) -> String {
+        self.state
+            .borrow()
+            .service_token
+            .clone()
+            .unwrap_or_default()
+    }
 
     fn service_refresh(self: &Rc<Self>) {
         self.call(
@@ -1344,8 +1410,9 @@ impl App {
     }
 
     fn service_test_print(self: &Rc<Self>) {
+        let token = self.service_token();
         self.call(
-            |g| async move { g.engineer.self_test("printer", "").await },
+            |g| async move { g.kiosk.service_test_print(&token).await },
             |app, r| {
                 let text = match r {
                     Ok((true, report)) => format!("PASS: {report}"),
@@ -1359,8 +1426,9 @@ impl App {
     }
 
     fn service_sync(self: &Rc<Self>) {
+        let token = self.service_token();
         self.call(
-            |g| async move { g.engineer.sync_now().await },
+            |g| async move { g.kiosk.service_sync_now(&token).await },
             |app, r| {
                 let text = match r {
                     Ok(()) => "sync requested: the link reconnects now".to_owned(),

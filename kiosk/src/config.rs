@@ -1,4 +1,6 @@
-//! kiosk.toml: what the touchscreen app needs beyond gated's API.
+//! kiosk.toml: what the touchscreen app needs beyond gated's API. The sale
+//! limits and the service PIN are gated's (gated.toml `[kiosk]`): the app
+//! reads the limits over D-Bus and gated checks the PIN.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +12,6 @@ pub const DEFAULT_PATH: &str = "/etc/kiosk/kiosk.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Digits that open the service menu (five taps on the picture).
-    pub service_pin: String,
     /// Seconds without a touch before a screen returns home (not while
     /// paying or printing).
     #[serde(default = "default_idle")]
@@ -21,9 +21,6 @@ pub struct Config {
     /// the order's own expiry.
     #[serde(default = "default_pay")]
     pub pay_timeout_s: u64,
-    /// How many days ahead tickets are sold (today included).
-    #[serde(default = "default_horizon")]
-    pub sale_horizon_days: u16,
     /// The language every visitor starts with: `zh`, `en`, or the code of
     /// another bundled translation (`lang/<code>/LC_MESSAGES/kiosk.po`).
     #[serde(default = "default_language")]
@@ -40,9 +37,6 @@ fn default_idle() -> u64 {
 fn default_pay() -> u64 {
     180
 }
-fn default_horizon() -> u16 {
-    14
-}
 fn default_language() -> String {
     "zh".into()
 }
@@ -50,10 +44,8 @@ fn default_language() -> String {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            service_pin: String::new(),
             idle_timeout_s: default_idle(),
             pay_timeout_s: default_pay(),
-            sale_horizon_days: default_horizon(),
             language: default_language(),
             picture: None,
         }
@@ -64,16 +56,15 @@ impl Config {
     /// Reads and checks `path`; the error names the file and what is wrong.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(moved) = moved_key(&text) {
+            return Err(format!("{}: {moved}", path.display()));
+        }
         let c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         c.check().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(c)
     }
 
     fn check(&self) -> Result<(), String> {
-        let pin = &self.service_pin;
-        if !(4..=8).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("service_pin must be 4 to 8 digits".into());
-        }
         if !(10..=600).contains(&self.idle_timeout_s) {
             return Err(format!(
                 "idle_timeout_s = {} is outside 10–600 seconds",
@@ -84,12 +75,6 @@ impl Config {
             return Err(format!(
                 "pay_timeout_s = {} is outside 30–1800 seconds",
                 self.pay_timeout_s
-            ));
-        }
-        if !(1..=90).contains(&self.sale_horizon_days) {
-            return Err(format!(
-                "sale_horizon_days = {} is outside 1–90",
-                self.sale_horizon_days
             ));
         }
         let code = self.language.as_bytes();
@@ -112,6 +97,24 @@ impl Config {
     }
 }
 
+/// A key older releases read here and gated owns now: named with where it
+/// went, not just refused as unknown.
+fn moved_key(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    if table.contains_key("service_pin") {
+        return Some(
+            "service_pin is no longer read here: gated checks the PIN. Put the output of \
+             `gatectl pin-hash` in gated.toml's [kiosk] table and remove this line"
+                .into(),
+        );
+    }
+    table.contains_key("sale_horizon_days").then(|| {
+        "sale_horizon_days is no longer read here: set it in gated.toml's [kiosk] table \
+         (gated enforces it) and remove this line"
+            .into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,19 +128,27 @@ mod tests {
 
     #[test]
     fn a_broken_file_is_named_with_what_is_wrong() {
-        let e = load("service_pin = \"12a4\"\n").unwrap_err();
+        let e = load("idle_timeout_s = 5\n").unwrap_err();
         assert!(
-            e.contains("kiosk.toml") && e.contains("service_pin must be 4 to 8 digits"),
+            e.contains("kiosk.toml") && e.contains("idle_timeout_s = 5"),
             "{e}"
         );
-        let e = load("service_pin = \"1234\"\nidle_timeout_s = 5\n").unwrap_err();
-        assert!(e.contains("idle_timeout_s = 5"), "{e}");
-        let e = load("service_pin = \"1234\"\nlanguage = \"French\"\n").unwrap_err();
+        let e = load("language = \"French\"\n").unwrap_err();
         assert!(e.contains("\"French\""), "{e}");
-        let e = load("service_pin = \"1234\"\nidle_timeout = 60\n").unwrap_err();
+        let e = load("idle_timeout = 60\n").unwrap_err();
         assert!(e.contains("unknown field `idle_timeout`"), "{e}");
-        let e = load("").unwrap_err();
-        assert!(e.contains("missing field `service_pin`"), "{e}");
         assert!(Config::load(Path::new("/nonexistent/kiosk.toml")).is_err());
+        assert_eq!(load("").unwrap().idle_timeout_s, 60);
+    }
+
+    #[test]
+    fn the_keys_gated_took_over_say_where_they_went() {
+        let e = load("service_pin = \"2468\"\n").unwrap_err();
+        assert!(
+            e.contains("gatectl pin-hash") && e.contains("[kiosk]"),
+            "{e}"
+        );
+        let e = load("sale_horizon_days = 14\n").unwrap_err();
+        assert!(e.contains("gated.toml's [kiosk]"), "{e}");
     }
 }

@@ -27,7 +27,15 @@ pub trait Kiosk1 {
     fn print(&self, order_no: &str) -> zbus::Result<u32>;
     fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> zbus::Result<String>;
     fn query(&self, code: &str) -> zbus::Result<String>;
+    fn open_service_session(&self, pin: &str) -> zbus::Result<String>;
+    fn close_service_session(&self, token: &str) -> zbus::Result<()>;
+    fn service_test_print(&self, token: &str) -> zbus::Result<(bool, String)>;
+    fn service_sync_now(&self, token: &str) -> zbus::Result<()>;
 
+    #[zbus(property)]
+    fn max_quantity(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn sale_horizon_days(&self) -> zbus::Result<u32>;
     #[zbus(property)]
     fn sale_available(&self) -> zbus::Result<bool>;
     #[zbus(property)]
@@ -72,24 +80,11 @@ pub trait Device1 {
     fn devices(&self) -> zbus::Result<Vec<(String, String)>>;
 }
 
-/// The two `Engineer1` methods the bus policy lets the kiosk user call
-/// (its service menu).
-#[zbus::proxy(
-    interface = "cn.scenicpark.Gated.Engineer1",
-    default_service = "cn.scenicpark.Gated",
-    default_path = "/cn/scenicpark/Gated"
-)]
-pub trait Engineer1 {
-    fn self_test(&self, device: &str, name: &str) -> zbus::Result<(bool, String)>;
-    fn sync_now(&self) -> zbus::Result<()>;
-}
-
 /// The proxies, over one connection.
 #[derive(Debug, Clone)]
 pub struct Gated {
     pub kiosk: Kiosk1Proxy<'static>,
     pub device: Device1Proxy<'static>,
-    pub engineer: Engineer1Proxy<'static>,
 }
 
 impl Gated {
@@ -110,7 +105,6 @@ impl Gated {
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()
                 .await?,
-            engineer: Engineer1Proxy::new(&conn).await?,
         })
     }
 }
@@ -149,6 +143,7 @@ pub struct ProductView {
     pub name_en: String,
     pub price_cents: u32,
     pub real_name: bool,
+    pub id_cards_per_ticket: u32,
     pub slots: Vec<SlotView>,
 }
 

@@ -45,7 +45,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let cfg = s.k.dir.path().join("kiosk-ui.toml");
-    std::fs::write(&cfg, "service_pin = \"2468\"\n").unwrap();
+    std::fs::write(&cfg, "language = \"en\"\n").unwrap();
     let bin = tests::procs::bin("kiosk");
     let mut starts = Vec::new();
     let mut rss = Vec::new();

@@ -17,6 +17,8 @@ use crate::procs::{Bus, CentralSim, Gated, gatectl};
 pub const NAME: &str = "cn.scenicpark.Gated";
 pub const PATH: &str = "/cn/scenicpark/Gated";
 pub const KIOSK: &str = "cn.scenicpark.Gated.Kiosk1";
+/// The service menu's PIN; gated.toml holds its hash.
+pub const SERVICE_PIN: &str = "2468";
 /// Generous: it bounds a hang, it does not measure.
 pub const BOUND: Duration = Duration::from_secs(30);
 
@@ -63,10 +65,13 @@ impl Kiosk {
              [devices.printer]\nport = \"{d}/printer\"\n\
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
              [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
-             [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\n",
+             [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\n\
+             [kiosk]\nservice_pin_hash = \"{pin}\"\nsale_horizon_days = 10\nmax_quantity = 12\n",
             central.at.api,
             central.at.ca_file.display(),
-            d = d.display()
+            d = d.display(),
+            // Few rounds: a test needs no protection against guessing.
+            pin = gated::service_pin::PinHash::new(SERVICE_PIN, 1000).unwrap(),
         );
         std::fs::write(d.join("gated.toml"), toml).unwrap();
         let code = central.pairing_code("kiosk-1", "kiosk", 600).await;

@@ -19,7 +19,7 @@ use crate::kiosk_device::Kiosk;
 /// Generous: it bounds a hang, it does not measure.
 pub const BOUND: Duration = Duration::from_secs(60);
 
-pub const PIN: &str = "2468";
+pub use crate::kiosk_device::SERVICE_PIN as PIN;
 
 pub struct Screens {
     pub rt: tokio::runtime::Runtime,
@@ -45,7 +45,6 @@ impl Screens {
         let k = rt.block_on(Kiosk::start());
         let ui = AppWindow::new().unwrap();
         let config = Config {
-            service_pin: PIN.into(),
             language: "en".into(),
             ..Config::default()
         };

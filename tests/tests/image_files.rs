@@ -177,7 +177,14 @@ fn sysusers_and_tmpfiles_create_the_users_groups_and_private_directories() {
     assert_eq!(
         (kiosk.mode() & 0o777, kiosk.gid()),
         (0o640, gid("kiosk")),
-        "the PIN file"
+        "the kiosk app's settings"
+    );
+    // The service PIN's hash is in gated.toml: gated's group only.
+    let gated_toml = meta("etc/gated/gated.toml");
+    assert_eq!(
+        (gated_toml.mode() & 0o777, gated_toml.gid()),
+        (0o640, gid("gated")),
+        "gated.toml"
     );
     assert_eq!(meta("var/lib/provision").mode() & 0o777, 0o700);
 }

@@ -6,7 +6,7 @@
 use futures_util::StreamExt;
 use hal::idcard::sim::test_cards;
 use serde_json::json;
-use tests::kiosk_device::{BOUND, Kiosk, NAME, PATH, today, tomorrow};
+use tests::kiosk_device::{BOUND, Kiosk, NAME, PATH, SERVICE_PIN, today, tomorrow};
 use tests::procs::{CentralSim, db_count, gatectl_on_bus, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,6 +124,47 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
     assert!(e.1.contains("mains power"), "{}", e.1);
     k.ups.set("ups.status", "OL");
     k.wait_for_sale(None).await;
+
+    // The sale limits are gated's (gated.toml [kiosk]): the app reads them
+    // and CreateOrder enforces them, the horizon too.
+    assert_eq!(k.prop::<u32>("MaxQuantity").await, 12);
+    assert_eq!(k.prop::<u32>("SaleHorizonDays").await, 10);
+    let e = k.order_refused(&today(), 1, 13).await;
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");
+    assert!(e.1.contains("1 to 12"), "{}", e.1);
+    let day = |n: i64| (tests::central_sim::admin::today() + jiff::Span::new().days(n)).to_string();
+    let e = k.order_refused(&day(-1), 1, 1).await;
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");
+    assert!(e.1.contains("in the past"), "{}", e.1);
+    let e = k.order_refused(&day(10), 1, 1).await;
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.InvalidArgument");
+    assert!(e.1.contains("at most 10 days ahead"), "{}", e.1);
+    let last_day = k
+        .call_json(
+            "CreateOrder",
+            &(day(9), vec![(1u32, 0u16, 12u16)], Vec::<String>::new(), ""),
+        )
+        .await
+        .expect("the horizon's last day, the most tickets");
+    k.call("Cancel", &(last_day["order_no"].as_str().unwrap(),))
+        .await
+        .unwrap();
+    let catalog = k.call_json("Catalog", &("",)).await.unwrap();
+    let cards: Vec<(bool, u64)> = catalog["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["real_name"].as_bool().unwrap(),
+                p["id_cards_per_ticket"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        cards.contains(&(true, 1)) && cards.contains(&(false, 0)),
+        "{cards:?}"
+    );
 
     // Sold out: one place left tomorrow, two asked.
     k.central
@@ -449,13 +490,116 @@ async fn the_introspection_matches_the_xml_in_the_repository_and_the_policy_deni
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Adult day ticket"), "{stdout}");
-    // …and the two Engineer1 methods of its PIN-protected service menu.
-    let out = as_kiosk("cn.scenicpark.Gated.Engineer1.SyncNow", &[]);
+    // Not even the Engineer1 methods its service menu offers: those are
+    // Kiosk1's and need the session gated opens for the right PIN.
+    for member in ["SyncNow", "SelfTest"] {
+        let out = as_kiosk(&format!("cn.scenicpark.Gated.Engineer1.{member}"), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("AccessDenied"), "{member}: {err}");
+    }
+    let refused = |out: std::process::Output, name: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success());
+        assert!(
+            err.contains(&format!("cn.scenicpark.Gated.Error.{name}")),
+            "{err}"
+        );
+        err
+    };
+    refused(
+        as_kiosk("cn.scenicpark.Gated.Kiosk1.ServiceSyncNow", &["string:"]),
+        "NotAuthorized",
+    );
+    refused(
+        as_kiosk(
+            "cn.scenicpark.Gated.Kiosk1.ServiceTestPrint",
+            &["string:0123456789abcdef0123456789abcdef"],
+        ),
+        "NotAuthorized",
+    );
+    let err = refused(
+        as_kiosk(
+            "cn.scenicpark.Gated.Kiosk1.OpenServiceSession",
+            &["string:1111"],
+        ),
+        "WrongPin",
+    );
+    assert!(err.contains("4 attempts left"), "{err}");
+    let out = as_kiosk(
+        "cn.scenicpark.Gated.Kiosk1.OpenServiceSession",
+        &[&format!("string:{SERVICE_PIN}")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let token = stdout
+        .split('"')
+        .nth(1)
+        .expect("a token in the reply")
+        .to_owned();
+    let printed = k.printer.tickets().len();
+    let out = as_kiosk(
+        "cn.scenicpark.Gated.Kiosk1.ServiceTestPrint",
+        &[&format!("string:{token}")],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("boolean true"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(k.printer.tickets().len(), printed + 1);
+    let out = as_kiosk(
+        "cn.scenicpark.Gated.Kiosk1.ServiceSyncNow",
+        &[&format!("string:{token}")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    k.gated
+        .as_mut()
+        .unwrap()
+        .wait_for(&["sync requested from the kiosk's service menu"])
+        .await;
+    // The session is the kiosk user's: another caller cannot borrow it.
+    let out = std::process::Command::new("dbus-send")
+        .arg(format!("--bus={}", k.bus.address))
+        .args(["--print-reply", &format!("--dest={NAME}"), PATH])
+        .arg("cn.scenicpark.Gated.Kiosk1.ServiceSyncNow")
+        .arg(format!("string:{token}"))
+        .output()
+        .unwrap();
+    refused(out, "NotAuthorized");
+    // Five wrong PINs in a row: even the right one waits.
+    for _ in 0..4 {
+        refused(
+            as_kiosk(
+                "cn.scenicpark.Gated.Kiosk1.OpenServiceSession",
+                &["string:0000"],
+            ),
+            "WrongPin",
+        );
+    }
+    refused(
+        as_kiosk(
+            "cn.scenicpark.Gated.Kiosk1.OpenServiceSession",
+            &["string:0000"],
+        ),
+        "Locked",
+    );
+    let err = refused(
+        as_kiosk(
+            "cn.scenicpark.Gated.Kiosk1.OpenServiceSession",
+            &[&format!("string:{SERVICE_PIN}")],
+        ),
+        "Locked",
+    );
+    assert!(err.contains("try again in"), "{err}");
     // As the owner (root or gated-engineer), Engineer1 is reachable: a reprint of an unknown ticket is NotFound.
     let out = std::process::Command::new("dbus-send")
         .arg(format!("--bus={}", k.bus.address))

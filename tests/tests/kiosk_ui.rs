@@ -250,6 +250,12 @@ fn sold_out_payment_expired_inactivity_and_the_service_menu() {
     ));
     s.tap("Buy tickets");
     s.wait_screen(Screen::Buy);
+    // gated's limits (12 per line, 10 days on sale here), not the app's own.
+    let rows = s.rows();
+    let adult_today = rows.iter().find(|r| r.0 == "Adult day ticket");
+    assert_eq!(adult_today.map(|r| r.3), Some(12), "{rows:?}");
+    let days: usize = s.g().get_weeks().iter().map(|w| w.days.row_count()).sum();
+    assert_eq!(days, 10);
     s.add("Adult day ticket", "", 2);
     s.tap("Tomorrow");
     s.wait_screen(Screen::Buy);
@@ -327,8 +333,16 @@ fn sold_out_payment_expired_inactivity_and_the_service_menu() {
     s.wait_screen(Screen::ServicePin);
     s.type_digits("1111");
     s.tap("Enter");
-    assert!(s.g().get_pin_wrong());
+    // gated checks it, and says how many tries are left.
+    s.wait("the wrong PIN refused", |s| {
+        s.g().get_pin_wrong() && !s.g().get_busy()
+    });
     assert_eq!(s.screen(), Screen::ServicePin);
+    assert!(
+        s.g().get_service_report().contains("4 attempts left"),
+        "{}",
+        s.g().get_service_report()
+    );
     s.type_digits(PIN);
     assert_eq!(s.g().get_pin(), "●●●●", "the PIN is not shown");
     s.tap("Enter");

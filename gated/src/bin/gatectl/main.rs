@@ -112,6 +112,11 @@ enum Command {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Hash a kiosk service PIN for gated.toml: reads the PIN (4 to 8
+    /// digits) from stdin so it stays out of the shell history and prints the
+    /// `service_pin_hash` line for the `[kiosk]` table. gated checks the PIN;
+    /// the kiosk app never sees it.
+    PinHash,
     /// One screen on the device: role, central link, clock skew, outbox, tickets.
     Status {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
@@ -177,6 +182,30 @@ fn main() -> ExitCode {
         Command::Logs { count, config } => central::logs(&config, count, cli.json),
         Command::Alarm { action: _ } => central::alarm_reset(cli.json),
         Command::Peak { group, state } => central::peak(&group, state == "on", cli.json),
+        Command::PinHash => pin_hash(cli.json),
+    }
+}
+
+fn pin_hash(json: bool) -> ExitCode {
+    let mut pin = String::new();
+    if let Err(e) = io::stdin().read_line(&mut pin) {
+        eprintln!("gatectl: reading the PIN from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    use gated::service_pin::{ITERATIONS, PinHash};
+    match PinHash::new(pin.trim(), ITERATIONS) {
+        Ok(h) if json => {
+            println!("{}", json!({ "service_pin_hash": h.to_string() }));
+            ExitCode::SUCCESS
+        }
+        Ok(h) => {
+            println!("[kiosk]\nservice_pin_hash = \"{h}\"");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatectl: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

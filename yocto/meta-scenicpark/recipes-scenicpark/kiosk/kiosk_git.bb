@@ -24,7 +24,7 @@ do_install:append() {
     r=${SCENICPARK_REPO}
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/kiosk
     install -m 0644 $r/systemd/kiosk.service ${D}${systemd_system_unitdir}/
-    # The service PIN is in here: root:kiosk 0640 (also tmpfiles.d).
+    # The app's settings: root:kiosk 0640 (also tmpfiles.d).
     install -m 0640 -g kiosk $r/image/etc/kiosk/kiosk.toml ${D}${sysconfdir}/kiosk/
 }
 
