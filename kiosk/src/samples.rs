@@ -36,6 +36,7 @@ pub const SCREENS: &[&str] = &[
     "problem-printer",
     "busy",
     "service-pin",
+    "service-pin-wrong",
     "service",
 ];
 
@@ -243,6 +244,12 @@ pub fn set(ui: &AppWindow, name: &str) {
             Screen::Confirm
         }
         "service-pin" => Screen::ServicePin,
+        "service-pin-wrong" => {
+            g.set_pin("".into());
+            g.set_pin_wrong(true);
+            g.set_service_report("wrong PIN (3 attempts left before a 60 s wait)".into());
+            Screen::ServicePin
+        }
         "service" => Screen::Service,
         other => panic!("no sample screen {other}"),
     };
