@@ -627,7 +627,8 @@ struct GpioModel {
     unlock: [bool; 2],
     stop: bool,
     /// Passages granted by pulses, with when (the controller's own timeout).
-    grants: [Vec<std::time::Instant>; 2],
+    /// tokio's clock, so tests may pause it.
+    grants: [Vec<tokio::time::Instant>; 2],
     fire: bool,
     /// Raw levels of the "passage done" lines.
     done: [tokio::sync::mpsc::UnboundedSender<bool>; 2],
@@ -775,7 +776,7 @@ impl SimGpioGate {
                     let rising = active && !m.unlock[d.index()];
                     m.unlock[d.index()] = active;
                     if rising && m.s.unlock == UnlockMode::Pulse {
-                        m.grants[d.index()].push(std::time::Instant::now());
+                        m.grants[d.index()].push(tokio::time::Instant::now());
                     }
                 }
             }

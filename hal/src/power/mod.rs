@@ -5,6 +5,7 @@
 pub mod nut;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "upower")]
 pub mod upower;
 
 use std::time::Duration;
