@@ -80,7 +80,7 @@ fn main() {
     let start = Instant::now();
     for m in &media {
         let t = Instant::now();
-        let d = lanes.decide(m, NOW, "east");
+        let d = lanes.decide(m, NOW, "east", hal::gate::Direction::Entry);
         v.push(t.elapsed());
         assert!(d.is_ok());
     }
@@ -110,7 +110,7 @@ fn main() {
     let start = Instant::now();
     for m in &tokens {
         let t = Instant::now();
-        let d = lanes.decide(m, NOW, "east");
+        let d = lanes.decide(m, NOW, "east", hal::gate::Direction::Entry);
         v.push(t.elapsed());
         assert!(d.is_ok());
     }

@@ -17,8 +17,10 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
 use crate::store::{Store, StoreError};
+pub use crate::tickets::admission::Relax;
+use crate::tickets::admission::{self, Listing, PinnedKey, Record, Unreadable};
 use crate::tickets::rules::{self, Product, Reason, Ticket, Usage};
-use crate::tickets::token::{self, LocalMinute, TokenError};
+use crate::tickets::token::{self, LocalMinute};
 
 /// What a visitor presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,29 +100,11 @@ struct Inner {
     relaxed: RwLock<HashMap<String, Relax>>,
 }
 
-/// Re-entry rules peak mode lifts (`[peak]` in gated.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Relax {
-    /// Anti-passback: entering again without an exit first.
-    pub exit_first: bool,
-    /// The minimum wait between a ticket's entries.
-    pub reentry_wait: bool,
-}
-
 #[derive(Debug)]
 struct Catalog {
     keys: HashMap<u16, PinnedKey>,
     products: HashMap<u32, Product>,
     id_hash_key: Option<Vec<u8>>,
-}
-
-/// A central signing key pinned at provisioning, with its validity in the
-/// scenic area's civil time (rotation: an old key stops verifying).
-#[derive(Debug, Clone, Copy)]
-struct PinnedKey {
-    key: VerifyingKey,
-    valid_from: LocalMinute,
-    valid_until: Option<LocalMinute>,
 }
 
 /// A ticket held for one lane's passage; released when dropped.
@@ -258,172 +242,160 @@ impl Lanes {
         self.inner.store.lock().expect("store")
     }
 
-    /// Finds the ticket a medium stands for. For an ID card with several
-    /// tickets, the first one valid now is taken.
+    /// Finds the tickets a medium stands for: a token by its signature
+    /// (no store read), anything else in the ticket table.
     fn candidates(&self, medium: &Medium, now: LocalMinute) -> Result<Vec<Ticket>, Reason> {
-        let mut store = self.store();
-        let conn = store.conn();
-        let row = |r: &rusqlite::Row<'_>| {
-            Ok(Ticket {
-                id: r.get::<_, i64>(0)? as u64,
-                product_id: r.get(1)?,
-                valid_from: r.get(2)?,
-                valid_until: r.get(3)?,
-                entries_allowed: r.get(4)?,
-                group_size: r.get(5)?,
-            })
+        let lookup = |sql: &str, key: &dyn rusqlite::ToSql| {
+            let store = self.store();
+            store
+                .conn_ref()
+                .prepare_cached(&format!(
+                    "SELECT id, product_id, valid_from, valid_until, entries_allowed, group_size
+                     FROM tickets WHERE {sql}"
+                ))
+                .and_then(|mut st| {
+                    st.query_map([key], |r| {
+                        Ok(Ticket {
+                            id: r.get::<_, i64>(0)? as u64,
+                            product_id: r.get(1)?,
+                            valid_from: r.get(2)?,
+                            valid_until: r.get(3)?,
+                            entries_allowed: r.get(4)?,
+                            group_size: r.get(5)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|e| {
+                    tracing::error!("ticket lookup failed, refusing: {e}");
+                    Unreadable
+                })
         };
-        const COLS: &str = "id, product_id, valid_from, valid_until, entries_allowed, group_size";
-        let found: Result<Vec<Ticket>, rusqlite::Error> = match medium {
+        admission::found(match medium {
             Medium::Code(text) if text.starts_with(token::PREFIX) => {
                 let catalog = self.inner.catalog.read().expect("catalog");
-                let key = |id| {
-                    let k = catalog.keys.get(&id)?;
-                    (now >= k.valid_from && k.valid_until.is_none_or(|u| now < u)).then_some(k.key)
-                };
-                let p = token::verify(text, key).map_err(|e| match e {
-                    TokenError::UnknownKey(_) => Reason::UnknownKey,
-                    TokenError::BadSignature => Reason::Forged,
-                    _ => Reason::NotATicket,
-                })?;
-                return Ok(vec![Ticket {
-                    id: p.ticket_id,
-                    product_id: p.product_id,
-                    valid_from: p.valid_from,
-                    valid_until: p.valid_until,
-                    entries_allowed: Some(p.entries),
-                    group_size: p.group.unwrap_or(1),
-                }]);
+                return admission::token_ticket(text, &catalog.keys, now).map(|t| vec![t]);
             }
-            Medium::Code(serial) => conn
-                .query_row(
-                    &format!("SELECT {COLS} FROM tickets WHERE serial = ?1"),
-                    [serial],
-                    row,
-                )
-                .optional()
-                .map(|t| t.into_iter().collect()),
-            Medium::Card(uid) => conn
-                .query_row(
-                    &format!("SELECT {COLS} FROM tickets WHERE card_uid = ?1"),
-                    [uid],
-                    row,
-                )
-                .optional()
-                .map(|t| t.into_iter().collect()),
-            Medium::Holder(hash) => conn
-                .prepare(&format!(
-                    "SELECT {COLS} FROM tickets WHERE holder_hash = ?1 ORDER BY valid_from"
-                ))
-                .and_then(|mut st| st.query_map([&hash[..]], row)?.collect()),
-        };
-        let found = found.map_err(|e| {
-            tracing::error!("ticket lookup failed, refusing: {e}");
-            Reason::CannotCheck
-        })?;
-        if found.is_empty() {
-            return Err(Reason::UnknownTicket);
-        }
-        Ok(found)
+            Medium::Code(serial) => lookup("serial = ?1", serial),
+            Medium::Card(uid) => lookup("card_uid = ?1", uid),
+            // An ID card may hold several tickets: the earliest first.
+            Medium::Holder(hash) => lookup("holder_hash = ?1 ORDER BY valid_from", &&hash[..]),
+        })
     }
 
-    /// Whether the ticket was revoked or blocked. Fails closed: a list that
-    /// cannot be read refuses the ticket (it must never read as "not revoked").
-    fn revoked_or_blocked(&self, ticket_id: u64) -> Result<(), Reason> {
+    /// Whether the central system revoked or blocked the ticket. A list
+    /// that cannot be read is `Unreadable`, never "not listed".
+    fn listing(&self, ticket_id: u64) -> Result<Listing, Unreadable> {
         let store = self.store();
         let conn = store.conn_ref();
-        for (table, reason) in [("revoked", Reason::Revoked), ("blocked", Reason::Blocked)] {
+        for (table, listing) in [("revoked", Listing::Revoked), ("blocked", Listing::Blocked)] {
             let listed = conn
-                .query_row(
-                    &format!("SELECT 1 FROM {table} WHERE ticket_id = ?1"),
-                    [ticket_id as i64],
-                    |_| Ok(()),
-                )
-                .optional()
+                .prepare_cached(&format!("SELECT 1 FROM {table} WHERE ticket_id = ?1"))
+                .and_then(|mut st| st.query_row([ticket_id as i64], |_| Ok(())).optional())
                 .map_err(|e| {
                     tracing::error!(ticket = ticket_id, "{table} list unreadable, refusing: {e}");
-                    Reason::CannotCheck
+                    Unreadable
                 })?;
             if listed.is_some() {
-                return Err(reason);
+                return Ok(listing);
             }
         }
-        Ok(())
+        Ok(Listing::Clear)
     }
 
     /// What this device has recorded for the ticket, as of `now`.
     pub fn usage(&self, ticket_id: u64, now: LocalMinute) -> Result<Usage, LaneError> {
-        let mut store = self.store();
+        let store = self.store();
         let today = rules::local_day(now);
-        let path = store.path().to_owned();
-        let r = store.conn().query_row(
-            "SELECT
-                COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
-                COALESCE(SUM(CASE WHEN direction = 'entry' AND local_day = ?2 THEN persons END), 0),
-                MAX(CASE WHEN direction = 'entry' THEN local_minute END),
-                MAX(CASE WHEN direction = 'exit' THEN local_minute END)
-             FROM passages WHERE ticket_id = ?1",
-            params![ticket_id as i64, today],
-            |r| {
-                Ok(Usage {
-                    entries: r.get(0)?,
-                    entries_today: r.get(1)?,
-                    last_entry: r.get(2)?,
-                    last_exit: r.get(3)?,
+        store
+            .conn_ref()
+            .prepare_cached(
+                "SELECT
+                    COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
+                    COALESCE(SUM(CASE WHEN direction = 'entry' AND local_day = ?2 THEN persons END), 0),
+                    MAX(CASE WHEN direction = 'entry' THEN local_minute END),
+                    MAX(CASE WHEN direction = 'exit' THEN local_minute END)
+                 FROM passages WHERE ticket_id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![ticket_id as i64, today], |r| {
+                    Ok(Usage {
+                        entries: r.get(0)?,
+                        entries_today: r.get(1)?,
+                        last_entry: r.get(2)?,
+                        last_exit: r.get(3)?,
+                    })
                 })
-            },
-        );
-        r.map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+            })
+            .map_err(|e| LaneError::Store(sqlite(&store, e)))
     }
 
-    /// Decides and reserves: Ok when the gate may open for `persons`.
+    /// Decides (`tickets::admission`) and reserves: Ok when the gate may
+    /// open for `persons` in `direction`.
     pub fn decide(
         &self,
         medium: &Medium,
         now: LocalMinute,
         lane_group: &str,
+        direction: Direction,
     ) -> Result<(Reservation, Ticket, u16), Reason> {
         let candidates = self.candidates(medium, now)?;
-        let mut last = Reason::UnknownTicket;
-        for ticket in candidates {
-            if let Err(r) = self.revoked_or_blocked(ticket.id) {
-                if r == Reason::CannotCheck {
-                    return Err(r);
-                }
-                last = r;
-                continue;
-            }
-            let Some(product) = self
-                .inner
-                .catalog
-                .read()
-                .expect("catalog")
-                .products
-                .get(&ticket.product_id)
-                .cloned()
-            else {
-                last = Reason::UnknownTicket;
-                continue;
-            };
-            // Reserve first, then count usage: two lanes racing cannot both pass.
-            let reservation = self.reserve(ticket.id)?;
-            let usage = self.usage(ticket.id, now).map_err(|e| {
+        let peak = self.relaxed(lane_group);
+        let mut reservations = Vec::new();
+        let decisions = candidates.iter().map(|ticket| {
+            let (decision, reservation) = self.decide_one(ticket, direction, lane_group, peak, now);
+            reservations.push(reservation);
+            decision
+        });
+        let (i, persons) = admission::first_admitted(decisions)?;
+        let reservation = reservations
+            .swap_remove(i)
+            .expect("an admitted ticket is reserved");
+        Ok((reservation, candidates[i], persons))
+    }
+
+    /// Reads what the decision on one ticket needs and takes it.
+    fn decide_one(
+        &self,
+        ticket: &Ticket,
+        direction: Direction,
+        lane_group: &str,
+        peak: Option<Relax>,
+        now: LocalMinute,
+    ) -> (Result<u16, Reason>, Option<Reservation>) {
+        let entry = direction == Direction::Entry;
+        let listing = if entry {
+            self.listing(ticket.id)
+        } else {
+            Ok(Listing::Clear)
+        };
+        let product = self
+            .inner
+            .catalog
+            .read()
+            .expect("catalog")
+            .products
+            .get(&ticket.product_id)
+            .cloned();
+        // Reserve first, then count usage: two lanes racing cannot both pass.
+        let reservation = self.reserve(ticket.id).ok();
+        let usage = match &reservation {
+            Some(_) if entry => self.usage(ticket.id, now).map_err(|e| {
                 tracing::error!("usage lookup failed, refusing: {e}");
-                Reason::CannotCheck
-            })?;
-            let mut product = product;
-            if let Some(r) = self.relaxed(lane_group) {
-                product.reentry_after_exit &= !r.exit_first;
-                if r.reentry_wait {
-                    product.reentry_minutes = 0;
-                }
-            }
-            match rules::decide_entry(&product, &ticket, &usage, now, lane_group) {
-                Ok(persons) => return Ok((reservation, ticket, persons)),
-                Err(r) => last = r,
-            }
-        }
-        Err(last)
+                Unreadable
+            }),
+            // Not read, and never taken for fine.
+            _ => Err(Unreadable),
+        };
+        let record = Record {
+            ticket,
+            listing,
+            product: product.as_ref(),
+            in_use: reservation.is_none(),
+            usage,
+        };
+        let decision = admission::decide(&record, direction, lane_group, peak, now);
+        (decision, reservation.filter(|_| decision.is_ok()))
     }
 
     fn reserve(&self, ticket_id: u64) -> Result<Reservation, Reason> {
@@ -757,7 +729,9 @@ impl Lanes {
     /// The whole transaction for one presentation at one lane.
     pub async fn admit<G: Gate>(&self, gate: &G, scan: &Scan<'_>) -> Result<Admission, LaneError> {
         let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
-        let decided = self.blocking(move |l| l.decide(&medium, now, &group)).await;
+        let decided = self
+            .blocking(move |l| l.decide(&medium, now, &group, Direction::Entry))
+            .await;
         let (reservation, _ticket, persons) = match decided {
             Ok(d) => d,
             Err(reason) => return Ok(Admission::Refused(reason)),
@@ -826,15 +800,15 @@ impl Lanes {
         gate: &G,
         scan: &Scan<'_>,
     ) -> Result<Admission, LaneError> {
-        let (medium, now) = (scan.medium.clone(), scan.now);
-        let found = self
-            .blocking(move |l| {
-                let ticket = l.candidates(&medium, now)?[0];
-                l.reserve(ticket.id)
-            })
+        let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
+        let decided = self
+            .blocking(move |l| l.decide(&medium, now, &group, Direction::Exit))
             .await;
-        match found {
-            Ok(reservation) => self.pass(gate, reservation, scan, Direction::Exit, 1).await,
+        match decided {
+            Ok((reservation, _, persons)) => {
+                self.pass(gate, reservation, scan, Direction::Exit, persons as u32)
+                    .await
+            }
             Err(reason) => Ok(Admission::Refused(reason)),
         }
     }

@@ -16,7 +16,7 @@ use crate::config::{Config, Direction as LaneDirection};
 use crate::lane::{Admission, Lanes, Medium, Scan};
 use crate::store::Store;
 use crate::store::outbox::OutboxEvent;
-use crate::tickets::rules::Reason;
+use crate::tickets::admission::{self, LaneNow, Route};
 use crate::tickets::token::LocalMinute;
 
 #[derive(Debug, thiserror::Error)]
@@ -430,11 +430,14 @@ impl LaneCtx {
                 at_ms,
                 gate_ledger: self.gate_ledger.as_deref(),
             };
-            let peak = self.lanes.relaxed(&self.group).is_some();
-            let result = match self.state.mode() {
-                GateMode::Locked => Ok(Admission::Refused(Reason::LaneClosed)),
-                // Open for everyone: no ticket is used; the gate counts.
-                GateMode::Free => {
+            let lane = LaneNow {
+                mode: self.state.mode(),
+                exit_lane: self.direction == LaneDirection::Exit,
+                peak: self.lanes.relaxed(&self.group),
+            };
+            let result = match admission::route(lane, exit) {
+                Route::Refuse(reason) => Ok(Admission::Refused(reason)),
+                Route::Free => {
                     self.show("请通行", "Please pass").await;
                     self.state.remember(Decision {
                         at_ms,
@@ -446,14 +449,8 @@ impl LaneCtx {
                     });
                     continue;
                 }
-                // Peak: every lane of the group serves the crowd coming in. A
-                // two-way lane's exit side is closed; an exit lane takes entries.
-                GateMode::Normal if peak && exit => Ok(Admission::Refused(Reason::EntryOnly)),
-                GateMode::Normal if peak => self.lanes.admit(&self.gate, &scan).await,
-                GateMode::Normal if exit || self.direction == LaneDirection::Exit => {
-                    self.lanes.let_out(&self.gate, &scan).await
-                }
-                GateMode::Normal => self.lanes.admit(&self.gate, &scan).await,
+                Route::Enter => self.lanes.admit(&self.gate, &scan).await,
+                Route::Leave => self.lanes.let_out(&self.gate, &scan).await,
             };
             self.state.remember(match &result {
                 Ok(Admission::Refused(r)) => Decision {

@@ -194,7 +194,7 @@ pub struct Settings {
     pub grace: Duration,
     pub low_percent: f64,
     pub fire_reset_by_engineer: bool,
-    pub peak: crate::lane::Relax,
+    pub peak: crate::tickets::admission::Relax,
 }
 
 impl Settings {
@@ -204,7 +204,7 @@ impl Settings {
             grace: Duration::from_secs(c.power.grace_s),
             low_percent: c.power.low_percent,
             fire_reset_by_engineer: c.fire.reset_by_engineer,
-            peak: crate::lane::Relax {
+            peak: crate::tickets::admission::Relax {
                 exit_first: c.peak.ignore_exit_first,
                 reentry_wait: c.peak.ignore_reentry_wait,
             },
