@@ -18,11 +18,15 @@ const TICKETS: u64 = 1_000_000;
 const NOW: u32 = 9501 * 1440 + 9 * 60;
 const CMD: &str = "`cargo bench -p gated --bench decide`";
 
-fn row(what: &str, mut v: Vec<Duration>, total: Duration) {
+fn row(what: &str, v: Vec<Duration>, total: Duration) {
+    row_of("decisions", what, v, total);
+}
+
+fn row_of(unit: &str, what: &str, mut v: Vec<Duration>, total: Duration) {
     v.sort();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
     println!(
-        "| {what} ({} decisions, {TICKETS} tickets in the store) | {CMD} | p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; {:.0} decisions/s on one core |",
+        "| {what} ({} {unit}, {TICKETS} tickets in the store) | {CMD} | p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; {:.0} {unit}/s on one core |",
         v.len(),
         at(0.5),
         at(0.99),
@@ -116,6 +120,34 @@ fn main() {
     }
     row(
         "signed QR token: Ed25519 verify + revocation + rules + reservation",
+        v,
+        start.elapsed(),
+    );
+
+    // For scale, in the same run: the signature check alone on the same
+    // tokens, what any decision on a token costs at least.
+    let vk = key.verifying_key();
+    let parsed: Vec<_> = tokens
+        .iter()
+        .map(|m| {
+            let Medium::Code(text) = m else {
+                unreachable!("tokens are codes")
+            };
+            let (_, bytes, sig) = token::parse(text).unwrap();
+            (token::signed_message(&bytes), sig)
+        })
+        .collect();
+    let mut v = Vec::with_capacity(n);
+    let start = Instant::now();
+    for (msg, sig) in &parsed {
+        let t = Instant::now();
+        let ok = vk.verify_strict(msg, sig).is_ok();
+        v.push(t.elapsed());
+        assert!(ok);
+    }
+    row_of(
+        "verifications",
+        "bare Ed25519 `verify_strict` of the same tokens, for scale",
         v,
         start.elapsed(),
     );

@@ -144,7 +144,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Role::Lane => None,
     };
     // The bus is how the kiosk UI and gatectl reach gated; lanes work without it.
+    let reader = crate::dbus::Reader::new(
+        Store::open_read_only(&state.path().join("gated.db")).map_err(StartError::Store)?,
+        config.time_zone(),
+    );
     let device = crate::dbus::Device {
+        reader: reader.clone(),
         role: config.role.to_string(),
         device_id: config.device_id.get_ref().clone(),
         status: link.status.clone(),
@@ -162,6 +167,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         reads: reads.clone(),
         resync: link.resync.clone(),
         modes: modes.clone(),
+        reader,
     };
     // Held until gated stops: the name goes with the connection.
     let bus = match crate::dbus::serve(device, lane_iface, engineer).await {

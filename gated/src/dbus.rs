@@ -99,6 +99,37 @@ pub struct Device {
     pub power: watch::Receiver<crate::power::PowerView>,
     pub reads: crate::reads::Reads,
     pub modes: crate::modes::Modes,
+    pub reader: Reader,
+}
+
+/// A read-only connection to gated's database for what the bus asks
+/// (counts, the timeline); its reads run off the async threads.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    store: Arc<std::sync::Mutex<crate::store::Store>>,
+    tz: jiff::tz::TimeZone,
+}
+
+impl Reader {
+    pub fn new(store: crate::store::Store, tz: jiff::tz::TimeZone) -> Self {
+        Reader {
+            store: Arc::new(std::sync::Mutex::new(store)),
+            tz,
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store, &jiff::tz::TimeZone) -> Result<T, crate::store::StoreError>
+        + Send
+        + 'static,
+    ) -> Result<T, Error> {
+        let (store, tz) = (self.store.clone(), self.tz.clone());
+        tokio::task::spawn_blocking(move || f(&store.lock().expect("reader"), &tz))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .map_err(|e| Error::Failed(e.to_string()))
+    }
 }
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
@@ -123,6 +154,51 @@ impl Device {
     #[zbus(property)]
     fn central_url(&self) -> String {
         self.status.borrow().central_url.clone().unwrap_or_default()
+    }
+
+    /// When `Mode` last changed (Unix ms).
+    #[zbus(property)]
+    fn mode_since_ms(&self) -> i64 {
+        self.status.borrow().since_ms
+    }
+
+    /// Why the link last failed ("" = it did not).
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.status.borrow().last_error.clone().unwrap_or_default()
+    }
+
+    /// How far the change feed was applied.
+    #[zbus(property)]
+    fn cursor(&self) -> u64 {
+        self.status.borrow().cursor
+    }
+
+    #[zbus(property)]
+    fn catalog_version(&self) -> u64 {
+        self.status.borrow().catalog_version
+    }
+
+    /// The scenic area's time zone: days, slots and validity are in it.
+    #[zbus(property)]
+    fn time_zone(&self) -> String {
+        self.reader.tz.iana_name().unwrap_or("UTC").to_owned()
+    }
+
+    /// What the store holds now: tickets known, revoked, blocked, the
+    /// persons who entered today (the scenic area's day), and the events
+    /// waiting for upload (`OutboxDepth` is as of the last upload attempt).
+    #[zbus(out_args("tickets", "revoked", "blocked", "entered_today", "outbox"))]
+    async fn counts(&self) -> Result<(u64, u64, u64, u64, u64), Error> {
+        let c = self
+            .reader
+            .read(|s, tz| {
+                s.counts(crate::tickets::rules::local_day(crate::lanes::local_now(
+                    tz,
+                )))
+            })
+            .await?;
+        Ok((c.tickets, c.revoked, c.blocked, c.entered, c.outbox))
     }
 
     /// Unix ms of the last successful exchange; 0 = never.
@@ -597,6 +673,7 @@ pub struct Engineer {
     pub power: watch::Receiver<crate::power::PowerView>,
     pub resync: Arc<tokio::sync::Notify>,
     pub modes: crate::modes::Modes,
+    pub reader: Reader,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -604,6 +681,19 @@ pub const SELF_TEST_WAIT: std::time::Duration = std::time::Duration::from_secs(3
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Engineer1")]
 impl Engineer {
+    /// The device's newest `count` events: passages, prints, reprints,
+    /// order changes, events waiting for upload; (at_ms, kind, what).
+    async fn logs(&self, count: u32) -> Result<Vec<(i64, String, String)>, Error> {
+        let lines = self
+            .reader
+            .read(move |s, _| s.timeline(count.min(10_000)))
+            .await?;
+        Ok(lines
+            .into_iter()
+            .map(|e| (e.at_ms, e.kind, e.what))
+            .collect())
+    }
+
     /// Prints a ticket again; the reason and the caller are recorded.
     async fn reprint(
         &self,

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hal::printer::escpos::{Align, QrEcc, TicketBuilder};
 use hal::printer::{Paper, PrinterError, SerialPrinter, Status, TicketPrinter};
-use rusqlite::params;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -20,9 +19,10 @@ use crate::central::api::{self, Order, OrderStatus, paths};
 use crate::central::client::{CALL_TIMEOUT, CentralError, Session};
 use crate::central::identity;
 use crate::central::sync::{self, Mode, SyncStatus};
-use crate::orders;
 use crate::store::Store;
+use crate::store::orders;
 use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
+use crate::tickets::admission;
 use crate::tickets::token;
 
 /// Why a kiosk call failed; each is a named D-Bus error a UI can act on.
@@ -246,12 +246,8 @@ impl Kiosk {
     /// The order, its tickets and (when paid and sold here) its sale event,
     /// in one transaction: a kill never leaves half of it.
     fn save_order(&self, order: &Order, sold_here: bool) -> Result<(), KioskError> {
-        let mut store = self.store();
-        let tx = store
-            .conn()
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        orders::upsert(&tx, order, now_ms(), sold_here, &self.nonces)?;
-        tx.commit()?;
+        self.store()
+            .in_transaction(|tx| orders::upsert(tx, order, now_ms(), sold_here, &self.nonces))?;
         Ok(())
     }
 
@@ -722,22 +718,11 @@ impl Kiosk {
                 .and_then(|c| c.products.iter().find(|p| p.id == t.product_id));
             let bytes = self.ticket_bytes(&scenic, order, t, product)?;
             // Durable before the first byte goes out (see the schema, 3).
-            self.store().conn().execute(
-                "UPDATE order_tickets SET print_started_ms = ?2 WHERE ticket_id = ?1",
-                params![t.ticket_id as i64, now_ms()],
-            )?;
+            orders::print_started(self.store().conn_ref(), t.ticket_id, now_ms())?;
             match printer.print(&bytes).await {
                 Ok(status) => {
                     self.printer_status.send_replace(Some(Ok(status)));
                     let at = now_ms();
-                    let mut store = self.store();
-                    let conn = store.conn();
-                    let tx =
-                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    tx.execute(
-                        "UPDATE order_tickets SET printed_ms = ?2 WHERE ticket_id = ?1",
-                        params![t.ticket_id as i64, at],
-                    )?;
                     // A first print is one per ticket (keyed); each reprint is its own.
                     let (nonce, event) = match reprint {
                         None => (
@@ -748,24 +733,20 @@ impl Kiosk {
                                 serial: t.serial.clone(),
                             },
                         ),
-                        Some((reason, by)) => {
-                            tx.execute(
-                                "INSERT INTO reprints (ticket_id, reason, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
-                                params![t.ticket_id as i64, reason, by, at],
-                            )?;
-                            (
-                                self.nonces.next("kiosk"),
-                                OutboxEvent::Reprint {
-                                    order_no: order.order_no.clone(),
-                                    ticket_id: t.ticket_id,
-                                    serial: t.serial.clone(),
-                                    reason: reason.to_owned(),
-                                },
-                            )
-                        }
+                        Some((reason, _)) => (
+                            self.nonces.next("kiosk"),
+                            OutboxEvent::Reprint {
+                                order_no: order.order_no.clone(),
+                                ticket_id: t.ticket_id,
+                                serial: t.serial.clone(),
+                                reason: reason.to_owned(),
+                            },
+                        ),
                     };
-                    outbox::queue(&tx, &nonce, &event, at)?;
-                    tx.commit()?;
+                    self.store().in_transaction(|tx| {
+                        orders::printed(tx, t.ticket_id, at, reprint)?;
+                        outbox::queue(tx, &nonce, &event, at).map(|_| ())
+                    })?;
                     printed += 1;
                     report(printed);
                 }
@@ -779,10 +760,7 @@ impl Kiosk {
                             | PrinterError::Failed { .. }
                             | PrinterError::Open(_)
                     ) {
-                        self.store().conn().execute(
-                            "UPDATE order_tickets SET print_started_ms = NULL WHERE ticket_id = ?1 AND printed_ms IS NULL",
-                            params![t.ticket_id as i64],
-                        )?;
+                        orders::print_not_started(self.store().conn_ref(), t.ticket_id)?;
                     }
                     if let PrinterError::NotReady { status, .. }
                     | PrinterError::Failed { status, .. } = &e
@@ -850,10 +828,13 @@ impl Kiosk {
                 .await
             {
                 Ok(found) => {
-                    let mut store = self.store();
-                    let conn = store.conn();
+                    self.store().in_transaction(|tx| {
+                        found
+                            .orders
+                            .iter()
+                            .try_for_each(|o| orders::upsert(tx, o, now_ms(), false, &self.nonces))
+                    })?;
                     for o in &found.orders {
-                        orders::upsert(conn, o, now_ms(), false, &self.nonces)?;
                         if !numbers.contains(&o.order_no) {
                             numbers.push(o.order_no.clone());
                         }
@@ -882,31 +863,29 @@ impl Kiosk {
 
     /// What a scanned ticket is: product, validity, entries used and left.
     pub async fn query(&self, code: &str) -> Result<QueryView, KioskError> {
-        let keys: HashMap<u16, Vec<u8>> = self
+        let keys = self
             .store()
-            .conn_ref()
-            .prepare("SELECT key_id, public_key FROM signing_keys")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+            .pinned_keys()
+            .map_err(|e| E::Failed(e.to_string()))?;
         let catalog = self.catalog_stored().ok();
-        let payload = token::verify(code.trim(), |id| {
-            let k: [u8; 32] = keys.get(&id)?.as_slice().try_into().ok()?;
-            ed25519_dalek::VerifyingKey::from_bytes(&k).ok()
-        })
-        .map_err(|e| E::InvalidArgument(format!("not a valid ticket: {e}")))?;
+        let now = crate::lanes::local_now(&self.tz);
+        // The lanes' own check: a key retired or not valid yet refuses here too.
+        let payload = admission::token_ticket(code.trim(), &keys, now)
+            .map_err(|r| E::InvalidArgument(format!("not a valid ticket: {}", r.message().1)))?;
+        // A token always carries its entries (0 = unlimited).
+        let entries = payload.entries_allowed.unwrap_or(0);
         let product = catalog
             .as_ref()
             .and_then(|c| c.products.iter().find(|p| p.id == payload.product_id));
-        let (revoked, blocked) = {
-            let mut store = self.store();
-            let revoked = sync::revoked(&mut store, payload.ticket_id)
-                .map_err(|e| E::Failed(e.to_string()))?;
-            (revoked, None::<String>)
-        };
+        let revoked = self
+            .store()
+            .revocation(payload.id)
+            .map_err(|e| E::Failed(e.to_string()))?;
+        let blocked = None::<String>;
         let remote: Option<api::TicketStatus> = match self.session() {
             Ok(s) => s
                 .get(
-                    &format!("{}/{}", paths::TICKETS, payload.ticket_id),
+                    &format!("{}/{}", paths::TICKETS, payload.id),
                     &[],
                     CALL_TIMEOUT,
                 )
@@ -917,11 +896,10 @@ impl Kiosk {
         let revoked = remote.as_ref().and_then(|r| r.revoked.clone()).or(revoked);
         let blocked = remote.as_ref().and_then(|r| r.blocked.clone()).or(blocked);
         let used = remote.as_ref().map(|r| r.entries_used);
-        let left = used.map(|u| match payload.entries {
+        let left = used.map(|u| match entries {
             0 => u32::MAX,
             n => u32::from(n).saturating_sub(u),
         });
-        let now = crate::lanes::local_now(&self.tz);
         let (state, zh, en) = if revoked.is_some() {
             ("revoked", "该票已退票或作废", "Refunded or cancelled")
         } else if blocked.is_some() {
@@ -940,12 +918,12 @@ impl Kiosk {
             ("valid", "该票有效", "Valid")
         };
         Ok(QueryView {
-            ticket_id: payload.ticket_id,
+            ticket_id: payload.id,
             product: product.map_or_else(|| format!("#{}", payload.product_id), |p| p.name.clone()),
             product_en: product.map_or_else(String::new, |p| p.name_en.clone()),
             valid_from: crate::central::format_civil(payload.valid_from),
             valid_until: crate::central::format_civil(payload.valid_until),
-            entries_allowed: payload.entries,
+            entries_allowed: entries,
             entries_used: used,
             entries_left: left.filter(|l| *l != u32::MAX),
             state: state.into(),
@@ -988,15 +966,8 @@ impl Kiosk {
         if reason.trim().len() < 3 {
             return Err(E::InvalidArgument("a reprint needs a reason".into()));
         }
-        let order_no: String = self
-            .store()
-            .conn_ref()
-            .query_row(
-                "SELECT order_no FROM order_tickets WHERE ticket_id = ?1",
-                [ticket_id as i64],
-                |r| r.get(0),
-            )
-            .map_err(|_| {
+        let order_no =
+            orders::order_of_ticket(self.store().conn_ref(), ticket_id)?.ok_or_else(|| {
                 E::NotFound(format!(
                     "ticket {ticket_id} is not in an order on this kiosk"
                 ))

@@ -9,13 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ed25519_dalek::VerifyingKey;
 use hal::gate::map::counter_delta;
 use hal::gate::modbus::MAX_PLAUSIBLE_DELTA;
 use hal::gate::{Direction, Gate, Outcome};
-use rusqlite::{OptionalExtension, params};
 
-use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
+use crate::store::outbox::{Nonces, OutboxEvent};
+use crate::store::passages::{Announced, Passage};
+use crate::store::tickets::TicketKey;
 use crate::store::{Store, StoreError};
 pub use crate::tickets::admission::Relax;
 use crate::tickets::admission::{self, Listing, PinnedKey, Record, Unreadable};
@@ -125,88 +125,20 @@ impl Drop for Reservation {
     }
 }
 
-fn sqlite(store: &Store, e: rusqlite::Error) -> StoreError {
-    StoreError::Sqlite {
-        path: store.path().to_owned(),
-        source: e,
-    }
-}
-
 /// What the lanes decide with, read from the store.
-fn load_catalog(store: &mut Store) -> Result<Catalog, LaneError> {
-    let id_hash_key = store.setting("id_hash_key")?;
-    let (keys, products) = {
-        let conn = store.conn();
-        let keys = conn
-            .prepare("SELECT key_id, public_key, valid_from, valid_until FROM signing_keys")
-            .and_then(|mut st| {
-                st.query_map([], |r| {
-                    Ok((
-                        r.get::<_, u16>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, LocalMinute>(2)?,
-                        r.get::<_, Option<LocalMinute>>(3)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            });
-        let products = conn
-            .prepare(
-                "SELECT id, lane_groups, entries_allowed, per_day_limit, reentry_after_exit,
-                        reentry_minutes, weekdays, slot_start, slot_end FROM products",
-            )
-            .and_then(|mut st| {
-                st.query_map([], |r| {
-                    let groups: String = r.get(1)?;
-                    Ok(Product {
-                        id: r.get(0)?,
-                        lane_groups: groups
-                            .split(',')
-                            .filter(|g| !g.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                        entries_allowed: r.get(2)?,
-                        per_day_limit: r.get(3)?,
-                        reentry_after_exit: r.get(4)?,
-                        reentry_minutes: r.get(5)?,
-                        weekdays: r.get(6)?,
-                        slot_start: r.get(7)?,
-                        slot_end: r.get(8)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            });
-        (keys, products)
-    };
-    let keys = keys.map_err(|e| sqlite(store, e))?;
-    let products = products.map_err(|e| sqlite(store, e))?;
-    let keys = keys
-        .into_iter()
-        .filter_map(|(id, k, valid_from, valid_until)| {
-            let key = VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?;
-            Some((
-                id,
-                PinnedKey {
-                    key,
-                    valid_from,
-                    valid_until,
-                },
-            ))
-        })
-        .collect();
-    let products = products.into_iter().map(|p| (p.id, p)).collect();
+fn load_catalog(store: &Store) -> Result<Catalog, LaneError> {
     Ok(Catalog {
-        keys,
-        products,
-        id_hash_key,
+        keys: store.pinned_keys()?,
+        products: store.products()?.into_iter().map(|p| (p.id, p)).collect(),
+        id_hash_key: store.setting("id_hash_key")?,
     })
 }
 
 impl Lanes {
     /// Loads keys, products and the ID-hash key from the store; events are
     /// recorded under `device`'s nonces.
-    pub fn new(mut store: Store, device: &str) -> Result<Self, LaneError> {
-        let catalog = load_catalog(&mut store)?;
+    pub fn new(store: Store, device: &str) -> Result<Self, LaneError> {
+        let catalog = load_catalog(&store)?;
         let nonces = store.nonces(device)?;
         Ok(Lanes {
             inner: Arc::new(Inner {
@@ -221,7 +153,7 @@ impl Lanes {
 
     /// Reads keys, products and the ID-hash key again (after sync changed them).
     pub fn reload(&self) -> Result<(), LaneError> {
-        let catalog = load_catalog(&mut self.store())?;
+        let catalog = load_catalog(&self.store())?;
         *self.inner.catalog.write().expect("catalog") = catalog;
         Ok(())
     }
@@ -245,89 +177,24 @@ impl Lanes {
     /// Finds the tickets a medium stands for: a token by its signature
     /// (no store read), anything else in the ticket table.
     fn candidates(&self, medium: &Medium, now: LocalMinute) -> Result<Vec<Ticket>, Reason> {
-        let lookup = |sql: &str, key: &dyn rusqlite::ToSql| {
-            let store = self.store();
-            store
-                .conn_ref()
-                .prepare_cached(&format!(
-                    "SELECT id, product_id, valid_from, valid_until, entries_allowed, group_size
-                     FROM tickets WHERE {sql}"
-                ))
-                .and_then(|mut st| {
-                    st.query_map([key], |r| {
-                        Ok(Ticket {
-                            id: r.get::<_, i64>(0)? as u64,
-                            product_id: r.get(1)?,
-                            valid_from: r.get(2)?,
-                            valid_until: r.get(3)?,
-                            entries_allowed: r.get(4)?,
-                            group_size: r.get(5)?,
-                        })
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(|e| {
-                    tracing::error!("ticket lookup failed, refusing: {e}");
-                    Unreadable
-                })
-        };
-        admission::found(match medium {
+        let key = match medium {
             Medium::Code(text) if text.starts_with(token::PREFIX) => {
                 let catalog = self.inner.catalog.read().expect("catalog");
                 return admission::token_ticket(text, &catalog.keys, now).map(|t| vec![t]);
             }
-            Medium::Code(serial) => lookup("serial = ?1", serial),
-            Medium::Card(uid) => lookup("card_uid = ?1", uid),
-            // An ID card may hold several tickets: the earliest first.
-            Medium::Holder(hash) => lookup("holder_hash = ?1 ORDER BY valid_from", &&hash[..]),
-        })
-    }
-
-    /// Whether the central system revoked or blocked the ticket. A list
-    /// that cannot be read is `Unreadable`, never "not listed".
-    fn listing(&self, ticket_id: u64) -> Result<Listing, Unreadable> {
-        let store = self.store();
-        let conn = store.conn_ref();
-        for (table, listing) in [("revoked", Listing::Revoked), ("blocked", Listing::Blocked)] {
-            let listed = conn
-                .prepare_cached(&format!("SELECT 1 FROM {table} WHERE ticket_id = ?1"))
-                .and_then(|mut st| st.query_row([ticket_id as i64], |_| Ok(())).optional())
-                .map_err(|e| {
-                    tracing::error!(ticket = ticket_id, "{table} list unreadable, refusing: {e}");
-                    Unreadable
-                })?;
-            if listed.is_some() {
-                return Ok(listing);
-            }
-        }
-        Ok(Listing::Clear)
+            Medium::Code(serial) => TicketKey::Serial(serial),
+            Medium::Card(uid) => TicketKey::CardUid(uid),
+            Medium::Holder(hash) => TicketKey::Holder(hash),
+        };
+        admission::found(self.store().tickets_by(key).map_err(|e| {
+            tracing::error!("ticket lookup failed, refusing: {e}");
+            Unreadable
+        }))
     }
 
     /// What this device has recorded for the ticket, as of `now`.
     pub fn usage(&self, ticket_id: u64, now: LocalMinute) -> Result<Usage, LaneError> {
-        let store = self.store();
-        let today = rules::local_day(now);
-        store
-            .conn_ref()
-            .prepare_cached(
-                "SELECT
-                    COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
-                    COALESCE(SUM(CASE WHEN direction = 'entry' AND local_day = ?2 THEN persons END), 0),
-                    MAX(CASE WHEN direction = 'entry' THEN local_minute END),
-                    MAX(CASE WHEN direction = 'exit' THEN local_minute END)
-                 FROM passages WHERE ticket_id = ?1",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![ticket_id as i64, today], |r| {
-                    Ok(Usage {
-                        entries: r.get(0)?,
-                        entries_today: r.get(1)?,
-                        last_entry: r.get(2)?,
-                        last_exit: r.get(3)?,
-                    })
-                })
-            })
-            .map_err(|e| LaneError::Store(sqlite(&store, e)))
+        Ok(self.store().usage(ticket_id, rules::local_day(now))?)
     }
 
     /// Decides (`tickets::admission`) and reserves: Ok when the gate may
@@ -365,7 +232,13 @@ impl Lanes {
     ) -> (Result<u16, Reason>, Option<Reservation>) {
         let entry = direction == Direction::Entry;
         let listing = if entry {
-            self.listing(ticket.id)
+            self.store().listing(ticket.id).map_err(|e| {
+                tracing::error!(
+                    ticket = ticket.id,
+                    "revocation lists unreadable, refusing: {e}"
+                );
+                Unreadable
+            })
         } else {
             Ok(Listing::Clear)
         };
@@ -456,60 +329,15 @@ impl Lanes {
         direction: Direction,
         persons: u32,
     ) -> Result<(), LaneError> {
-        let Scan {
-            lane,
-            nonce,
-            at_ms,
-            now,
-            ..
-        } = *scan;
-        self.commit_passage(
-            nonce,
-            reservation.ticket_id,
-            lane,
+        Ok(self.store().commit_passage(&Passage {
+            nonce: scan.nonce.to_owned(),
+            ticket_id: reservation.ticket_id,
+            lane: scan.lane.to_owned(),
             direction,
             persons,
-            at_ms,
-            now,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)] // one row's columns
-    fn commit_passage(
-        &self,
-        nonce: &str,
-        ticket_id: u64,
-        lane: &str,
-        direction: Direction,
-        persons: u32,
-        at_ms: i64,
-        now: LocalMinute,
-    ) -> Result<(), LaneError> {
-        let mut store = self.store();
-        let path = store.path().to_owned();
-        let conn = store.conn();
-        let event = OutboxEvent::Passage {
-            ticket_id,
-            lane: lane.to_owned(),
-            direction,
-            persons,
-            at_ms,
-        };
-        let mut run = || -> Result<(), OutboxError> {
-            let tx = conn.transaction()?;
-            // The passage settles its announcement (if any).
-            tx.execute("DELETE FROM pending_passages WHERE nonce = ?1", [nonce])?;
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![nonce, ticket_id as i64, lane, direction.as_str(), persons, at_ms, rules::local_day(now), now],
-            )?;
-            if inserted == 1 {
-                outbox::queue(&tx, nonce, &event, at_ms)?;
-            }
-            Ok(tx.commit()?)
-        };
-        run().map_err(|e| StoreError::from_outbox(&path, e).into())
+            at_ms: scan.at_ms,
+            local_minute: scan.now,
+        })?)
     }
 
     /// Announces a passage before the gate opens (see `Scan::gate_ledger`):
@@ -533,35 +361,21 @@ impl Lanes {
                 return false;
             }
         };
-        let counter = status.counter(direction);
-        let row = (
-            scan.nonce.to_owned(),
-            gate_name.to_owned(),
-            counter,
-            scan.lane.to_owned(),
-            scan.at_ms,
-            scan.now,
-        );
+        let announced = Announced {
+            counter: status.counter(direction),
+            passage: Passage {
+                nonce: scan.nonce.to_owned(),
+                ticket_id,
+                lane: scan.lane.to_owned(),
+                direction,
+                persons,
+                at_ms: scan.at_ms,
+                local_minute: scan.now,
+            },
+        };
+        let gate = gate_name.to_owned();
         let r = self
-            .blocking(move |l| {
-                let (nonce, gate, counter, lane, at_ms, now) = row;
-                l.store().conn_ref().execute(
-                    "INSERT OR REPLACE INTO pending_passages
-                     (nonce, gate, direction, counter, ticket_id, lane, persons, at_ms, local_minute)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        nonce,
-                        gate,
-                        direction.as_str(),
-                        counter,
-                        ticket_id as i64,
-                        lane,
-                        persons,
-                        at_ms,
-                        now
-                    ],
-                )
-            })
+            .blocking(move |l| l.store().announce_passage(&gate, &announced))
             .await;
         if let Err(e) = r {
             tracing::error!(lane = scan.lane, "could not announce the passage: {e}");
@@ -572,11 +386,7 @@ impl Lanes {
 
     /// Settles an announced passage that got no passage record.
     fn forget(&self, nonce: &str) {
-        let r = self
-            .store()
-            .conn()
-            .execute("DELETE FROM pending_passages WHERE nonce = ?1", [nonce]);
-        if let Err(e) = r {
+        if let Err(e) = self.store().forget_announced(nonce) {
             tracing::error!("could not settle announced passage {nonce}: {e}");
         }
     }
@@ -591,40 +401,16 @@ impl Lanes {
         gate_name: &str,
         status: &hal::gate::GateStatus,
     ) -> Result<(u32, u32), LaneError> {
-        let rows: Vec<PendingRow> = {
-            let mut store = self.store();
-            let path = store.path().to_owned();
-            let conn = store.conn();
-            let mut st = conn
-                .prepare(
-                    "SELECT nonce, direction, counter, ticket_id, lane, persons, at_ms, local_minute
-                     FROM pending_passages WHERE gate = ?1 ORDER BY at_ms",
-                )
-                .map_err(|source| StoreError::Sqlite {
-                    path: path.clone(),
-                    source,
-                })?;
-            st.query_map([gate_name], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|source| StoreError::Sqlite { path, source })?
-        };
+        let announced = self.store().announced(gate_name)?;
         let (mut recorded, mut dropped) = (0, 0);
         // Counters already accounted to earlier announcements.
         let mut used = [0u32; 2];
-        for (nonce, dir, counter, ticket_id, lane, persons, at_ms, minute) in rows {
-            // The table's CHECK allows entry or exit only.
-            let direction: Direction = dir.parse().unwrap_or(Direction::Entry);
+        for Announced {
+            counter,
+            mut passage,
+        } in announced
+        {
+            let direction = passage.direction;
             let i = direction.index();
             // Wrap-safe, as the gate's own polling counts; a jump that large
             // is a controller reset, not visitors.
@@ -633,32 +419,25 @@ impl Lanes {
             let went = if went > MAX_PLAUSIBLE_DELTA {
                 0
             } else {
-                went.min(persons)
+                went.min(passage.persons)
             };
             if went > 0 {
                 used[i] += went;
-                self.commit_passage(
-                    &nonce,
-                    ticket_id as u64,
-                    &lane,
-                    direction,
-                    went,
-                    at_ms,
-                    minute,
-                )?;
+                passage.persons = went;
+                self.store().commit_passage(&passage)?;
                 tracing::warn!(
-                    lane,
-                    ticket = ticket_id,
+                    lane = passage.lane,
+                    ticket = passage.ticket_id,
                     persons = went,
-                    nonce,
+                    nonce = passage.nonce,
                     "passage while gated was stopping, found by the gate's counter: recorded"
                 );
                 recorded += 1;
             } else {
-                self.forget(&nonce);
+                self.forget(&passage.nonce);
                 tracing::info!(
-                    lane,
-                    ticket = ticket_id,
+                    lane = passage.lane,
+                    ticket = passage.ticket_id,
                     "announced passage did not happen (the gate's counter did not move)"
                 );
                 dropped += 1;
@@ -690,27 +469,14 @@ impl Lanes {
         event: &OutboxEvent,
         at_ms: i64,
     ) -> Result<(), LaneError> {
-        let store = self.store();
         let nonce = self.inner.nonces.next(stream);
-        outbox::queue(store.conn_ref(), &nonce, event, at_ms)
-            .map(|_| ())
-            .map_err(|e| StoreError::from_outbox(store.path(), e).into())
+        self.store().queue(&nonce, event, at_ms)?;
+        Ok(())
     }
 
     /// Persons this device let in and out through `lane` on the local day `day`.
     pub fn counts(&self, lane: &str, day: u32) -> Result<(u64, u64), LaneError> {
-        let mut store = self.store();
-        let path = store.path().to_owned();
-        store
-            .conn()
-            .query_row(
-                "SELECT COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
-                        COALESCE(SUM(CASE WHEN direction = 'exit' THEN persons END), 0)
-                 FROM passages WHERE lane = ?1 AND local_day = ?2",
-                params![lane, day],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-            )
-            .map_err(|source| LaneError::Store(StoreError::Sqlite { path, source }))
+        Ok(self.store().lane_counts(lane, day)?)
     }
 
     /// Runs store work on tokio's blocking pool: a commit waits for its
@@ -846,7 +612,3 @@ impl Lanes {
         })
     }
 }
-
-/// A `pending_passages` row: nonce, direction, counter, ticket, lane,
-/// persons, at_ms, local minute.
-type PendingRow = (String, String, u32, i64, String, u32, i64, LocalMinute);

@@ -13,7 +13,7 @@ pub mod lane;
 pub mod lanes;
 pub mod logging;
 pub mod modes;
-pub mod orders;
+
 pub mod power;
 pub mod reads;
 pub mod service_pin;

@@ -425,11 +425,13 @@ impl<P: PowerOff> Machine<P> {
                 pending,
             )
         } else if let Some(e) = self.link_failure() {
-            (
-                Mode::Offline,
-                format!("central system unreachable: {e}"),
-                pending,
-            )
+            // The link's errors mostly name the central system already.
+            let cause = if e.starts_with("central system") {
+                e
+            } else {
+                format!("central system unreachable: {e}")
+            };
+            (Mode::Offline, cause, pending)
         } else {
             (Mode::Normal, ALL_CLEAR.to_owned(), pending)
         }
@@ -603,22 +605,17 @@ impl<P: PowerOff> Machine<P> {
         let at_ms = now_ms();
         let nonce = self.inputs.nonces.next("modes");
         let store = self.inputs.store.lock().expect("store");
-        if let Err(e) = crate::store::outbox::queue(store.conn_ref(), &nonce, &event, at_ms) {
+        if let Err(e) = store.queue(&nonce, &event, at_ms) {
             error!("could not record the {} event: {e}", event.kind());
         }
     }
 
     /// Folds the WAL into the database file.
     fn checkpoint(&mut self) {
-        let mut store = self.inputs.store.lock().expect("store");
-        let r = store
-            .conn()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            });
-        match r {
-            Ok(0) => info!("state made durable (WAL checkpoint)"),
-            Ok(_) => warn!(
+        let store = self.inputs.store.lock().expect("store");
+        match store.checkpoint() {
+            Ok(true) => info!("state made durable (WAL checkpoint)"),
+            Ok(false) => warn!(
                 "WAL checkpoint incomplete (a reader was busy); every commit is durable anyway"
             ),
             Err(e) => error!("WAL checkpoint failed: {e}"),

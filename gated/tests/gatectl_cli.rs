@@ -109,7 +109,7 @@ fn provision_takes_the_code_or_a_file_holding_it() {
 }
 
 #[test]
-fn status_counts_todays_entries_in_the_scenic_areas_day() {
+fn status_without_a_running_gated_says_so_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -125,33 +125,22 @@ fn status_counts_todays_entries_in_the_scenic_areas_day() {
     );
     assert_ne!(text, shipped, "the shipped config names its state_dir");
     std::fs::write(&config, text).unwrap();
-    let cfg = gated::config::load(&config, gated::config::DeviceCheck::Skip).unwrap();
-    let today = gated::tickets::rules::local_day(gated::lanes::local_now(&cfg.time_zone()));
-
-    let mut store = gated::store::Store::open(&state.join("gated.db")).unwrap();
-    // Two people in today, one of them out again, five in yesterday.
-    for (nonce, direction, persons, day) in [
-        ("a", "entry", 2, today),
-        ("b", "exit", 1, today),
-        ("c", "entry", 5, today - 1),
-    ] {
-        store
-            .conn()
-            .execute(
-                "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
-                 VALUES (?1, 1, 'main', ?2, ?3, 0, ?4, 0)",
-                rusqlite::params![nonce, direction, persons, day],
-            )
-            .unwrap();
-    }
-    drop(store);
-
-    let out = gatectl(&["--json", "status", "--config", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // gated alone reads its database: without it, status says so and fails.
+    let status = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gatectl"))
+            .args(args)
+            .args(["status", "--config", config.to_str().unwrap()])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+            .output()
+            .unwrap()
+    };
+    let out = status(&["--json"]);
+    assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(v["persons_entered_today"], 2, "{v}");
+    assert_eq!(v["gated_running"], false, "{v}");
+    let out = status(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("gated         NOT RUNNING"), "{text}");
+    assert!(text.contains("gatectl probe"), "{text}");
 }

@@ -132,16 +132,17 @@ async fn provision(central: &CentralSim, device: &Device, device_id: &str, role:
     assert_eq!(rc, 0, "provision failed: {out}{err}");
 }
 
-fn mode_of(state: &Path) -> String {
-    let v: Option<Vec<u8>> = db(state)
-        .query_row(
-            "SELECT value FROM device_settings WHERE name = 'sync.status'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
-    v.and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
-        .and_then(|v| v["mode"].as_str().map(str::to_owned))
+/// The link's mode as the running gated on `bus` reports it (Device1.Mode,
+/// through gatectl).
+fn mode_of(bus: &str, config: &str) -> String {
+    let out = std::process::Command::new(tests::procs::bin("gatectl"))
+        .args(["--json", "status", "-c", config])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["central"]["mode"].as_str().map(str::to_owned))
         .unwrap_or_default()
 }
 
@@ -311,8 +312,6 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
             [],
         )
         .unwrap();
-        c.execute("DELETE FROM device_settings WHERE name = 'sync.status'", [])
-            .unwrap();
     }
     let mut gated = Gated::start(&device.config());
     gated.wait_for(&["after cursor 0"]).await;
@@ -332,12 +331,14 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
     let lane = lane(&central, "lane-1").await;
     provision(&central, &lane.device, "lane-1", "lane").await;
     let state = lane.device.state();
+    let bus = Bus::start(&dir.path().join("bus"), None).await;
+    let cfg = lane.device.config_str();
     let mut tokens = Vec::new();
     for _ in 0..6 {
         let t = central.admin("/sim/sell", json!({})).await;
         tokens.push(t["token"].as_str().unwrap().to_owned());
     }
-    let mut gated = Gated::start(&lane.device.config());
+    let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
     gated
         .wait_for_all(&[&["catalog updated"], &["device=\"qr\"", "connected"]])
         .await;
@@ -365,7 +366,10 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
         lane.scanner.scan(t).await.unwrap();
         gated.wait_for(&["admitted"]).await;
     }
-    wait_until("offline", BOUND, || mode_of(&state) == "offline").await;
+    wait_until("offline", BOUND, || {
+        mode_of(&bus.address, &cfg) == "offline"
+    })
+    .await;
     // Three passages, and the device's move to offline mode.
     let passages_queued = "SELECT COUNT(*) FROM outbox WHERE kind = 'passage'";
     assert_eq!(db_count(&state, passages_queued), 3);
@@ -379,17 +383,21 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
 
     // Power cut: gated dies; on restart the outbox is still there.
     gated.kill().await;
-    let mut gated = Gated::start(&lane.device.config());
+    let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
     gated.wait_for(&["device=\"qr\"", "connected"]).await;
     lane.scanner.scan(&tokens[4]).await.unwrap();
     gated.wait_for(&["admitted"]).await;
     assert_eq!(db_count(&state, passages_queued), 4);
     let queued = db_count(&state, "SELECT COUNT(*) FROM outbox");
-    let (rc, out, _) = gatectl(&["status", "-c", &lane.device.config_str()]).await;
+    let (rc, out, _) = gatectl_on_bus(&bus.address, &["status", "-c", &cfg]).await;
     assert_eq!(rc, 0);
     assert!(out.contains("OFFLINE since"), "{out}");
     assert!(
         out.contains(&format!("outbox        {queued} event(s)")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("unreachable: central system unreachable"),
         "{out}"
     );
 
@@ -399,7 +407,7 @@ async fn the_outbox_survives_a_kill_and_an_outage_and_drains_without_duplicates(
         db_count(&state, "SELECT COUNT(*) FROM outbox") == 0
     })
     .await;
-    wait_until("online", BOUND, || mode_of(&state) == "online").await;
+    wait_until("online", BOUND, || mode_of(&bus.address, &cfg) == "online").await;
     lane.scanner.scan(&tokens[5]).await.unwrap();
     gated.wait_for(&["admitted"]).await;
     wait_until("the last event uploaded", BOUND, || {
@@ -429,6 +437,7 @@ async fn a_central_sale_reaches_the_lane_by_long_poll_and_a_refund_revokes_it() 
     let lane = lane(&central, "lane-2").await;
     provision(&central, &lane.device, "lane-2", "lane").await;
     let state = lane.device.state();
+    let bus = Bus::start(&dir.path().join("bus"), None).await;
     // The device clock is 10 minutes off the central system's.
     central
         .admin(
@@ -436,7 +445,7 @@ async fn a_central_sale_reaches_the_lane_by_long_poll_and_a_refund_revokes_it() 
             json!({ "mode": "none", "clock_offset_ms": 600_000 }),
         )
         .await;
-    let mut gated = Gated::start(&lane.device.config());
+    let mut gated = Gated::start_on_bus(&lane.device.config(), &bus.address);
     gated
         .wait_for_all(&[
             &["catalog updated"],
@@ -473,12 +482,17 @@ async fn a_central_sale_reaches_the_lane_by_long_poll_and_a_refund_revokes_it() 
     lane.id_reader.remove();
 
     // The skew is shown, and did not make the valid ticket invalid.
-    let (_, out, _) = gatectl(&["--json", "status", "-c", &lane.device.config_str()]).await;
+    let (_, out, _) = gatectl_on_bus(
+        &bus.address,
+        &["--json", "status", "-c", &lane.device.config_str()],
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let skew = v["central"]["clock_skew_ms"].as_i64().unwrap();
     assert!((598_000..=602_000).contains(&skew), "{out}");
     assert_eq!(v["central"]["clock_skew_reported"], true);
-    let (_, out, _) = gatectl(&["status", "-c", &lane.device.config_str()]).await;
+    let (_, out, _) =
+        gatectl_on_bus(&bus.address, &["status", "-c", &lane.device.config_str()]).await;
     assert!(out.contains("clock skew    +"), "{out}");
     assert!(out.contains("set the time (NTP)"), "{out}");
 
@@ -689,7 +703,7 @@ async fn an_engineer_changes_a_lane_through_gatectl() {
     assert!(out.contains("power         ON BATTERY, 80 %"), "{out}");
     lane.ups.set("ups.status", "OL");
     gated.wait_for(&["power: on mains"]).await;
-    let (rc, out, _) = gatectl(&["logs", "-c", &cfg]).await;
+    let (rc, out, _) = gatectl_on_bus(&bus.address, &["logs", "-c", &cfg]).await;
     assert_eq!(rc, 0);
     assert!(out.contains("entry at lane east-1: ticket"), "{out}");
 

@@ -127,17 +127,15 @@ fn save(
 ) -> Result<(), StoreError> {
     let mut store = Store::open(&state_dir.join("gated.db"))?;
     let path = store.path().to_owned();
-    let err = |source| StoreError::Sqlite {
-        path: path.clone(),
-        source,
-    };
-    let tx = store.conn().transaction().map_err(err)?;
-    sync::replace_signing_keys(&tx, &answer.signing_keys).map_err(err)?;
-    sync::put(&tx, "id_hash_key", id_hash_key).map_err(err)?;
-    sync::put(&tx, sync::CURSOR, b"0").map_err(err)?;
-    sync::put(&tx, sync::CATALOG_VERSION, b"0").map_err(err)?;
-    sync::put(&tx, "central_url", central_url.as_bytes()).map_err(err)?;
-    tx.commit().map_err(err)
+    store
+        .in_transaction(|tx| {
+            sync::replace_signing_keys(tx, &answer.signing_keys)?;
+            sync::put(tx, "id_hash_key", id_hash_key)?;
+            sync::put(tx, sync::CURSOR, b"0")?;
+            sync::put(tx, sync::CATALOG_VERSION, b"0")?;
+            sync::put(tx, "central_url", central_url.as_bytes())
+        })
+        .map_err(|source| StoreError::Sqlite { path, source })
 }
 
 /// Why an enrollment failed, sorted for the caller (gatectl, Engineer1).

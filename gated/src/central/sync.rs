@@ -12,12 +12,12 @@
 //! Failures make the device offline (visible in the status) and are retried
 //! with jittered backoff; lanes keep validating from the store meanwhile.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hal::supervise::Backoff;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::Transaction;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -28,13 +28,15 @@ use super::client::{self, CALL_TIMEOUT, CentralError, Session};
 use super::identity;
 use crate::config::Config;
 use crate::lane::Lanes;
+use crate::store::keys::{self, KeyRow};
 use crate::store::outbox::{Nonces, OutboxError};
+use crate::store::tickets::{TicketRow, feed};
 use crate::store::{Store, StoreError};
+use crate::tickets::rules::Product;
 
 /// `device_settings` rows this module owns.
 pub const CURSOR: &str = "sync.cursor";
 pub const CATALOG_VERSION: &str = "sync.catalog_version";
-pub const STATUS: &str = "sync.status";
 /// The catalog as last received (JSON), for the kiosk.
 pub const CATALOG: &str = "catalog";
 
@@ -80,8 +82,6 @@ pub struct SyncStatus {
     pub outbox_depth: u64,
     /// Central clock minus device clock.
     pub clock_skew_ms: Option<i64>,
-    /// Set when the written status was last refreshed (Unix ms).
-    pub updated_ms: i64,
 }
 
 impl SyncStatus {
@@ -117,22 +117,8 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 /// Sets a `device_settings` row inside a transaction.
-pub fn put(tx: &Transaction<'_>, name: &str, value: &[u8]) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO device_settings (name, value) VALUES (?1, ?2)
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        params![name, value],
-    )
-    .map(|_| ())
-}
+pub use crate::store::settings::put;
 
 fn setting_u64(store: &Store, name: &str) -> Result<u64, StoreError> {
     Ok(store
@@ -142,30 +128,17 @@ fn setting_u64(store: &Store, name: &str) -> Result<u64, StoreError> {
         .unwrap_or(0))
 }
 
-/// The status as gated last wrote it (for gatectl).
-pub fn read_status(store: &Store) -> Result<Option<SyncStatus>, StoreError> {
-    Ok(store
-        .setting(STATUS)?
-        .and_then(|v| serde_json::from_slice(&v).ok()))
-}
-
-pub fn outbox_depth(store: &mut Store) -> Result<u64, StoreError> {
-    let path = store.path().to_owned();
-    store
-        .conn()
-        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(sqlite(&path))
-}
-
 /// Replaces the pinned ticket-signing keys.
 pub fn replace_signing_keys(
     tx: &Transaction<'_>,
     keys: &[api::SigningKey],
 ) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM signing_keys", [])?;
+    let mut rows = Vec::new();
     for k in keys {
-        let Some(public) = hex::decode(&k.public_key).ok().filter(|b| b.len() == 32) else {
+        let Some(public_key) = hex::decode(&k.public_key)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
             warn!(
                 key_id = k.key_id,
                 "signing key is not 32 bytes of hex; skipped"
@@ -188,53 +161,50 @@ pub fn replace_signing_keys(
                 continue;
             }
         };
-        tx.execute(
-            "INSERT INTO signing_keys (key_id, public_key, valid_from, valid_until) VALUES (?1, ?2, ?3, ?4)",
-            params![k.key_id, public, from.unwrap_or(0), until],
-        )?;
+        rows.push(KeyRow {
+            key_id: k.key_id,
+            public_key,
+            valid_from: from,
+            valid_until: until,
+        });
     }
-    Ok(())
+    keys::replace(tx, &rows)
 }
 
 /// Applies a catalog in one transaction.
 pub fn apply_catalog(store: &mut Store, catalog: &api::Catalog) -> Result<(), StoreError> {
-    let path = store.path().to_owned();
-    let err = sqlite(&path);
     let json = serde_json::to_vec(catalog).expect("catalog serializes");
-    let tx = store.conn().transaction().map_err(&err)?;
-    let run = || -> rusqlite::Result<()> {
-        replace_signing_keys(&tx, &catalog.signing_keys)?;
-        // Products are replaced whole; tickets of a withdrawn product are then refused.
-        tx.execute("DELETE FROM products", [])?;
-        let mut ins = tx.prepare(
-            "INSERT INTO products (id, name, lane_groups, entries_allowed, per_day_limit,
-                 reentry_after_exit, reentry_minutes, weekdays, slot_start, slot_end)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        for p in &catalog.products {
+    let products: Vec<(Product, &str)> = catalog
+        .products
+        .iter()
+        .map(|p| {
             // Lanes admit during the product's sale slots, first start to last end.
             let start = p.slots.iter().map(|s| s.start_minute).min().unwrap_or(0);
             let end = p.slots.iter().map(|s| s.end_minute).max().unwrap_or(1440);
-            ins.execute(params![
-                p.id,
-                p.name,
-                p.lane_groups.join(","),
-                p.entries_allowed,
-                p.per_day_limit,
-                p.reentry_after_exit,
-                p.reentry_minutes,
-                p.weekdays,
-                start,
-                end
-            ])?;
-        }
-        drop(ins);
-        put(&tx, CATALOG, &json)?;
-        put(&tx, CATALOG_VERSION, catalog.version.to_string().as_bytes())?;
-        Ok(())
-    };
-    run().map_err(&err)?;
-    tx.commit().map_err(&err)
+            let rules = Product {
+                id: p.id,
+                lane_groups: p.lane_groups.clone(),
+                entries_allowed: p.entries_allowed,
+                per_day_limit: p.per_day_limit,
+                reentry_after_exit: p.reentry_after_exit,
+                reentry_minutes: p.reentry_minutes,
+                weekdays: p.weekdays,
+                slot_start: start,
+                slot_end: end,
+            };
+            (rules, p.name.as_str())
+        })
+        .collect();
+    let path = store.path().to_owned();
+    store
+        .in_transaction(|tx| {
+            replace_signing_keys(tx, &catalog.signing_keys)?;
+            // Products are replaced whole; tickets of a withdrawn product are then refused.
+            feed::replace_products(tx, &products)?;
+            put(tx, CATALOG, &json)?;
+            put(tx, CATALOG_VERSION, catalog.version.to_string().as_bytes())
+        })
+        .map_err(|source| StoreError::Sqlite { path, source })
 }
 
 /// What applying a page found.
@@ -253,26 +223,8 @@ pub fn apply_page(
     nonces: &Nonces,
 ) -> Result<Applied, StoreError> {
     let path = store.path().to_owned();
-    let err = sqlite(&path);
-    let tx = store.conn().transaction().map_err(&err)?;
     let mut applied = Applied::default();
-    let run = |applied: &mut Applied| -> Result<(), OutboxError> {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO tickets (id, serial, product_id, valid_from, valid_until,
-                 entries_allowed, group_size, holder_hash, card_uid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (id) DO UPDATE SET serial = excluded.serial,
-                 product_id = excluded.product_id, valid_from = excluded.valid_from,
-                 valid_until = excluded.valid_until, entries_allowed = excluded.entries_allowed,
-                 group_size = excluded.group_size, holder_hash = excluded.holder_hash,
-                 card_uid = excluded.card_uid",
-        )?;
-        // A serial or card moves to its new ticket (a card re-issued).
-        let mut free_card = tx.prepare_cached(
-            "UPDATE tickets SET card_uid = NULL WHERE card_uid = ?1 AND id <> ?2",
-        )?;
-        let mut free_serial =
-            tx.prepare_cached("UPDATE tickets SET serial = NULL WHERE serial = ?1 AND id <> ?2")?;
+    let run = |tx: &Transaction<'_>| -> Result<(), OutboxError> {
         for change in &page.changes {
             match change {
                 Change::Ticket(t) => {
@@ -283,65 +235,35 @@ pub fn apply_page(
                         warn!(ticket = t.id, "ticket with unreadable validity skipped");
                         continue;
                     };
-                    let holder = t
+                    let holder_hash = t
                         .holder_hash
                         .as_deref()
                         .and_then(|h| hex::decode(h).ok())
-                        .filter(|h| h.len() == 16);
-                    let id = t.id as i64;
-                    if let Some(uid) = &t.card_uid {
-                        free_card.execute(params![uid, id])?;
-                    }
-                    if let Some(serial) = &t.serial {
-                        free_serial.execute(params![serial, id])?;
-                    }
-                    upsert.execute(params![
-                        id,
-                        t.serial,
-                        t.product_id,
-                        from,
-                        until,
-                        t.entries_allowed,
-                        t.group_size,
-                        holder,
-                        t.card_uid
-                    ])?;
-                }
-                Change::Revoke { ticket_id, reason } => {
-                    tx.execute(
-                        "INSERT INTO revoked (ticket_id, reason) VALUES (?1, ?2)
-                         ON CONFLICT (ticket_id) DO UPDATE SET reason = excluded.reason",
-                        params![*ticket_id as i64, reason],
+                        .and_then(|h| <[u8; 16]>::try_from(h).ok());
+                    feed::put_ticket(
+                        tx,
+                        &TicketRow {
+                            id: t.id,
+                            serial: t.serial.as_deref(),
+                            product_id: t.product_id,
+                            valid_from: from,
+                            valid_until: until,
+                            entries_allowed: t.entries_allowed,
+                            group_size: t.group_size,
+                            holder_hash,
+                            card_uid: t.card_uid.as_deref(),
+                        },
                     )?;
                 }
-                Change::Block { ticket_id, reason } => {
-                    tx.execute(
-                        "INSERT INTO blocked (ticket_id, reason) VALUES (?1, ?2)
-                         ON CONFLICT (ticket_id) DO UPDATE SET reason = excluded.reason",
-                        params![*ticket_id as i64, reason],
-                    )?;
-                }
-                Change::Unblock { ticket_id } => {
-                    tx.execute(
-                        "DELETE FROM blocked WHERE ticket_id = ?1",
-                        [*ticket_id as i64],
-                    )?;
-                }
+                Change::Revoke { ticket_id, reason } => feed::revoke(tx, *ticket_id, reason)?,
+                Change::Block { ticket_id, reason } => feed::block(tx, *ticket_id, Some(reason))?,
+                Change::Unblock { ticket_id } => feed::block(tx, *ticket_id, None)?,
                 Change::Card {
                     ticket_id,
                     card_uid,
-                } => {
-                    let id = *ticket_id as i64;
-                    if let Some(uid) = card_uid {
-                        free_card.execute(params![uid, id])?;
-                    }
-                    tx.execute(
-                        "UPDATE tickets SET card_uid = ?2 WHERE id = ?1",
-                        params![id, card_uid],
-                    )?;
-                }
+                } => feed::set_card(tx, *ticket_id, card_uid.as_deref())?,
                 Change::Order(order) => {
-                    crate::orders::upsert(&tx, order, now_ms(), false, nonces)?;
+                    crate::store::orders::upsert(tx, order, now_ms(), false, nonces)?;
                 }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
@@ -349,11 +271,11 @@ pub fn apply_page(
             }
             applied.changes += 1;
         }
-        drop((upsert, free_card, free_serial));
-        Ok(put(&tx, CURSOR, page.next_cursor.to_string().as_bytes())?)
+        Ok(put(tx, CURSOR, page.next_cursor.to_string().as_bytes())?)
     };
-    run(&mut applied).map_err(|e| StoreError::from_outbox(&path, e))?;
-    tx.commit().map_err(&err)?;
+    store
+        .in_transaction(run)
+        .map_err(|e| StoreError::from_outbox(&path, e))?;
     Ok(applied)
 }
 
@@ -363,10 +285,11 @@ pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreErro
     let state_dir = config.state_dir.get_ref().clone();
     let store = Store::open(&state_dir.join("gated.db"))?;
     let nonces = store.nonces(config.device_id.get_ref())?;
-    let mut status = read_status(&store)?.unwrap_or_default();
-    status.mode = Mode::Unprovisioned;
-    status.cursor = setting_u64(&store, CURSOR)?;
-    status.catalog_version = setting_u64(&store, CATALOG_VERSION)?;
+    let status = SyncStatus {
+        cursor: setting_u64(&store, CURSOR)?,
+        catalog_version: setting_u64(&store, CATALOG_VERSION)?,
+        ..SyncStatus::default()
+    };
     let (tx, rx) = watch::channel(status);
     let (session_tx, session_rx) = watch::channel(None);
     let resync = Arc::new(tokio::sync::Notify::new());
@@ -523,23 +446,13 @@ impl Link {
         ))
     }
 
-    /// Changes the status, and writes it to the store for gatectl.
+    /// Changes the status (Device1 shows it; gatectl reads it there).
     fn update(&self, f: impl FnOnce(&mut SyncStatus)) {
-        let mut changed = false;
         self.status.send_if_modified(|s| {
             let before = s.clone();
             f(s);
-            changed = *s != before;
-            changed
+            *s != before
         });
-        if changed {
-            let mut s = self.status.borrow().clone();
-            s.updated_ms = now_ms();
-            let json = serde_json::to_vec(&s).expect("status serializes");
-            if let Err(e) = self.store.lock().expect("store").put_setting(STATUS, &json) {
-                warn!("cannot record the sync status: {e}");
-            }
-        }
     }
 
     fn online(&self) {
@@ -667,27 +580,18 @@ impl Link {
         loop {
             let batch = self
                 .with_store(|s| {
-                    let depth = outbox_depth(s)?;
-                    let path = s.path().to_owned();
+                    let depth = s.outbox_depth()?;
                     let events = s
-                        .conn()
-                        .prepare_cached(
-                            "SELECT nonce, kind, body, created_ms FROM outbox ORDER BY id LIMIT ?1",
-                        )
-                        .and_then(|mut st| {
-                            st.query_map([PUSH_BATCH], |r| {
-                                let body: String = r.get(2)?;
-                                Ok(api::Event {
-                                    nonce: r.get(0)?,
-                                    kind: r.get(1)?,
-                                    body: serde_json::from_str(&body)
-                                        .unwrap_or(serde_json::Value::String(body)),
-                                    device_time_ms: r.get(3)?,
-                                })
-                            })?
-                            .collect::<Result<Vec<_>, _>>()
+                        .outbox_batch(PUSH_BATCH as usize)?
+                        .into_iter()
+                        .map(|(nonce, kind, body, device_time_ms)| api::Event {
+                            nonce,
+                            kind,
+                            body: serde_json::from_str(&body)
+                                .unwrap_or(serde_json::Value::String(body)),
+                            device_time_ms,
                         })
-                        .map_err(sqlite(&path))?;
+                        .collect::<Vec<_>>();
                     Ok((depth, events))
                 })
                 .await;
@@ -716,19 +620,7 @@ impl Link {
                         ack.accepted.into_iter().chain(ack.duplicates).collect();
                     let n = done.len();
                     let removed = self
-                        .with_store(move |s| {
-                            let path = s.path().to_owned();
-                            let tx = s.conn().transaction().map_err(sqlite(&path))?;
-                            {
-                                let mut del = tx
-                                    .prepare_cached("DELETE FROM outbox WHERE nonce = ?1")
-                                    .map_err(sqlite(&path))?;
-                                for nonce in &done {
-                                    del.execute([nonce]).map_err(sqlite(&path))?;
-                                }
-                            }
-                            tx.commit().map_err(sqlite(&path))
-                        })
+                        .with_store(move |s| s.outbox_ack(done.iter().map(String::as_str)))
                         .await;
                     match removed {
                         Ok(()) => tracing::debug!(events = n, "events uploaded"),
@@ -818,23 +710,4 @@ fn jitter(d: Duration) -> Duration {
     getrandom::fill(&mut b).expect("the kernel's random source");
     let f = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;
     d.mul_f64(f)
-}
-
-/// Reads a setting a test or gatectl wants without the whole status.
-pub fn cursor(store: &Store) -> Result<u64, StoreError> {
-    setting_u64(store, CURSOR)
-}
-
-/// The revocation a ticket has, if any (gatectl and tests).
-pub fn revoked(store: &mut Store, ticket_id: u64) -> Result<Option<String>, StoreError> {
-    let path = store.path().to_owned();
-    store
-        .conn()
-        .query_row(
-            "SELECT reason FROM revoked WHERE ticket_id = ?1",
-            [ticket_id as i64],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sqlite(&path))
 }

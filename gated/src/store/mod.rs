@@ -5,9 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
+pub mod keys;
+pub mod orders;
 pub mod outbox;
+pub mod passages;
+pub mod settings;
+pub mod tickets;
+pub mod timeline;
 
 /// Schema migrations, in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -236,7 +242,7 @@ impl Store {
         Ok(store)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -278,57 +284,32 @@ impl Store {
         Ok(())
     }
 
-    /// Pins a ticket-signing public key.
-    pub fn put_signing_key(&self, key_id: u16, public_key: &[u8; 32]) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO signing_keys (key_id, public_key) VALUES (?1, ?2)
-                 ON CONFLICT (key_id) DO UPDATE SET public_key = excluded.public_key",
-                params![key_id, &public_key[..]],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    /// The public key with this id, if pinned.
-    pub fn signing_key(&self, key_id: u16) -> Result<Option<[u8; 32]>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT public_key FROM signing_keys WHERE key_id = ?1",
-                [key_id],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-            .optional()
-            .map(|k| k.and_then(|k| k.try_into().ok()))
-            .map_err(|e| self.err(e))
-    }
-
-    /// A provisioning setting (e.g. `id_hash_key`).
-    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT value FROM device_settings WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
-
-    pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO device_settings (name, value) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![name, value],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
     /// Nonces for `device`'s outbox events, in a new epoch (see [`outbox`]).
     pub fn nonces(&self, device: &str) -> Result<outbox::Nonces, StoreError> {
         outbox::Nonces::start(&self.conn, device).map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` in one transaction, committed when it returns Ok: what it
+    /// writes is durable together or not at all.
+    pub fn in_transaction<T, E: From<rusqlite::Error>>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.conn.transaction()?;
+        let v = f(&tx)?;
+        tx.commit()?;
+        Ok(v)
+    }
+
+    /// Folds the WAL into the database file; false when a reader kept it
+    /// from completing (every commit is durable either way).
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|busy| busy == 0)
+            .map_err(|e| self.err(e))
     }
 
     /// The database file.

@@ -294,6 +294,62 @@ pub fn queue(
     }
 }
 
+impl super::Store {
+    /// Queues one event on its own (not part of a wider transaction).
+    pub fn queue(
+        &self,
+        nonce: &str,
+        event: &OutboxEvent,
+        at_ms: i64,
+    ) -> Result<Queued, super::StoreError> {
+        queue(self.conn_ref(), nonce, event, at_ms)
+            .map_err(|e| super::StoreError::from_outbox(self.path(), e))
+    }
+
+    /// Events waiting for the central system.
+    pub fn outbox_depth(&self) -> Result<u64, super::StoreError> {
+        depth(self.conn_ref()).map_err(|e| self.err(e))
+    }
+
+    /// The oldest `limit` events waiting: (nonce, kind, body, created_ms).
+    pub fn outbox_batch(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String, i64)>, super::StoreError> {
+        self.conn_ref()
+            .prepare_cached("SELECT nonce, kind, body, created_ms FROM outbox ORDER BY id LIMIT ?1")
+            .and_then(|mut st| {
+                st.query_map([limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes the events the central system acknowledged, in one transaction.
+    pub fn outbox_ack<'a>(
+        &mut self,
+        nonces: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), super::StoreError> {
+        let path = self.path().to_owned();
+        let err = |source| super::StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn().transaction().map_err(err)?;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM outbox WHERE nonce = ?1")
+                .map_err(err)?;
+            for n in nonces {
+                del.execute([n]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
 /// Events waiting for the central system.
 pub fn depth(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))

@@ -126,7 +126,8 @@ impl Payload {
     }
 }
 
-fn signed_message(payload: &[u8]) -> Vec<u8> {
+/// The bytes a token's signature covers: the domain tag, then the payload.
+pub fn signed_message(payload: &[u8]) -> Vec<u8> {
     [DOMAIN, payload].concat()
 }
 

@@ -6,9 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use gated::central::enroll;
-use gated::central::sync::{self, Mode, SyncStatus};
+use gated::central::sync;
 use gated::config::{self, Config, DeviceCheck};
-use gated::store::Store;
 use serde_json::json;
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -19,10 +18,12 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn when(ms: i64) -> String {
+/// A time in the scenic area's time zone (`timezone` in gated.toml), the
+/// one the tickets, slots and days are in, whatever the device's TZ says.
+fn when(ms: i64, tz: &jiff::tz::TimeZone) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
+            t.to_zoned(tz.clone())
                 .strftime("%Y-%m-%d %H:%M:%S %Z")
                 .to_string()
         })
@@ -121,7 +122,10 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                 println!("  ID-hash key   {}", s("id_hash_key"));
                 println!(
                     "  access token  received (stored, not shown), expires {}",
-                    when(e["token_expires_at_ms"].as_i64().unwrap_or(0))
+                    when(
+                        e["token_expires_at_ms"].as_i64().unwrap_or(0),
+                        &config.time_zone()
+                    )
                 );
                 println!(
                     "  clock skew    {}{}",
@@ -169,71 +173,38 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
     }
 }
 
-/// What the store says: counts and the link's recorded status.
-struct Seen {
-    status: Option<SyncStatus>,
-    outbox: u64,
-    tickets: u64,
-    revoked: u64,
-    blocked: u64,
-    passages_today: u64,
-}
+const DEVICE1: &str = "cn.scenicpark.Gated.Device1";
 
-/// `today`: the scenic area's day (gated's `local_day`), as the lane rules count.
-fn read(store: &mut Store, today: u32) -> Result<Seen, gated::store::StoreError> {
-    let status = sync::read_status(store)?;
-    let outbox = sync::outbox_depth(store)?;
-    let path = store.path().to_owned();
-    let count = |store: &mut Store, sql: &str| {
-        store
-            .conn()
-            .query_row(sql, [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(|source| gated::store::StoreError::Sqlite {
-                path: path.clone(),
-                source,
-            })
-    };
-    Ok(Seen {
-        status,
-        outbox,
-        tickets: count(store, "SELECT COUNT(*) FROM tickets")?,
-        revoked: count(store, "SELECT COUNT(*) FROM revoked")?,
-        blocked: count(store, "SELECT COUNT(*) FROM blocked")?,
-        // Entries only (an exit is the same visitor leaving), in the scenic
-        // area's own day rather than UTC's.
-        passages_today: count(
-            store,
-            &format!(
-                "SELECT COALESCE(SUM(persons), 0) FROM passages WHERE direction = 'entry' AND local_day = {today}"
-            ),
-        )?,
-    })
-}
-
+/// `gatectl status`: everything comes from the running gated over D-Bus
+/// (gated alone touches its database); without gated it says so.
 pub fn status(config_path: &Path, json: bool) -> ExitCode {
     let config = match load(config_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let db = config.state_dir.get_ref().join("gated.db");
-    if !db.exists() {
-        eprintln!(
-            "gatectl: {} does not exist: gated has not run with this configuration yet",
-            db.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let today = gated::tickets::rules::local_day(gated::lanes::local_now(&config.time_zone()));
-    let seen = match Store::open_read_only(&db).and_then(|mut s| read(&mut s, today)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("gatectl: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let st = seen.status.clone().unwrap_or_default();
+    let tz = config.time_zone();
     let device = RunningDevice::read();
+    let counts = device
+        .0
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|_| call::<_, (u64, u64, u64, u64, u64)>(DEVICE1, "Counts", &()));
+    let (tickets, revoked, blocked, entered, outbox) = match counts {
+        Ok(c) => c,
+        Err(e) => return not_running(&config, &e, json),
+    };
+    let mode: String = device.prop("Mode").unwrap_or_default();
+    let since: i64 = device.prop("ModeSinceMs").unwrap_or(0);
+    let url: String = device.prop("CentralUrl").unwrap_or_default();
+    let last_sync: i64 = device.prop("LastSyncMs").unwrap_or(0);
+    let last_error: String = device.prop("LastError").unwrap_or_default();
+    let cursor: u64 = device.prop("Cursor").unwrap_or(0);
+    let catalog: u64 = device.prop("CatalogVersion").unwrap_or(0);
+    // Known once a heartbeat was answered, which is a successful exchange.
+    let skew: Option<i64> = (last_sync != 0)
+        .then(|| device.prop("ClockSkewMs").ok())
+        .flatten();
+    let skew_reported = skew.is_some_and(|s| s.unsigned_abs() > sync::SKEW_REPORTED_MS as u64);
     let devices = device.devices();
     let lanes = running_lanes().unwrap_or_default();
     let power = device.power().ok();
@@ -244,24 +215,24 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
             json!({
                 "role": config.role,
                 "device_id": config.device_id.get_ref(),
+                "time_zone": tz.iana_name(),
                 "central": {
-                    "mode": st.mode,
-                    "url": st.central_url,
-                    "since_ms": st.since_ms,
-                    "last_sync_ms": st.last_sync_ms,
-                    "last_error": st.last_error,
-                    "cursor": st.cursor,
-                    "catalog_version": st.catalog_version,
-                    "clock_skew_ms": st.clock_skew_ms,
-                    "clock_skew_reported": st.skew_reported(),
-                    "status_written_ms": st.updated_ms,
+                    "mode": mode,
+                    "url": (!url.is_empty()).then_some(&url),
+                    "since_ms": since,
+                    "last_sync_ms": (last_sync != 0).then_some(last_sync),
+                    "last_error": (!last_error.is_empty()).then_some(&last_error),
+                    "cursor": cursor,
+                    "catalog_version": catalog,
+                    "clock_skew_ms": skew,
+                    "clock_skew_reported": skew_reported,
                 },
-                "outbox_depth": seen.outbox,
-                "tickets": seen.tickets,
-                "revoked": seen.revoked,
-                "blocked": seen.blocked,
-                "persons_entered_today": seen.passages_today,
-                "gated_running": devices.is_ok(),
+                "outbox_depth": outbox,
+                "tickets": tickets,
+                "revoked": revoked,
+                "blocked": blocked,
+                "persons_entered_today": entered,
+                "gated_running": true,
                 "lanes": lanes,
                 "power": power,
                 "operating_mode": op_mode.as_ref().map(|(m, c, since, peak)| json!({
@@ -272,51 +243,50 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    println!(
-        "{} {}  ({})",
-        config.role,
-        config.device_id.get_ref(),
-        db.display()
-    );
-    let mode = match st.mode {
-        Mode::Unprovisioned => "NOT PROVISIONED: run `gatectl provision --code CODE`".to_owned(),
-        Mode::Online => format!("online since {}", when(st.since_ms)),
-        Mode::Offline => format!("OFFLINE since {}", when(st.since_ms)),
+    println!("{} {}", config.role, config.device_id.get_ref());
+    let link = match mode.as_str() {
+        "unprovisioned" => "NOT PROVISIONED: run `gatectl provision --code CODE`".to_owned(),
+        "online" => format!("online since {}", when(since, &tz)),
+        "offline" => format!("OFFLINE since {}", when(since, &tz)),
+        other => other.to_owned(),
     };
-    println!("  central       {mode}");
-    if let Some(url) = &st.central_url {
+    println!("  central       {link}");
+    if !url.is_empty() {
         println!("                {url}");
     }
-    if let Some(t) = st.last_sync_ms {
-        println!("  last sync     {} ({})", ago(t), when(t));
+    if last_sync != 0 {
+        println!(
+            "  last sync     {} ({})",
+            ago(last_sync),
+            when(last_sync, &tz)
+        );
     }
-    if let Some(e) = &st.last_error {
-        println!("  last error    {e}");
+    if !last_error.is_empty() {
+        println!("  last error    {last_error}");
     }
-    match st.clock_skew_ms {
-        Some(s) if st.skew_reported() => println!(
+    match skew {
+        Some(s) if skew_reported => println!(
             "  clock skew    {}  ← device clock is off by more than 2 min: set the time (NTP); tickets are still checked on the device clock",
             skew_text(s)
         ),
         Some(s) => println!("  clock skew    {}", skew_text(s)),
         None => println!("  clock skew    unknown (no heartbeat answered yet)"),
     }
+    println!("  outbox        {outbox} event(s) waiting for upload");
     println!(
-        "  outbox        {} event(s) waiting for upload",
-        seen.outbox
+        "  tickets       {tickets} known, {revoked} revoked, {blocked} blocked (cursor {cursor}, catalog v{catalog})"
     );
-    println!(
-        "  tickets       {} known, {} revoked, {} blocked (cursor {}, catalog v{})",
-        seen.tickets, seen.revoked, seen.blocked, st.cursor, st.catalog_version
-    );
-    println!("  entries today {} person(s)", seen.passages_today);
+    println!("  entries today {entered} person(s)");
     if let Some((m, cause, since, peak)) = &op_mode {
         let shout = if m == "normal" {
             m.clone()
         } else {
             m.to_uppercase()
         };
-        println!("  mode          {shout} since {}: {cause}", when(*since));
+        println!(
+            "  mode          {shout} since {}: {cause}",
+            when(*since, &tz)
+        );
         if !peak.is_empty() {
             println!("  peak          lane group(s) {}", peak.join(", "));
         }
@@ -332,7 +302,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                 println!("  {label:<13} {family:<16} {state}");
             }
         }
-        Err(e) => println!("  gated         not reachable on D-Bus ({e}): is it running?"),
+        Err(e) => println!("  devices       unknown ({e})"),
     }
     for (i, l) in lanes.iter().enumerate() {
         let label = if i == 0 { "lanes" } else { "" };
@@ -371,10 +341,30 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
             l["exits_today"].as_u64().unwrap_or(0),
         );
     }
-    if st.updated_ms > 0 {
-        println!("  (status written by gated {})", ago(st.updated_ms));
-    }
     ExitCode::SUCCESS
+}
+
+/// gated does not answer on the bus: say so, and what to do.
+fn not_running(config: &Config, why: &str, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{:#}",
+            json!({
+                "role": config.role,
+                "device_id": config.device_id.get_ref(),
+                "gated_running": false,
+                "error": why,
+            })
+        );
+    } else {
+        println!("{} {}", config.role, config.device_id.get_ref());
+        println!("  gated         NOT RUNNING: it does not answer on D-Bus ({why})");
+        println!(
+            "                the status comes from the running gated: `systemctl status gated`, `journalctl -u gated`;"
+        );
+        println!("                with gated stopped, `gatectl probe …` talks to single devices");
+    }
+    ExitCode::FAILURE
 }
 
 /// One call to the running gated on the system bus; the error is for people.
@@ -597,39 +587,19 @@ pub fn self_test(device: &str, name: &str, json: bool) -> ExitCode {
     }
 }
 
-/// `gatectl logs`: the device's recent events, newest first, from its database.
+/// `gatectl logs`: the device's recent events, newest first, from the
+/// running gated (`Engineer1.Logs`).
 pub fn logs(config_path: &Path, count: u32, json: bool) -> ExitCode {
     let config = match load(config_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let db = config.state_dir.get_ref().join("gated.db");
-    let store = match Store::open_read_only(&db) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("gatectl: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // One timeline of what the device did; the outbox says what is not uploaded yet.
-    let sql = "SELECT at_ms, 'passage', direction || ' at lane ' || lane || ': ticket ' || ticket_id || ', ' || persons || ' person(s)' FROM passages
-               UNION ALL SELECT printed_ms, 'print', 'ticket ' || ticket_id || ' of order ' || order_no || ' printed' FROM order_tickets WHERE printed_ms IS NOT NULL
-               UNION ALL SELECT at_ms, 'reprint', 'ticket ' || ticket_id || ' reprinted by ' || by || ': ' || reason FROM reprints
-               UNION ALL SELECT created_ms, 'outbox', kind || ' event waiting for upload' FROM outbox
-               UNION ALL SELECT updated_ms, 'order', 'order ' || order_no || ' ' || status FROM orders
-               ORDER BY 1 DESC LIMIT ?1";
-    let rows: Result<Vec<(i64, String, String)>, _> =
-        store.conn_ref().prepare(sql).and_then(|mut st| {
-            st.query_map([count], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect()
-        });
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("gatectl: {}: {e}", db.display());
-            return ExitCode::FAILURE;
-        }
-    };
+    let tz = config.time_zone();
+    let rows: Vec<(i64, String, String)> =
+        match call("cn.scenicpark.Gated.Engineer1", "Logs", &(count,)) {
+            Ok(r) => r,
+            Err(e) => return not_running(&config, &e, json),
+        };
     if json {
         let v: Vec<_> = rows
             .iter()
@@ -637,10 +607,10 @@ pub fn logs(config_path: &Path, count: u32, json: bool) -> ExitCode {
             .collect();
         println!("{:#}", json!(v));
     } else if rows.is_empty() {
-        println!("no events recorded in {}", db.display());
+        println!("no events recorded yet");
     } else {
         for (at, kind, what) in rows {
-            println!("{}  {kind:<8} {what}", when(at));
+            println!("{}  {kind:<8} {what}", when(at, &tz));
         }
     }
     ExitCode::SUCCESS

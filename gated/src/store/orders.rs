@@ -146,3 +146,52 @@ pub fn find_by_phone(
     .query_map([order_no, suffix], |r| r.get(0))?
     .collect()
 }
+
+/// The order a ticket on this kiosk belongs to.
+pub fn order_of_ticket(conn: &Connection, ticket_id: u64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT order_no FROM order_tickets WHERE ticket_id = ?1",
+        [ticket_id as i64],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// A ticket's print is under way: durable before the first byte goes out
+/// (see the schema, 3).
+pub fn print_started(conn: &Connection, ticket_id: u64, at_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE order_tickets SET print_started_ms = ?2 WHERE ticket_id = ?1",
+        params![ticket_id as i64, at_ms],
+    )
+    .map(|_| ())
+}
+
+/// The printer said it printed nothing: the ticket is printable again.
+pub fn print_not_started(conn: &Connection, ticket_id: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE order_tickets SET print_started_ms = NULL WHERE ticket_id = ?1 AND printed_ms IS NULL",
+        [ticket_id as i64],
+    )
+    .map(|_| ())
+}
+
+/// The printer confirmed the cut; a reprint also records why and who.
+pub fn printed(
+    conn: &Connection,
+    ticket_id: u64,
+    at_ms: i64,
+    reprint: Option<(&str, &str)>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE order_tickets SET printed_ms = ?2 WHERE ticket_id = ?1",
+        params![ticket_id as i64, at_ms],
+    )?;
+    if let Some((reason, by)) = reprint {
+        conn.execute(
+            "INSERT INTO reprints (ticket_id, reason, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![ticket_id as i64, reason, by, at_ms],
+        )?;
+    }
+    Ok(())
+}
