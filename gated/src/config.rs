@@ -370,6 +370,17 @@ pub enum Direction {
     Both,
 }
 
+impl Direction {
+    /// As in gated.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Entry => "entry",
+            Direction::Exit => "exit",
+            Direction::Both => "both",
+        }
+    }
+}
+
 /// One entrance lane: readers, a gate, a direction and a lane group.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,6 +416,15 @@ pub enum PowerFailMode {
 }
 
 impl PowerFailMode {
+    /// As in gated.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerFailMode::Open => "open",
+            PowerFailMode::Free => "free",
+            PowerFailMode::Locked => "locked",
+        }
+    }
+
     pub fn gate_mode(self) -> hal::gate::GateMode {
         match self {
             PowerFailMode::Open | PowerFailMode::Free => hal::gate::GateMode::Free,

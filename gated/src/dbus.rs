@@ -16,42 +16,9 @@ use crate::central::enroll::Failure;
 use crate::central::sync::SyncStatus;
 use crate::kiosk::{Kiosk, KioskError};
 use crate::service_pin::{PinError, ServicePin};
+use gated_api::docs::LaneView;
 
-pub const BUS_NAME: &str = "cn.scenicpark.Gated";
-pub const OBJECT_PATH: &str = "/cn/scenicpark/Gated";
-pub const INTERFACES: [&str; 4] = [
-    "cn.scenicpark.Gated.Device1",
-    "cn.scenicpark.Gated.Kiosk1",
-    "cn.scenicpark.Gated.Lane1",
-    "cn.scenicpark.Gated.Engineer1",
-];
-
-/// Every error a method answers, by name.
-#[derive(Debug, zbus::DBusError)]
-#[zbus(prefix = "cn.scenicpark.Gated.Error")]
-pub enum Error {
-    #[zbus(error)]
-    ZBus(zbus::Error),
-    NotProvisioned(String),
-    Offline(String),
-    SoldOut(String),
-    PaymentDeclined(String),
-    NotPayable(String),
-    PrinterOutOfPaper(String),
-    PrinterNotReady(String),
-    InvalidArgument(String),
-    NotFound(String),
-    AlreadyPrinted(String),
-    /// This device's role has no such service (e.g. sale on a lane).
-    NotAvailable(String),
-    /// The service PIN was wrong; the message says how many tries are left.
-    WrongPin(String),
-    /// Too many wrong PINs: the message says when to try again.
-    Locked(String),
-    /// A service method without an open service session (the PIN first).
-    NotAuthorized(String),
-    Failed(String),
-}
+pub use gated_api::{BUS_NAME, Error, INTERFACES, OBJECT_PATH};
 
 impl From<PinError> for Error {
     fn from(e: PinError) -> Self {
@@ -352,7 +319,8 @@ impl KioskIface {
             &self
                 .k()?
                 .create_order(date, &items, &id_handles, phone, false)
-                .await?,
+                .await?
+                .view(),
         ))
     }
 
@@ -381,7 +349,8 @@ impl KioskIface {
                     phone,
                     true,
                 )
-                .await?,
+                .await?
+                .view(),
         ))
     }
 
@@ -396,7 +365,7 @@ impl KioskIface {
     ) -> Result<(String, String, i64), Error> {
         let p = self.k()?.pay(order_no, method, code).await?;
         Ok((
-            json(&p.status).trim_matches('"').to_owned(),
+            p.status.as_str().to_owned(),
             p.qr.unwrap_or_default(),
             p.expires_at_ms,
         ))
@@ -404,8 +373,7 @@ impl KioskIface {
 
     /// `unpaid`, `paid`, `expired`, `cancelled` or `refunded`.
     async fn order_status(&self, order_no: &str) -> Result<String, Error> {
-        let s = self.k()?.order_status(order_no).await?;
-        Ok(json(&s).trim_matches('"').to_owned())
+        Ok(self.k()?.order_status(order_no).await?.as_str().to_owned())
     }
 
     async fn cancel(&self, order_no: &str) -> Result<(), Error> {
@@ -581,22 +549,23 @@ impl LaneIface {
             })
             .await
             .map_err(|e| Error::Failed(e.to_string()))?;
-        let mut out = Vec::new();
-        for (l, (entries, exits)) in registry.iter().zip(counts) {
-            out.push(serde_json::json!({
-                "name": l.name,
-                "group": l.group,
-                "direction": l.direction,
-                "mode": format!("{:?}", l.mode()).to_lowercase(),
-                "forced_by": l.forced_by(),
-                "peak": lanes.relaxed(&l.group).is_some(),
-                "power_fail_mode": l.power_fail_mode,
-                "gate": l.gate.watch_state().borrow().to_string(),
-                "entries_today": entries,
-                "exits_today": exits,
-                "last": l.last(),
-            }));
-        }
+        let out: Vec<LaneView> = registry
+            .iter()
+            .zip(counts)
+            .map(|(l, (entries_today, exits_today))| LaneView {
+                name: l.name.clone(),
+                group: l.group.clone(),
+                direction: l.direction.clone(),
+                mode: l.mode().as_str().to_owned(),
+                forced_by: l.forced_by().map(str::to_owned),
+                peak: lanes.relaxed(&l.group).is_some(),
+                power_fail_mode: l.power_fail_mode.as_str().to_owned(),
+                gate: l.gate.watch_state().borrow().to_string(),
+                entries_today,
+                exits_today,
+                last: l.last(),
+            })
+            .collect();
         Ok(json(&out))
     }
 
@@ -617,7 +586,12 @@ impl LaneIface {
             crate::lanes::LaneCommandError::Forced(_) => Error::NotAvailable(e.to_string()),
             e => Error::Failed(e.to_string()),
         })?;
-        tracing::warn!(lane, mode = ?mode, by, "lane mode set by an engineer");
+        tracing::warn!(
+            lane,
+            mode = mode.as_str(),
+            by,
+            "lane mode set by an engineer"
+        );
         Ok(())
     }
 

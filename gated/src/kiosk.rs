@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hal::printer::escpos::{Align, QrEcc, TicketBuilder};
 use hal::printer::{Paper, PrinterError, SerialPrinter, Status, TicketPrinter};
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::central::api::{self, Order, OrderStatus, paths};
@@ -109,27 +108,7 @@ struct IdHandle {
 /// How long a read ID card may be used for an order or a pickup.
 const HANDLE_TTL: Duration = Duration::from_secs(600);
 
-/// What the kiosk shows for a date.
-#[derive(Debug, Clone, Serialize)]
-pub struct CatalogView {
-    pub scenic_area: String,
-    pub date: String,
-    pub sale_available: bool,
-    pub reasons: Vec<String>,
-    pub products: Vec<ProductView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProductView {
-    pub id: u32,
-    pub name: String,
-    pub name_en: String,
-    pub price_cents: u32,
-    pub real_name: bool,
-    /// ID cards to read per ticket: 1 for a real-name product, else 0.
-    pub id_cards_per_ticket: u32,
-    pub slots: Vec<SlotView>,
-}
+pub use gated_api::docs::{CatalogView, PickupView, ProductView, QueryView, SlotView};
 
 /// What one order may hold (gated.toml `[kiosk]`); `CreateOrder` enforces
 /// them and the app reads them to build its screens.
@@ -148,40 +127,6 @@ impl SaleLimits {
             sale_horizon_days: *k.sale_horizon_days.get_ref(),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SlotView {
-    pub start_minute: u16,
-    pub end_minute: u16,
-    /// Unknown while offline.
-    pub remaining: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PickupView {
-    pub order_no: String,
-    pub date: String,
-    pub tickets: usize,
-    pub unprinted: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct QueryView {
-    pub ticket_id: u64,
-    pub product: String,
-    pub product_en: String,
-    pub valid_from: String,
-    pub valid_until: String,
-    /// 0 = unlimited.
-    pub entries_allowed: u16,
-    /// Known when the central system answered.
-    pub entries_used: Option<u32>,
-    pub entries_left: Option<u32>,
-    /// `valid`, `used`, `revoked`, `blocked`, `expired`, `not_yet_valid`.
-    pub state: String,
-    pub message_zh: String,
-    pub message_en: String,
 }
 
 /// The kiosk's services, shared by the D-Bus interfaces.

@@ -51,7 +51,7 @@ impl LaneState {
         LaneState {
             name: name.to_owned(),
             group: lane.group.clone(),
-            direction: format!("{:?}", lane.direction).to_lowercase(),
+            direction: lane.direction.as_str().to_owned(),
             gate_name: lane.gate.get_ref().clone(),
             gate,
             power_fail_mode: lane.power_fail_mode,
@@ -71,16 +71,25 @@ pub enum LaneCommandError {
     Gate(#[from] hal::gate::GateError),
 }
 
-/// What a lane did with one presentation (kept in memory, the last few).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Decision {
-    pub at_ms: i64,
-    pub medium: &'static str,
-    /// `admitted`, `refused`, `not_passed`, `alarm`, `gate_fault`, `free`, `error`.
-    pub outcome: &'static str,
-    pub ticket_id: Option<u64>,
-    pub persons: u32,
-    pub reason: Option<&'static str>,
+pub use gated_api::docs::Decision;
+
+/// A decision as `Lane1.Lanes` shows it.
+fn decision(
+    at_ms: i64,
+    medium: &str,
+    outcome: &str,
+    ticket_id: Option<u64>,
+    persons: u32,
+    reason: Option<&str>,
+) -> Decision {
+    Decision {
+        at_ms,
+        medium: medium.to_owned(),
+        outcome: outcome.to_owned(),
+        ticket_id,
+        persons,
+        reason: reason.map(str::to_owned),
+    }
 }
 
 /// How many decisions each lane remembers.
@@ -439,71 +448,29 @@ impl LaneCtx {
                 Route::Refuse(reason) => Ok(Admission::Refused(reason)),
                 Route::Free => {
                     self.show("请通行", "Please pass").await;
-                    self.state.remember(Decision {
-                        at_ms,
-                        medium: kind,
-                        outcome: "free",
-                        ticket_id: None,
-                        persons: 0,
-                        reason: None,
-                    });
+                    self.state
+                        .remember(decision(at_ms, kind, "free", None, 0, None));
                     continue;
                 }
                 Route::Enter => self.lanes.admit(&self.gate, &scan).await,
                 Route::Leave => self.lanes.let_out(&self.gate, &scan).await,
             };
-            self.state.remember(match &result {
-                Ok(Admission::Refused(r)) => Decision {
-                    at_ms,
-                    medium: kind,
-                    outcome: "refused",
-                    ticket_id: None,
-                    persons: 0,
-                    reason: Some(r.code()),
-                },
-                Ok(Admission::Admitted { ticket_id, persons }) => Decision {
-                    at_ms,
-                    medium: kind,
-                    outcome: "admitted",
-                    ticket_id: Some(*ticket_id),
-                    persons: *persons,
-                    reason: None,
-                },
-                Ok(Admission::NotPassed { ticket_id }) => Decision {
-                    at_ms,
-                    medium: kind,
-                    outcome: "not_passed",
-                    ticket_id: Some(*ticket_id),
-                    persons: 0,
-                    reason: None,
-                },
+            let (outcome, ticket, persons, reason) = match &result {
+                Ok(Admission::Refused(r)) => ("refused", None, 0, Some(r.code())),
+                Ok(Admission::Admitted { ticket_id, persons }) => {
+                    ("admitted", Some(*ticket_id), *persons, None)
+                }
+                Ok(Admission::NotPassed { ticket_id }) => ("not_passed", Some(*ticket_id), 0, None),
                 Ok(Admission::Alarm {
                     ticket_id, persons, ..
-                }) => Decision {
-                    at_ms,
-                    medium: kind,
-                    outcome: "alarm",
-                    ticket_id: Some(*ticket_id),
-                    persons: *persons,
-                    reason: None,
-                },
-                Ok(Admission::GateFault { ticket_id, .. }) => Decision {
-                    at_ms,
-                    medium: kind,
-                    outcome: "gate_fault",
-                    ticket_id: Some(*ticket_id),
-                    persons: 0,
-                    reason: None,
-                },
-                Err(_) => Decision {
-                    at_ms,
-                    medium: kind,
-                    outcome: "error",
-                    ticket_id: None,
-                    persons: 0,
-                    reason: None,
-                },
-            });
+                }) => ("alarm", Some(*ticket_id), *persons, None),
+                Ok(Admission::GateFault { ticket_id, .. }) => {
+                    ("gate_fault", Some(*ticket_id), 0, None)
+                }
+                Err(_) => ("error", None, 0, None),
+            };
+            self.state
+                .remember(decision(at_ms, kind, outcome, ticket, persons, reason));
             let (zh, en) = match &result {
                 Ok(Admission::Refused(reason)) => reason.message(),
                 Ok(Admission::Admitted { .. }) => ("请通行", "Please pass"),

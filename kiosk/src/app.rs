@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use slint::{ComponentHandle, Model, ModelRc, SharedString, Timer, TimerMode, VecModel};
 
 use crate::config::Config;
-use crate::gated::{self, Gated};
+use crate::gated::{self, ErrorName, Gated};
 use crate::{
     AppWindow, DateChoice, Fact, FoundOrder, IdCard, Language, Line, PayNote, Problem, Reason,
     SaleRow, Screen, TicketInfo, Ui, Week,
@@ -1002,11 +1002,11 @@ impl App {
             |app, r| match r {
                 Ok((status, _, _)) if status == "paid" => app.paid(),
                 Ok(_) => app.g().set_pay_note(PayNote::Waiting),
-                Err(e) => match gated::error_name(&e).0.as_str() {
-                    "PaymentDeclined" | "InvalidArgument" => {
+                Err(e) => match gated::error_name(&e).0 {
+                    ErrorName::PaymentDeclined | ErrorName::InvalidArgument => {
                         app.g().set_pay_note(PayNote::Declined)
                     }
-                    "NotPayable" => app.check_after_not_payable(),
+                    ErrorName::NotPayable => app.check_after_not_payable(),
                     _ => app.call_failed(&e),
                 },
             },
@@ -1112,9 +1112,9 @@ impl App {
                 Err(e) => {
                     app.state.borrow_mut().printing = None;
                     let (name, msg) = gated::error_name(&e);
-                    eprintln!("kiosk: print {no}: {name}: {msg}");
+                    eprintln!("kiosk: print {no}: {name:?}: {msg}");
                     app.g().set_order_no(no.as_str().into());
-                    if name == "AlreadyPrinted" {
+                    if name == ErrorName::AlreadyPrinted {
                         app.problem(Problem::AlreadyPrinted, "", None);
                     } else {
                         app.problem(Problem::PrinterAfterPayment, "", None);
@@ -1152,7 +1152,7 @@ impl App {
                     g.set_take_id_card(by == "id");
                     app.show(Screen::CollectFound);
                 }
-                Err(e) if gated::error_name(&e).0 == "InvalidArgument" => {
+                Err(e) if gated::error_name(&e).0 == ErrorName::InvalidArgument => {
                     let p = if by == "id" {
                         Problem::IdExpired
                     } else {
@@ -1199,7 +1199,7 @@ impl App {
                     });
                     app.show(Screen::CheckResult);
                 }
-                Err(e) if gated::error_name(&e).0 == "InvalidArgument" => {
+                Err(e) if gated::error_name(&e).0 == ErrorName::InvalidArgument => {
                     app.problem(Problem::NotATicket, "", Some(Screen::Check))
                 }
                 Err(e) => app.call_failed(&e),
@@ -1211,18 +1211,19 @@ impl App {
 
     /// Tells the visitor what went wrong with a call, by its error name.
     fn call_failed(self: &Rc<Self>, e: &zbus::Error) {
+        use ErrorName as N;
         let (name, msg) = gated::error_name(e);
-        eprintln!("kiosk: {name}: {msg}");
-        let (p, then) = match name.as_str() {
-            "SoldOut" => (Problem::SoldOut, Some(Screen::Buy)),
-            "PaymentDeclined" => (Problem::PaymentDeclined, Some(Screen::Confirm)),
-            "Offline" => (Problem::Offline, None),
-            "NotProvisioned" | "NotAvailable" | "PrinterOutOfPaper" | "PrinterNotReady" => {
+        eprintln!("kiosk: {name:?}: {msg}");
+        let (p, then) = match name {
+            N::SoldOut => (Problem::SoldOut, Some(Screen::Buy)),
+            N::PaymentDeclined => (Problem::PaymentDeclined, Some(Screen::Confirm)),
+            N::Offline => (Problem::Offline, None),
+            N::NotProvisioned | N::NotAvailable | N::PrinterOutOfPaper | N::PrinterNotReady => {
                 (Problem::OutOfService, None)
             }
-            "NotFound" => (Problem::NotFound, Some(Screen::Collect)),
-            "AlreadyPrinted" => (Problem::AlreadyPrinted, None),
-            "ServiceUnknown" | "NameHasNoOwner" | "NoReply" | "Bus" => (Problem::Unavailable, None),
+            N::NotFound => (Problem::NotFound, Some(Screen::Collect)),
+            N::AlreadyPrinted => (Problem::AlreadyPrinted, None),
+            N::NotRunning | N::Bus => (Problem::Unavailable, None),
             _ => (Problem::Failed, None),
         };
         self.problem(p, "", then);
@@ -1317,8 +1318,8 @@ impl App {
                     }
                     Err(e) => {
                         let (name, msg) = gated::error_name(&e);
-                        if !matches!(name.as_str(), "WrongPin" | "Locked") {
-                            eprintln!("kiosk: service menu: {name}: {msg}");
+                        if !matches!(name, ErrorName::WrongPin | ErrorName::Locked) {
+                            eprintln!("kiosk: service menu: {name:?}: {msg}");
                         }
                         g.set_pin_wrong(true);
                         g.set_service_report(msg.into());

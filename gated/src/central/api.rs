@@ -290,6 +290,35 @@ pub enum OrderStatus {
     Refunded,
 }
 
+impl OrderStatus {
+    /// As the API, the store and D-Bus spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Unpaid => "unpaid",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+}
+
+impl Order {
+    /// The order as `Kiosk1` answers it.
+    pub fn view(&self) -> gated_api::docs::OrderView {
+        gated_api::docs::OrderView {
+            order_no: self.order_no.clone(),
+            order_code: self.order_code.clone(),
+            status: self.status.as_str().to_owned(),
+            date: self.date.clone(),
+            total_cents: self.total_cents,
+            expires_at_ms: self.expires_at_ms,
+            tickets: self.tickets.len() as u32,
+            phone_suffix: self.phone_suffix.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Order {
     pub order_no: String,

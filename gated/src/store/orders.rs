@@ -8,16 +8,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::central::api::{IssuedTicket, Order, OrderStatus};
 use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
 
-fn status_name(s: OrderStatus) -> &'static str {
-    match s {
-        OrderStatus::Unpaid => "unpaid",
-        OrderStatus::Paid => "paid",
-        OrderStatus::Expired => "expired",
-        OrderStatus::Cancelled => "cancelled",
-        OrderStatus::Refunded => "refunded",
-    }
-}
-
 /// Stores (or refreshes) an order and its tickets; printed marks are kept.
 pub fn upsert(
     conn: &Connection,
@@ -36,7 +26,7 @@ pub fn upsert(
         params![
             o.order_no,
             o.order_code,
-            status_name(o.status),
+            o.status.as_str(),
             serde_json::to_string(o).expect("order serializes"),
             o.phone_suffix,
             sold_here,

@@ -84,6 +84,17 @@ pub enum GateMode {
     Locked,
 }
 
+impl GateMode {
+    /// `normal`, `free` or `locked`, as commands and answers spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMode::Normal => "normal",
+            GateMode::Free => "free",
+            GateMode::Locked => "locked",
+        }
+    }
+}
+
 impl std::str::FromStr for GateMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use gated::central::enroll;
 use gated::central::sync;
 use gated::config::{self, Config, DeviceCheck};
+use gated_api::{Device1Proxy, Engineer1Proxy, ErrorName, Lane1Proxy};
 use serde_json::json;
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -52,21 +53,12 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
     let url = central.unwrap_or(config.central.url.get_ref()).to_owned();
     // Through the running gated when there is one (it owns the state
     // directory and picks the credentials up); directly otherwise.
-    let via_gated: Option<Result<serde_json::Value, String>> = match call::<_, String>(
-        "cn.scenicpark.Gated.Engineer1",
-        "Provision",
-        &(url.as_str(), code),
-    ) {
-        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
-        Err(e)
-            if e.starts_with("system bus:")
-                || e.starts_with("ServiceUnknown")
-                || e.starts_with("NameHasNoOwner") =>
-        {
-            None
-        }
-        Err(e) => Some(Err(e)),
-    };
+    let via_gated: Option<Result<serde_json::Value, String>> =
+        match with_gated(async |g| g.engineer.provision(&url, code).await) {
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
+            Err(e) if e.name == ErrorName::NotRunning => None,
+            Err(e) => Some(Err(e.to_string())),
+        };
     let result = match via_gated {
         Some(r) => r,
         None => {
@@ -173,8 +165,6 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
     }
 }
 
-const DEVICE1: &str = "cn.scenicpark.Gated.Device1";
-
 /// `gatectl status`: everything comes from the running gated over D-Bus
 /// (gated alone touches its database); without gated it says so.
 pub fn status(config_path: &Path, json: bool) -> ExitCode {
@@ -188,7 +178,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         .0
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|_| call::<_, (u64, u64, u64, u64, u64)>(DEVICE1, "Counts", &()));
+        .and_then(|_| with_gated(async |g| g.device.counts().await).map_err(|e| e.to_string()));
     let (tickets, revoked, blocked, entered, outbox) = match counts {
         Ok(c) => c,
         Err(e) => return not_running(&config, &e, json),
@@ -367,38 +357,63 @@ fn not_running(config: &Config, why: &str, json: bool) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// One call to the running gated on the system bus; the error is for people.
-fn call<B, R>(interface: &str, method: &str, body: &B) -> Result<R, String>
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-    R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
-{
+/// Why a call to gated failed: the error's name and gated's message.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub name: ErrorName,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name {
+            ErrorName::NotRunning => write!(f, "gated is not running ({})", self.message),
+            name => write!(f, "{name:?}: {}", self.message),
+        }
+    }
+}
+
+impl From<zbus::Error> for Failure {
+    fn from(e: zbus::Error) -> Self {
+        let (name, message) = gated_api::error_of(&e);
+        Failure { name, message }
+    }
+}
+
+/// gated's interfaces on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` picks another).
+struct Gated {
+    device: Device1Proxy<'static>,
+    lane: Lane1Proxy<'static>,
+    engineer: Engineer1Proxy<'static>,
+    properties: zbus::fdo::PropertiesProxy<'static>,
+}
+
+/// Runs `f` against the running gated, on a runtime of its own.
+fn with_gated<T>(f: impl AsyncFnOnce(&Gated) -> zbus::Result<T>) -> Result<T, Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .expect("tokio runtime");
     rt.block_on(async {
-        let conn = zbus::Connection::system()
-            .await
-            .map_err(|e| format!("system bus: {e}"))?;
-        let reply = conn
-            .call_method(
-                Some(gated::dbus::BUS_NAME),
-                gated::dbus::OBJECT_PATH,
-                Some(interface),
-                method,
-                body,
-            )
-            .await
-            .map_err(|e| match e {
-                zbus::Error::MethodError(name, msg, _) => format!(
-                    "{}: {}",
-                    name.rsplit('.').next().unwrap_or(""),
-                    msg.unwrap_or_default()
-                ),
-                e => e.to_string(),
-            })?;
-        reply.body().deserialize::<R>().map_err(|e| e.to_string())
+        // No bus to connect to: nothing there runs gated either.
+        let conn = zbus::Connection::system().await.map_err(|e| Failure {
+            name: ErrorName::NotRunning,
+            message: format!("no system bus: {e}"),
+        })?;
+        let g = Gated {
+            device: Device1Proxy::builder(&conn)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?,
+            lane: Lane1Proxy::new(&conn).await?,
+            engineer: Engineer1Proxy::new(&conn).await?,
+            properties: zbus::fdo::PropertiesProxy::builder(&conn)
+                .destination(gated_api::BUS_NAME)
+                .path(gated_api::OBJECT_PATH)
+                .build()
+                .await?,
+        };
+        Ok(f(&g).await?)
     })
 }
 
@@ -407,11 +422,13 @@ struct RunningDevice(Result<HashMap<String, zbus::OwnedVariant>, String>);
 
 impl RunningDevice {
     fn read() -> Self {
-        RunningDevice(call(
-            "org.freedesktop.DBus.Properties",
-            "GetAll",
-            &("cn.scenicpark.Gated.Device1",),
-        ))
+        RunningDevice(
+            with_gated(async |g| {
+                let iface = zbus::names::InterfaceName::try_from(gated_api::DEVICE1)?;
+                Ok(g.properties.get_all(iface).await?)
+            })
+            .map_err(|e| e.to_string()),
+        )
     }
 
     fn prop<T>(&self, name: &str) -> Result<T, String>
@@ -451,8 +468,9 @@ pub fn alarm_reset(json: bool) -> ExitCode {
     done(
         "alarm reset",
         json!({}),
-        call::<_, ()>("cn.scenicpark.Gated.Engineer1", "AlarmReset", &())
-            .map(|()| "fire alarm reset: the lanes return to their modes".to_owned()),
+        with_gated(async |g| g.engineer.alarm_reset().await)
+            .map(|()| "fire alarm reset: the lanes return to their modes".to_owned())
+            .map_err(|e| e.to_string()),
         json,
     )
 }
@@ -462,13 +480,15 @@ pub fn peak(group: &str, on: bool, json: bool) -> ExitCode {
     done(
         "peak",
         json!({}),
-        call::<_, ()>("cn.scenicpark.Gated.Engineer1", "SetPeak", &(group, on)).map(|()| {
-            if on {
-                format!("peak mode on for lane group {group}")
-            } else {
-                format!("peak mode off for lane group {group}")
-            }
-        }),
+        with_gated(async |g| g.engineer.set_peak(group, on).await)
+            .map(|()| {
+                if on {
+                    format!("peak mode on for lane group {group}")
+                } else {
+                    format!("peak mode off for lane group {group}")
+                }
+            })
+            .map_err(|e| e.to_string()),
         json,
     )
 }
@@ -503,19 +523,21 @@ fn done(
 
 /// The running gated's lanes (Lane1.Lanes).
 fn running_lanes() -> Result<Vec<serde_json::Value>, String> {
-    let text: String = call("cn.scenicpark.Gated.Lane1", "Lanes", &())?;
+    let text = with_gated(async |g| g.lane.lanes().await).map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// `gatectl lane NAME mode MODE` and `gatectl lane NAME open [DIRECTION]`.
 pub fn lane(name: &str, action: &str, arg: &str, json: bool) -> ExitCode {
     let r: Result<String, String> = match action {
-        "mode" => call::<_, ()>("cn.scenicpark.Gated.Lane1", "SetMode", &(name, arg))
-            .map(|()| format!("lane {name}: mode {arg}")),
+        "mode" => with_gated(async |g| g.lane.set_mode(name, arg).await)
+            .map(|()| format!("lane {name}: mode {arg}"))
+            .map_err(|e| e.to_string()),
         "open" => {
             let dir = if arg.is_empty() { "entry" } else { arg };
-            call::<_, String>("cn.scenicpark.Gated.Lane1", "OpenOnce", &(name, dir))
+            with_gated(async |g| g.lane.open_once(name, dir).await)
                 .map(|outcome| format!("lane {name} opened once ({dir}): {outcome}"))
+                .map_err(|e| e.to_string())
         }
         a => Err(format!("unknown lane action {a:?}")),
     };
@@ -524,11 +546,8 @@ pub fn lane(name: &str, action: &str, arg: &str, json: bool) -> ExitCode {
 
 /// `gatectl reprint`: through the running gated (Engineer1), reason recorded.
 pub fn reprint(ticket: u64, reason: &str, json: bool) -> ExitCode {
-    let r: Result<(), String> = call(
-        "cn.scenicpark.Gated.Engineer1",
-        "Reprint",
-        &(ticket, reason),
-    );
+    let r =
+        with_gated(async |g| g.engineer.reprint(ticket, reason).await).map_err(|e| e.to_string());
     let ok = r.is_ok();
     match (r, json) {
         (Ok(()), true) => println!("{}", json!({ "reprinted": ticket, "reason": reason })),
@@ -564,8 +583,8 @@ pub fn self_test(device: &str, name: &str, json: bool) -> ExitCode {
             _ => println!("Asking the {device} …"),
         }
     }
-    let r: Result<(bool, String), String> =
-        call("cn.scenicpark.Gated.Engineer1", "SelfTest", &(device, name));
+    let r =
+        with_gated(async |g| g.engineer.self_test(device, name).await).map_err(|e| e.to_string());
     let passed = matches!(r, Ok((true, _)));
     match (r, json) {
         (Ok((p, report)), true) => println!(
@@ -595,11 +614,10 @@ pub fn logs(config_path: &Path, count: u32, json: bool) -> ExitCode {
         Err(code) => return code,
     };
     let tz = config.time_zone();
-    let rows: Vec<(i64, String, String)> =
-        match call("cn.scenicpark.Gated.Engineer1", "Logs", &(count,)) {
-            Ok(r) => r,
-            Err(e) => return not_running(&config, &e, json),
-        };
+    let rows = match with_gated(async |g| g.engineer.logs(count).await) {
+        Ok(r) => r,
+        Err(e) => return not_running(&config, &e.to_string(), json),
+    };
     if json {
         let v: Vec<_> = rows
             .iter()

@@ -1,0 +1,150 @@
+//! A zbus proxy per interface, with every method, property and signal gated
+//! serves (the introspection XML in `gated/dbus/` is the contract; a test
+//! compares it with what gated serves). Answers that are JSON text parse
+//! into [`crate::docs`].
+
+#[zbus::proxy(
+    interface = "cn.scenicpark.Gated.Device1",
+    default_service = "cn.scenicpark.Gated",
+    default_path = "/cn/scenicpark/Gated"
+)]
+pub trait Device1 {
+    /// (tickets, revoked, blocked, entered today, outbox) as stored now.
+    fn counts(&self) -> zbus::Result<(u64, u64, u64, u64, u64)>;
+
+    #[zbus(property)]
+    fn role(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn device_id(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn mode(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn central_url(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn mode_since_ms(&self) -> zbus::Result<i64>;
+    #[zbus(property)]
+    fn last_error(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn cursor(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn catalog_version(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn time_zone(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn last_sync_ms(&self) -> zbus::Result<i64>;
+    #[zbus(property)]
+    fn outbox_depth(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn clock_skew_ms(&self) -> zbus::Result<i64>;
+    #[zbus(property)]
+    fn power(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn on_battery(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn operating_mode(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn operating_mode_cause(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn operating_mode_since_ms(&self) -> zbus::Result<i64>;
+    #[zbus(property)]
+    fn fire_reset_pending(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn peak_groups(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn devices(&self) -> zbus::Result<Vec<(String, String)>>;
+
+    #[zbus(signal)]
+    fn transition(&self, from: String, to: String, cause: String) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(
+    interface = "cn.scenicpark.Gated.Kiosk1",
+    default_service = "cn.scenicpark.Gated",
+    default_path = "/cn/scenicpark/Gated"
+)]
+pub trait Kiosk1 {
+    /// [`crate::docs::CatalogView`] as JSON.
+    fn catalog(&self, date: &str) -> zbus::Result<String>;
+    /// [`crate::docs::OrderView`] as JSON.
+    fn create_order(
+        &self,
+        date: &str,
+        items: &[(u32, u16, u16)],
+        id_handles: &[&str],
+        phone: &str,
+    ) -> zbus::Result<String>;
+    /// [`crate::docs::OrderView`] as JSON.
+    fn create_group_order(
+        &self,
+        date: &str,
+        product_id: u32,
+        start_minute: u16,
+        persons: u16,
+        phone: &str,
+    ) -> zbus::Result<String>;
+    fn pay(&self, order_no: &str, method: &str, code: &str) -> zbus::Result<(String, String, i64)>;
+    fn order_status(&self, order_no: &str) -> zbus::Result<String>;
+    fn cancel(&self, order_no: &str) -> zbus::Result<()>;
+    fn print(&self, order_no: &str) -> zbus::Result<u32>;
+    /// A JSON list of [`crate::docs::PickupView`].
+    fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> zbus::Result<String>;
+    /// [`crate::docs::QueryView`] as JSON.
+    fn query(&self, code: &str) -> zbus::Result<String>;
+    fn open_service_session(&self, pin: &str) -> zbus::Result<String>;
+    fn close_service_session(&self, token: &str) -> zbus::Result<()>;
+    fn service_test_print(&self, token: &str) -> zbus::Result<(bool, String)>;
+    fn service_sync_now(&self, token: &str) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn max_quantity(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn sale_horizon_days(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn sale_available(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn out_of_service_reasons(&self) -> zbus::Result<Vec<String>>;
+
+    #[zbus(signal)]
+    fn code_scanned(&self, code: String) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn id_card_read(
+        &self,
+        handle: String,
+        name_masked: String,
+        number_masked: String,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn ticket_printed(&self, order_no: String, printed: u32, total: u32) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn printer_status(&self, state: String) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(
+    interface = "cn.scenicpark.Gated.Lane1",
+    default_service = "cn.scenicpark.Gated",
+    default_path = "/cn/scenicpark/Gated"
+)]
+pub trait Lane1 {
+    /// A JSON list of [`crate::docs::LaneView`].
+    fn lanes(&self) -> zbus::Result<String>;
+    fn set_mode(&self, lane: &str, mode: &str) -> zbus::Result<()>;
+    /// The gate's outcome as JSON (docs/dbus.md, "Gate outcome").
+    fn open_once(&self, lane: &str, direction: &str) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(
+    interface = "cn.scenicpark.Gated.Engineer1",
+    default_service = "cn.scenicpark.Gated",
+    default_path = "/cn/scenicpark/Gated"
+)]
+pub trait Engineer1 {
+    /// The newest events: (at_ms, kind, what).
+    fn logs(&self, count: u32) -> zbus::Result<Vec<(i64, String, String)>>;
+    fn reprint(&self, ticket_id: u64, reason: &str) -> zbus::Result<()>;
+    /// What was received, without secrets, as JSON (docs/dbus.md, "Enrolled").
+    fn provision(&self, central: &str, code: &str) -> zbus::Result<String>;
+    fn sync_now(&self) -> zbus::Result<()>;
+    fn alarm_reset(&self) -> zbus::Result<()>;
+    fn set_peak(&self, group: &str, on: bool) -> zbus::Result<()>;
+    fn self_test(&self, device: &str, name: &str) -> zbus::Result<(bool, String)>;
+}
