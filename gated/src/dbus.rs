@@ -577,7 +577,7 @@ impl LaneIface {
         lane: &str,
         mode: &str,
     ) -> Result<(), Error> {
-        let (_, state) = self.find(lane)?;
+        let (lanes, state) = self.find(lane)?;
         let mode: hal::gate::GateMode = mode
             .parse()
             .map_err(|e: String| Error::InvalidArgument(format!("{e} (normal, free or locked)")))?;
@@ -592,6 +592,19 @@ impl LaneIface {
             by,
             "lane mode set by an engineer"
         );
+        // Operators see who closed or freed a lane, and when.
+        let at_ms = jiff::Timestamp::now().as_millisecond();
+        let event = crate::store::outbox::OutboxEvent::LaneMode {
+            lane: lane.to_owned(),
+            mode,
+            by,
+            at_ms,
+        };
+        let stream = lane.to_owned();
+        lanes
+            .blocking(move |l| l.record_event(&stream, &event, at_ms))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
         Ok(())
     }
 

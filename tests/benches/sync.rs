@@ -29,10 +29,15 @@ fn kiosk_config(dir: &Path, central: &CentralSim) -> std::path::PathBuf {
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
+    rss_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` memory line (`VmRSS:`, `VmHWM:`), in KiB.
+fn rss_kib(pid: u32, line: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(line))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
@@ -136,7 +141,6 @@ async fn main() {
     })
     .await;
     let took = t.elapsed();
-    gated.stop().await;
     let stats = central.stats().await;
     assert_eq!(stats.events_stored, events);
     println!(
@@ -145,4 +149,14 @@ async fn main() {
         events as f64 / took.as_secs_f64(),
         gated::central::sync::PUSH_BATCH
     );
+
+    // 4. Idle: caught up, outbox empty, nobody at the kiosk; a few seconds
+    // of heartbeats, long polls and printer polls.
+    let pid = gated.child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "gated idle (kiosk role, {n} tickets stored, online): RSS {:.1} MiB",
+        rss_kib(pid, "VmRSS:") as f64 / 1024.0
+    );
+    gated.stop().await;
 }

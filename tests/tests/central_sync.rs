@@ -658,6 +658,13 @@ async fn an_engineer_changes_a_lane_through_gatectl() {
         events.iter().any(|e| e["kind"] == "manual_open"),
         "{events:?}"
     );
+    // Who locked the lane and who opened it again reach the operators.
+    let modes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "lane_mode")
+        .filter_map(|e| e["body"]["mode"].as_str())
+        .collect();
+    assert_eq!(modes, ["locked", "normal"], "{events:?}");
 
     let (rc, out, _) = gatectl_on_bus(&bus.address, &["status", "-c", &cfg]).await;
     assert_eq!(rc, 0);

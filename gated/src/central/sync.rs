@@ -44,6 +44,10 @@ pub const CATALOG: &str = "catalog";
 pub const SKEW_REPORTED_MS: i64 = 120_000;
 /// Changes per page.
 pub const PAGE_LIMIT: u32 = 5000;
+/// WAL pages the sync connection lets accumulate before folding them into
+/// the database (a full download's random index inserts rewrite the same
+/// pages page after page).
+pub const SYNC_WAL_PAGES: u32 = 16_000;
 /// Events per upload.
 pub const PUSH_BATCH: u32 = 500;
 
@@ -284,6 +288,7 @@ pub fn apply_page(
 pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let store = Store::open(&state_dir.join("gated.db"))?;
+    store.set_wal_autocheckpoint(SYNC_WAL_PAGES)?;
     let nonces = store.nonces(config.device_id.get_ref())?;
     let status = SyncStatus {
         cursor: setting_u64(&store, CURSOR)?,
@@ -521,7 +526,9 @@ impl Link {
         }
     }
 
-    /// One catalog check and one page; Ok(true) when more pages follow.
+    /// The changes after the cursor, page by page until caught up; Ok(true)
+    /// when more pages follow (never: it goes on until the last). While a
+    /// page is applied on a blocking thread, the next one is fetched.
     async fn pull_once(&self, session: &Session, wait: Duration) -> Result<bool, PullError> {
         let (cursor, catalog_version) = {
             let s = self.status.borrow();
@@ -530,7 +537,49 @@ impl Link {
         if catalog_version == 0 {
             self.refresh_catalog(session).await?;
         }
-        let page: ChangesPage = session
+        let mut page = self.fetch(session, cursor, wait).await?;
+        let mut cursor = cursor;
+        loop {
+            let (more, next) = (page.more, page.next_cursor);
+            let nonces = self.nonces.clone();
+            let unchanged = page.changes.is_empty() && next == cursor;
+            let apply = async {
+                if unchanged {
+                    return Ok(Applied::default());
+                }
+                self.with_store(move |s| apply_page(s, &page, &nonces))
+                    .await
+            };
+            let (applied, following) = if more {
+                let (a, f) = tokio::join!(apply, self.fetch(session, next, Duration::ZERO));
+                (a?, Some(f))
+            } else {
+                (apply.await?, None)
+            };
+            if applied.changes > 0 {
+                tracing::debug!(changes = applied.changes, cursor = next, "changes applied");
+            }
+            cursor = next;
+            self.update(|s| s.cursor = next);
+            self.online();
+            let catalog_version = self.status.borrow().catalog_version;
+            if applied.catalog.is_some_and(|v| v > catalog_version) {
+                self.refresh_catalog(session).await?;
+            }
+            match following {
+                Some(f) => page = f?,
+                None => return Ok(false),
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        session: &Session,
+        cursor: u64,
+        wait: Duration,
+    ) -> Result<ChangesPage, CentralError> {
+        session
             .get(
                 paths::CHANGES,
                 &[
@@ -540,24 +589,7 @@ impl Link {
                 ],
                 wait + CALL_TIMEOUT,
             )
-            .await?;
-        let more = page.more;
-        let next = page.next_cursor;
-        let applied = if page.changes.is_empty() && next == cursor {
-            Applied::default()
-        } else {
-            let nonces = self.nonces.clone();
-            self.with_store(move |s| apply_page(s, &page, &nonces))
-                .await?
-        };
-        if applied.changes > 0 {
-            tracing::debug!(changes = applied.changes, cursor = next, "changes applied");
-        }
-        self.update(|s| s.cursor = next);
-        if applied.catalog.is_some_and(|v| v > catalog_version) {
-            self.refresh_catalog(session).await?;
-        }
-        Ok(more)
+            .await
     }
 
     async fn refresh_catalog(&self, session: &Session) -> Result<(), PullError> {

@@ -301,6 +301,15 @@ impl Store {
         Ok(v)
     }
 
+    /// Folds the WAL into the database file only once it holds `pages`
+    /// pages (default 1000): a change-feed page rewrites thousands of index
+    /// pages, and folding after every one copies each of them again.
+    pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", pages)
+            .map_err(|e| self.err(e))
+    }
+
     /// Folds the WAL into the database file; false when a reader kept it
     /// from completing (every commit is durable either way).
     pub fn checkpoint(&self) -> Result<bool, StoreError> {

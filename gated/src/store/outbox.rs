@@ -53,6 +53,13 @@ pub enum OutboxEvent {
         outcome: Outcome,
         at_ms: i64,
     },
+    /// An engineer set a lane's mode (`Lane1.SetMode`).
+    LaneMode {
+        lane: String,
+        mode: hal::gate::GateMode,
+        by: String,
+        at_ms: i64,
+    },
     /// The device's operating mode changed.
     ModeChange {
         from: String,
@@ -101,6 +108,7 @@ impl OutboxEvent {
             OutboxEvent::FreePassage { .. } => "free_passage",
             OutboxEvent::Alarm { .. } => "alarm",
             OutboxEvent::ManualOpen { .. } => "manual_open",
+            OutboxEvent::LaneMode { .. } => "lane_mode",
             OutboxEvent::ModeChange { .. } => "mode_change",
             OutboxEvent::Peak { .. } => "peak",
             OutboxEvent::AlarmReset { .. } => "alarm_reset",
@@ -145,6 +153,12 @@ impl OutboxEvent {
                 "lane": lane, "direction": direction.as_str(), "by": by,
                 "outcome": outcome, "at_ms": at_ms,
             }),
+            OutboxEvent::LaneMode {
+                lane,
+                mode,
+                by,
+                at_ms,
+            } => json!({ "lane": lane, "mode": mode.as_str(), "by": by, "at_ms": at_ms }),
             OutboxEvent::ModeChange {
                 from,
                 to,
@@ -422,6 +436,12 @@ mod tests {
                 direction: d,
                 by: "uid 0".into(),
                 outcome: Outcome::NotPassed,
+                at_ms: 0,
+            },
+            OutboxEvent::LaneMode {
+                lane: "l".into(),
+                mode: hal::gate::GateMode::Locked,
+                by: "uid 0".into(),
                 at_ms: 0,
             },
             OutboxEvent::ModeChange {

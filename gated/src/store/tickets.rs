@@ -135,34 +135,50 @@ pub mod feed {
     /// other ticket (a card re-issued).
     pub fn put_ticket(tx: &Transaction<'_>, t: &TicketRow<'_>) -> rusqlite::Result<()> {
         let id = t.id as i64;
-        if let Some(uid) = t.card_uid {
-            free_card(tx, uid, id)?;
+        let upsert = || {
+            tx.prepare_cached(
+                "INSERT INTO tickets (id, serial, product_id, valid_from, valid_until,
+                     entries_allowed, group_size, holder_hash, card_uid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET serial = excluded.serial,
+                     product_id = excluded.product_id, valid_from = excluded.valid_from,
+                     valid_until = excluded.valid_until, entries_allowed = excluded.entries_allowed,
+                     group_size = excluded.group_size, holder_hash = excluded.holder_hash,
+                     card_uid = excluded.card_uid",
+            )?
+            .execute(params![
+                id,
+                t.serial,
+                t.product_id,
+                t.valid_from,
+                t.valid_until,
+                t.entries_allowed,
+                t.group_size,
+                t.holder_hash.as_ref().map(|h| &h[..]),
+                t.card_uid
+            ])
+        };
+        // Mostly nothing else holds the serial or card: one statement. When
+        // another ticket does (a card re-issued), it lets go and we retry.
+        match upsert() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                if let Some(uid) = t.card_uid {
+                    free_card(tx, uid, id)?;
+                }
+                if let Some(serial) = t.serial {
+                    tx.prepare_cached(
+                        "UPDATE tickets SET serial = NULL WHERE serial = ?1 AND id <> ?2",
+                    )?
+                    .execute(params![serial, id])?;
+                }
+                upsert()?;
+            }
+            r => {
+                r?;
+            }
         }
-        if let Some(serial) = t.serial {
-            tx.prepare_cached("UPDATE tickets SET serial = NULL WHERE serial = ?1 AND id <> ?2")?
-                .execute(params![serial, id])?;
-        }
-        tx.prepare_cached(
-            "INSERT INTO tickets (id, serial, product_id, valid_from, valid_until,
-                 entries_allowed, group_size, holder_hash, card_uid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (id) DO UPDATE SET serial = excluded.serial,
-                 product_id = excluded.product_id, valid_from = excluded.valid_from,
-                 valid_until = excluded.valid_until, entries_allowed = excluded.entries_allowed,
-                 group_size = excluded.group_size, holder_hash = excluded.holder_hash,
-                 card_uid = excluded.card_uid",
-        )?
-        .execute(params![
-            id,
-            t.serial,
-            t.product_id,
-            t.valid_from,
-            t.valid_until,
-            t.entries_allowed,
-            t.group_size,
-            t.holder_hash.as_ref().map(|h| &h[..]),
-            t.card_uid
-        ])?;
         Ok(())
     }
 
