@@ -1,0 +1,166 @@
+//! The link to gated: connecting (again), following its signals and
+//! properties, and what the home screen says about them.
+
+use super::*;
+
+impl App {
+    pub(super) fn connect(self: &Rc<Self>) {
+        let bus = self.bus.clone();
+        self.spawn(
+            async move {
+                let mut said = String::new();
+                loop {
+                    match Gated::connect(bus.as_deref()).await {
+                        Ok(g) => return g,
+                        Err(e) => {
+                            // Once per distinct error: the bus may take a while.
+                            let e = e.to_string();
+                            if e != said {
+                                eprintln!("kiosk: D-Bus: {e}; retrying every 2 s");
+                                said = e;
+                            }
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    }
+                }
+            },
+            |app, g| {
+                app.state.borrow_mut().gated = Some(g.clone());
+                app.follow(g);
+            },
+        );
+    }
+
+    /// Follows gated: its presence, its sale state, its signals.
+    pub(super) fn follow(self: &Rc<Self>, g: Gated) {
+        let post = self.post();
+        let k = g.kiosk.clone();
+        self.rt.spawn(async move {
+            // Re-read on every change and whenever gated (re)appears. The
+            // sale state changes by PropertiesChanged (a mode, the link), which
+            // is not one of Kiosk1's own signals (PrinterStatus and the rest).
+            // The proxy caches nothing, so its property streams would end at
+            // once: follow Kiosk1's PropertiesChanged itself.
+            let Ok(mut changes) = k.inner().receive_all_signals().await else {
+                return;
+            };
+            let Ok(mut owner) = k.inner().receive_owner_changed().await else {
+                return;
+            };
+            let Ok(props) = zbus::fdo::PropertiesProxy::builder(k.inner().connection())
+                .destination(k.inner().destination().to_owned())
+                .path(k.inner().path().to_owned())
+                .build()
+                .await
+            else {
+                return;
+            };
+            let Ok(mut props_changed) = props
+                .receive_properties_changed_with_args(&[(0, k.inner().interface().as_str())])
+                .await
+            else {
+                return;
+            };
+            loop {
+                let avail = k.sale_available().await;
+                let reasons = k.out_of_service_reasons().await;
+                let state = match (avail, reasons) {
+                    (Ok(_), Ok(r)) => Some(r),
+                    _ => None,
+                };
+                post(Box::new(move |app: &Rc<App>| app.set_reasons(state)));
+                tokio::select! {
+                    _ = owner.next() => {}
+                    m = props_changed.next() => if m.is_none() { return },
+                    m = changes.next() => if m.is_none() { return },
+                }
+            }
+        });
+        let k = g.kiosk.clone();
+        self.forward(async move { k.receive_code_scanned().await }, |sig| {
+            let code = sig.args().ok()?.code.clone();
+            Some(Box::new(move |app: &Rc<App>| app.code_scanned(code)))
+        });
+        let k = g.kiosk.clone();
+        self.forward(async move { k.receive_id_card_read().await }, |sig| {
+            let a = sig.args().ok()?;
+            let (h, name, number) = (
+                a.handle.clone(),
+                a.name_masked.clone(),
+                a.number_masked.clone(),
+            );
+            Some(Box::new(move |app: &Rc<App>| {
+                app.id_card_read(h, name, number)
+            }))
+        });
+        let k = g.kiosk;
+        self.forward(async move { k.receive_ticket_printed().await }, |sig| {
+            let a = sig.args().ok()?;
+            let (no, printed, total) = (a.order_no.clone(), a.printed, a.total);
+            Some(Box::new(move |app: &Rc<App>| {
+                app.ticket_printed(no, printed, total)
+            }))
+        });
+    }
+
+    /// `None`: gated is not on the bus.
+    pub(super) fn set_reasons(self: &Rc<Self>, reasons: Option<Vec<String>>) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.reachable = reasons.is_some();
+            st.reasons = reasons.unwrap_or_default();
+        }
+        self.show_reasons();
+        // The home screen names the scenic area from the catalog.
+        let g = {
+            let mut st = self.state.borrow_mut();
+            let ask = st.reachable && !st.name_asked && self.g().get_scenic_area().is_empty();
+            st.name_asked |= ask;
+            st.gated.clone().filter(|_| ask)
+        };
+        if let Some(g) = g {
+            self.spawn(async move { g.kiosk.catalog("").await }, |app, r| {
+                match r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
+                    Ok(c) => app.g().set_scenic_area(c.scenic_area.into()),
+                    // No catalog yet: ask again at the next change.
+                    Err(_) => app.state.borrow_mut().name_asked = false,
+                }
+            });
+        }
+    }
+
+    pub(super) fn show_reasons(&self) {
+        let st = self.state.borrow();
+        let mut shown: Vec<Reason> = if st.reachable {
+            st.reasons
+                .iter()
+                .map(|r| match r.as_str() {
+                    "offline" => Reason::Offline,
+                    "printer_out_of_paper" => Reason::NoPaper,
+                    "printer_not_ready" => Reason::Printer,
+                    "power_fallback" => Reason::Power,
+                    "fire_alarm" => Reason::Fire,
+                    _ => Reason::NotSetUp,
+                })
+                .collect()
+        } else {
+            vec![Reason::Starting]
+        };
+        // Fire first, then mains: they explain the others.
+        shown.sort_by_key(|r| match r {
+            Reason::Fire => 0,
+            Reason::Power => 1,
+            _ => 2,
+        });
+        // In a fire alarm the machine is out of service: people must leave.
+        let fire = shown.contains(&Reason::Fire);
+        let printer = shown
+            .iter()
+            .any(|r| matches!(r, Reason::NoPaper | Reason::Printer | Reason::Power));
+        let g = self.g();
+        g.set_can_sell(st.reachable && shown.is_empty());
+        g.set_can_collect(st.reachable && !printer && !fire);
+        g.set_can_check(st.reachable && !fire);
+        g.set_reasons(model(shown));
+    }
+}
