@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hal::idcard::sam;
 use hal::printer::SerialPrinter;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -103,7 +104,10 @@ pub fn forward_reads(
                     warn!("ID card read, but no ID-hash key is provisioned");
                     continue;
                 };
-                let (name, number) = dbus::mask(&read.card.name, &read.card.id_number);
+                let (name, number) = (
+                    sam::mask_name(&read.card.name),
+                    sam::mask_id_tail(&read.card.id_number),
+                );
                 if let Err(e) = KioskIface::id_card_read(&emitter, &handle, &name, &number).await {
                     warn!("IdCardRead: {e}");
                 }

@@ -436,6 +436,13 @@ pub fn mask_name(name: &str) -> String {
     }
 }
 
+/// 11010519491231002X → **************002X: the last 4 characters only,
+/// for a screen visitors may look at (engineers get [`mask_id`]).
+pub fn mask_id_tail(id: &str) -> String {
+    let n = id.chars().count();
+    "*".repeat(n.saturating_sub(4)) + &id.chars().skip(n.saturating_sub(4)).collect::<String>()
+}
+
 /// 11010519491231002X → 110***********002X: first 3 and last 4 characters.
 pub fn mask_id(id: &str) -> String {
     let chars: Vec<char> = id.chars().collect();
@@ -803,6 +810,8 @@ mod tests {
     #[test]
     fn masks_and_debug_hide_pii() {
         assert_eq!(mask_name("王美娜"), "王**");
+        assert_eq!(mask_id_tail("11010519491231002X"), "**************002X");
+        assert_eq!(mask_id_tail("12"), "12");
         assert_eq!(mask_id("11010519491231002X"), "110***********002X");
         let dbg = format!("{:?}", sample());
         assert!(

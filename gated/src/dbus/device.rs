@@ -1,0 +1,185 @@
+//! `Device1`: what any device is, how its link is, its operating mode and
+//! its devices.
+
+use super::*;
+
+/// `Device1`: what any device is and how its link is.
+#[derive(Debug)]
+pub struct Device {
+    pub role: String,
+    pub device_id: String,
+    pub status: watch::Receiver<SyncStatus>,
+    pub kiosk: Option<Arc<Kiosk>>,
+    pub lanes: Option<crate::lanes::LaneRegistry>,
+    pub power: watch::Receiver<crate::power::PowerView>,
+    pub reads: crate::reads::Reads,
+    pub modes: crate::modes::Modes,
+    pub reader: Reader,
+}
+
+#[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
+impl Device {
+    /// `lane` or `kiosk`.
+    #[zbus(property)]
+    fn role(&self) -> String {
+        self.role.clone()
+    }
+
+    #[zbus(property)]
+    fn device_id(&self) -> String {
+        self.device_id.clone()
+    }
+
+    /// `unprovisioned`, `online` or `offline`.
+    #[zbus(property)]
+    fn mode(&self) -> String {
+        self.status.borrow().mode.to_string()
+    }
+
+    #[zbus(property)]
+    fn central_url(&self) -> String {
+        self.status.borrow().central_url.clone().unwrap_or_default()
+    }
+
+    /// When `Mode` last changed (Unix ms).
+    #[zbus(property)]
+    fn mode_since_ms(&self) -> i64 {
+        self.status.borrow().since_ms
+    }
+
+    /// Why the link last failed ("" = it did not).
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.status.borrow().last_error.clone().unwrap_or_default()
+    }
+
+    /// How far the change feed was applied.
+    #[zbus(property)]
+    fn cursor(&self) -> u64 {
+        self.status.borrow().cursor
+    }
+
+    #[zbus(property)]
+    fn catalog_version(&self) -> u64 {
+        self.status.borrow().catalog_version
+    }
+
+    /// The scenic area's time zone: days, slots and validity are in it.
+    #[zbus(property)]
+    fn time_zone(&self) -> String {
+        self.reader.tz.iana_name().unwrap_or("UTC").to_owned()
+    }
+
+    /// What the store holds now: tickets known, revoked, blocked, the
+    /// persons who entered today (the scenic area's day), and the events
+    /// waiting for upload (`OutboxDepth` is as of the last upload attempt).
+    #[zbus(out_args("tickets", "revoked", "blocked", "entered_today", "outbox"))]
+    async fn counts(&self) -> Result<(u64, u64, u64, u64, u64), Error> {
+        let c = self
+            .reader
+            .read(|s, tz| {
+                s.counts(crate::tickets::rules::local_day(crate::lanes::local_now(
+                    tz,
+                )))
+            })
+            .await?;
+        Ok((c.tickets, c.revoked, c.blocked, c.entered, c.outbox))
+    }
+
+    /// Unix ms of the last successful exchange; 0 = never.
+    #[zbus(property)]
+    fn last_sync_ms(&self) -> i64 {
+        self.status.borrow().last_sync_ms.unwrap_or(0)
+    }
+
+    #[zbus(property)]
+    fn outbox_depth(&self) -> u64 {
+        self.status.borrow().outbox_depth
+    }
+
+    /// Central clock minus device clock, ms (0 until known).
+    #[zbus(property)]
+    fn clock_skew_ms(&self) -> i64 {
+        self.status.borrow().clock_skew_ms.unwrap_or(0)
+    }
+
+    /// Mains or battery: `on mains`, `ON BATTERY, 80 %, 900 s left`,
+    /// `BATTERY LOW …`, `unknown (…)`, `no UPS configured`.
+    #[zbus(property)]
+    fn power(&self) -> String {
+        self.power.borrow().describe()
+    }
+
+    /// True while the UPS reports mains lost.
+    #[zbus(property)]
+    fn on_battery(&self) -> bool {
+        self.power.borrow().on_battery()
+    }
+
+    /// What the device is doing: `normal`, `offline`, `power_fallback`,
+    /// `shutdown` or `fire_alarm`.
+    #[zbus(property)]
+    fn operating_mode(&self) -> String {
+        self.modes.view.borrow().mode.as_str().to_owned()
+    }
+
+    /// Why, for people: "mains lost for 2000 ms (ON BATTERY, 80 %)".
+    #[zbus(property)]
+    fn operating_mode_cause(&self) -> String {
+        self.modes.view.borrow().cause.clone()
+    }
+
+    /// Unix ms when the operating mode was entered.
+    #[zbus(property)]
+    fn operating_mode_since_ms(&self) -> i64 {
+        self.modes.view.borrow().since_ms
+    }
+
+    /// The fire input cleared; the gates stay open until `gatectl alarm reset`.
+    #[zbus(property)]
+    fn fire_reset_pending(&self) -> bool {
+        self.modes.view.borrow().fire_reset_pending
+    }
+
+    /// Lane groups in peak mode.
+    #[zbus(property)]
+    fn peak_groups(&self) -> Vec<String> {
+        self.modes.view.borrow().peak_groups.clone()
+    }
+
+    /// Every change of the operating mode, with its cause.
+    #[zbus(signal)]
+    pub async fn transition(
+        emitter: &SignalEmitter<'_>,
+        from: &str,
+        to: &str,
+        cause: &str,
+    ) -> zbus::Result<()>;
+
+    /// Attached devices and their state: (family, state).
+    #[zbus(property)]
+    pub(super) fn devices(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.kiosk {
+            let state = match &*k.watch_printer().borrow() {
+                None => "unknown".to_owned(),
+                Some(Ok(s)) => s.problem().unwrap_or("ready").to_owned(),
+                Some(Err(e)) => format!("failed: {e}"),
+            };
+            out.push(("printer".to_owned(), state));
+        }
+        let p = self.power.borrow();
+        if let Some(src) = &p.source {
+            out.push((format!("ups ({src})"), p.connection.clone()));
+        }
+        drop(p);
+        out.extend(self.reads.states());
+        for l in self.lanes.iter().flat_map(|r| r.iter()) {
+            out.push((
+                format!("gate of {}", l.name),
+                l.gate.watch_state().borrow().to_string(),
+            ));
+        }
+        out
+    }
+}

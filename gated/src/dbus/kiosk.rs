@@ -1,0 +1,246 @@
+//! `Kiosk1`: sale, payment, printing, pickup and query for the kiosk UI,
+//! and the service menu behind the PIN.
+
+use super::*;
+
+/// `Kiosk1`: sale, payment, printing, pickup and query, for the kiosk UI,
+/// and its PIN-protected service menu.
+#[derive(Debug)]
+pub struct KioskIface {
+    pub kiosk: Option<Arc<Kiosk>>,
+    pub pin: ServicePin,
+    pub resync: Arc<tokio::sync::Notify>,
+}
+
+impl KioskIface {
+    fn k(&self) -> Result<&Kiosk, Error> {
+        self.kiosk
+            .as_deref()
+            .ok_or_else(|| Error::NotAvailable("this device is not a kiosk".into()))
+    }
+
+    /// The caller's service session is open, or `NotAuthorized`.
+    async fn serviced(
+        &self,
+        header: &Header<'_>,
+        conn: &zbus::Connection,
+        token: &str,
+    ) -> Result<(), Error> {
+        let uid = caller_uid(header, conn).await;
+        self.pin
+            .check(token, uid, std::time::Instant::now())
+            .map_err(|e| {
+                tracing::warn!(uid, "service method refused: {e}");
+                Error::from(e)
+            })
+    }
+}
+
+#[zbus::interface(name = "cn.scenicpark.Gated.Kiosk1")]
+impl KioskIface {
+    /// Products, prices, remaining quota per slot for `date` (YYYY-MM-DD, "" = today). JSON.
+    async fn catalog(&self, date: &str) -> Result<String, Error> {
+        Ok(json(&self.k()?.catalog(date).await?))
+    }
+
+    /// Creates an order; `items` are (product id, slot start minute, quantity);
+    /// real-name products take one ID handle (from `IdCardRead`) per ticket. JSON order.
+    async fn create_order(
+        &self,
+        date: &str,
+        items: Vec<(u32, u16, u16)>,
+        id_handles: Vec<String>,
+        phone: &str,
+    ) -> Result<String, Error> {
+        Ok(json(
+            &self
+                .k()?
+                .create_order(date, &items, &id_handles, phone, false)
+                .await?
+                .view(),
+        ))
+    }
+
+    /// Creates an order for one tour-group ticket admitting `persons`
+    /// (not for real-name products). JSON order.
+    async fn create_group_order(
+        &self,
+        date: &str,
+        product_id: u32,
+        start_minute: u16,
+        persons: u16,
+        phone: &str,
+    ) -> Result<String, Error> {
+        if persons < 2 {
+            return Err(Error::InvalidArgument(
+                "a group ticket is for 2 or more persons".into(),
+            ));
+        }
+        Ok(json(
+            &self
+                .k()?
+                .create_order(
+                    date,
+                    &[(product_id, start_minute, persons)],
+                    &[],
+                    phone,
+                    true,
+                )
+                .await?
+                .view(),
+        ))
+    }
+
+    /// `method` `qr`: returns the QR text to show and its expiry; `code`: pays
+    /// with the scanned payment code. Returns (status, qr, expires_at_ms).
+    #[zbus(out_args("status", "qr", "expires_at_ms"))]
+    async fn pay(
+        &self,
+        order_no: &str,
+        method: &str,
+        code: &str,
+    ) -> Result<(String, String, i64), Error> {
+        let p = self.k()?.pay(order_no, method, code).await?;
+        Ok((
+            p.status.as_str().to_owned(),
+            p.qr.unwrap_or_default(),
+            p.expires_at_ms,
+        ))
+    }
+
+    /// `unpaid`, `paid`, `expired`, `cancelled` or `refunded`.
+    async fn order_status(&self, order_no: &str) -> Result<String, Error> {
+        Ok(self.k()?.order_status(order_no).await?.as_str().to_owned())
+    }
+
+    async fn cancel(&self, order_no: &str) -> Result<(), Error> {
+        Ok(self.k()?.cancel(order_no).await?)
+    }
+
+    /// Prints the paid order's tickets not printed yet; returns how many.
+    async fn print(&self, order_no: &str) -> Result<u32, Error> {
+        Ok(self.k()?.print(order_no).await?)
+    }
+
+    /// Paid orders for pickup: `by` is `order_code`, `id` (value: an ID
+    /// handle) or `phone` (value: order number). JSON list.
+    async fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> Result<String, Error> {
+        Ok(json(&self.k()?.pickup(by, value, phone_suffix).await?))
+    }
+
+    /// What a scanned ticket is: product, validity, entries used and left. JSON.
+    async fn query(&self, code: &str) -> Result<String, Error> {
+        Ok(json(&self.k()?.query(code).await?))
+    }
+
+    /// Opens the service menu: the PIN is checked here (`[kiosk]
+    /// service_pin_hash`), wrong ones are counted and, after five, refused
+    /// for a minute. Returns a session token the `Service*` methods take,
+    /// valid for the caller only and until 5 minutes without use.
+    async fn open_service_session(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        pin: &str,
+    ) -> Result<String, Error> {
+        let uid = caller_uid(&header, conn).await;
+        match self.pin.open(pin, uid, std::time::Instant::now()) {
+            Ok(token) => {
+                tracing::info!(uid, "service menu opened");
+                Ok(token)
+            }
+            Err(e) => {
+                tracing::warn!(uid, "service menu: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn close_service_session(&self, token: &str) {
+        self.pin.close(token);
+    }
+
+    /// The service menu's test print. Returns (passed, report).
+    #[zbus(out_args("passed", "report"))]
+    async fn service_test_print(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        token: &str,
+    ) -> Result<(bool, String), Error> {
+        self.serviced(&header, conn, token).await?;
+        Ok(printer_self_test(self.k()?).await)
+    }
+
+    /// The service menu's "sync now" (`Engineer1.SyncNow`).
+    async fn service_sync_now(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        token: &str,
+    ) -> Result<(), Error> {
+        self.serviced(&header, conn, token).await?;
+        tracing::info!("sync requested from the kiosk's service menu");
+        self.resync.notify_one();
+        Ok(())
+    }
+
+    /// Tickets of one product in one order, at most.
+    #[zbus(property)]
+    fn max_quantity(&self) -> u32 {
+        self.kiosk
+            .as_ref()
+            .map_or(0, |k| u32::from(k.limits().max_quantity))
+    }
+
+    /// Days ahead tickets are sold, today included.
+    #[zbus(property)]
+    fn sale_horizon_days(&self) -> u32 {
+        self.kiosk
+            .as_ref()
+            .map_or(0, |k| u32::from(k.limits().sale_horizon_days))
+    }
+
+    /// Whether a sale can start now.
+    #[zbus(property)]
+    fn sale_available(&self) -> bool {
+        self.kiosk
+            .as_ref()
+            .is_some_and(|k| k.sale_blockers().is_empty())
+    }
+
+    /// Why not: `not_provisioned`, `offline`, `printer_out_of_paper`, `printer_not_ready`.
+    #[zbus(property)]
+    fn out_of_service_reasons(&self) -> Vec<String> {
+        match &self.kiosk {
+            Some(k) => k.sale_blockers(),
+            None => vec!["not_a_kiosk".into()],
+        }
+    }
+
+    /// A code was scanned at the kiosk (ticket, order QR or payment code).
+    #[zbus(signal)]
+    pub async fn code_scanned(emitter: &SignalEmitter<'_>, code: &str) -> zbus::Result<()>;
+
+    /// An ID card was read: a handle to pass back, and masked fields to show.
+    #[zbus(signal)]
+    pub async fn id_card_read(
+        emitter: &SignalEmitter<'_>,
+        handle: &str,
+        name_masked: &str,
+        number_masked: &str,
+    ) -> zbus::Result<()>;
+
+    /// Printing an order: `printed` of `total` tickets are out (0 before the first).
+    #[zbus(signal)]
+    pub async fn ticket_printed(
+        emitter: &SignalEmitter<'_>,
+        order_no: &str,
+        printed: u32,
+        total: u32,
+    ) -> zbus::Result<()>;
+
+    /// The printer's state changed (`ready`, `out of paper`, …).
+    #[zbus(signal)]
+    pub async fn printer_status(emitter: &SignalEmitter<'_>, state: &str) -> zbus::Result<()>;
+}

@@ -1,0 +1,232 @@
+//! Printing: the ticket layout, the paid order's tickets each marked before
+//! the first byte and after the cut, reprints and the test slip.
+
+use super::*;
+
+impl Kiosk {
+    pub(super) fn ticket_bytes(
+        &self,
+        scenic_area: &str,
+        order: &Order,
+        t: &api::IssuedTicket,
+        product: Option<&api::Product>,
+    ) -> Result<Vec<u8>, KioskError> {
+        let (name, name_en) = product.map_or(("门票", "Ticket"), |p| {
+            (p.name.as_str(), p.name_en.as_str())
+        });
+        // Fullwidth yuan sign: GBK has no U+00A5.
+        let yuan = format!("￥{}.{:02}", t.price_cents / 100, t.price_cents % 100);
+        let (from, until) = (
+            t.valid_from.get(11..).unwrap_or(""),
+            t.valid_until.get(11..).unwrap_or(""),
+        );
+        let time = if from == "00:00" && until == "00:00" {
+            "全天 All day".to_owned()
+        } else {
+            format!("{from}–{until}")
+        };
+        let b = TicketBuilder::new()
+            .align(Align::Center)
+            .bold(true)
+            .size(2, 2)
+            .line(scenic_area)
+            .size(1, 1)
+            .line(&format!("{name} {name_en}"))
+            .bold(false)
+            .line(&format!(
+                "日期 Date  {}",
+                t.valid_from.get(..10).unwrap_or(&t.valid_from)
+            ))
+            .line(&format!("时段 Time  {time}"))
+            .line(&format!("票价 Price {yuan}"));
+        let b = if t.group_size > 1 {
+            b.bold(true)
+                .line(&format!("团体票 Group ticket: {} 人 persons", t.group_size))
+                .bold(false)
+        } else {
+            b
+        };
+        let b = b
+            .qr(&t.token, 6, QrEcc::M)
+            .map_err(|e| E::Failed(format!("ticket {}: {e}", t.ticket_id)))?
+            .line(&format!("订单 Order  {}", order.order_no))
+            .line(&format!("票号 Serial {}", t.serial))
+            .feed(3);
+        Ok(b.cut())
+    }
+
+    /// Prints every ticket of a paid order not printed here yet; returns how
+    /// many were printed. On a printer problem the rest stay printable.
+    pub async fn print(&self, order_no: &str) -> Result<u32, KioskError> {
+        let order = orders::get(self.store().conn_ref(), order_no)?
+            .ok_or_else(|| E::NotFound(format!("no paid order {order_no} on this kiosk")))?;
+        if order.status != OrderStatus::Paid {
+            return Err(E::NotPayable(format!("order {order_no} is not paid")));
+        }
+        let held = orders::held_mid_print(self.store().conn_ref(), order_no)?;
+        let todo: Vec<api::IssuedTicket> = orders::tickets(self.store().conn_ref(), order_no)?
+            .into_iter()
+            .filter(|(t, printed)| printed.is_none() && !held.contains(&t.ticket_id))
+            .map(|(t, _)| t)
+            .collect();
+        if todo.is_empty() && !held.is_empty() {
+            return Err(E::AlreadyPrinted(format!(
+                "ticket(s) {held:?} of order {order_no} were being printed when gated stopped: \
+                 staff check the printer's output and reprint what did not come out"
+            )));
+        }
+        if todo.is_empty() {
+            return Err(E::AlreadyPrinted(format!(
+                "every ticket of order {order_no} was printed (a reprint needs an engineer)"
+            )));
+        }
+        self.print_tickets(&order, &todo, None).await
+    }
+
+    pub(super) async fn print_tickets(
+        &self,
+        order: &Order,
+        todo: &[api::IssuedTicket],
+        reprint: Option<(&str, &str)>,
+    ) -> Result<u32, KioskError> {
+        let catalog = self.catalog_stored().ok();
+        let scenic = catalog
+            .as_ref()
+            .map_or("", |c| c.scenic_area.as_str())
+            .to_owned();
+        let mut guard = self.printer.lock().await;
+        let printer = guard
+            .as_mut()
+            .ok_or_else(|| E::PrinterNotReady("this device has no ticket printer".into()))?;
+        let mut printed = 0;
+        let total = todo.len() as u32;
+        let report = |printed| {
+            let _ = self.progress.send(PrintProgress {
+                order_no: order.order_no.clone(),
+                printed,
+                total,
+            });
+        };
+        report(0);
+        for t in todo {
+            let product = catalog
+                .as_ref()
+                .and_then(|c| c.products.iter().find(|p| p.id == t.product_id));
+            let bytes = self.ticket_bytes(&scenic, order, t, product)?;
+            // Durable before the first byte goes out (see the schema, 3).
+            orders::print_started(self.store().conn_ref(), t.ticket_id, now_ms())?;
+            match printer.print(&bytes).await {
+                Ok(status) => {
+                    self.printer_status.send_replace(Some(Ok(status)));
+                    let at = now_ms();
+                    // A first print is one per ticket (keyed); each reprint is its own.
+                    let (nonce, event) = match reprint {
+                        None => (
+                            self.nonces.keyed("print", t.ticket_id),
+                            OutboxEvent::Print {
+                                order_no: order.order_no.clone(),
+                                ticket_id: t.ticket_id,
+                                serial: t.serial.clone(),
+                            },
+                        ),
+                        Some((reason, _)) => (
+                            self.nonces.next("kiosk"),
+                            OutboxEvent::Reprint {
+                                order_no: order.order_no.clone(),
+                                ticket_id: t.ticket_id,
+                                serial: t.serial.clone(),
+                                reason: reason.to_owned(),
+                            },
+                        ),
+                    };
+                    self.store().in_transaction(|tx| {
+                        orders::printed(tx, t.ticket_id, at, reprint)?;
+                        outbox::queue(tx, &nonce, &event, at).map(|_| ())
+                    })?;
+                    printed += 1;
+                    report(printed);
+                }
+                Err(e) => {
+                    // The printer said it printed nothing, or a spoiled
+                    // ticket: printable again. Silence or a broken link
+                    // leave it held (it may have come out).
+                    if matches!(
+                        e,
+                        PrinterError::NotReady { .. }
+                            | PrinterError::Failed { .. }
+                            | PrinterError::Open(_)
+                    ) {
+                        orders::print_not_started(self.store().conn_ref(), t.ticket_id)?;
+                    }
+                    if let PrinterError::NotReady { status, .. }
+                    | PrinterError::Failed { status, .. } = &e
+                    {
+                        self.printer_status.send_replace(Some(Ok(*status)));
+                    } else {
+                        self.printer_status.send_replace(Some(Err(e.to_string())));
+                    }
+                    tracing::warn!(
+                        order = order.order_no,
+                        ticket = t.ticket_id,
+                        printed,
+                        "print stopped: {e}; the rest stay printable"
+                    );
+                    return Err(printer_error(e));
+                }
+            }
+        }
+        Ok(printed)
+    }
+
+    /// Prints a test slip (not a ticket: no QR token) for the engineer's self-test.
+    pub async fn print_test_slip(&self) -> Result<String, KioskError> {
+        let slip = TicketBuilder::new()
+            .align(Align::Center)
+            .bold(true)
+            .line("打印测试 PRINTER TEST")
+            .bold(false)
+            .line("非门票 NOT A TICKET")
+            .line(
+                &jiff::Timestamp::now()
+                    .to_zoned(self.tz.clone())
+                    .strftime("%Y-%m-%d %H:%M")
+                    .to_string(),
+            )
+            .feed(3)
+            .cut();
+        let mut guard = self.printer.lock().await;
+        let printer = guard
+            .as_mut()
+            .ok_or_else(|| E::PrinterNotReady("this device has no ticket printer".into()))?;
+        match printer.print(&slip).await {
+            Ok(status) => {
+                self.printer_status.send_replace(Some(Ok(status)));
+                Ok(status.problem().unwrap_or("ready").to_owned())
+            }
+            Err(e) => Err(printer_error(e)),
+        }
+    }
+
+    /// Prints a ticket again, with the reason recorded (engineers only).
+    pub async fn reprint(&self, ticket_id: u64, reason: &str, by: &str) -> Result<(), KioskError> {
+        if reason.trim().len() < 3 {
+            return Err(E::InvalidArgument("a reprint needs a reason".into()));
+        }
+        let order_no =
+            orders::order_of_ticket(self.store().conn_ref(), ticket_id)?.ok_or_else(|| {
+                E::NotFound(format!(
+                    "ticket {ticket_id} is not in an order on this kiosk"
+                ))
+            })?;
+        let order = orders::get(self.store().conn_ref(), &order_no)?
+            .ok_or_else(|| E::NotFound(format!("order {order_no}")))?;
+        let t = orders::tickets(self.store().conn_ref(), &order_no)?
+            .into_iter()
+            .find(|(t, _)| t.ticket_id == ticket_id)
+            .map(|(t, _)| t)
+            .ok_or_else(|| E::NotFound(format!("ticket {ticket_id}")))?;
+        self.print_tickets(&order, &[t], Some((reason.trim(), by)))
+            .await?;
+        Ok(())
+    }
+}
