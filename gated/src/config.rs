@@ -363,20 +363,20 @@ fn default_unit() -> u8 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Direction {
+pub enum LaneDirection {
     Entry,
     Exit,
     /// One lane used both ways (the direction comes from the reader used).
     Both,
 }
 
-impl Direction {
+impl LaneDirection {
     /// As in gated.toml.
     pub fn as_str(self) -> &'static str {
         match self {
-            Direction::Entry => "entry",
-            Direction::Exit => "exit",
-            Direction::Both => "both",
+            LaneDirection::Entry => "entry",
+            LaneDirection::Exit => "exit",
+            LaneDirection::Both => "both",
         }
     }
 }
@@ -385,7 +385,7 @@ impl Direction {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lane {
-    pub direction: Direction,
+    pub direction: LaneDirection,
     /// Lane group, as products name the groups they admit to.
     pub group: String,
     pub gate: Spanned<String>,
@@ -954,7 +954,7 @@ fn validate_lane(name: &str, lane: &Lane, d: &Devices, r: &mut Reporter<'_>) {
     for s in &lane.exit_scanners {
         let found = d.scanners.contains_key(s.get_ref());
         reference(r, "exit_scanners", found, "scanners", s);
-        if lane.direction != Direction::Both {
+        if lane.direction != LaneDirection::Both {
             r.push(
                 &key("exit_scanners"),
                 s.span(),
@@ -1036,7 +1036,7 @@ scanners = ["qr1"]
         let c = check(GOOD).unwrap();
         assert_eq!(c.role, Role::Lane);
         assert_eq!(c.device_id.get_ref(), "north-gate-1");
-        assert_eq!(c.lanes["north-1"].get_ref().direction, Direction::Entry);
+        assert_eq!(c.lanes["north-1"].get_ref().direction, LaneDirection::Entry);
     }
 
     #[test]

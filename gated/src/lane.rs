@@ -73,7 +73,7 @@ pub struct Scan<'a> {
     pub at_ms: i64,
     /// The gate's name when its counters outlive gated (a Modbus
     /// controller): the passage is then announced before the gate opens,
-    /// so a kill in between loses nothing (see [`Lanes::reconcile`]).
+    /// so a kill in between loses nothing (see [`Engine::reconcile`]).
     pub gate_ledger: Option<&'a str>,
 }
 
@@ -83,10 +83,11 @@ pub enum LaneError {
     Store(#[from] StoreError),
 }
 
-/// Shared by every lane of the device: the store, the pinned keys, the
-/// products and the reservations.
+/// The lane transaction engine, shared by every lane of the device: the
+/// store, the pinned keys, the products and the reservations. (The lanes
+/// themselves are `lanes::LaneRegistry`.)
 #[derive(Debug, Clone)]
-pub struct Lanes {
+pub struct Engine {
     inner: Arc<Inner>,
 }
 
@@ -111,7 +112,7 @@ struct Catalog {
 #[derive(Debug)]
 pub struct Reservation {
     ticket_id: u64,
-    lanes: Lanes,
+    lanes: Engine,
 }
 
 impl Drop for Reservation {
@@ -134,13 +135,13 @@ fn load_catalog(store: &Store) -> Result<Catalog, LaneError> {
     })
 }
 
-impl Lanes {
+impl Engine {
     /// Loads keys, products and the ID-hash key from the store; events are
     /// recorded under `device`'s nonces.
     pub fn new(store: Store, device: &str) -> Result<Self, LaneError> {
         let catalog = load_catalog(&store)?;
         let nonces = store.nonces(device)?;
-        Ok(Lanes {
+        Ok(Engine {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
                 nonces,
@@ -484,7 +485,7 @@ impl Lanes {
     /// worker that polls gates and serves D-Bus.
     pub async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Lanes) -> T + Send + 'static,
+        f: impl FnOnce(&Engine) -> T + Send + 'static,
     ) -> T {
         let lanes = self.clone();
         tokio::task::spawn_blocking(move || f(&lanes))

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Direction as LaneDirection};
-use crate::lane::{Admission, Lanes, Medium, Scan};
+use crate::config::{Config, LaneDirection};
+use crate::lane::{Admission, Engine, Medium, Scan};
 use crate::store::Store;
 use crate::store::outbox::OutboxEvent;
 use crate::tickets::admission::{self, LaneNow, Route};
@@ -170,14 +170,14 @@ pub async fn start(
     config: &Config,
     store: Store,
     reads: &crate::reads::Reads,
-) -> Result<(JoinSet<()>, Lanes, LaneRegistry), LanesError> {
+) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
     if store.setting("id_hash_key")?.is_none() {
         warn!(
             "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"
         );
     }
-    let lanes = Lanes::new(store, config.device_id.get_ref())?;
+    let lanes = Engine::new(store, config.device_id.get_ref())?;
 
     // One task per gate device, shared by the lanes that use it.
     let mut gates: HashMap<String, GateHandle> = HashMap::new();
@@ -373,7 +373,7 @@ struct LaneCtx {
     name: String,
     group: String,
     direction: LaneDirection,
-    lanes: Lanes,
+    lanes: Engine,
     gate: GateHandle,
     tz: jiff::tz::TimeZone,
 }

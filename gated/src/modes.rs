@@ -178,7 +178,7 @@ pub struct Inputs<P: PowerOff> {
     /// Fire inputs: (source, active) from every gate's events and any
     /// dedicated line.
     pub fire: mpsc::Receiver<(String, bool)>,
-    pub lanes: Option<(crate::lane::Lanes, LaneRegistry)>,
+    pub lanes: Option<(crate::lane::Engine, LaneRegistry)>,
     /// Durable events and the WAL checkpoint (its own connection).
     pub store: std::sync::Mutex<Store>,
     /// Asks the central link to upload the outbox now.

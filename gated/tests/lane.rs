@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use gated::lane::{Admission, Lanes, Medium, Relax, Scan};
+use gated::lane::{Admission, Engine, Medium, Relax, Scan};
 use gated::store::Store;
 use gated::tickets::rules::{MINUTES_PER_DAY, Reason};
 use gated::tickets::token::{self, LocalMinute, Payload};
@@ -19,7 +19,7 @@ const ID_KEY: &[u8] = b"device-id-hash-key";
 
 struct Rig {
     _dir: tempfile::TempDir,
-    lanes: Lanes,
+    lanes: Engine,
     sim: SimGate,
     gate: GateHandle,
     _server: TcpServer,
@@ -70,7 +70,7 @@ async fn rig(kind: GateKind) -> Rig {
         [],
     )
     .unwrap();
-    let lanes = Lanes::new(store, "lane-test").unwrap();
+    let lanes = Engine::new(store, "lane-test").unwrap();
 
     let map = RegisterMap::load("lot").unwrap();
     let sim = SimGate::new(kind, map.clone(), 1);
@@ -211,7 +211,7 @@ async fn a_key_outside_its_validity_no_longer_verifies() {
         [NOW - MINUTES_PER_DAY],
     )
     .unwrap();
-    let lanes = Lanes::new(
+    let lanes = Engine::new(
         Store::open(&r._dir.path().join("gated.db")).unwrap(),
         "lane-test",
     )
@@ -459,7 +459,7 @@ async fn a_signing_key_with_an_unreadable_validity_is_not_pinned() {
         .conn()
         .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
         .unwrap();
-    let lanes = Lanes::new(store, "lane-test").unwrap();
+    let lanes = Engine::new(store, "lane-test").unwrap();
     for (key_id, ticket) in [(2, 1013), (3, 1014)] {
         let p = token::parse(&r.token(ticket, |p| p.key_id = key_id))
             .unwrap()

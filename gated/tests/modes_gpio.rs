@@ -120,7 +120,7 @@ async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
     )
     .unwrap();
     let registry = Arc::new(vec![Arc::new(LaneState::new("east-1", &lane, gate))]);
-    let lanes = gated::lane::Lanes::new(Store::open(&db).unwrap(), "modes-gpio").unwrap();
+    let lanes = gated::lane::Engine::new(Store::open(&db).unwrap(), "modes-gpio").unwrap();
 
     let mut tasks = tokio::task::JoinSet::new();
     let (mains_lost, power) = power_fail_line(&mut tasks);

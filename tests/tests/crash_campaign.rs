@@ -6,7 +6,7 @@
 //! upload lost or doubled. Visitors hesitate up to 300 ms after the unlock,
 //! so some walk while gated is dead or just back: a passage the turnstile
 //! counted while gated was dying is found by its counter, and an unlock left
-//! over is taken back at the restart (see `Lanes::reconcile`).
+//! over is taken back at the restart (see `Engine::reconcile`).
 //!
 //! The instants come from a fixed seed, so a failure replays; CRASH_SEED
 //! changes it, CRASH_KILLS_LANE / CRASH_KILLS_SALE the counts.

@@ -9,7 +9,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use gated::lane::{Admission, Lanes, Medium, Scan};
+use gated::lane::{Admission, Engine, Medium, Scan};
 use gated::store::Store;
 use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::sim::{GateKind, SimGate, TcpServer};
@@ -89,7 +89,7 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
             }))
             .unwrap();
     }
-    let lanes = Lanes::new(store, "stall-test").unwrap();
+    let lanes = Engine::new(store, "stall-test").unwrap();
     let (gate_a, gate_b) = rt.block_on(async {
         let (a, b) = (gate(&served[0].1), gate(&served[1].1));
         connected(&a).await;
@@ -98,7 +98,7 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
     });
 
     armed.store(true, Ordering::SeqCst);
-    let admit = |lanes: &Lanes, gate: &GateHandle, lane: &'static str, ticket: u64| {
+    let admit = |lanes: &Engine, gate: &GateHandle, lane: &'static str, ticket: u64| {
         let medium = Medium::Code(offline_tickets::ticket(&key, ticket, 1, now));
         let (lanes, gate) = (lanes.clone(), gate.clone());
         rt.spawn(async move {

@@ -27,7 +27,7 @@ use super::api::{self, Change, ChangesPage, paths};
 use super::client::{self, CALL_TIMEOUT, CentralError, Session};
 use super::identity;
 use crate::config::Config;
-use crate::lane::Lanes;
+use crate::lane::Engine;
 use crate::store::keys::{self, KeyRow};
 use crate::store::outbox::{Nonces, OutboxError};
 use crate::store::tickets::{TicketRow, feed};
@@ -285,7 +285,7 @@ pub fn apply_page(
 
 /// Starts the link; it waits for credentials if the device is not enrolled
 /// yet and picks them up when `gatectl provision` writes them.
-pub fn start(config: &Config, lanes: Option<Lanes>) -> Result<Started, StoreError> {
+pub fn start(config: &Config, lanes: Option<Engine>) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let store = Store::open(&state_dir.join("gated.db"))?;
     store.set_wal_autocheckpoint(SYNC_WAL_PAGES)?;
@@ -347,7 +347,7 @@ struct Link {
     store: Arc<Mutex<Store>>,
     /// For the sale events of orders the changes bring.
     nonces: Nonces,
-    lanes: Option<Lanes>,
+    lanes: Option<Engine>,
     status: watch::Sender<SyncStatus>,
     state_dir: PathBuf,
     ca_file: Option<PathBuf>,

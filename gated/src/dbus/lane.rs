@@ -7,12 +7,12 @@ use super::*;
 /// lane's mode and opening it once are for engineers (bus policy).
 #[derive(Debug)]
 pub struct LaneIface {
-    pub lanes: Option<(crate::lane::Lanes, crate::lanes::LaneRegistry)>,
+    pub lanes: Option<(crate::lane::Engine, crate::lanes::LaneRegistry)>,
     pub tz: jiff::tz::TimeZone,
 }
 
 impl LaneIface {
-    fn find(&self, lane: &str) -> Result<(&crate::lane::Lanes, &crate::lanes::LaneState), Error> {
+    fn find(&self, lane: &str) -> Result<(&crate::lane::Engine, &crate::lanes::LaneState), Error> {
         let (lanes, registry) = self
             .lanes
             .as_ref()
