@@ -95,12 +95,7 @@ impl LaneIface {
             by,
             at_ms,
         };
-        let stream = lane.to_owned();
-        lanes
-            .blocking(move |l| l.record_event(&stream, &event, at_ms))
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        Ok(())
+        record(lanes, lane, event, at_ms).await
     }
 
     /// Opens the gate for one person without a ticket (recorded with the
@@ -135,12 +130,22 @@ impl LaneIface {
             outcome: outcome.clone(),
             at_ms,
         };
-        let stream = lane.to_owned();
-        lanes
-            .blocking(move |l| l.record_event(&stream, &event, at_ms))
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
+        record(lanes, lane, event, at_ms).await?;
         tracing::warn!(lane, by, outcome = ?outcome, "lane opened once by an engineer");
         Ok(json(&outcome))
     }
+}
+
+/// Queues an engineer's lane command for the central system, on the lane's stream.
+async fn record(
+    lanes: &crate::lane::Engine,
+    lane: &str,
+    event: crate::store::outbox::OutboxEvent,
+    at_ms: i64,
+) -> Result<(), Error> {
+    let stream = lane.to_owned();
+    lanes
+        .blocking(move |l| l.record_event(&stream, &event, at_ms))
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))
 }

@@ -12,13 +12,14 @@ impl App {
     pub(super) fn load_catalog(self: &Rc<Self>, date: String) {
         self.call(
             move |g| async move {
-                let c =
-                    gated::parse::<gated::CatalogView>("Catalog", &g.kiosk.catalog(&date).await?)?;
-                let limits = (
-                    g.kiosk.max_quantity().await?,
-                    g.kiosk.sale_horizon_days().await?,
+                // One round trip's wait: the three go out together.
+                let (c, max, days) = tokio::join!(
+                    g.kiosk.catalog(&date),
+                    g.kiosk.max_quantity(),
+                    g.kiosk.sale_horizon_days()
                 );
-                Ok((c, limits))
+                let c = gated::parse::<gated::CatalogView>("Catalog", &c?)?;
+                Ok((c, (max?, days?)))
             },
             |app, r| match r {
                 Ok((c, limits)) => app.show_catalog(c, limits),

@@ -342,6 +342,7 @@ fn not_running(config: &Config, why: &str, json: bool) -> ExitCode {
             json!({
                 "role": config.role,
                 "device_id": config.device_id.get_ref(),
+                "time_zone": config.time_zone().iana_name(),
                 "gated_running": false,
                 "error": why,
             })
