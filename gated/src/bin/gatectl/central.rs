@@ -202,34 +202,34 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     if json {
         println!(
             "{:#}",
-            json!({
-                "role": config.role,
-                "device_id": config.device_id.get_ref(),
-                "time_zone": tz.iana_name(),
-                "central": {
-                    "mode": mode,
-                    "url": (!url.is_empty()).then_some(&url),
-                    "since_ms": since,
-                    "last_sync_ms": (last_sync != 0).then_some(last_sync),
-                    "last_error": (!last_error.is_empty()).then_some(&last_error),
-                    "cursor": cursor,
-                    "catalog_version": catalog,
-                    "clock_skew_ms": skew,
-                    "clock_skew_reported": skew_reported,
-                },
-                "outbox_depth": outbox,
-                "tickets": tickets,
-                "revoked": revoked,
-                "blocked": blocked,
-                "persons_entered_today": entered,
-                "gated_running": true,
-                "lanes": lanes,
-                "power": power,
-                "operating_mode": op_mode.as_ref().map(|(m, c, since, peak)| json!({
-                    "mode": m, "cause": c, "since_ms": since, "peak_groups": peak,
-                })),
-                "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
-            })
+            identified(
+                &config,
+                json!({
+                    "central": {
+                        "mode": mode,
+                        "url": (!url.is_empty()).then_some(&url),
+                        "since_ms": since,
+                        "last_sync_ms": (last_sync != 0).then_some(last_sync),
+                        "last_error": (!last_error.is_empty()).then_some(&last_error),
+                        "cursor": cursor,
+                        "catalog_version": catalog,
+                        "clock_skew_ms": skew,
+                        "clock_skew_reported": skew_reported,
+                    },
+                    "outbox_depth": outbox,
+                    "tickets": tickets,
+                    "revoked": revoked,
+                    "blocked": blocked,
+                    "persons_entered_today": entered,
+                    "gated_running": true,
+                    "lanes": lanes,
+                    "power": power,
+                    "operating_mode": op_mode.as_ref().map(|(m, c, since, peak)| json!({
+                        "mode": m, "cause": c, "since_ms": since, "peak_groups": peak,
+                    })),
+                    "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
+                })
+            )
         );
         return ExitCode::SUCCESS;
     }
@@ -334,18 +334,25 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `fields` and the device's role, id and time zone (from gated.toml).
+fn identified(config: &Config, fields: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({
+        "role": config.role,
+        "device_id": config.device_id.get_ref(),
+        "time_zone": config.time_zone().iana_name(),
+    });
+    if let (Some(out), serde_json::Value::Object(more)) = (v.as_object_mut(), fields) {
+        out.extend(more);
+    }
+    v
+}
+
 /// gated does not answer on the bus: say so, and what to do.
 fn not_running(config: &Config, why: &str, json: bool) -> ExitCode {
     if json {
         println!(
             "{:#}",
-            json!({
-                "role": config.role,
-                "device_id": config.device_id.get_ref(),
-                "time_zone": config.time_zone().iana_name(),
-                "gated_running": false,
-                "error": why,
-            })
+            identified(config, json!({ "gated_running": false, "error": why }))
         );
     } else {
         println!("{} {}", config.role, config.device_id.get_ref());
