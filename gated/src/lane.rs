@@ -61,7 +61,7 @@ pub enum Admission {
 
 /// One presentation at one lane.
 #[derive(Debug, Clone, Copy)]
-pub struct Scan<'a> {
+pub struct Presentation<'a> {
     pub lane: &'a str,
     pub lane_group: &'a str,
     pub medium: &'a Medium,
@@ -326,7 +326,7 @@ impl Engine {
     pub fn commit(
         &self,
         reservation: &Reservation,
-        scan: &Scan<'_>,
+        scan: &Presentation<'_>,
         direction: Direction,
         persons: u32,
     ) -> Result<(), LaneError> {
@@ -341,13 +341,13 @@ impl Engine {
         })?)
     }
 
-    /// Announces a passage before the gate opens (see `Scan::gate_ledger`):
+    /// Announces a passage before the gate opens (see `Presentation::gate_ledger`):
     /// the gate's counter now, durable. False when the gate cannot say.
     async fn announce<G: Gate>(
         &self,
         gate: &G,
         gate_name: &str,
-        scan: &Scan<'_>,
+        scan: &Presentation<'_>,
         ticket_id: u64,
         direction: Direction,
         persons: u32,
@@ -494,7 +494,11 @@ impl Engine {
     }
 
     /// The whole transaction for one presentation at one lane.
-    pub async fn admit<G: Gate>(&self, gate: &G, scan: &Scan<'_>) -> Result<Admission, LaneError> {
+    pub async fn admit<G: Gate>(
+        &self,
+        gate: &G,
+        scan: &Presentation<'_>,
+    ) -> Result<Admission, LaneError> {
         let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
         let decided = self
             .blocking(move |l| l.decide(&medium, now, &group, Direction::Entry))
@@ -513,7 +517,7 @@ impl Engine {
         &self,
         gate: &G,
         reservation: Reservation,
-        scan: &Scan<'_>,
+        scan: &Presentation<'_>,
         direction: Direction,
         persons: u32,
     ) -> Result<Admission, LaneError> {
@@ -535,7 +539,7 @@ impl Engine {
         // The reservation moves along: the ticket stays held until what
         // happened is durable, even if this task is cancelled meanwhile.
         self.blocking(move |l| {
-            let scan = Scan {
+            let scan = Presentation {
                 lane: &lane,
                 lane_group: &group,
                 medium: &medium,
@@ -565,7 +569,7 @@ impl Engine {
     pub async fn let_out<G: Gate>(
         &self,
         gate: &G,
-        scan: &Scan<'_>,
+        scan: &Presentation<'_>,
     ) -> Result<Admission, LaneError> {
         let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
         let decided = self
@@ -585,7 +589,7 @@ impl Engine {
     fn settle(
         &self,
         reservation: &Reservation,
-        scan: &Scan<'_>,
+        scan: &Presentation<'_>,
         direction: Direction,
         outcome: Outcome,
     ) -> Result<Admission, LaneError> {

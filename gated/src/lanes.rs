@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, LaneDirection};
-use crate::lane::{Admission, Engine, Medium, Scan};
+use crate::lane::{Admission, Engine, Medium, Presentation};
 use crate::store::Store;
 use crate::store::outbox::OutboxEvent;
 use crate::tickets::admission::{self, LaneNow, Route};
@@ -430,7 +430,7 @@ impl LaneCtx {
         while let Some(Presented { medium, kind, exit }) = rx.recv().await {
             let at_ms = jiff::Timestamp::now().as_millisecond();
             let nonce = self.lanes.nonce(&self.name);
-            let scan = Scan {
+            let scan = Presentation {
                 lane: &self.name,
                 lane_group: &self.group,
                 medium: &medium,

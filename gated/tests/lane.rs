@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use gated::lane::{Admission, Engine, Medium, Relax, Scan};
+use gated::lane::{Admission, Engine, Medium, Presentation, Relax};
 use gated::store::Store;
 use gated::tickets::rules::{MINUTES_PER_DAY, Reason};
 use gated::tickets::token::{self, LocalMinute, Payload};
@@ -95,8 +95,8 @@ async fn rig(kind: GateKind) -> Rig {
     }
 }
 
-fn scan<'a>(lane: &'a str, medium: &'a Medium, nonce: &'a str) -> Scan<'a> {
-    Scan {
+fn scan<'a>(lane: &'a str, medium: &'a Medium, nonce: &'a str) -> Presentation<'a> {
+    Presentation {
         lane,
         lane_group: "east",
         medium,

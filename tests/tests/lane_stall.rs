@@ -9,7 +9,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use gated::lane::{Admission, Engine, Medium, Scan};
+use gated::lane::{Admission, Engine, Medium, Presentation};
 use gated::store::Store;
 use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::sim::{GateKind, SimGate, TcpServer};
@@ -103,7 +103,7 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
         let (lanes, gate) = (lanes.clone(), gate.clone());
         rt.spawn(async move {
             let nonce = lanes.nonce(lane);
-            let scan = Scan {
+            let scan = Presentation {
                 lane,
                 lane_group: "east",
                 medium: &medium,
