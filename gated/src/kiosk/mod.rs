@@ -196,10 +196,25 @@ impl Kiosk {
 
     /// The order, its tickets and (when paid and sold here) its sale event,
     /// in one transaction: a kill never leaves half of it.
-    fn save_order(&self, order: &Order, sold_here: bool) -> Result<(), KioskError> {
-        self.store()
-            .in_transaction(|tx| orders::upsert(tx, order, now_ms(), sold_here, &self.nonces))?;
-        Ok(())
+    async fn save_order(&self, order: &Order, sold_here: bool) -> Result<(), KioskError> {
+        let order = order.clone();
+        self.write(move |store, nonces| {
+            Ok(store
+                .in_transaction(|tx| orders::upsert(tx, &order, now_ms(), sold_here, nonces))?)
+        })
+        .await
+    }
+
+    /// Runs a write on tokio's blocking pool: its fsync never holds a
+    /// runtime worker that serves D-Bus and the printer.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store, &Nonces) -> Result<T, KioskError> + Send + 'static,
+    ) -> Result<T, KioskError> {
+        let (store, nonces) = (self.store.clone(), self.nonces.clone());
+        tokio::task::spawn_blocking(move || f(&mut store.lock().expect("store"), &nonces))
+            .await
+            .map_err(|e| KioskError::Failed(format!("store work: {e}")))?
     }
 
     /// Follows print progress (for signals).

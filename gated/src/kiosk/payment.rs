@@ -44,7 +44,7 @@ impl Kiosk {
             .get(&format!("{}/{order_no}", paths::ORDERS), &[], CALL_TIMEOUT)
             .await
             .map_err(central_error)?;
-        self.save_order(&order, false)?;
+        self.save_order(&order, false).await?;
         Ok(order)
     }
 
@@ -67,7 +67,7 @@ impl Kiosk {
             )
             .await
             .map_err(central_error)?;
-        self.save_order(&order, false)?;
+        self.save_order(&order, false).await?;
         Ok(())
     }
 }

@@ -49,12 +49,15 @@ impl Kiosk {
                 .await
             {
                 Ok(found) => {
-                    self.store().in_transaction(|tx| {
-                        found
-                            .orders
-                            .iter()
-                            .try_for_each(|o| orders::upsert(tx, o, now_ms(), false, &self.nonces))
-                    })?;
+                    let found_orders = found.orders.clone();
+                    self.write(move |s, nonces| {
+                        Ok(s.in_transaction(|tx| {
+                            found_orders
+                                .iter()
+                                .try_for_each(|o| orders::upsert(tx, o, now_ms(), false, nonces))
+                        })?)
+                    })
+                    .await?;
                     for o in &found.orders {
                         if !numbers.contains(&o.order_no) {
                             numbers.push(o.order_no.clone());

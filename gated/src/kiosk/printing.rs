@@ -114,7 +114,9 @@ impl Kiosk {
                 .and_then(|c| c.products.iter().find(|p| p.id == t.product_id));
             let bytes = self.ticket_bytes(&scenic, order, t, product)?;
             // Durable before the first byte goes out (see the schema, 3).
-            orders::print_started(self.store().conn_ref(), t.ticket_id, now_ms())?;
+            let id = t.ticket_id;
+            self.write(move |s, _| Ok(orders::print_started(s.conn_ref(), id, now_ms())?))
+                .await?;
             match printer.print(&bytes).await {
                 Ok(status) => {
                     self.printer_status.send_replace(Some(Ok(status)));
@@ -139,10 +141,15 @@ impl Kiosk {
                             },
                         ),
                     };
-                    self.store().in_transaction(|tx| {
-                        orders::printed(tx, t.ticket_id, at, reprint)?;
-                        outbox::queue(tx, &nonce, &event, at).map(|_| ())
-                    })?;
+                    let reprint = reprint.map(|(r, by)| (r.to_owned(), by.to_owned()));
+                    self.write(move |s, _| {
+                        Ok(s.in_transaction(|tx| {
+                            let reprint = reprint.as_ref().map(|(r, by)| (r.as_str(), by.as_str()));
+                            orders::printed(tx, id, at, reprint)?;
+                            outbox::queue(tx, &nonce, &event, at).map(|_| ())
+                        })?)
+                    })
+                    .await?;
                     printed += 1;
                     report(printed);
                 }
@@ -156,7 +163,8 @@ impl Kiosk {
                             | PrinterError::Failed { .. }
                             | PrinterError::Open(_)
                     ) {
-                        orders::print_not_started(self.store().conn_ref(), t.ticket_id)?;
+                        self.write(move |s, _| Ok(orders::print_not_started(s.conn_ref(), id)?))
+                            .await?;
                     }
                     if let PrinterError::NotReady { status, .. }
                     | PrinterError::Failed { status, .. } = &e

@@ -165,7 +165,7 @@ impl Kiosk {
             .post(paths::ORDERS, &request)
             .await
             .map_err(central_error)?;
-        self.save_order(&order, true)?;
+        self.save_order(&order, true).await?;
         Ok(order)
     }
 }
