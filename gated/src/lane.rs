@@ -499,16 +499,37 @@ impl Engine {
         gate: &G,
         scan: &Presentation<'_>,
     ) -> Result<Admission, LaneError> {
+        self.transact(gate, scan, Direction::Entry).await
+    }
+
+    /// An exit lane: any ticket this device knows may leave; the exit is
+    /// recorded (it re-arms anti-passback), no entry rule applies.
+    pub async fn let_out<G: Gate>(
+        &self,
+        gate: &G,
+        scan: &Presentation<'_>,
+    ) -> Result<Admission, LaneError> {
+        self.transact(gate, scan, Direction::Exit).await
+    }
+
+    /// Decides `direction` for the presentation, then opens and records.
+    async fn transact<G: Gate>(
+        &self,
+        gate: &G,
+        scan: &Presentation<'_>,
+        direction: Direction,
+    ) -> Result<Admission, LaneError> {
         let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
         let decided = self
-            .blocking(move |l| l.decide(&medium, now, &group, Direction::Entry))
+            .blocking(move |l| l.decide(&medium, now, &group, direction))
             .await;
-        let (reservation, _ticket, persons) = match decided {
-            Ok(d) => d,
-            Err(reason) => return Ok(Admission::Refused(reason)),
-        };
-        self.pass(gate, reservation, scan, Direction::Entry, persons as u32)
-            .await
+        match decided {
+            Ok((reservation, _, persons)) => {
+                self.pass(gate, reservation, scan, direction, persons as u32)
+                    .await
+            }
+            Err(reason) => Ok(Admission::Refused(reason)),
+        }
     }
 
     /// Opens the gate for a decided passage and records what happened,
@@ -562,26 +583,6 @@ impl Engine {
             r
         })
         .await
-    }
-
-    /// An exit lane: any ticket this device knows may leave; the exit is
-    /// recorded (it re-arms anti-passback), no entry rule applies.
-    pub async fn let_out<G: Gate>(
-        &self,
-        gate: &G,
-        scan: &Presentation<'_>,
-    ) -> Result<Admission, LaneError> {
-        let (medium, now, group) = (scan.medium.clone(), scan.now, scan.lane_group.to_owned());
-        let decided = self
-            .blocking(move |l| l.decide(&medium, now, &group, Direction::Exit))
-            .await;
-        match decided {
-            Ok((reservation, _, persons)) => {
-                self.pass(gate, reservation, scan, Direction::Exit, persons as u32)
-                    .await
-            }
-            Err(reason) => Ok(Admission::Refused(reason)),
-        }
     }
 
     /// Records what the gate reported: passages committed, an alarm

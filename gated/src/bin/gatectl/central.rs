@@ -173,16 +173,22 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         Err(code) => return code,
     };
     let tz = config.time_zone();
-    let device = RunningDevice::read();
-    let counts = device
-        .0
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|_| with_gated(async |g| g.device.counts().await).map_err(|e| e.to_string()));
-    let (tickets, revoked, blocked, entered, outbox) = match counts {
-        Ok(c) => c,
-        Err(e) => return not_running(&config, &e, json),
+    // One connection, one moment: Device1's properties, the counts, the lanes.
+    let snapshot = with_gated(async |g| {
+        let iface = zbus::names::InterfaceName::try_from(gated_api::DEVICE1)?;
+        let props = g.properties.get_all(iface).await?;
+        let counts = g.device.counts().await?;
+        // A lane list that cannot be read leaves the rest of the status.
+        Ok((props, counts, g.lane.lanes().await.ok()))
+    });
+    let (props, (tickets, revoked, blocked, entered, outbox), lanes) = match snapshot {
+        Ok(s) => s,
+        Err(e) => return not_running(&config, &e.to_string(), json),
     };
+    let device = RunningDevice(props);
+    let lanes: Vec<serde_json::Value> = lanes
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
     let mode: String = device.prop("Mode").unwrap_or_default();
     let since: i64 = device.prop("ModeSinceMs").unwrap_or(0);
     let url: String = device.prop("CentralUrl").unwrap_or_default();
@@ -196,7 +202,6 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         .flatten();
     let skew_reported = skew.is_some_and(|s| s.unsigned_abs() > sync::SKEW_REPORTED_MS as u64);
     let devices = device.devices();
-    let lanes = running_lanes().unwrap_or_default();
     let power = device.power().ok();
     let op_mode = device.mode().ok();
     if json {
@@ -426,26 +431,18 @@ fn with_gated<T>(f: impl AsyncFnOnce(&Gated) -> zbus::Result<T>) -> Result<T, Fa
 }
 
 /// The running gated's Device1 properties, read in one call (one moment).
-struct RunningDevice(Result<HashMap<String, zbus::OwnedVariant>, String>);
+struct RunningDevice(HashMap<String, zbus::OwnedVariant>);
 
 impl RunningDevice {
-    fn read() -> Self {
-        RunningDevice(
-            with_gated(async |g| {
-                let iface = zbus::names::InterfaceName::try_from(gated_api::DEVICE1)?;
-                Ok(g.properties.get_all(iface).await?)
-            })
-            .map_err(|e| e.to_string()),
-        )
-    }
-
     fn prop<T>(&self, name: &str) -> Result<T, String>
     where
         T: TryFrom<zbus::OwnedVariant>,
         T::Error: std::fmt::Display,
     {
-        let all = self.0.as_ref().map_err(Clone::clone)?;
-        let v = all.get(name).ok_or_else(|| format!("no property {name}"))?;
+        let v = self
+            .0
+            .get(name)
+            .ok_or_else(|| format!("no property {name}"))?;
         let v = v.try_clone().map_err(|e| e.to_string())?;
         T::try_from(v).map_err(|e| e.to_string())
     }
@@ -527,12 +524,6 @@ fn done(
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// The running gated's lanes (Lane1.Lanes).
-fn running_lanes() -> Result<Vec<serde_json::Value>, String> {
-    let text = with_gated(async |g| g.lane.lanes().await).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// `gatectl lane NAME mode MODE` and `gatectl lane NAME open [DIRECTION]`.
