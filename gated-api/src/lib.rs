@@ -1,10 +1,10 @@
 //! gated's D-Bus API, written once (docs/dbus.md explains it): the bus
 //! name and path, the named errors, a zbus proxy per interface, and the
-//! documents the answers carry. gated serves it; the kiosk app and gatectl
+//! records the answers carry. gated serves it; the kiosk app and gatectl
 //! call it through these proxies, never by method names in strings.
 
-pub mod docs;
 mod proxies;
+pub mod types;
 
 pub use proxies::{Device1Proxy, Engineer1Proxy, Kiosk1Proxy, Lane1Proxy};
 
@@ -105,10 +105,49 @@ pub fn error_of(e: &zbus::Error) -> (ErrorName, String) {
     }
 }
 
-/// Parses a JSON document an answer carries; a mismatch means gated and
-/// its client disagree about the API, reported like a bus error.
-pub fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, zbus::Error> {
-    serde_json::from_str(json).map_err(|e| zbus::Error::Failure(format!("{what}: {e}")))
+/// A record (or any D-Bus value) as JSON, for `gatectl --json`: a dictionary
+/// becomes an object, an array an array, a variant what it holds.
+pub fn to_json<T: serde::Serialize + zbus::Type>(v: &T) -> serde_json::Value {
+    use zbus::wire::serialized::Context;
+    // Through the wire form, as a client would see it: one conversion for every record.
+    let ctxt = Context::new(zbus::wire::LE, 0);
+    let value = zbus::wire::to_bytes(ctxt, &zbus::as_variant::Serialize(v))
+        .and_then(|data| data.deserialize::<zbus::OwnedVariant>().map(|(v, _)| v))
+        .expect("a record encodes and decodes as a D-Bus value");
+    value_to_json(&value)
+}
+
+/// A D-Bus value as JSON (see [`to_json`]).
+pub fn value_to_json(v: &zbus::Variant<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    use zbus::Variant as V;
+    match v {
+        V::U8(n) => J::from(*n),
+        V::Bool(b) => J::from(*b),
+        V::I16(n) => J::from(*n),
+        V::U16(n) => J::from(*n),
+        V::I32(n) => J::from(*n),
+        V::U32(n) => J::from(*n),
+        V::I64(n) => J::from(*n),
+        V::U64(n) => J::from(*n),
+        V::F64(n) => J::from(*n),
+        V::Str(s) => J::from(s.as_str()),
+        V::Signature(s) => J::from(s.to_string()),
+        V::ObjectPath(p) => J::from(p.as_str()),
+        V::Variant(inner) => value_to_json(inner),
+        V::Array(a) => J::Array(a.iter().map(value_to_json).collect()),
+        V::Dict(d) => J::Object(
+            d.iter()
+                .map(|(k, v)| match k {
+                    V::Str(s) => (s.to_string(), value_to_json(v)),
+                    other => (value_to_json(other).to_string(), value_to_json(v)),
+                })
+                .collect(),
+        ),
+        V::Structure(s) => J::Array(s.fields().iter().map(value_to_json).collect()),
+        #[allow(unreachable_patterns)]
+        other => J::from(format!("{other:?}")),
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +173,42 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(error_of(&gone).0, ErrorName::NotRunning);
+    }
+
+    #[test]
+    fn a_record_is_a_dictionary_and_its_json_has_the_field_names() {
+        use types::{Decision, LaneView};
+        assert_eq!(<LaneView as zbus::Type>::SIGNATURE.to_string(), "a{sv}");
+        let lane = LaneView {
+            name: "east-1".into(),
+            group: "east".into(),
+            direction: "both".into(),
+            mode: "normal".into(),
+            forced_by: None,
+            peak: false,
+            power_fail_mode: "open".into(),
+            gate: "connected".into(),
+            entries_today: 3,
+            exits_today: 1,
+            last: vec![Decision {
+                at_ms: 5,
+                medium: "qr".into(),
+                outcome: "refused".into(),
+                ticket_id: Some(7),
+                persons: 0,
+                reason: Some("used".into()),
+            }],
+        };
+        let j = to_json(&lane);
+        assert_eq!(j["name"], "east-1");
+        assert_eq!(j["entries_today"], 3);
+        assert_eq!(j["last"][0]["reason"], "used");
+        assert_eq!(j["last"][0]["ticket_id"], 7);
+        // An absent optional field is an absent key, not a null or a default.
+        assert!(j.as_object().unwrap().get("forced_by").is_none());
+        // And the record comes back whole from its wire form.
+        let ctxt = zbus::wire::serialized::Context::new(zbus::wire::LE, 0);
+        let data = zbus::wire::to_bytes(ctxt, &lane).unwrap();
+        assert_eq!(data.deserialize::<LaneView>().unwrap().0, lane);
     }
 }

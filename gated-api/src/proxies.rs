@@ -1,7 +1,10 @@
 //! A zbus proxy per interface, with every method, property and signal gated
 //! serves (the introspection XML in `gated/dbus/` is the contract; a test
-//! compares it with what gated serves). Answers that are JSON text parse
-//! into [`crate::docs`].
+//! compares it with what gated serves). Records arrive as [`crate::types`].
+
+use crate::types::{
+    CatalogView, Enrolled, GateOutcome, LaneView, OrderView, PickupView, QueryView,
+};
 
 #[zbus::proxy(
     interface = "cn.scenicpark.Gated.Device1",
@@ -63,17 +66,14 @@ pub trait Device1 {
     default_path = "/cn/scenicpark/Gated"
 )]
 pub trait Kiosk1 {
-    /// [`crate::docs::CatalogView`] as JSON.
-    fn catalog(&self, date: &str) -> zbus::Result<String>;
-    /// [`crate::docs::OrderView`] as JSON.
+    fn catalog(&self, date: &str) -> zbus::Result<CatalogView>;
     fn create_order(
         &self,
         date: &str,
         items: &[(u32, u16, u16)],
         id_handles: &[&str],
         phone: &str,
-    ) -> zbus::Result<String>;
-    /// [`crate::docs::OrderView`] as JSON.
+    ) -> zbus::Result<OrderView>;
     fn create_group_order(
         &self,
         date: &str,
@@ -81,15 +81,13 @@ pub trait Kiosk1 {
         start_minute: u16,
         persons: u16,
         phone: &str,
-    ) -> zbus::Result<String>;
+    ) -> zbus::Result<OrderView>;
     fn pay(&self, order_no: &str, method: &str, code: &str) -> zbus::Result<(String, String, i64)>;
     fn order_status(&self, order_no: &str) -> zbus::Result<String>;
     fn cancel(&self, order_no: &str) -> zbus::Result<()>;
     fn print(&self, order_no: &str) -> zbus::Result<u32>;
-    /// A JSON list of [`crate::docs::PickupView`].
-    fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> zbus::Result<String>;
-    /// [`crate::docs::QueryView`] as JSON.
-    fn query(&self, code: &str) -> zbus::Result<String>;
+    fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> zbus::Result<Vec<PickupView>>;
+    fn query(&self, code: &str) -> zbus::Result<QueryView>;
     fn open_service_session(&self, pin: &str) -> zbus::Result<String>;
     fn close_service_session(&self, token: &str) -> zbus::Result<()>;
     fn service_test_print(&self, token: &str) -> zbus::Result<(bool, String)>;
@@ -125,11 +123,9 @@ pub trait Kiosk1 {
     default_path = "/cn/scenicpark/Gated"
 )]
 pub trait Lane1 {
-    /// A JSON list of [`crate::docs::LaneView`].
-    fn lanes(&self) -> zbus::Result<String>;
+    fn lanes(&self) -> zbus::Result<Vec<LaneView>>;
     fn set_mode(&self, lane: &str, mode: &str) -> zbus::Result<()>;
-    /// The gate's outcome as JSON (docs/dbus.md, "Gate outcome").
-    fn open_once(&self, lane: &str, direction: &str) -> zbus::Result<String>;
+    fn open_once(&self, lane: &str, direction: &str) -> zbus::Result<GateOutcome>;
 }
 
 #[zbus::proxy(
@@ -141,8 +137,8 @@ pub trait Engineer1 {
     /// The newest events: (at_ms, kind, what).
     fn logs(&self, count: u32) -> zbus::Result<Vec<(i64, String, String)>>;
     fn reprint(&self, ticket_id: u64, reason: &str) -> zbus::Result<()>;
-    /// What was received, without secrets, as JSON (docs/dbus.md, "Enrolled").
-    fn provision(&self, central: &str, code: &str) -> zbus::Result<String>;
+    /// What was received, without secrets.
+    fn provision(&self, central: &str, code: &str) -> zbus::Result<Enrolled>;
     fn sync_now(&self) -> zbus::Result<()>;
     fn alarm_reset(&self) -> zbus::Result<()>;
     fn set_peak(&self, group: &str, on: bool) -> zbus::Result<()>;

@@ -71,7 +71,7 @@ pub enum LaneCommandError {
     Gate(#[from] hal::gate::GateError),
 }
 
-pub use gated_api::docs::Decision;
+pub use gated_api::types::Decision;
 
 /// A decision as `Lane1.Lanes` shows it.
 fn decision(

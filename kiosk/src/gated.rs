@@ -1,8 +1,8 @@
 //! The kiosk's only link to the world: gated's D-Bus API (`docs/dbus.md`),
-//! through the proxies and documents of `gated-api`.
+//! through the proxies and records of `gated-api`.
 
-pub use gated_api::docs::{CatalogView, OrderView as Order, PickupView, QueryView};
-pub use gated_api::{Device1Proxy, ErrorName, Kiosk1Proxy, parse};
+pub use gated_api::types::{CatalogView, OrderView as Order, PickupView, QueryView};
+pub use gated_api::{Device1Proxy, ErrorName, Kiosk1Proxy};
 
 /// The proxies, over one connection.
 #[derive(Debug, Clone)]

@@ -205,8 +205,7 @@ impl Kiosk {
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
         let m = self.call(method, body).await?;
-        let s: String = m.body().deserialize().unwrap();
-        Ok(serde_json::from_str(&s).unwrap())
+        Ok(record_json(&m))
     }
 
     pub async fn order(&self, product: u32, qty: u16, handles: &[&str], phone: &str) -> Value {
@@ -228,6 +227,32 @@ impl Kiosk {
     pub async fn print(&self, order_no: &str) -> Result<u32, (String, String)> {
         let m = self.call("Print", &(order_no,)).await?;
         Ok(m.body().deserialize().unwrap())
+    }
+}
+
+/// A reply holding one record (`a{sv}`) or a list of them (`aa{sv}`) as
+/// JSON, read the way a generic D-Bus client reads it: by shape, not by type.
+pub fn record_json(m: &zbus::Message) -> Value {
+    use std::collections::HashMap;
+    type Record = HashMap<String, zbus::OwnedVariant>;
+    let object = |r: Record| -> Value {
+        Value::Object(
+            r.iter()
+                .map(|(k, v)| (k.clone(), gated_api::value_to_json(v)))
+                .collect(),
+        )
+    };
+    let body = m.body();
+    match body.signature().to_string().as_str() {
+        "a{sv}" => object(body.deserialize::<Record>().unwrap()),
+        "aa{sv}" => Value::Array(
+            body.deserialize::<Vec<Record>>()
+                .unwrap()
+                .into_iter()
+                .map(object)
+                .collect(),
+        ),
+        other => panic!("not a record: signature {other}"),
     }
 }
 

@@ -193,8 +193,7 @@ async fn sale_with_qr_payment_prints_every_ticket_and_sold_out_and_expiry_are_na
         .call("CreateGroupOrder", &(today(), 1u32, 0u16, 5u16, ""))
         .await
         .unwrap();
-    let group: serde_json::Value =
-        serde_json::from_str(&m.body().deserialize::<String>().unwrap()).unwrap();
+    let group = tests::kiosk_device::record_json(&m);
     assert_eq!(group["total_cents"], 60000);
     let gno = group["order_no"].as_str().unwrap().to_owned();
     assert_eq!(k.pay_code(&gno, "2876543210985555").await.unwrap(), "paid");

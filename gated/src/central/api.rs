@@ -305,8 +305,8 @@ impl OrderStatus {
 
 impl Order {
     /// The order as `Kiosk1` answers it.
-    pub fn view(&self) -> gated_api::docs::OrderView {
-        gated_api::docs::OrderView {
+    pub fn view(&self) -> gated_api::types::OrderView {
+        gated_api::types::OrderView {
             order_no: self.order_no.clone(),
             order_code: self.order_code.clone(),
             status: self.status.as_str().to_owned(),

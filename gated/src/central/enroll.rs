@@ -5,8 +5,6 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use super::api::{EnrollRequest, EnrollResponse, paths};
 use super::client::{self, CALL_TIMEOUT, CentralError};
 use super::identity::{self, Credentials, IdentityError};
@@ -32,17 +30,7 @@ pub enum EnrollError {
 }
 
 /// What the device received, without the secrets (for gatectl to print).
-#[derive(Debug, Clone, Serialize)]
-pub struct Enrolled {
-    pub device_id: String,
-    pub role: String,
-    pub central_url: String,
-    pub lane_groups: Vec<String>,
-    pub signing_key_ids: Vec<u16>,
-    pub id_hash_key: &'static str,
-    pub token_expires_at_ms: i64,
-    pub clock_skew_ms: i64,
-}
+pub use gated_api::types::Enrolled;
 
 /// Enrolls the device described by `config` with `central_url` using `code`.
 pub async fn enroll(
@@ -111,7 +99,7 @@ pub async fn enroll(
         central_url: central_url.to_owned(),
         lane_groups: answer.lane_groups,
         signing_key_ids: answer.signing_keys.iter().map(|k| k.key_id).collect(),
-        id_hash_key: "received (stored, not shown)",
+        id_hash_key: "received (stored, not shown)".into(),
         token_expires_at_ms: answer.access.expires_at_ms,
         clock_skew_ms: answer.server_time_ms - (sent_ms + received_ms) / 2,
     })

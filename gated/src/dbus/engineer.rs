@@ -53,14 +53,15 @@ impl Engineer {
 
     /// Enrolls this device with the central system (`central` "" = the
     /// configured URL) using a one-time pairing code; the running link picks
-    /// the new credentials up. Returns what was received, without secrets (JSON).
+    /// the new credentials up. Returns what was received, without secrets.
+    #[zbus(out_args("enrolled"))]
     async fn provision(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
         central: &str,
         code: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<gated_api::types::Enrolled, Error> {
         if code.trim().is_empty() {
             return Err(Error::InvalidArgument("a pairing code is needed".into()));
         }
@@ -72,7 +73,7 @@ impl Engineer {
         let by = caller(&header, conn).await;
         tracing::info!(central = url, by, "provisioning requested");
         match crate::central::enroll::enroll(&self.config, &url, code).await {
-            Ok(e) => Ok(json(&e)),
+            Ok(e) => Ok(e),
             Err(e) => Err(match crate::central::enroll::explain(&e) {
                 Failure::Code(m) => Error::InvalidArgument(m),
                 Failure::Offline(m) => Error::Offline(m),

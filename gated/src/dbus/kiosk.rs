@@ -2,6 +2,7 @@
 //! and the service menu behind the PIN.
 
 use super::*;
+use gated_api::types::{CatalogView, OrderView, PickupView, QueryView};
 
 /// `Kiosk1`: sale, payment, printing, pickup and query, for the kiosk UI,
 /// and its PIN-protected service menu.
@@ -38,31 +39,32 @@ impl KioskIface {
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Kiosk1")]
 impl KioskIface {
-    /// Products, prices, remaining quota per slot for `date` (YYYY-MM-DD, "" = today). JSON.
-    async fn catalog(&self, date: &str) -> Result<String, Error> {
-        Ok(json(&self.k()?.catalog(date).await?))
+    /// Products, prices, remaining quota per slot for `date` (YYYY-MM-DD, "" = today).
+    #[zbus(out_args("catalog"))]
+    async fn catalog(&self, date: &str) -> Result<CatalogView, Error> {
+        Ok(self.k()?.catalog(date).await?)
     }
 
     /// Creates an order; `items` are (product id, slot start minute, quantity);
-    /// real-name products take one ID handle (from `IdCardRead`) per ticket. JSON order.
+    /// real-name products take one ID handle (from `IdCardRead`) per ticket.
+    #[zbus(out_args("order"))]
     async fn create_order(
         &self,
         date: &str,
         items: Vec<(u32, u16, u16)>,
         id_handles: Vec<String>,
         phone: &str,
-    ) -> Result<String, Error> {
-        Ok(json(
-            &self
-                .k()?
-                .create_order(date, &items, &id_handles, phone, false)
-                .await?
-                .view(),
-        ))
+    ) -> Result<OrderView, Error> {
+        Ok(self
+            .k()?
+            .create_order(date, &items, &id_handles, phone, false)
+            .await?
+            .view())
     }
 
     /// Creates an order for one tour-group ticket admitting `persons`
-    /// (not for real-name products). JSON order.
+    /// (not for real-name products).
+    #[zbus(out_args("order"))]
     async fn create_group_order(
         &self,
         date: &str,
@@ -70,25 +72,23 @@ impl KioskIface {
         start_minute: u16,
         persons: u16,
         phone: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<OrderView, Error> {
         if persons < 2 {
             return Err(Error::InvalidArgument(
                 "a group ticket is for 2 or more persons".into(),
             ));
         }
-        Ok(json(
-            &self
-                .k()?
-                .create_order(
-                    date,
-                    &[(product_id, start_minute, persons)],
-                    &[],
-                    phone,
-                    true,
-                )
-                .await?
-                .view(),
-        ))
+        Ok(self
+            .k()?
+            .create_order(
+                date,
+                &[(product_id, start_minute, persons)],
+                &[],
+                phone,
+                true,
+            )
+            .await?
+            .view())
     }
 
     /// `method` `qr`: returns the QR text to show and its expiry; `code`: pays
@@ -123,14 +123,21 @@ impl KioskIface {
     }
 
     /// Paid orders for pickup: `by` is `order_code`, `id` (value: an ID
-    /// handle) or `phone` (value: order number). JSON list.
-    async fn pickup(&self, by: &str, value: &str, phone_suffix: &str) -> Result<String, Error> {
-        Ok(json(&self.k()?.pickup(by, value, phone_suffix).await?))
+    /// handle) or `phone` (value: order number).
+    #[zbus(out_args("orders"))]
+    async fn pickup(
+        &self,
+        by: &str,
+        value: &str,
+        phone_suffix: &str,
+    ) -> Result<Vec<PickupView>, Error> {
+        Ok(self.k()?.pickup(by, value, phone_suffix).await?)
     }
 
-    /// What a scanned ticket is: product, validity, entries used and left. JSON.
-    async fn query(&self, code: &str) -> Result<String, Error> {
-        Ok(json(&self.k()?.query(code).await?))
+    /// What a scanned ticket is: product, validity, entries used and left.
+    #[zbus(out_args("ticket"))]
+    async fn query(&self, code: &str) -> Result<QueryView, Error> {
+        Ok(self.k()?.query(code).await?)
     }
 
     /// Opens the service menu: the PIN is checked here (`[kiosk]

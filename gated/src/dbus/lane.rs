@@ -2,6 +2,7 @@
 //! and a single opening for engineers.
 
 use super::*;
+use gated_api::types::{GateOutcome, LaneView};
 
 /// `Lane1`: every lane's state, counters and last decisions; changing a
 /// lane's mode and opening it once are for engineers (bus policy).
@@ -28,10 +29,11 @@ impl LaneIface {
 #[zbus::interface(name = "cn.scenicpark.Gated.Lane1")]
 impl LaneIface {
     /// Every lane: name, group, direction, mode, gate connection, persons in
-    /// and out today, and the last decisions. JSON list.
-    async fn lanes(&self) -> Result<String, Error> {
+    /// and out today, and the last decisions.
+    #[zbus(out_args("lanes"))]
+    async fn lanes(&self) -> Result<Vec<LaneView>, Error> {
         let Some((lanes, registry)) = &self.lanes else {
-            return Ok("[]".into());
+            return Ok(Vec::new());
         };
         let today = crate::tickets::rules::local_day(crate::lanes::local_now(&self.tz));
         let names: Vec<String> = registry.iter().map(|l| l.name.clone()).collect();
@@ -61,7 +63,7 @@ impl LaneIface {
                 last: l.last(),
             })
             .collect();
-        Ok(json(&out))
+        Ok(out)
     }
 
     /// `normal`, `free` (open for everyone, the gate counts) or `locked`.
@@ -100,13 +102,14 @@ impl LaneIface {
 
     /// Opens the gate for one person without a ticket (recorded with the
     /// caller); returns what the gate reported.
+    #[zbus(out_args("outcome"))]
     async fn open_once(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
         lane: &str,
         direction: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<GateOutcome, Error> {
         let (lanes, state) = self.find(lane)?;
         let dir = match direction {
             "entry" | "" => hal::gate::Direction::Entry,
@@ -132,7 +135,34 @@ impl LaneIface {
         };
         record(lanes, lane, event, at_ms).await?;
         tracing::warn!(lane, by, outcome = ?outcome, "lane opened once by an engineer");
-        Ok(json(&outcome))
+        Ok(gate_outcome(outcome))
+    }
+}
+
+/// The gate's outcome as `OpenOnce` answers it.
+fn gate_outcome(o: hal::gate::Outcome) -> GateOutcome {
+    use hal::gate::Outcome as O;
+    let named = |outcome: &str| GateOutcome {
+        outcome: outcome.to_owned(),
+        persons: None,
+        kind: None,
+        why: None,
+    };
+    match o {
+        O::Passed { persons } => GateOutcome {
+            persons: Some(persons),
+            ..named("passed")
+        },
+        O::NotPassed => named("not_passed"),
+        O::Alarm { kind, persons } => GateOutcome {
+            persons: Some(persons),
+            kind: Some(kind.as_str().to_owned()),
+            ..named("alarm")
+        },
+        O::Fault { why } => GateOutcome {
+            why: Some(why),
+            ..named("fault")
+        },
     }
 }
 

@@ -2,9 +2,9 @@
 //! introspection XML of each is kept in `gated/dbus/` (a test compares), and
 //! `image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf` says who may call what.
 //!
-//! Complex answers (catalog, order, pickup, query) are JSON strings whose
-//! fields are documented in `docs/dbus.md`; errors are named
-//! (`cn.scenicpark.Gated.Error.SoldOut` …) with a message a UI can show.
+//! Records (catalog, order, pickup, query, lanes …) are the `a{sv}`
+//! dictionaries of `gated_api::types`, documented in `docs/dbus.md`; errors
+//! are named (`cn.scenicpark.Gated.Error.SoldOut` …) with a message a UI can show.
 
 mod device;
 mod engineer;
@@ -26,7 +26,6 @@ use crate::central::enroll::Failure;
 use crate::central::sync::SyncStatus;
 use crate::kiosk::{Kiosk, KioskError};
 use crate::service_pin::{PinError, ServicePin};
-use gated_api::docs::LaneView;
 
 pub use gated_api::{BUS_NAME, Error, INTERFACES, OBJECT_PATH};
 
@@ -59,10 +58,6 @@ impl From<KioskError> for Error {
             KioskError::Failed(m) => Error::Failed(m),
         }
     }
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("answer serializes")
 }
 
 /// A read-only connection to gated's database for what the bus asks

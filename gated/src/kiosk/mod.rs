@@ -114,7 +114,7 @@ struct IdHandle {
 /// How long a read ID card may be used for an order or a pickup.
 const HANDLE_TTL: Duration = Duration::from_secs(600);
 
-pub use gated_api::docs::{CatalogView, PickupView, ProductView, QueryView, SlotView};
+pub use gated_api::types::{CatalogView, PickupView, ProductView, QueryView, SlotView};
 
 /// What one order may hold (gated.toml `[kiosk]`); `CreateOrder` enforces
 /// them and the app reads them to build its screens.

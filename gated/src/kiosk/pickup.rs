@@ -77,8 +77,8 @@ impl Kiosk {
                 out.push(PickupView {
                     order_no: no,
                     date: o.date,
-                    tickets: tickets.len(),
-                    unprinted: tickets.iter().filter(|(_, p)| p.is_none()).count(),
+                    tickets: tickets.len() as u32,
+                    unprinted: tickets.iter().filter(|(_, p)| p.is_none()).count() as u32,
                 });
             }
         }

@@ -90,6 +90,17 @@ pub enum AlarmKind {
     Reverse,
 }
 
+impl AlarmKind {
+    /// As the serde form and the D-Bus answers spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmKind::Tailgating => "tailgating",
+            AlarmKind::Intrusion => "intrusion",
+            AlarmKind::Reverse => "reverse",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmPoint {

@@ -7,13 +7,12 @@ impl App {
     pub(super) fn pickup(self: &Rc<Self>, by: &'static str, value: String, suffix: String) {
         self.call(
             move |g| async move { g.kiosk.pickup(by, &value, &suffix).await },
-            move |app, r| match r.and_then(|j| gated::parse::<Vec<gated::PickupView>>("Pickup", &j))
-            {
+            move |app, r| match r {
                 Ok(found) if found.is_empty() => {
                     app.problem(Problem::NotFound, "", Some(Screen::Collect))
                 }
                 Ok(found) => {
-                    let unprinted: usize = found.iter().map(|o| o.unprinted).sum();
+                    let unprinted: u32 = found.iter().map(|o| o.unprinted).sum();
                     let g = app.g();
                     g.set_found(model(
                         found
@@ -60,7 +59,7 @@ impl App {
     pub(super) fn query(self: &Rc<Self>, code: String) {
         self.call(
             move |g| async move { g.kiosk.query(&code).await },
-            |app, r| match r.and_then(|j| gated::parse::<gated::QueryView>("Query", &j)) {
+            |app, r| match r {
                 Ok(q) => {
                     let opt = |v: Option<u32>| v.map_or(-1, |n| n.min(9999) as i32);
                     app.g().set_ticket(TicketInfo {

@@ -120,7 +120,7 @@ impl App {
         };
         if let Some(g) = g {
             self.spawn(async move { g.kiosk.catalog("").await }, |app, r| {
-                match r.and_then(|j| gated::parse::<gated::CatalogView>("Catalog", &j)) {
+                match r {
                     Ok(c) => app.g().set_scenic_area(c.scenic_area.into()),
                     // No catalog yet: ask again at the next change.
                     Err(_) => app.state.borrow_mut().name_asked = false,

@@ -55,7 +55,7 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
     // directory and picks the credentials up); directly otherwise.
     let via_gated: Option<Result<serde_json::Value, String>> =
         match with_gated(async |g| g.engineer.provision(&url, code).await) {
-            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| e.to_string())),
+            Ok(e) => Some(Ok(gated_api::to_json(&e))),
             Err(e) if e.name == ErrorName::NotRunning => None,
             Err(e) => Some(Err(e.to_string())),
         };
@@ -67,7 +67,7 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                 .build()
                 .expect("tokio runtime");
             rt.block_on(enroll::enroll(&config, &url, code))
-                .map(|e| serde_json::to_value(e).expect("enrolled serializes"))
+                .map(|e| gated_api::to_json(&e))
                 .map_err(|e| match enroll::explain(&e) {
                     enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
                     enroll::Failure::Offline(m) => format!("Offline: {m}"),
@@ -187,7 +187,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     };
     let device = RunningDevice(props);
     let lanes: Vec<serde_json::Value> = lanes
-        .and_then(|text| serde_json::from_str(&text).ok())
+        .map(|ls| ls.iter().map(gated_api::to_json).collect())
         .unwrap_or_default();
     let mode: String = device.prop("Mode").unwrap_or_default();
     let since: i64 = device.prop("ModeSinceMs").unwrap_or(0);
@@ -535,7 +535,19 @@ pub fn lane(name: &str, action: &str, arg: &str, json: bool) -> ExitCode {
         "open" => {
             let dir = if arg.is_empty() { "entry" } else { arg };
             with_gated(async |g| g.lane.open_once(name, dir).await)
-                .map(|outcome| format!("lane {name} opened once ({dir}): {outcome}"))
+                .map(|o| {
+                    let detail = [o.persons.map(|p| format!("{p} person(s)")), o.kind, o.why];
+                    let detail: Vec<String> = detail.into_iter().flatten().collect();
+                    format!(
+                        "lane {name} opened once ({dir}): {}{}",
+                        o.outcome,
+                        if detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", detail.join(", "))
+                        }
+                    )
+                })
                 .map_err(|e| e.to_string())
         }
         a => Err(format!("unknown lane action {a:?}")),

@@ -1,11 +1,15 @@
-//! The documents gated's answers carry as JSON text (docs/dbus.md, "JSON
-//! documents"): one definition, serialized by gated and read by clients.
-//! Fields may be added within an interface version; readers ignore unknown ones.
+//! The records gated's methods answer with (docs/dbus.md, "Records"): one
+//! definition, sent by gated and read by clients. Each is a D-Bus dictionary
+//! `a{sv}` keyed by field name, so `busctl` and any binding see its shape,
+//! and a record can grow: fields may be added within an interface version,
+//! readers ignore keys they do not know, and an absent optional field is an
+//! absent key.
 
-use serde::{Deserialize, Serialize};
+use zbus::{DeserializeDict, SerializeDict, Type};
 
 /// `Kiosk1.Catalog`: what is sold on a date.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct CatalogView {
     pub scenic_area: String,
     pub date: String,
@@ -15,7 +19,8 @@ pub struct CatalogView {
     pub products: Vec<ProductView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct ProductView {
     pub id: u32,
     pub name: String,
@@ -27,7 +32,8 @@ pub struct ProductView {
     pub slots: Vec<SlotView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct SlotView {
     pub start_minute: u16,
     /// Exclusive; 0–1440 is all day.
@@ -37,7 +43,8 @@ pub struct SlotView {
 }
 
 /// `Kiosk1.CreateOrder`, `CreateGroupOrder`: the order made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct OrderView {
     pub order_no: String,
     /// What the order's pickup QR encodes.
@@ -54,17 +61,19 @@ pub struct OrderView {
 }
 
 /// One of `Kiosk1.Pickup`'s answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct PickupView {
     pub order_no: String,
     pub date: String,
-    pub tickets: usize,
+    pub tickets: u32,
     /// Not printed on this kiosk yet.
-    pub unprinted: usize,
+    pub unprinted: u32,
 }
 
 /// `Kiosk1.Query`: what a scanned ticket is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct QueryView {
     pub ticket_id: u64,
     pub product: String,
@@ -83,7 +92,8 @@ pub struct QueryView {
 }
 
 /// One of `Lane1.Lanes`'s answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct LaneView {
     pub name: String,
     pub group: String,
@@ -105,7 +115,8 @@ pub struct LaneView {
 }
 
 /// What a lane did with one presentation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
 pub struct Decision {
     pub at_ms: i64,
     /// `qr`, `id-card` or `ic-card`.
@@ -116,4 +127,33 @@ pub struct Decision {
     pub persons: u32,
     /// For `refused`: the reason code.
     pub reason: Option<String>,
+}
+
+/// `Lane1.OpenOnce`: what the gate reported, named by `outcome`.
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct GateOutcome {
+    /// `passed`, `not_passed`, `alarm` or `fault`.
+    pub outcome: String,
+    /// For `passed` and `alarm`.
+    pub persons: Option<u32>,
+    /// For `alarm`: `tailgating`, `intrusion` or `reverse`.
+    pub kind: Option<String>,
+    /// For `fault`: what failed.
+    pub why: Option<String>,
+}
+
+/// `Engineer1.Provision`: what the device received, without the secrets.
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct Enrolled {
+    pub device_id: String,
+    pub role: String,
+    pub central_url: String,
+    pub lane_groups: Vec<String>,
+    pub signing_key_ids: Vec<u16>,
+    /// Says that the key was received and stored; the key itself is never shown.
+    pub id_hash_key: String,
+    pub token_expires_at_ms: i64,
+    pub clock_skew_ms: i64,
 }
