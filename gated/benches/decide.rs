@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use gated::lane::{Engine, Medium};
-use gated::store::Store;
+use gated::store::{Db, Store};
 use gated::tickets::token::{self, Payload};
 use rusqlite::params;
 
@@ -66,7 +66,7 @@ fn main() {
         "store of {TICKETS} tickets built in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    let lanes = Engine::new(Store::open(&path).unwrap(), "bench").unwrap();
+    let lanes = Engine::new(Db::open(&path).unwrap(), "bench").unwrap();
 
     // Pseudo-random serials (a fixed LCG: the same run every time).
     let mut x: u64 = 12345;

@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::config::{Config, Role};
-use crate::store::Store;
+use crate::store::Db;
 use crate::systemd;
 
 /// systemd's default stop timeout is longer; ours is a promise to the units.
@@ -87,11 +87,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let config = std::sync::Arc::new(config);
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
-    let store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
+    // The one writer (and one reader) every part of gated shares.
+    let db = Db::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
     let reads = crate::reads::channel();
     let (lanes, lanes_handle, registry) = match config.role {
         Role::Lane => {
-            let (tasks, handle, registry) = crate::lanes::start(&config, store, &reads)
+            let (tasks, handle, registry) = crate::lanes::start(&config, db.clone(), &reads)
                 .await
                 .map_err(StartError::Lanes)?;
             (tasks, Some(handle), Some(registry))
@@ -102,8 +103,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes: lanes_handle.clone().zip(registry.clone()),
         tz: config.time_zone(),
     };
-    let link =
-        crate::central::sync::start(&config, lanes_handle.clone()).map_err(StartError::Store)?;
+    let link = crate::central::sync::start(&config, db.clone(), lanes_handle.clone())
+        .map_err(StartError::Store)?;
     let sync = link.tasks;
     let mut services = tokio::task::JoinSet::new();
     let power = crate::power::start(&config, &mut services);
@@ -116,9 +117,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         crate::modes::fire_from_line(spec.get_ref(), config.fire.gpio_active_low, &fire_tx);
     }
     drop(fire_tx);
-    let modes_store = Store::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
     let (modes, modes_task) = crate::modes::start(crate::modes::Inputs {
-        nonces: modes_store
+        nonces: db
+            .writer()
             .nonces(config.device_id.get_ref())
             .map_err(StartError::Store)?,
         settings: crate::modes::Settings::from_config(&config),
@@ -126,7 +127,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         link: link.status.clone(),
         fire: fire_rx,
         lanes: lanes_handle.clone().zip(registry.clone()),
-        store: std::sync::Mutex::new(modes_store),
+        store: db.clone(),
         upload_now: link.upload_now.clone(),
         logind: crate::modes::Logind,
     });
@@ -134,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Role::Kiosk => Some(
             crate::kiosk_role::start(
                 &config,
+                db.clone(),
                 link.session.clone(),
                 link.status.clone(),
                 modes.view.clone(),
@@ -144,10 +146,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Role::Lane => None,
     };
     // The bus is how the kiosk UI and gatectl reach gated; lanes work without it.
-    let reader = crate::dbus::Reader::new(
-        Store::open_read_only(&state.path().join("gated.db")).map_err(StartError::Store)?,
-        config.time_zone(),
-    );
+    let reader = crate::dbus::Reader::new(db.clone(), config.time_zone());
     let device = crate::dbus::Device {
         reader: reader.clone(),
         role: config.role.to_string(),
@@ -168,6 +167,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         resync: link.resync.clone(),
         modes: modes.clone(),
         reader,
+        db: db.clone(),
     };
     // Held until gated stops: the name goes with the connection.
     let bus = match crate::dbus::serve(device, lane_iface, engineer).await {

@@ -17,19 +17,19 @@ use crate::central::sync::SyncStatus;
 use crate::config::Config;
 use crate::dbus::{self, KioskIface};
 use crate::kiosk::{Kiosk, SaleLimits};
-use crate::store::{Store, StoreError};
+use crate::store::{Db, StoreError};
 
 /// How often the printer is asked for its state between prints.
 const PRINTER_POLL: Duration = Duration::from_secs(5);
 
 pub fn start(
     config: &Config,
+    db: Db,
     session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Receiver<SyncStatus>,
     modes: watch::Receiver<crate::modes::ModeView>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Kiosk>, StoreError> {
-    let store = Store::open(&config.state_dir.get_ref().join("gated.db"))?;
     let printer = config.devices.printer.as_ref().map(|p| {
         let p = p.get_ref();
         SerialPrinter::new(
@@ -38,10 +38,10 @@ pub fn start(
         )
     });
     let tz = config.time_zone();
-    let nonces = store.nonces(config.device_id.get_ref())?;
+    let nonces = db.writer().nonces(config.device_id.get_ref())?;
     let limits = SaleLimits::from_config(&config.kiosk);
     let kiosk = Arc::new(Kiosk::new(
-        store, nonces, session, status, printer, tz, modes, limits,
+        db, nonces, session, status, printer, tz, modes, limits,
     ));
     let k = kiosk.clone();
     tasks.spawn(async move {

@@ -16,7 +16,7 @@ use hal::gate::{Direction, Gate, Outcome};
 use crate::store::outbox::{Nonces, OutboxEvent};
 use crate::store::passages::{Announced, Passage};
 use crate::store::tickets::TicketKey;
-use crate::store::{Store, StoreError};
+use crate::store::{Db, Store, StoreError};
 pub use crate::tickets::admission::Relax;
 use crate::tickets::admission::{self, Listing, PinnedKey, Record, Unreadable};
 use crate::tickets::rules::{self, Product, Reason, Ticket, Usage};
@@ -93,7 +93,7 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
-    store: Mutex<Store>,
+    db: Db,
     nonces: Nonces,
     catalog: RwLock<Catalog>,
     reserved: Mutex<HashSet<u64>>,
@@ -138,12 +138,14 @@ fn load_catalog(store: &Store) -> Result<Catalog, LaneError> {
 impl Engine {
     /// Loads keys, products and the ID-hash key from the store; events are
     /// recorded under `device`'s nonces.
-    pub fn new(store: Store, device: &str) -> Result<Self, LaneError> {
-        let catalog = load_catalog(&store)?;
-        let nonces = store.nonces(device)?;
+    pub fn new(db: Db, device: &str) -> Result<Self, LaneError> {
+        let (catalog, nonces) = {
+            let store = db.writer();
+            (load_catalog(&store)?, store.nonces(device)?)
+        };
         Ok(Engine {
             inner: Arc::new(Inner {
-                store: Mutex::new(store),
+                db,
                 nonces,
                 catalog: RwLock::new(catalog),
                 reserved: Mutex::new(HashSet::new()),
@@ -171,8 +173,14 @@ impl Engine {
         Some(token::holder_hash(key, id_number))
     }
 
+    /// The writer: a commit, a reservation's record, an event.
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.inner.store.lock().expect("store")
+        self.inner.db.writer()
+    }
+
+    /// The reader: what a decision looks up never waits for a write.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.inner.db.reader()
     }
 
     /// Finds the tickets a medium stands for: a token by its signature
@@ -187,7 +195,7 @@ impl Engine {
             Medium::Card(uid) => TicketKey::CardUid(uid),
             Medium::Holder(hash) => TicketKey::Holder(hash),
         };
-        admission::found(self.store().tickets_by(key).map_err(|e| {
+        admission::found(self.reader().tickets_by(key).map_err(|e| {
             tracing::error!("ticket lookup failed, refusing: {e}");
             Unreadable
         }))
@@ -195,7 +203,7 @@ impl Engine {
 
     /// What this device has recorded for the ticket, as of `now`.
     pub fn usage(&self, ticket_id: u64, now: LocalMinute) -> Result<Usage, LaneError> {
-        Ok(self.store().usage(ticket_id, rules::local_day(now))?)
+        Ok(self.reader().usage(ticket_id, rules::local_day(now))?)
     }
 
     /// Decides (`tickets::admission`) and reserves: Ok when the gate may
@@ -233,7 +241,7 @@ impl Engine {
     ) -> (Result<u16, Reason>, Option<Reservation>) {
         let entry = direction == Direction::Entry;
         let listing = if entry {
-            self.store().listing(ticket.id).map_err(|e| {
+            self.reader().listing(ticket.id).map_err(|e| {
                 tracing::error!(
                     ticket = ticket.id,
                     "revocation lists unreadable, refusing: {e}"

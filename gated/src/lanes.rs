@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, LaneDirection};
 use crate::lane::{Admission, Engine, Medium, Presentation};
-use crate::store::Store;
+use crate::store::Db;
 use crate::store::outbox::OutboxEvent;
 use crate::tickets::admission::{self, LaneNow, Route};
 use crate::tickets::token::LocalMinute;
@@ -168,16 +168,16 @@ pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
 /// Starts every lane of `config`; the tasks run until the set is dropped.
 pub async fn start(
     config: &Config,
-    store: Store,
+    db: Db,
     reads: &crate::reads::Reads,
 ) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
-    if store.setting("id_hash_key")?.is_none() {
+    if db.writer().setting("id_hash_key")?.is_none() {
         warn!(
             "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"
         );
     }
-    let lanes = Engine::new(store, config.device_id.get_ref())?;
+    let lanes = Engine::new(db, config.device_id.get_ref())?;
 
     // One task per gate device, shared by the lanes that use it.
     let mut gates: HashMap<String, GateHandle> = HashMap::new();

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use crate::central::sync::{Mode as LinkMode, SyncStatus};
 use crate::lanes::LaneRegistry;
 use crate::power::PowerView;
-use crate::store::Store;
+use crate::store::Db;
 use crate::store::outbox::OutboxEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -179,8 +179,8 @@ pub struct Inputs<P: PowerOff> {
     /// dedicated line.
     pub fire: mpsc::Receiver<(String, bool)>,
     pub lanes: Option<(crate::lane::Engine, LaneRegistry)>,
-    /// Durable events and the WAL checkpoint (its own connection).
-    pub store: std::sync::Mutex<Store>,
+    /// Durable events and the WAL checkpoint.
+    pub store: Db,
     /// Asks the central link to upload the outbox now.
     pub upload_now: Arc<tokio::sync::Notify>,
     pub logind: P,
@@ -481,14 +481,15 @@ impl<P: PowerOff> Machine<P> {
                 cause: cause.clone(),
                 power,
                 at_ms: now_ms(),
-            });
+            })
+            .await;
         }
         let entering = old.mode != mode;
         self.tx.send_replace(view);
         if entering && matches!(mode, Mode::PowerFallback | Mode::FireAlarm) {
             // Make what happened so far durable and try to upload it while
             // the network lasts.
-            self.checkpoint();
+            self.checkpoint().await;
             self.inputs.upload_now.notify_one();
         }
         if entering && mode == Mode::Shutdown {
@@ -538,8 +539,9 @@ impl<P: PowerOff> Machine<P> {
         self.record(OutboxEvent::Shutdown {
             cause: cause.to_string(),
             at_ms: now_ms(),
-        });
-        self.checkpoint();
+        })
+        .await;
+        self.checkpoint().await;
         info!("gates in their fail-safe state and records flushed; powering off");
         if let Err(e) = self.inputs.logind.power_off().await {
             error!("{e}: the device stays up with its gates in their fail-safe state");
@@ -560,7 +562,8 @@ impl<P: PowerOff> Machine<P> {
                     self.record(OutboxEvent::AlarmReset {
                         by: by.clone(),
                         at_ms: now_ms(),
-                    });
+                    })
+                    .await;
                     Ok(())
                 };
                 let _ = reply.send(r);
@@ -591,7 +594,8 @@ impl<P: PowerOff> Machine<P> {
                             on,
                             by: by.clone(),
                             at_ms: now_ms(),
-                        });
+                        })
+                        .await;
                         Ok(())
                     }
                 };
@@ -601,19 +605,23 @@ impl<P: PowerOff> Machine<P> {
     }
 
     /// A durable event for the central system.
-    fn record(&mut self, event: OutboxEvent) {
+    async fn record(&mut self, event: OutboxEvent) {
         let at_ms = now_ms();
         let nonce = self.inputs.nonces.next("modes");
-        let store = self.inputs.store.lock().expect("store");
-        if let Err(e) = store.queue(&nonce, &event, at_ms) {
-            error!("could not record the {} event: {e}", event.kind());
+        let kind = event.kind();
+        let r = self
+            .inputs
+            .store
+            .write(move |s| s.queue(&nonce, &event, at_ms))
+            .await;
+        if let Err(e) = r {
+            error!("could not record the {kind} event: {e}");
         }
     }
 
     /// Folds the WAL into the database file.
-    fn checkpoint(&mut self) {
-        let store = self.inputs.store.lock().expect("store");
-        match store.checkpoint() {
+    async fn checkpoint(&mut self) {
+        match self.inputs.store.write(|s| s.checkpoint()).await {
             Ok(true) => info!("state made durable (WAL checkpoint)"),
             Ok(false) => warn!(
                 "WAL checkpoint incomplete (a reader was busy); every commit is durable anyway"

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use gated::lane::{Admission, Engine, Medium, Presentation, Relax};
-use gated::store::Store;
+use gated::store::{Db, Store};
 use gated::tickets::rules::{MINUTES_PER_DAY, Reason};
 use gated::tickets::token::{self, LocalMinute, Payload};
 use hal::gate::modbus::{self, ModbusSettings};
@@ -70,7 +70,7 @@ async fn rig(kind: GateKind) -> Rig {
         [],
     )
     .unwrap();
-    let lanes = Engine::new(store, "lane-test").unwrap();
+    let lanes = Engine::new(Db::with_writer(store).unwrap(), "lane-test").unwrap();
 
     let map = RegisterMap::load("lot").unwrap();
     let sim = SimGate::new(kind, map.clone(), 1);
@@ -212,7 +212,7 @@ async fn a_key_outside_its_validity_no_longer_verifies() {
     )
     .unwrap();
     let lanes = Engine::new(
-        Store::open(&r._dir.path().join("gated.db")).unwrap(),
+        Db::open(&r._dir.path().join("gated.db")).unwrap(),
         "lane-test",
     )
     .unwrap();
@@ -459,7 +459,7 @@ async fn a_signing_key_with_an_unreadable_validity_is_not_pinned() {
         .conn()
         .execute("INSERT INTO products (id, name) VALUES (1, 'Adult')", [])
         .unwrap();
-    let lanes = Engine::new(store, "lane-test").unwrap();
+    let lanes = Engine::new(Db::with_writer(store).unwrap(), "lane-test").unwrap();
     for (key_id, ticket) in [(2, 1013), (3, 1014)] {
         let p = token::parse(&r.token(ticket, |p| p.key_id = key_id))
             .unwrap()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gated::lanes::LaneState;
 use gated::modes::{self, Inputs, Mode, PowerOff, Settings};
-use gated::store::Store;
+use gated::store::Db;
 use hal::gate::gpio::GpioSettings;
 use hal::gate::sim::{GateKind, SimGpioGate};
 use hal::gpio::sim::SimLine;
@@ -53,9 +53,10 @@ fn inputs(
     power: watch::Receiver<gated::power::PowerView>,
     fire: tokio::sync::mpsc::Receiver<(String, bool)>,
 ) -> Inputs<Recorder> {
-    let store = Store::open(db).unwrap();
+    let store = Db::open(db).unwrap();
+    let nonces = store.writer().nonces("gpio-test").unwrap();
     Inputs {
-        nonces: store.nonces("gpio-test").unwrap(),
+        nonces,
         settings: Settings {
             debounce: Duration::from_millis(100),
             grace: Duration::ZERO,
@@ -70,7 +71,7 @@ fn inputs(
         link: watch::channel(Default::default()).1,
         fire,
         lanes: None,
-        store: Mutex::new(store),
+        store,
         upload_now: Arc::new(tokio::sync::Notify::new()),
         logind: Recorder {
             calls: Arc::new(Mutex::new(Vec::new())),
@@ -120,7 +121,7 @@ async fn power_fail_and_fire_lines_drive_the_gate_and_the_shutdown() {
     )
     .unwrap();
     let registry = Arc::new(vec![Arc::new(LaneState::new("east-1", &lane, gate))]);
-    let lanes = gated::lane::Engine::new(Store::open(&db).unwrap(), "modes-gpio").unwrap();
+    let lanes = gated::lane::Engine::new(Db::open(&db).unwrap(), "modes-gpio").unwrap();
 
     let mut tasks = tokio::task::JoinSet::new();
     let (mains_lost, power) = power_fail_line(&mut tasks);

@@ -222,6 +222,35 @@ async fn enrollment_with_a_good_a_used_an_expired_and_a_mismatched_code() {
 }
 
 /// Tables a sync writes, as text, to compare two stores.
+/// How many descriptors process `pid` holds on `db`, opened for writing
+/// and for reading only (from /proc: the access mode in each fd's flags).
+fn db_connections(pid: u32, db: &Path) -> (usize, usize) {
+    let db = db.canonicalize().unwrap();
+    let (mut writers, mut readers) = (0, 0);
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let fd = fd.unwrap();
+        if std::fs::read_link(fd.path()).ok().as_deref() != Some(db.as_path()) {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        // O_ACCMODE: 0 read only, 2 read and write.
+        match flags & 0o3 {
+            0 => readers += 1,
+            _ => writers += 1,
+        }
+    }
+    (writers, readers)
+}
+
 fn dump(state: &Path) -> String {
     let c = db(state);
     let mut out = String::new();
@@ -453,6 +482,13 @@ async fn a_central_sale_reaches_the_lane_by_long_poll_and_a_refund_revokes_it() 
             &["device=\"id\"", "connected"],
         ])
         .await;
+    // Lanes, link, modes and the bus share one writer connection (and one reader).
+    let (writers, readers) = db_connections(gated.child.id().unwrap(), &state.join("gated.db"));
+    assert_eq!(
+        (writers, readers),
+        (1, 1),
+        "gated.db opened for writing {writers}×, reading {readers}×"
+    );
 
     // Sold online, bound to an ID card: only the change feed can tell the lane.
     // Once the device is caught up, its request for changes is held open.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use gated::lane::{Admission, Engine, Medium, Presentation};
-use gated::store::Store;
+use gated::store::{Db, Store};
 use hal::gate::modbus::{self, ModbusSettings};
 use hal::gate::sim::{GateKind, SimGate, TcpServer};
 use hal::gate::{GateHandle, ModbusAddress, RegisterMap};
@@ -89,7 +89,7 @@ fn a_held_commit_does_not_stop_the_other_gates_polling() {
             }))
             .unwrap();
     }
-    let lanes = Engine::new(store, "stall-test").unwrap();
+    let lanes = Engine::new(Db::with_writer(store).unwrap(), "stall-test").unwrap();
     let (gate_a, gate_b) = rt.block_on(async {
         let (a, b) = (gate(&served[0].1), gate(&served[1].1));
         connected(&a).await;

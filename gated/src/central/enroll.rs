@@ -3,14 +3,12 @@
 //! sends only the public half; what comes back is stored in the state
 //! directory (secrets in 0600 files and gated's database).
 
-use std::path::Path;
-
-use super::api::{EnrollRequest, EnrollResponse, paths};
+use super::api::{self, EnrollRequest, EnrollResponse, paths};
 use super::client::{self, CALL_TIMEOUT, CentralError};
 use super::identity::{self, Credentials, IdentityError};
 use super::sync;
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{Db, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -33,8 +31,11 @@ pub enum EnrollError {
 pub use gated_api::types::Enrolled;
 
 /// Enrolls the device described by `config` with `central_url` using `code`.
+/// `db` is the running gated's database; `None` (gatectl before gated's
+/// first start, no gated to ask) opens the file itself.
 pub async fn enroll(
     config: &Config,
+    db: Option<&Db>,
     central_url: &str,
     code: &str,
 ) -> Result<Enrolled, EnrollError> {
@@ -81,7 +82,19 @@ pub async fn enroll(
             path: state_dir.clone(),
             source,
         })?;
-    save(state_dir, central_url, &answer, &id_hash_key)?;
+    let (url, keys) = (central_url.to_owned(), answer.signing_keys.clone());
+    match db {
+        Some(db) => {
+            db.write(move |s| save(s, &url, &keys, &id_hash_key))
+                .await?
+        }
+        None => save(
+            &mut Store::open(&state_dir.join("gated.db"))?,
+            &url,
+            &keys,
+            &id_hash_key,
+        )?,
+    }
     identity::save_key(state_dir, &key)?;
     identity::save_credentials(
         state_dir,
@@ -108,16 +121,15 @@ pub async fn enroll(
 /// Keys and the ID-hash key into the database. Enrolling again (a new
 /// central system, a replaced device) starts the ticket download over.
 fn save(
-    state_dir: &Path,
+    store: &mut Store,
     central_url: &str,
-    answer: &EnrollResponse,
+    signing_keys: &[api::SigningKey],
     id_hash_key: &[u8],
 ) -> Result<(), StoreError> {
-    let mut store = Store::open(&state_dir.join("gated.db"))?;
     let path = store.path().to_owned();
     store
         .in_transaction(|tx| {
-            sync::replace_signing_keys(tx, &answer.signing_keys)?;
+            sync::replace_signing_keys(tx, signing_keys)?;
             sync::put(tx, "id_hash_key", id_hash_key)?;
             sync::put(tx, sync::CURSOR, b"0")?;
             sync::put(tx, sync::CATALOG_VERSION, b"0")?;

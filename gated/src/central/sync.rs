@@ -13,7 +13,7 @@
 //! with jittered backoff; lanes keep validating from the store meanwhile.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hal::supervise::Backoff;
@@ -31,7 +31,7 @@ use crate::lane::Engine;
 use crate::store::keys::{self, KeyRow};
 use crate::store::outbox::{Nonces, OutboxError};
 use crate::store::tickets::{TicketRow, feed};
-use crate::store::{Store, StoreError};
+use crate::store::{Db, Store, StoreError};
 use crate::tickets::rules::Product;
 
 /// `device_settings` rows this module owns.
@@ -44,9 +44,9 @@ pub const CATALOG: &str = "catalog";
 pub const SKEW_REPORTED_MS: i64 = 120_000;
 /// Changes per page.
 pub const PAGE_LIMIT: u32 = 5000;
-/// WAL pages the sync connection lets accumulate before folding them into
-/// the database (a full download's random index inserts rewrite the same
-/// pages page after page).
+/// WAL pages the writer lets accumulate before folding them into the
+/// database (a full download's random index inserts rewrite the same pages
+/// page after page).
 pub const SYNC_WAL_PAGES: u32 = 16_000;
 /// Events per upload.
 pub const PUSH_BATCH: u32 = 500;
@@ -285,15 +285,17 @@ pub fn apply_page(
 
 /// Starts the link; it waits for credentials if the device is not enrolled
 /// yet and picks them up when `gatectl provision` writes them.
-pub fn start(config: &Config, lanes: Option<Engine>) -> Result<Started, StoreError> {
+pub fn start(config: &Config, db: Db, lanes: Option<Engine>) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
-    let store = Store::open(&state_dir.join("gated.db"))?;
-    store.set_wal_autocheckpoint(SYNC_WAL_PAGES)?;
-    let nonces = store.nonces(config.device_id.get_ref())?;
-    let status = SyncStatus {
-        cursor: setting_u64(&store, CURSOR)?,
-        catalog_version: setting_u64(&store, CATALOG_VERSION)?,
-        ..SyncStatus::default()
+    let (nonces, status) = {
+        let store = db.writer();
+        store.set_wal_autocheckpoint(SYNC_WAL_PAGES)?;
+        let status = SyncStatus {
+            cursor: setting_u64(&store, CURSOR)?,
+            catalog_version: setting_u64(&store, CATALOG_VERSION)?,
+            ..SyncStatus::default()
+        };
+        (store.nonces(config.device_id.get_ref())?, status)
     };
     let (tx, rx) = watch::channel(status);
     let (session_tx, session_rx) = watch::channel(None);
@@ -303,7 +305,7 @@ pub fn start(config: &Config, lanes: Option<Engine>) -> Result<Started, StoreErr
         resync: resync.clone(),
         upload_now: upload_now.clone(),
         session: session_tx,
-        store: Arc::new(Mutex::new(store)),
+        db,
         nonces,
         lanes,
         status: tx,
@@ -344,7 +346,7 @@ struct Link {
     resync: Arc<tokio::sync::Notify>,
     upload_now: Arc<tokio::sync::Notify>,
     session: watch::Sender<Option<Arc<Session>>>,
-    store: Arc<Mutex<Store>>,
+    db: Db,
     /// For the sale events of orders the changes bring.
     nonces: Nonces,
     lanes: Option<Engine>,
@@ -484,17 +486,6 @@ impl Link {
         });
     }
 
-    /// Runs blocking store work off the async threads.
-    async fn with_store<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&mut store.lock().expect("store")))
-            .await
-            .expect("store task")
-    }
-
     async fn pull(self: Arc<Self>, session: Arc<Session>) {
         let cursor = self.status.borrow().cursor;
         info!(cursor, "fetching ticket changes after cursor {cursor}");
@@ -547,8 +538,7 @@ impl Link {
                 if unchanged {
                     return Ok(Applied::default());
                 }
-                self.with_store(move |s| apply_page(s, &page, &nonces))
-                    .await
+                self.db.write(move |s| apply_page(s, &page, &nonces)).await
             };
             let (applied, following) = if more {
                 let (a, f) = tokio::join!(apply, self.fetch(session, next, Duration::ZERO));
@@ -596,7 +586,7 @@ impl Link {
         let catalog: api::Catalog = session.get(paths::CATALOG, &[], CALL_TIMEOUT).await?;
         let version = catalog.version;
         let products = catalog.products.len();
-        self.with_store(move |s| apply_catalog(s, &catalog)).await?;
+        self.db.write(move |s| apply_catalog(s, &catalog)).await?;
         if let Some(lanes) = &self.lanes
             && let Err(e) = lanes.reload()
         {
@@ -611,7 +601,8 @@ impl Link {
         let mut attempt = 0;
         loop {
             let batch = self
-                .with_store(|s| {
+                .db
+                .read(|s| {
                     let depth = s.outbox_depth()?;
                     let events = s
                         .outbox_batch(PUSH_BATCH as usize)?
@@ -624,7 +615,7 @@ impl Link {
                             device_time_ms,
                         })
                         .collect::<Vec<_>>();
-                    Ok((depth, events))
+                    Ok::<_, StoreError>((depth, events))
                 })
                 .await;
             let (depth, events) = match batch {
@@ -652,7 +643,8 @@ impl Link {
                         ack.accepted.into_iter().chain(ack.duplicates).collect();
                     let n = done.len();
                     let removed = self
-                        .with_store(move |s| s.outbox_ack(done.iter().map(String::as_str)))
+                        .db
+                        .write(move |s| s.outbox_ack(done.iter().map(String::as_str)))
                         .await;
                     match removed {
                         Ok(()) => tracing::debug!(events = n, "events uploaded"),

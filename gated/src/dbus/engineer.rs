@@ -14,6 +14,8 @@ pub struct Engineer {
     pub resync: Arc<tokio::sync::Notify>,
     pub modes: crate::modes::Modes,
     pub reader: Reader,
+    /// Where Provision stores the keys received.
+    pub db: crate::store::Db,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -72,7 +74,7 @@ impl Engineer {
         };
         let by = caller(&header, conn).await;
         tracing::info!(central = url, by, "provisioning requested");
-        match crate::central::enroll::enroll(&self.config, &url, code).await {
+        match crate::central::enroll::enroll(&self.config, Some(&self.db), &url, code).await {
             Ok(e) => Ok(e),
             Err(e) => Err(match crate::central::enroll::explain(&e) {
                 Failure::Code(m) => Error::InvalidArgument(m),

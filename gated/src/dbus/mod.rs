@@ -60,20 +60,17 @@ impl From<KioskError> for Error {
     }
 }
 
-/// A read-only connection to gated's database for what the bus asks
-/// (counts, the timeline); its reads run off the async threads.
+/// The bus's reads of gated's database (counts, the timeline), through
+/// the device's reader connection, off the async threads.
 #[derive(Debug, Clone)]
 pub struct Reader {
-    store: Arc<std::sync::Mutex<crate::store::Store>>,
+    db: crate::store::Db,
     tz: jiff::tz::TimeZone,
 }
 
 impl Reader {
-    pub fn new(store: crate::store::Store, tz: jiff::tz::TimeZone) -> Self {
-        Reader {
-            store: Arc::new(std::sync::Mutex::new(store)),
-            tz,
-        }
+    pub fn new(db: crate::store::Db, tz: jiff::tz::TimeZone) -> Self {
+        Reader { db, tz }
     }
 
     async fn read<T: Send + 'static>(
@@ -82,10 +79,10 @@ impl Reader {
         + Send
         + 'static,
     ) -> Result<T, Error> {
-        let (store, tz) = (self.store.clone(), self.tz.clone());
-        tokio::task::spawn_blocking(move || f(&store.lock().expect("reader"), &tz))
+        let tz = self.tz.clone();
+        self.db
+            .read(move |s| f(s, &tz))
             .await
-            .map_err(|e| Error::Failed(e.to_string()))?
             .map_err(|e| Error::Failed(e.to_string()))
     }
 }

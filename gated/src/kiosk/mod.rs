@@ -24,9 +24,9 @@ use crate::central::api::{self, Order, OrderStatus, paths};
 use crate::central::client::{CALL_TIMEOUT, CentralError, Session};
 use crate::central::identity;
 use crate::central::sync::{self, Mode, SyncStatus};
-use crate::store::Store;
 use crate::store::orders;
 use crate::store::outbox::{self, Nonces, OutboxError, OutboxEvent};
+use crate::store::{Db, Store};
 use crate::tickets::admission;
 use crate::tickets::token;
 
@@ -139,7 +139,7 @@ impl SaleLimits {
 #[derive(Debug)]
 pub struct Kiosk {
     limits: SaleLimits,
-    store: Arc<Mutex<Store>>,
+    db: Db,
     nonces: Nonces,
     session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Receiver<SyncStatus>,
@@ -170,7 +170,7 @@ fn now_ms() -> i64 {
 impl Kiosk {
     #[allow(clippy::too_many_arguments)] // the parts the daemon wires together
     pub fn new(
-        store: Store,
+        db: Db,
         nonces: Nonces,
         session: watch::Receiver<Option<Arc<Session>>>,
         status: watch::Receiver<SyncStatus>,
@@ -181,7 +181,7 @@ impl Kiosk {
     ) -> Self {
         Kiosk {
             limits,
-            store: Arc::new(Mutex::new(store)),
+            db,
             nonces,
             session,
             status,
@@ -205,16 +205,14 @@ impl Kiosk {
         .await
     }
 
-    /// Runs a write on tokio's blocking pool: its fsync never holds a
-    /// runtime worker that serves D-Bus and the printer.
+    /// Runs a write with the device's writer, on tokio's blocking pool: its
+    /// fsync never holds a runtime worker that serves D-Bus and the printer.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store, &Nonces) -> Result<T, KioskError> + Send + 'static,
     ) -> Result<T, KioskError> {
-        let (store, nonces) = (self.store.clone(), self.nonces.clone());
-        tokio::task::spawn_blocking(move || f(&mut store.lock().expect("store"), &nonces))
-            .await
-            .map_err(|e| KioskError::Failed(format!("store work: {e}")))?
+        let nonces = self.nonces.clone();
+        self.db.write(move |s| f(s, &nonces)).await
     }
 
     /// Follows print progress (for signals).
@@ -222,8 +220,9 @@ impl Kiosk {
         self.progress.subscribe()
     }
 
+    /// The reader: the kiosk's lookups (orders, tickets, the catalog) only read.
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().expect("store")
+        self.db.reader()
     }
 
     /// Follows the printer's state (for signals).

@@ -4,6 +4,7 @@
 //! is refused, never altered.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
@@ -177,6 +178,70 @@ impl StoreError {
             },
             e => StoreError::Outbox(e),
         }
+    }
+}
+
+/// gated's database as the daemon holds it: **one writer connection**,
+/// shared by the lanes, the link, the modes and the kiosk services, and one
+/// reader connection for what only reads (lookups at the lane, the kiosk's
+/// and the bus's queries): under WAL a read never waits for a write. Work
+/// runs on tokio's blocking pool ([`Db::write`], [`Db::read`]), so no fsync
+/// and no wait for the lock holds a runtime worker that polls gates and
+/// serves D-Bus. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    writer: Arc<Mutex<Store>>,
+    reader: Arc<Mutex<Store>>,
+}
+
+impl Db {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Db::with_writer(Store::open(path)?)
+    }
+
+    /// Makes `writer` the writer, with a reader of the same file.
+    pub fn with_writer(writer: Store) -> Result<Self, StoreError> {
+        let reader = Store::open_read_only(&writer.path)?;
+        Ok(Db {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `f` with the writer on the blocking pool.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> T {
+        let db = self.clone();
+        blocking(move || f(&mut db.writer())).await
+    }
+
+    /// Runs `f` with the reader on the blocking pool.
+    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
+        let db = self.clone();
+        blocking(move || f(&db.reader())).await
+    }
+
+    /// The writer, for code already on a blocking thread (or at start).
+    pub fn writer(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding it left no open transaction behind (rusqlite
+        // rolls back on drop), so the connection is still sound.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reader, for code already on a blocking thread.
+    pub fn reader(&self) -> MutexGuard<'_, Store> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs `f` on tokio's blocking pool; a panic in it is the caller's.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -66,7 +66,7 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            rt.block_on(enroll::enroll(&config, &url, code))
+            rt.block_on(enroll::enroll(&config, None, &url, code))
                 .map(|e| gated_api::to_json(&e))
                 .map_err(|e| match enroll::explain(&e) {
                     enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
