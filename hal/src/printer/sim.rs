@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::escpos::{Paper, Status, encode_paper_sensor, encode_status};
-use super::stream::{Command, StreamParser, Ticket, TicketAssembler};
+use super::stream::{Command, PrintedTicket, StreamParser, TicketAssembler};
 use crate::pty::Pty;
 
 #[derive(Debug)]
@@ -17,7 +17,7 @@ struct State {
     /// Tickets that can still be printed before the roll ends; None = endless.
     paper_left: Option<u32>,
     silent: bool,
-    tickets: Vec<Ticket>,
+    tickets: Vec<PrintedTicket>,
     /// Tickets cut short by an error.
     spoiled: u32,
 }
@@ -99,7 +99,7 @@ impl SimPrinter {
         self.with(|s| s.silent = silent);
     }
 
-    pub fn tickets(&self) -> Vec<Ticket> {
+    pub fn tickets(&self) -> Vec<PrintedTicket> {
         self.with(|s| s.tickets.clone())
     }
 
@@ -108,7 +108,7 @@ impl SimPrinter {
     }
 
     /// Waits until at least `n` tickets have been printed in all.
-    pub async fn wait_for_tickets(&self, n: usize) -> Vec<Ticket> {
+    pub async fn wait_for_tickets(&self, n: usize) -> Vec<PrintedTicket> {
         let mut rx = self.printed.clone();
         let _ = rx.wait_for(|&count| count >= n).await;
         self.tickets()

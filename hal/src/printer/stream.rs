@@ -28,7 +28,7 @@ pub enum Command {
 
 /// A whole ticket as the simulator saw it printed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ticket {
+pub struct PrintedTicket {
     pub lines: Vec<String>,
     pub qr: Vec<String>,
     pub barcodes: Vec<String>,
@@ -262,12 +262,12 @@ impl StreamParser {
 /// Groups commands into tickets: everything up to a cut is one ticket.
 #[derive(Debug, Default)]
 pub struct TicketAssembler {
-    current: Ticket,
+    current: PrintedTicket,
 }
 
 impl TicketAssembler {
     /// Returns a finished ticket when `cmd` is a cut.
-    pub fn add(&mut self, cmd: &Command) -> Option<Ticket> {
+    pub fn add(&mut self, cmd: &Command) -> Option<PrintedTicket> {
         match cmd {
             Command::Line(l) => self.current.lines.push(l.clone()),
             Command::Qr(q) => self.current.qr.push(q.clone()),
@@ -280,7 +280,7 @@ impl TicketAssembler {
 
     /// Drops a ticket in progress (the printer was reset or ran out of paper).
     pub fn discard(&mut self) {
-        self.current = Ticket::default();
+        self.current = PrintedTicket::default();
     }
 }
 
@@ -312,7 +312,7 @@ mod tests {
         let tickets: Vec<_> = cmds.iter().filter_map(|c| asm.add(c)).collect();
         assert_eq!(
             tickets,
-            [Ticket {
+            [PrintedTicket {
                 lines: vec!["黄山风景区".into(), "Adult 成人票 ￥190".into()],
                 qr: vec!["T1.ABCDEF".into()],
                 barcodes: vec!["SN000123".into()],
