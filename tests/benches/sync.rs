@@ -154,9 +154,12 @@ async fn main() {
     // of heartbeats, long polls and printer polls.
     let pid = gated.child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let mib = |line| rss_kib(pid, line) as f64 / 1024.0;
     println!(
-        "gated idle (kiosk role, {n} tickets stored, online): RSS {:.1} MiB",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0
+        "gated idle (kiosk role, {n} tickets stored, online): RSS {:.1} MiB ({:.1} anonymous, {:.1} file-backed: mostly gated's own code)",
+        mib("VmRSS:"),
+        mib("RssAnon:"),
+        mib("RssFile:")
     );
     gated.stop().await;
 }

@@ -281,6 +281,9 @@ fn dump(state: &Path) -> String {
     out
 }
 
+const HOLDER_INDEX: &str =
+    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'tickets_by_holder'";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,6 +318,8 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
         db_count(&state, "SELECT COUNT(*) FROM tickets") as u64,
         interrupted
     );
+    // The holder index waits for the end of the download …
+    assert_eq!(db_count(&state, HOLDER_INDEX), 0);
 
     central.admin("/sim/fail", json!({ "mode": "none" })).await;
     let mut gated = Gated::start(&device.config());
@@ -327,6 +332,16 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
     .await;
     gated.stop().await;
     assert_eq!(db_count(&state, "SELECT COUNT(*) FROM tickets"), 100_000);
+    // … and is there with the last page, so an ID card is found by index.
+    assert_eq!(db_count(&state, HOLDER_INDEX), 1);
+    let plan: String = db(&state)
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM tickets WHERE holder_hash = x'00'",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("tickets_by_holder"), "{plan}");
     assert_eq!(
         db_count(&state, "SELECT COUNT(*) FROM revoked WHERE ticket_id = 17"),
         1

@@ -228,7 +228,13 @@ pub fn apply_page(
 ) -> Result<Applied, StoreError> {
     let path = store.path().to_owned();
     let mut applied = Applied::default();
+    // A download from the start defers the holder index; the last page builds it.
+    let full_download = page.more && setting_u64(store, CURSOR)? == 0;
+    let mut index_built = false;
     let run = |tx: &Transaction<'_>| -> Result<(), OutboxError> {
+        if full_download {
+            feed::defer_holder_index(tx)?;
+        }
         for change in &page.changes {
             match change {
                 Change::Ticket(t) => {
@@ -275,12 +281,31 @@ pub fn apply_page(
             }
             applied.changes += 1;
         }
+        if !page.more {
+            index_built = feed::build_holder_index(tx)?;
+        }
         Ok(put(tx, CURSOR, page.next_cursor.to_string().as_bytes())?)
     };
     store
         .in_transaction(run)
         .map_err(|e| StoreError::from_outbox(&path, e))?;
+    if index_built {
+        info!("caught up: the ID-card (holder) index is built");
+    }
     Ok(applied)
+}
+
+/// Caught up with nothing to apply: builds the holder index if a download
+/// that ended between two pages left it deferred (a cheap check otherwise).
+pub fn ensure_holder_index(store: &mut Store) -> Result<(), StoreError> {
+    let path = store.path().to_owned();
+    let built = store
+        .in_transaction(|tx| feed::build_holder_index(tx))
+        .map_err(|source| StoreError::Sqlite { path, source })?;
+    if built {
+        info!("caught up: the ID-card (holder) index is built");
+    }
+    Ok(())
 }
 
 /// Starts the link; it waits for credentials if the device is not enrolled
@@ -536,6 +561,9 @@ impl Link {
             let unchanged = page.changes.is_empty() && next == cursor;
             let apply = async {
                 if unchanged {
+                    if !more {
+                        self.db.write(ensure_holder_index).await?;
+                    }
                     return Ok(Applied::default());
                 }
                 self.db.write(move |s| apply_page(s, &page, &nonces)).await
