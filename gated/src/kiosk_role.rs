@@ -100,7 +100,7 @@ pub fn forward_reads(
         tasks.spawn(async move {
             while let Some(read) = dev.next().await {
                 reads.send(crate::reads::id_card(&device, &read.card.id_number));
-                let Some(handle) = kiosk.remember_id(&read.card.id_number) else {
+                let Some(handle) = kiosk.remember_id(&read.card.id_number).await else {
                     warn!("ID card read, but no ID-hash key is provisioned");
                     continue;
                 };

@@ -220,9 +220,13 @@ impl Kiosk {
         self.progress.subscribe()
     }
 
-    /// The reader: the kiosk's lookups (orders, tickets, the catalog) only read.
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.db.reader()
+    /// Runs a lookup (orders, tickets, the catalog) with the device's
+    /// reader, on tokio's blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, KioskError> + Send + 'static,
+    ) -> Result<T, KioskError> {
+        self.db.read(f).await
     }
 
     /// Follows the printer's state (for signals).
@@ -292,8 +296,15 @@ impl Kiosk {
     }
 
     /// Remembers a read ID card; returns its handle for the UI.
-    pub fn remember_id(&self, id_number: &str) -> Option<String> {
-        let key = self.store().setting("id_hash_key").ok().flatten()?;
+    pub async fn remember_id(&self, id_number: &str) -> Option<String> {
+        let key = self
+            .read(|s| {
+                s.setting("id_hash_key")
+                    .map_err(|e| E::Failed(e.to_string()))
+            })
+            .await
+            .ok()
+            .flatten()?;
         let hash = token::holder_hash(&key, id_number);
         let handle = identity::random_hex(12);
         let mut h = self.handles.lock().expect("handles");
@@ -318,11 +329,13 @@ impl Kiosk {
         }
     }
 
-    fn catalog_stored(&self) -> Result<api::Catalog, KioskError> {
+    async fn catalog_stored(&self) -> Result<api::Catalog, KioskError> {
         let raw = self
-            .store()
-            .setting(sync::CATALOG)
-            .map_err(|e| E::Failed(e.to_string()))?
+            .read(|s| {
+                s.setting(sync::CATALOG)
+                    .map_err(|e| E::Failed(e.to_string()))
+            })
+            .await?
             .ok_or_else(|| E::NotProvisioned("no catalog received yet".into()))?;
         serde_json::from_slice(&raw).map_err(|e| E::Failed(format!("stored catalog: {e}")))
     }

@@ -52,9 +52,13 @@ impl Kiosk {
     pub async fn order_status(&self, order_no: &str) -> Result<OrderStatus, KioskError> {
         match self.session() {
             Ok(s) => Ok(self.refresh_order(&s, order_no).await?.status),
-            Err(e) => orders::get(self.store().conn_ref(), order_no)?
-                .map(|o| o.status)
-                .ok_or(e),
+            Err(e) => {
+                let no = order_no.to_owned();
+                self.read(move |s| Ok(orders::get(s.conn_ref(), &no)?))
+                    .await?
+                    .map(|o| o.status)
+                    .ok_or(e)
+            }
         }
     }
 

@@ -12,15 +12,17 @@ impl Kiosk {
         phone_suffix: &str,
     ) -> Result<Vec<PickupView>, KioskError> {
         let (query, local): (Vec<(&str, String)>, Vec<String>) = match by {
-            "order_code" if !value.is_empty() => (
-                vec![("order_code", value.to_owned())],
-                orders::find_by_code(self.store().conn_ref(), value)?,
-            ),
+            "order_code" if !value.is_empty() => (vec![("order_code", value.to_owned())], {
+                let v = value.to_owned();
+                self.read(move |s| Ok(orders::find_by_code(s.conn_ref(), &v)?))
+                    .await?
+            }),
             "id" => {
                 let hash = self.holder(value)?;
                 (
                     vec![("id_hash", hex::encode(hash))],
-                    orders::find_by_holder(self.store().conn_ref(), &hash)?,
+                    self.read(move |s| Ok(orders::find_by_holder(s.conn_ref(), &hash)?))
+                        .await?,
                 )
             }
             "phone"
@@ -31,7 +33,11 @@ impl Kiosk {
                         ("order_no", value.to_owned()),
                         ("phone_suffix", phone_suffix.to_owned()),
                     ],
-                    orders::find_by_phone(self.store().conn_ref(), value, phone_suffix)?,
+                    {
+                        let (v, p) = (value.to_owned(), phone_suffix.to_owned());
+                        self.read(move |s| Ok(orders::find_by_phone(s.conn_ref(), &v, &p)?))
+                            .await?
+                    },
                 )
             }
             _ => {
@@ -68,20 +74,22 @@ impl Kiosk {
                 Err(e) => return Err(central_error(e)),
             }
         }
-        let store = self.store();
-        let conn = store.conn_ref();
-        let mut out = Vec::new();
-        for no in numbers {
-            if let Some(o) = orders::get(conn, &no)? {
-                let tickets = orders::tickets(conn, &no)?;
-                out.push(PickupView {
-                    order_no: no,
-                    date: o.date,
-                    tickets: tickets.len() as u32,
-                    unprinted: tickets.iter().filter(|(_, p)| p.is_none()).count() as u32,
-                });
+        self.read(move |s| {
+            let conn = s.conn_ref();
+            let mut out = Vec::new();
+            for no in numbers {
+                if let Some(o) = orders::get(conn, &no)? {
+                    let tickets = orders::tickets(conn, &no)?;
+                    out.push(PickupView {
+                        order_no: no,
+                        date: o.date,
+                        tickets: tickets.len() as u32,
+                        unprinted: tickets.iter().filter(|(_, p)| p.is_none()).count() as u32,
+                    });
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 }

@@ -58,13 +58,23 @@ impl Kiosk {
     /// Prints every ticket of a paid order not printed here yet; returns how
     /// many were printed. On a printer problem the rest stay printable.
     pub async fn print(&self, order_no: &str) -> Result<u32, KioskError> {
-        let order = orders::get(self.store().conn_ref(), order_no)?
-            .ok_or_else(|| E::NotFound(format!("no paid order {order_no} on this kiosk")))?;
+        let no = order_no.to_owned();
+        let (order, held, tickets) = self
+            .read(move |s| {
+                let c = s.conn_ref();
+                Ok((
+                    orders::get(c, &no)?,
+                    orders::held_mid_print(c, &no)?,
+                    orders::tickets(c, &no)?,
+                ))
+            })
+            .await?;
+        let order =
+            order.ok_or_else(|| E::NotFound(format!("no paid order {order_no} on this kiosk")))?;
         if order.status != OrderStatus::Paid {
             return Err(E::NotPayable(format!("order {order_no} is not paid")));
         }
-        let held = orders::held_mid_print(self.store().conn_ref(), order_no)?;
-        let todo: Vec<api::IssuedTicket> = orders::tickets(self.store().conn_ref(), order_no)?
+        let todo: Vec<api::IssuedTicket> = tickets
             .into_iter()
             .filter(|(t, printed)| printed.is_none() && !held.contains(&t.ticket_id))
             .map(|(t, _)| t)
@@ -89,7 +99,7 @@ impl Kiosk {
         todo: &[api::IssuedTicket],
         reprint: Option<(&str, &str)>,
     ) -> Result<u32, KioskError> {
-        let catalog = self.catalog_stored().ok();
+        let catalog = self.catalog_stored().await.ok();
         let scenic = catalog
             .as_ref()
             .map_or("", |c| c.scenic_area.as_str())
@@ -220,15 +230,19 @@ impl Kiosk {
         if reason.trim().len() < 3 {
             return Err(E::InvalidArgument("a reprint needs a reason".into()));
         }
-        let order_no =
-            orders::order_of_ticket(self.store().conn_ref(), ticket_id)?.ok_or_else(|| {
-                E::NotFound(format!(
-                    "ticket {ticket_id} is not in an order on this kiosk"
-                ))
-            })?;
-        let order = orders::get(self.store().conn_ref(), &order_no)?
-            .ok_or_else(|| E::NotFound(format!("order {order_no}")))?;
-        let t = orders::tickets(self.store().conn_ref(), &order_no)?
+        let (order_no, order, tickets) = self
+            .read(move |s| {
+                let c = s.conn_ref();
+                let Some(no) = orders::order_of_ticket(c, ticket_id)? else {
+                    return Err(E::NotFound(format!(
+                        "ticket {ticket_id} is not in an order on this kiosk"
+                    )));
+                };
+                Ok((no.clone(), orders::get(c, &no)?, orders::tickets(c, &no)?))
+            })
+            .await?;
+        let order = order.ok_or_else(|| E::NotFound(format!("order {order_no}")))?;
+        let t = tickets
             .into_iter()
             .find(|(t, _)| t.ticket_id == ticket_id)
             .map(|(t, _)| t)

@@ -6,10 +6,9 @@ impl Kiosk {
     /// What a scanned ticket is: product, validity, entries used and left.
     pub async fn query(&self, code: &str) -> Result<QueryView, KioskError> {
         let keys = self
-            .store()
-            .pinned_keys()
-            .map_err(|e| E::Failed(e.to_string()))?;
-        let catalog = self.catalog_stored().ok();
+            .read(|s| s.pinned_keys().map_err(|e| E::Failed(e.to_string())))
+            .await?;
+        let catalog = self.catalog_stored().await.ok();
         let now = crate::lanes::local_now(&self.tz);
         // The lanes' own check: a key retired or not valid yet refuses here too.
         let payload = admission::token_ticket(code.trim(), &keys, now)
@@ -19,10 +18,10 @@ impl Kiosk {
         let product = catalog
             .as_ref()
             .and_then(|c| c.products.iter().find(|p| p.id == payload.product_id));
+        let id = payload.id;
         let revoked = self
-            .store()
-            .revocation(payload.id)
-            .map_err(|e| E::Failed(e.to_string()))?;
+            .read(move |s| s.revocation(id).map_err(|e| E::Failed(e.to_string())))
+            .await?;
         let blocked = None::<String>;
         let remote: Option<api::TicketStatus> = match self.session() {
             Ok(s) => s

@@ -31,7 +31,7 @@ impl Kiosk {
         } else {
             Self::parse_date(date)?.to_string()
         };
-        let catalog = self.catalog_stored()?;
+        let catalog = self.catalog_stored().await?;
         let availability: Option<api::Availability> = match self.session() {
             Ok(s) => Some(
                 s.get(paths::AVAILABILITY, &[("date", date.clone())], CALL_TIMEOUT)
@@ -98,7 +98,7 @@ impl Kiosk {
         if !phone.is_empty() && (phone.len() < 4 || !phone.bytes().all(|b| b.is_ascii_digit())) {
             return Err(E::InvalidArgument("a phone number is digits only".into()));
         }
-        let catalog = self.catalog_stored()?;
+        let catalog = self.catalog_stored().await?;
         let mut handles = id_handles.iter();
         let mut out = Vec::new();
         for &(product_id, start_minute, quantity) in items {
