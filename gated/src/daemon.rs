@@ -167,7 +167,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         resync: link.resync.clone(),
         modes: modes.clone(),
         reader,
-        db: db.clone(),
     };
     // Held until gated stops: the name goes with the connection.
     let bus = match crate::dbus::serve(device, lane_iface, engineer).await {

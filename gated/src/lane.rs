@@ -156,7 +156,7 @@ impl Engine {
 
     /// Reads keys, products and the ID-hash key again (after sync changed them).
     pub fn reload(&self) -> Result<(), LaneError> {
-        let catalog = load_catalog(&self.store())?;
+        let catalog = load_catalog(&self.reader())?;
         *self.inner.catalog.write().expect("catalog") = catalog;
         Ok(())
     }
@@ -485,7 +485,7 @@ impl Engine {
 
     /// Persons this device let in and out through `lane` on the local day `day`.
     pub fn counts(&self, lane: &str, day: u32) -> Result<(u64, u64), LaneError> {
-        Ok(self.store().lane_counts(lane, day)?)
+        Ok(self.reader().lane_counts(lane, day)?)
     }
 
     /// Runs store work on tokio's blocking pool: a commit waits for its

@@ -221,7 +221,6 @@ async fn enrollment_with_a_good_a_used_an_expired_and_a_mismatched_code() {
     assert!(!out.contains(token));
 }
 
-/// Tables a sync writes, as text, to compare two stores.
 /// How many descriptors process `pid` holds on `db`, opened for writing
 /// and for reading only (from /proc: the access mode in each fd's flags).
 fn db_connections(pid: u32, db: &Path) -> (usize, usize) {
@@ -251,6 +250,7 @@ fn db_connections(pid: u32, db: &Path) -> (usize, usize) {
     (writers, readers)
 }
 
+/// Tables a sync writes, as text, to compare two stores.
 fn dump(state: &Path) -> String {
     let c = db(state);
     let mut out = String::new();

@@ -44,10 +44,6 @@ pub const CATALOG: &str = "catalog";
 pub const SKEW_REPORTED_MS: i64 = 120_000;
 /// Changes per page.
 pub const PAGE_LIMIT: u32 = 5000;
-/// WAL pages the writer lets accumulate before folding them into the
-/// database (a full download's random index inserts rewrite the same pages
-/// page after page).
-pub const SYNC_WAL_PAGES: u32 = 16_000;
 /// Events per upload.
 pub const PUSH_BATCH: u32 = 500;
 
@@ -219,17 +215,18 @@ pub struct Applied {
     pub catalog: Option<u64>,
 }
 
-/// Applies one page and moves the cursor, in one transaction: either the
-/// whole page and its cursor are stored, or neither.
+/// Applies one page, fetched after cursor `from`, and moves the cursor, in
+/// one transaction: either the whole page and its cursor are stored, or neither.
 pub fn apply_page(
     store: &mut Store,
+    from: u64,
     page: &ChangesPage,
     nonces: &Nonces,
 ) -> Result<Applied, StoreError> {
     let path = store.path().to_owned();
     let mut applied = Applied::default();
     // A download from the start defers the holder index; the last page builds it.
-    let full_download = page.more && setting_u64(store, CURSOR)? == 0;
+    let full_download = page.more && from == 0;
     let mut index_built = false;
     let run = |tx: &Transaction<'_>| -> Result<(), OutboxError> {
         if full_download {
@@ -289,10 +286,14 @@ pub fn apply_page(
     store
         .in_transaction(run)
         .map_err(|e| StoreError::from_outbox(&path, e))?;
-    if index_built {
+    announce_index(index_built);
+    Ok(applied)
+}
+
+fn announce_index(built: bool) {
+    if built {
         info!("caught up: the ID-card (holder) index is built");
     }
-    Ok(applied)
 }
 
 /// Caught up with nothing to apply: builds the holder index if a download
@@ -302,9 +303,7 @@ pub fn ensure_holder_index(store: &mut Store) -> Result<(), StoreError> {
     let built = store
         .in_transaction(|tx| feed::build_holder_index(tx))
         .map_err(|source| StoreError::Sqlite { path, source })?;
-    if built {
-        info!("caught up: the ID-card (holder) index is built");
-    }
+    announce_index(built);
     Ok(())
 }
 
@@ -314,7 +313,6 @@ pub fn start(config: &Config, db: Db, lanes: Option<Engine>) -> Result<Started, 
     let state_dir = config.state_dir.get_ref().clone();
     let (nonces, status) = {
         let store = db.writer();
-        store.set_wal_autocheckpoint(SYNC_WAL_PAGES)?;
         let status = SyncStatus {
             cursor: setting_u64(&store, CURSOR)?,
             catalog_version: setting_u64(&store, CATALOG_VERSION)?,
@@ -566,7 +564,9 @@ impl Link {
                     }
                     return Ok(Applied::default());
                 }
-                self.db.write(move |s| apply_page(s, &page, &nonces)).await
+                self.db
+                    .write(move |s| apply_page(s, cursor, &page, &nonces))
+                    .await
             };
             let (applied, following) = if more {
                 let (a, f) = tokio::join!(apply, self.fetch(session, next, Duration::ZERO));

@@ -161,11 +161,7 @@ impl Device {
     pub(super) fn devices(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Some(k) = &self.kiosk {
-            let state = match &*k.watch_printer().borrow() {
-                None => "unknown".to_owned(),
-                Some(Ok(s)) => s.problem().unwrap_or("ready").to_owned(),
-                Some(Err(e)) => format!("failed: {e}"),
-            };
+            let state = printer_state(k.watch_printer().borrow().as_ref());
             out.push(("printer".to_owned(), state));
         }
         let p = self.power.borrow();

@@ -13,9 +13,8 @@ pub struct Engineer {
     pub power: watch::Receiver<crate::power::PowerView>,
     pub resync: Arc<tokio::sync::Notify>,
     pub modes: crate::modes::Modes,
+    /// The bus's reads, and (its `Db`) where Provision stores the keys received.
     pub reader: Reader,
-    /// Where Provision stores the keys received.
-    pub db: crate::store::Db,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -74,14 +73,13 @@ impl Engineer {
         };
         let by = caller(&header, conn).await;
         tracing::info!(central = url, by, "provisioning requested");
-        match crate::central::enroll::enroll(&self.config, Some(&self.db), &url, code).await {
-            Ok(e) => Ok(e),
-            Err(e) => Err(match crate::central::enroll::explain(&e) {
+        crate::central::enroll::enroll(&self.config, Some(&self.reader.db), &url, code)
+            .await
+            .map_err(|e| match crate::central::enroll::explain(&e) {
                 Failure::Code(m) => Error::InvalidArgument(m),
                 Failure::Offline(m) => Error::Offline(m),
                 Failure::Other(m) => Error::Failed(m),
-            }),
-        }
+            })
     }
 
     /// Drops the link to the central system and syncs again at once: a new

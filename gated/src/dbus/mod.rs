@@ -100,6 +100,15 @@ async fn printer_self_test(k: &Kiosk) -> (bool, String) {
     }
 }
 
+/// The printer's state as `Devices` and `PrinterStatus` say it.
+fn printer_state(s: Option<&Result<hal::printer::Status, String>>) -> String {
+    match s {
+        None => "unknown".to_owned(),
+        Some(Ok(s)) => s.problem().unwrap_or("ready").to_owned(),
+        Some(Err(e)) => format!("failed: {e}"),
+    }
+}
+
 fn yes_no(v: Option<bool>) -> &'static str {
     match v {
         Some(true) => "ACTIVE",
@@ -246,11 +255,7 @@ pub async fn follow(
                 if !ok {
                     return;
                 }
-                let state = match printer.as_ref().map(|p| p.borrow().clone()) {
-                    Some(Some(Ok(s))) => s.problem().unwrap_or("ready").to_owned(),
-                    Some(Some(Err(e))) => format!("failed: {e}"),
-                    _ => "unknown".to_owned(),
-                };
+                let state = printer_state(printer.as_ref().and_then(|p| p.borrow().clone()).as_ref());
                 let _ = KioskIface::printer_status(kiosk_iface.signal_emitter(), &state).await;
                 let _ = device.get().await.devices_changed(device.signal_emitter()).await;
             }

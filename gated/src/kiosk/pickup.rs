@@ -55,20 +55,20 @@ impl Kiosk {
                 .await
             {
                 Ok(found) => {
-                    let found_orders = found.orders.clone();
-                    self.write(move |s, nonces| {
-                        Ok(s.in_transaction(|tx| {
-                            found_orders
-                                .iter()
-                                .try_for_each(|o| orders::upsert(tx, o, now_ms(), false, nonces))
-                        })?)
-                    })
-                    .await?;
                     for o in &found.orders {
                         if !numbers.contains(&o.order_no) {
                             numbers.push(o.order_no.clone());
                         }
                     }
+                    self.write(move |s, nonces| {
+                        Ok(s.in_transaction(|tx| {
+                            found
+                                .orders
+                                .iter()
+                                .try_for_each(|o| orders::upsert(tx, o, now_ms(), false, nonces))
+                        })?)
+                    })
+                    .await?;
                 }
                 Err(e) if e.is_transient() => tracing::info!("pickup from the local copy: {e}"),
                 Err(e) => return Err(central_error(e)),

@@ -202,6 +202,7 @@ impl Db {
 
     /// Makes `writer` the writer, with a reader of the same file.
     pub fn with_writer(writer: Store) -> Result<Self, StoreError> {
+        writer.set_wal_autocheckpoint(WAL_PAGES)?;
         let reader = Store::open_read_only(&writer.path)?;
         Ok(Db {
             writer: Arc::new(Mutex::new(writer)),
@@ -236,6 +237,10 @@ impl Db {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// WAL pages the writer lets accumulate before folding them into the
+/// database: a download's pages rewrite the same index pages page after page.
+const WAL_PAGES: u32 = 16_000;
 
 /// Runs `f` on tokio's blocking pool; a panic in it is the caller's.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -278,9 +283,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens an existing database for reading only (gatectl, while gated
-    /// runs): nothing is created or migrated.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+    /// Opens an existing database for reading only (the `Db`'s reader):
+    /// nothing is created or migrated.
+    fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let err = |source| StoreError::Sqlite {
             path: path.to_owned(),
             source,
@@ -369,7 +374,7 @@ impl Store {
     /// Folds the WAL into the database file only once it holds `pages`
     /// pages (default 1000): a change-feed page rewrites thousands of index
     /// pages, and folding after every one copies each of them again.
-    pub fn set_wal_autocheckpoint(&self, pages: u32) -> Result<(), StoreError> {
+    fn set_wal_autocheckpoint(&self, pages: u32) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "wal_autocheckpoint", pages)
             .map_err(|e| self.err(e))

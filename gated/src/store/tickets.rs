@@ -36,7 +36,7 @@ pub struct TicketRow<'a> {
 /// file; a full download therefore drops it and builds it once, sorted, when
 /// caught up (1,000,000 tickets: seconds instead of most of the download).
 /// Until then a lookup by ID card scans the table: slower, same answer.
-const HOLDER_INDEX: &str = "CREATE INDEX IF NOT EXISTS tickets_by_holder
+const HOLDER_INDEX: &str = "CREATE INDEX tickets_by_holder
     ON tickets(holder_hash) WHERE holder_hash IS NOT NULL";
 
 impl Store {
