@@ -206,6 +206,10 @@ pub enum Change {
     },
     /// A paid order (whole), for pickup at kiosks while offline; lanes ignore it.
     Order(Order),
+    /// A kind this gated does not know (a newer central system): skipped
+    /// and counted, so the rest of the feed still applies. Never sent.
+    #[serde(other, skip_serializing)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -82,6 +82,9 @@ pub struct SyncStatus {
     pub outbox_depth: u64,
     /// Central clock minus device clock.
     pub clock_skew_ms: Option<i64>,
+    /// Changes of kinds this gated does not know, skipped since it started
+    /// (a newer central system: update gated).
+    pub skipped_changes: u64,
 }
 
 impl SyncStatus {
@@ -213,6 +216,8 @@ pub struct Applied {
     pub changes: usize,
     /// The newest catalog version the page announced.
     pub catalog: Option<u64>,
+    /// Changes of kinds this gated does not know, skipped.
+    pub skipped: usize,
 }
 
 /// Applies one page, fetched after cursor `from`, and moves the cursor, in
@@ -274,6 +279,10 @@ pub fn apply_page(
                 }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
+                }
+                Change::Unknown => {
+                    applied.skipped += 1;
+                    continue;
                 }
             }
             applied.changes += 1;
@@ -577,8 +586,19 @@ impl Link {
             if applied.changes > 0 {
                 tracing::debug!(changes = applied.changes, cursor = next, "changes applied");
             }
+            if applied.skipped > 0 {
+                warn!(
+                    skipped = applied.skipped,
+                    cursor = next,
+                    "{} changes of kinds this gated does not know were skipped (the central system is newer: update gated)",
+                    applied.skipped
+                );
+            }
             cursor = next;
-            self.update(|s| s.cursor = next);
+            self.update(|s| {
+                s.cursor = next;
+                s.skipped_changes += applied.skipped as u64;
+            });
             self.online();
             let catalog_version = self.status.borrow().catalog_version;
             if applied.catalog.is_some_and(|v| v > catalog_version) {
@@ -762,4 +782,43 @@ fn jitter(d: Duration) -> Duration {
     getrandom::fill(&mut b).expect("the kernel's random source");
     let f = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;
     d.mul_f64(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(id: u64) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "ticket", "id": id, "product_id": 1, "group_size": 1,
+            "valid_from": "2026-01-01T00:00", "valid_until": "2027-01-01T00:00",
+        })
+    }
+
+    #[test]
+    fn a_change_of_an_unknown_kind_is_skipped_and_the_rest_of_the_page_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let nonces = store.nonces("lane-1").unwrap();
+        let page: ChangesPage = serde_json::from_value(serde_json::json!({
+            "changes": [
+                ticket(1),
+                { "kind": "capacity_forecast", "date": "2026-05-01", "visitors": 1200 },
+                { "kind": "hologram" },
+                ticket(2),
+            ],
+            "next_cursor": 4, "more": false, "server_time_ms": 0,
+        }))
+        .expect("a page with kinds this gated does not know still reads");
+        let applied = apply_page(&mut store, 0, &page, &nonces).unwrap();
+        assert_eq!((applied.changes, applied.skipped), (2, 2));
+        let count: i64 = store
+            .conn_ref()
+            .query_row("SELECT COUNT(*) FROM tickets WHERE id IN (1, 2)", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(setting_u64(&store, CURSOR).unwrap(), 4);
+    }
 }
