@@ -99,6 +99,9 @@ struct Inner {
     reserved: Mutex<HashSet<u64>>,
     /// Lane groups in peak mode and what it relaxes there.
     relaxed: RwLock<HashMap<String, Relax>>,
+    /// The newest number in this device's own passage sequence: the upload
+    /// and the peers wake on it.
+    head: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -112,6 +115,10 @@ struct Catalog {
 #[derive(Debug)]
 pub struct Reservation {
     ticket_id: u64,
+    /// The ticket's entries (0 = unlimited) and persons per use, recorded
+    /// with its passages for the conflict rule.
+    entries_allowed: u32,
+    group_size: u16,
     lanes: Engine,
 }
 
@@ -139,9 +146,13 @@ impl Engine {
     /// Loads keys, products and the ID-hash key from the store; events are
     /// recorded under `device`'s nonces.
     pub fn new(db: Db, device: &str) -> Result<Self, LaneError> {
-        let (catalog, nonces) = {
+        let (catalog, nonces, head) = {
             let store = db.writer();
-            (load_catalog(&store)?, store.nonces(device)?)
+            (
+                load_catalog(&store)?,
+                store.nonces(device)?,
+                store.own_head()?,
+            )
         };
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -150,6 +161,7 @@ impl Engine {
                 catalog: RwLock::new(catalog),
                 reserved: Mutex::new(HashSet::new()),
                 relaxed: RwLock::new(HashMap::new()),
+                head: tokio::sync::watch::Sender::new(head),
             }),
         })
     }
@@ -159,6 +171,11 @@ impl Engine {
         let catalog = load_catalog(&self.reader())?;
         *self.inner.catalog.write().expect("catalog") = catalog;
         Ok(())
+    }
+
+    /// Follows this device's own passage sequence (its newest number).
+    pub fn head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.head.subscribe()
     }
 
     /// A new nonce for a scan or an event at `lane` (unique by construction).
@@ -224,10 +241,21 @@ impl Engine {
             decision
         });
         let (i, persons) = admission::first_admitted(decisions)?;
-        let reservation = reservations
+        let mut reservation = reservations
             .swap_remove(i)
             .expect("an admitted ticket is reserved");
-        Ok((reservation, candidates[i], persons))
+        let ticket = candidates[i];
+        let product_entries = self
+            .inner
+            .catalog
+            .read()
+            .expect("catalog")
+            .products
+            .get(&ticket.product_id)
+            .map_or(0, |p| p.entries_allowed);
+        reservation.entries_allowed = ticket.entries_allowed.unwrap_or(product_entries).into();
+        reservation.group_size = ticket.group_size.max(1);
+        Ok((reservation, ticket, persons))
     }
 
     /// Reads what the decision on one ticket needs and takes it.
@@ -292,6 +320,8 @@ impl Engine {
         }
         Ok(Reservation {
             ticket_id,
+            entries_allowed: 0,
+            group_size: 1,
             lanes: self.clone(),
         })
     }
@@ -338,15 +368,40 @@ impl Engine {
         direction: Direction,
         persons: u32,
     ) -> Result<(), LaneError> {
-        Ok(self.store().commit_passage(&Passage {
+        let passage = self.passage(reservation, scan, direction, persons);
+        self.record(&passage)
+    }
+
+    /// The passage a decided presentation makes (numbered at commit).
+    fn passage(
+        &self,
+        reservation: &Reservation,
+        scan: &Presentation<'_>,
+        direction: Direction,
+        persons: u32,
+    ) -> Passage {
+        Passage {
             nonce: scan.nonce.to_owned(),
             ticket_id: reservation.ticket_id,
             lane: scan.lane.to_owned(),
+            lane_group: scan.lane_group.to_owned(),
             direction,
             persons,
             at_ms: scan.at_ms,
             local_minute: scan.now,
-        })?)
+            entries_allowed: reservation.entries_allowed,
+            group_size: reservation.group_size,
+            seq: 0,
+        }
+    }
+
+    /// Commits a passage and tells the upload and the peers at once.
+    fn record(&self, passage: &Passage) -> Result<(), LaneError> {
+        let recorded = self.store().commit_passage(passage)?;
+        if let Some(seq) = recorded.seq {
+            self.inner.head.send_replace(seq);
+        }
+        Ok(())
     }
 
     /// Announces a passage before the gate opens (see `Presentation::gate_ledger`):
@@ -356,7 +411,7 @@ impl Engine {
         gate: &G,
         gate_name: &str,
         scan: &Presentation<'_>,
-        ticket_id: u64,
+        reservation: &Reservation,
         direction: Direction,
         persons: u32,
     ) -> bool {
@@ -372,15 +427,7 @@ impl Engine {
         };
         let announced = Announced {
             counter: status.counter(direction),
-            passage: Passage {
-                nonce: scan.nonce.to_owned(),
-                ticket_id,
-                lane: scan.lane.to_owned(),
-                direction,
-                persons,
-                at_ms: scan.at_ms,
-                local_minute: scan.now,
-            },
+            passage: self.passage(reservation, scan, direction, persons),
         };
         let gate = gate_name.to_owned();
         let r = self
@@ -433,7 +480,7 @@ impl Engine {
             if went > 0 {
                 used[i] += went;
                 passage.persons = went;
-                self.store().commit_passage(&passage)?;
+                self.record(&passage)?;
                 tracing::warn!(
                     lane = passage.lane,
                     ticket = passage.ticket_id,
@@ -552,7 +599,7 @@ impl Engine {
     ) -> Result<Admission, LaneError> {
         let announced = match scan.gate_ledger {
             Some(g) => {
-                self.announce(gate, g, scan, reservation.ticket_id, direction, persons)
+                self.announce(gate, g, scan, &reservation, direction, persons)
                     .await
             }
             None => false,

@@ -309,15 +309,18 @@ pub async fn start(
         // Passages the gate counts by itself (free mode) go to the central system too.
         let mut events = hal::gate::Gate::events(&gate);
         let (ev_lanes, ev_lane) = (lanes.clone(), name.clone());
+        let (ev_group, ev_tz) = (lane.group.clone(), tz.clone());
         sources.push(tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
                 if let hal::gate::GateEvent::Passage { direction, count } = ev {
                     let at_ms = jiff::Timestamp::now().as_millisecond();
                     let event = OutboxEvent::FreePassage {
                         lane: ev_lane.clone(),
+                        lane_group: ev_group.clone(),
                         direction,
                         persons: count,
                         at_ms,
+                        local_minute: local_now(&ev_tz),
                     };
                     let stream = ev_lane.clone();
                     let recorded = ev_lanes

@@ -206,6 +206,9 @@ pub enum Change {
     },
     /// A paid order (whole), for pickup at kiosks while offline; lanes ignore it.
     Order(Order),
+    /// A passage some device of the site recorded (this one's too): every
+    /// device counts a ticket's usage from all of them, each once by nonce.
+    Passage(PassageRecord),
     /// A kind this gated does not know (a newer central system): skipped
     /// and counted, so the rest of the feed still applies. Never sent.
     #[serde(other, skip_serializing)]
@@ -229,6 +232,45 @@ pub struct TicketRecord {
     pub holder_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_uid: Option<String>,
+}
+
+/// One passage as the site shares it: in the change feed (`kind: passage`)
+/// and between peers. The same nonce everywhere, so it counts once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PassageRecord {
+    pub nonce: String,
+    /// The device that recorded it.
+    pub device_id: String,
+    /// Absent: persons the gate counted with no ticket (free mode, manual
+    /// opening, power fallback, fire alarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<u64>,
+    pub lane: String,
+    #[serde(default)]
+    pub lane_group: String,
+    /// `entry` or `exit`.
+    pub direction: String,
+    pub persons: u32,
+    /// The recording device's clock.
+    pub at_ms: i64,
+    /// Scenic-area civil time at the device (`YYYY-MM-DDTHH:MM`): what the
+    /// entry rules count days and waits in.
+    pub local_time: String,
+    /// The ticket's entries when admitted (0 = unlimited): what the
+    /// conflict rule counts against.
+    #[serde(default)]
+    pub entries_allowed: u32,
+    /// Persons one use of the ticket admits (a group ticket's size).
+    #[serde(default = "one")]
+    pub group_size: u16,
+    /// Its number in the recording device's own sequence (1, 2, 3 …; 0 =
+    /// not numbered): peers follow a device by this cursor.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+fn one() -> u16 {
+    1
 }
 
 // ---- events ----

@@ -218,6 +218,8 @@ pub struct Applied {
     pub catalog: Option<u64>,
     /// Changes of kinds this gated does not know, skipped.
     pub skipped: usize,
+    /// Passages of other devices recorded now (not known before).
+    pub passages: usize,
 }
 
 /// Applies one page, fetched after cursor `from`, and moves the cursor, in
@@ -276,6 +278,10 @@ pub fn apply_page(
                 } => feed::set_card(tx, *ticket_id, card_uid.as_deref())?,
                 Change::Order(order) => {
                     crate::store::orders::upsert(tx, order, now_ms(), false, nonces)?;
+                }
+                Change::Passage(p) => {
+                    let recorded = crate::store::passages::record_shared(tx, p)?;
+                    applied.passages += usize::from(recorded.new);
                 }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
@@ -647,7 +653,12 @@ impl Link {
 
     async fn push(self: Arc<Self>, session: Arc<Session>) {
         let mut attempt = 0;
+        // Seen before the outbox is read: a commit after the read wakes the pause.
+        let mut head = self.lanes.as_ref().map(Engine::head);
         loop {
+            if let Some(h) = head.as_mut() {
+                h.borrow_and_update();
+            }
             let batch = self
                 .db
                 .read(|s| {
@@ -676,7 +687,7 @@ impl Link {
             };
             self.update(|s| s.outbox_depth = depth);
             if events.is_empty() {
-                self.pause(Duration::from_millis(500)).await;
+                self.pause(Duration::from_millis(500), &mut head).await;
                 continue;
             }
             let body = api::EventBatch {
@@ -710,18 +721,31 @@ impl Link {
                     } else {
                         warn!("events refused by the central system (kept): {e}");
                     }
-                    self.pause(jitter(self.timings.backoff.delay(attempt)))
+                    // Commits do not cut a backoff short: a central system
+                    // that is down is not asked again per passage.
+                    self.pause(jitter(self.timings.backoff.delay(attempt)), &mut None)
                         .await;
                 }
             }
         }
     }
 
-    /// Waits `d`, or less when an upload is asked for.
-    async fn pause(&self, d: Duration) {
+    /// Waits `d`, or less when an upload is asked for or a passage is
+    /// committed: a passage leaves at once, not on the next tick (while one
+    /// batch is on its way, the next ones gather: small batches under load).
+    async fn pause(&self, d: Duration, head: &mut Option<watch::Receiver<u64>>) {
+        let committed = async {
+            match head.as_mut() {
+                Some(h) => {
+                    let _ = h.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
             _ = self.upload_now.notified() => {}
+            _ = committed => {}
         }
     }
 

@@ -36,7 +36,16 @@ impl Kiosk {
         };
         let revoked = remote.as_ref().and_then(|r| r.revoked.clone()).or(revoked);
         let blocked = remote.as_ref().and_then(|r| r.blocked.clone()).or(blocked);
-        let used = remote.as_ref().map(|r| r.entries_used);
+        // Every device's passages reach this one (the change feed, the
+        // peers): what it knows counts even when the central system does
+        // not answer, and it may know a passage the central system has not
+        // received yet.
+        let day = crate::tickets::rules::local_day(now);
+        let local = self
+            .read(move |s| s.usage(id, day).map_err(|e| E::Failed(e.to_string())))
+            .await?
+            .entries;
+        let used = Some(remote.as_ref().map_or(local, |r| r.entries_used.max(local)));
         let left = used.map(|u| match entries {
             0 => u32::MAX,
             n => u32::from(n).saturating_sub(u),

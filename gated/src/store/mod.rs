@@ -146,6 +146,44 @@ const MIGRATIONS: &[&str] = &[
         local_minute INTEGER NOT NULL
     );
     "#,
+    // 5: the fleet. Passages of every device of the site count, each once by
+    // its nonce: `origin` is the device that recorded it (NULL: this one),
+    // `seq` its number in that device's own sequence (what peers follow by
+    // cursor). `entries_allowed` and `group_size` are the ticket's as
+    // admitted, the bound the conflict rule counts against; `conflict` marks
+    // a passage that found its ticket already used up by earlier ones.
+    r#"
+    ALTER TABLE passages ADD COLUMN origin TEXT;
+    ALTER TABLE passages ADD COLUMN seq INTEGER;
+    ALTER TABLE passages ADD COLUMN lane_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE passages ADD COLUMN entries_allowed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE passages ADD COLUMN group_size INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE passages ADD COLUMN conflict INTEGER NOT NULL DEFAULT 0;
+    -- Passages recorded before the fleet: numbered in the order they were.
+    UPDATE passages SET seq = id;
+    CREATE UNIQUE INDEX passages_own_seq ON passages(seq) WHERE origin IS NULL;
+    CREATE INDEX passages_by_origin ON passages(origin, seq) WHERE origin IS NOT NULL;
+    ALTER TABLE pending_passages ADD COLUMN lane_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE pending_passages ADD COLUMN entries_allowed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pending_passages ADD COLUMN group_size INTEGER NOT NULL DEFAULT 1;
+    -- Persons counted with no ticket at any device of the site (free mode,
+    -- manual opening, power fallback, fire alarm), from the change feed.
+    CREATE TABLE free_passages (
+        nonce     TEXT PRIMARY KEY,
+        origin    TEXT NOT NULL,
+        lane      TEXT NOT NULL,
+        lane_group TEXT NOT NULL DEFAULT '',
+        direction TEXT NOT NULL CHECK (direction IN ('entry', 'exit')),
+        persons   INTEGER NOT NULL,
+        at_ms     INTEGER NOT NULL,
+        local_day INTEGER NOT NULL
+    );
+    -- How far this device has followed each peer's own passages.
+    CREATE TABLE peer_cursors (
+        device_id TEXT PRIMARY KEY,
+        cursor    INTEGER NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -19,24 +19,31 @@ use hal::gate::{AlarmKind, Direction, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
+use crate::tickets::token::LocalMinute;
+
 /// One event for the central system. The body of each kind is documented
 /// in docs/central-api.yaml (`Event`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutboxEvent {
     /// Persons through a lane on one ticket.
-    Passage {
-        ticket_id: u64,
-        lane: String,
-        direction: Direction,
-        persons: u32,
-        at_ms: i64,
-    },
+    Passage(super::passages::Passage),
     /// Persons the gate let through and counted by itself (free mode, a
     /// power fallback): no ticket.
     FreePassage {
         lane: String,
+        lane_group: String,
         direction: Direction,
         persons: u32,
+        at_ms: i64,
+        local_minute: LocalMinute,
+    },
+    /// A passage found to have admitted a ticket already used up by
+    /// earlier ones at other devices (a race inside the propagation window).
+    Conflict {
+        ticket_id: u64,
+        /// The later passage's nonce, and the device that recorded it.
+        passage: String,
+        device_id: String,
         at_ms: i64,
     },
     /// A gate alarm (tailgating, intrusion, reverse passage) at a lane.
@@ -106,6 +113,7 @@ impl OutboxEvent {
         match self {
             OutboxEvent::Passage { .. } => "passage",
             OutboxEvent::FreePassage { .. } => "free_passage",
+            OutboxEvent::Conflict { .. } => "conflict",
             OutboxEvent::Alarm { .. } => "alarm",
             OutboxEvent::ManualOpen { .. } => "manual_open",
             OutboxEvent::LaneMode { .. } => "lane_mode",
@@ -122,23 +130,31 @@ impl OutboxEvent {
     /// The event's `body` on the wire.
     pub fn body(&self) -> serde_json::Value {
         match self {
-            OutboxEvent::Passage {
-                ticket_id,
-                lane,
-                direction,
-                persons,
-                at_ms,
-            } => json!({
-                "ticket_id": ticket_id, "lane": lane, "direction": direction.as_str(),
-                "persons": persons, "at_ms": at_ms,
+            OutboxEvent::Passage(p) => json!({
+                "ticket_id": p.ticket_id, "lane": p.lane, "lane_group": p.lane_group,
+                "direction": p.direction.as_str(), "persons": p.persons, "at_ms": p.at_ms,
+                "local_time": crate::central::format_civil(p.local_minute),
+                "entries_allowed": p.entries_allowed, "group_size": p.group_size, "seq": p.seq,
             }),
             OutboxEvent::FreePassage {
                 lane,
+                lane_group,
                 direction,
                 persons,
                 at_ms,
+                local_minute,
             } => json!({
-                "lane": lane, "direction": direction.as_str(), "persons": persons, "at_ms": at_ms,
+                "lane": lane, "lane_group": lane_group, "direction": direction.as_str(),
+                "persons": persons, "at_ms": at_ms,
+                "local_time": crate::central::format_civil(*local_minute),
+            }),
+            OutboxEvent::Conflict {
+                ticket_id,
+                passage,
+                device_id,
+                at_ms,
+            } => json!({
+                "ticket_id": ticket_id, "passage": passage, "device_id": device_id, "at_ms": at_ms,
             }),
             OutboxEvent::Alarm { lane, alarm, at_ms } => {
                 json!({ "lane": lane, "alarm": alarm, "at_ms": at_ms })
@@ -378,9 +394,11 @@ mod tests {
     fn free(persons: u32, direction: Direction) -> OutboxEvent {
         OutboxEvent::FreePassage {
             lane: "east-1".into(),
+            lane_group: "east".into(),
             direction,
             persons,
             at_ms: 1000,
+            local_minute: 0,
         }
     }
 
@@ -418,14 +436,26 @@ mod tests {
     fn every_kind_has_a_distinct_wire_name_and_an_object_body() {
         let d = Direction::Entry;
         let events = [
-            OutboxEvent::Passage {
+            OutboxEvent::Passage(crate::store::passages::Passage {
+                nonce: "n".into(),
                 ticket_id: 1,
                 lane: "l".into(),
+                lane_group: "g".into(),
                 direction: d,
                 persons: 1,
                 at_ms: 0,
-            },
+                local_minute: 0,
+                entries_allowed: 1,
+                group_size: 1,
+                seq: 1,
+            }),
             free(1, d),
+            OutboxEvent::Conflict {
+                ticket_id: 1,
+                passage: "n".into(),
+                device_id: "d".into(),
+                at_ms: 0,
+            },
             OutboxEvent::Alarm {
                 lane: "l".into(),
                 alarm: AlarmKind::Tailgating,

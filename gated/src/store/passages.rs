@@ -14,15 +14,35 @@ use crate::tickets::token::LocalMinute;
 /// One passage of `persons` through `lane`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passage {
-    /// The scan's nonce: the passage's id here and at the central system.
+    /// The scan's nonce: the passage's id here, at the central system and
+    /// at every peer.
     pub nonce: String,
     pub ticket_id: u64,
     pub lane: String,
+    pub lane_group: String,
     pub direction: Direction,
     pub persons: u32,
     pub at_ms: i64,
     /// Scenic-area civil time, what the rules count in.
     pub local_minute: LocalMinute,
+    /// The ticket's entries when admitted (0 = unlimited) and the persons
+    /// one use admits: the conflict rule's bound.
+    pub entries_allowed: u32,
+    pub group_size: u16,
+    /// Its number in this device's own sequence, given at commit (0 before).
+    pub seq: u64,
+}
+
+/// What recording a passage did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// False: its nonce was recorded already (a replay, or a passage that
+    /// came by another path first).
+    pub new: bool,
+    /// This device's own sequence number given to it (own passages).
+    pub seq: Option<u64>,
+    /// Passages of the same ticket now marked `conflict` (nonces).
+    pub conflicts: Vec<String>,
 }
 
 /// A passage announced before the gate opened, with the gate's counter then.
@@ -58,23 +78,23 @@ impl Store {
     }
 
     /// Records a passage and its outbox event in one durable transaction,
-    /// settling its announcement if there was one. A nonce already recorded
+    /// settling its announcement if there was one, numbering it in this
+    /// device's own sequence and marking conflicts. A nonce already recorded
     /// changes nothing (a replayed commit).
-    pub fn commit_passage(&mut self, p: &Passage) -> Result<(), StoreError> {
-        let event = OutboxEvent::Passage {
-            ticket_id: p.ticket_id,
-            lane: p.lane.clone(),
-            direction: p.direction,
-            persons: p.persons,
-            at_ms: p.at_ms,
-        };
+    pub fn commit_passage(&mut self, p: &Passage) -> Result<Recorded, StoreError> {
         let path = self.path().to_owned();
-        let run = |conn: &mut rusqlite::Connection| -> Result<(), OutboxError> {
+        let run = |conn: &mut rusqlite::Connection| -> Result<Recorded, OutboxError> {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM pending_passages WHERE nonce = ?1", [&p.nonce])?;
+            let seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM passages WHERE origin IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms, local_day, local_minute)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms,
+                     local_day, local_minute, seq, lane_group, entries_allowed, group_size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     p.nonce,
                     p.ticket_id as i64,
@@ -83,13 +103,28 @@ impl Store {
                     p.persons,
                     p.at_ms,
                     rules::local_day(p.local_minute),
-                    p.local_minute
+                    p.local_minute,
+                    seq,
+                    p.lane_group,
+                    p.entries_allowed,
+                    p.group_size
                 ],
             )?;
+            let mut recorded = Recorded::default();
             if inserted == 1 {
-                outbox::queue(&tx, &p.nonce, &event, p.at_ms)?;
+                let numbered = Passage {
+                    seq: seq as u64,
+                    ..p.clone()
+                };
+                outbox::queue(&tx, &p.nonce, &OutboxEvent::Passage(numbered), p.at_ms)?;
+                recorded.new = true;
+                recorded.seq = Some(seq as u64);
+                if p.direction == Direction::Entry {
+                    recorded.conflicts = mark_conflicts(&tx, p.ticket_id)?;
+                }
             }
-            Ok(tx.commit()?)
+            tx.commit()?;
+            Ok(recorded)
         };
         run(self.conn()).map_err(|e| StoreError::from_outbox(&path, e))
     }
@@ -100,8 +135,9 @@ impl Store {
         self.conn_ref()
             .execute(
                 "INSERT OR REPLACE INTO pending_passages
-                 (nonce, gate, direction, counter, ticket_id, lane, persons, at_ms, local_minute)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (nonce, gate, direction, counter, ticket_id, lane, persons, at_ms, local_minute,
+                  lane_group, entries_allowed, group_size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     p.nonce,
                     gate,
@@ -111,7 +147,10 @@ impl Store {
                     p.lane,
                     p.persons,
                     p.at_ms,
-                    p.local_minute
+                    p.local_minute,
+                    p.lane_group,
+                    p.entries_allowed,
+                    p.group_size
                 ],
             )
             .map(|_| ())
@@ -130,7 +169,8 @@ impl Store {
     pub fn announced(&self, gate: &str) -> Result<Vec<Announced>, StoreError> {
         self.conn_ref()
             .prepare(
-                "SELECT nonce, direction, counter, ticket_id, lane, persons, at_ms, local_minute
+                "SELECT nonce, direction, counter, ticket_id, lane, persons, at_ms, local_minute,
+                        lane_group, entries_allowed, group_size
                  FROM pending_passages WHERE gate = ?1 ORDER BY at_ms",
             )
             .and_then(|mut st| {
@@ -147,6 +187,10 @@ impl Store {
                             persons: r.get(5)?,
                             at_ms: r.get(6)?,
                             local_minute: r.get(7)?,
+                            lane_group: r.get(8)?,
+                            entries_allowed: r.get(9)?,
+                            group_size: r.get(10)?,
+                            seq: 0,
                         },
                     })
                 })?
@@ -169,5 +213,320 @@ impl Store {
                 })
             })
             .map_err(|e| self.err(e))
+    }
+}
+
+/// Marks the entry passages of `ticket_id` that found it used up by
+/// earlier ones, and queues a `conflict` event for each newly marked.
+/// Order is by the recording device's clock, then nonce (which begins with
+/// the device's id): every device holding the same passages marks the same
+/// ones. A ticket with unlimited entries has no conflicts.
+pub fn mark_conflicts(
+    tx: &rusqlite::Transaction<'_>,
+    ticket_id: u64,
+) -> Result<Vec<String>, OutboxError> {
+    let rows: Vec<(String, u32, u32, u16, bool, i64)> = tx
+        .prepare_cached(
+            "SELECT nonce, persons, entries_allowed, group_size, conflict, at_ms FROM passages
+             WHERE ticket_id = ?1 AND direction = 'entry' ORDER BY at_ms, nonce",
+        )?
+        .query_map([ticket_id as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let allowed = rows.iter().map(|r| r.2).max().unwrap_or(0);
+    if allowed == 0 {
+        return Ok(Vec::new());
+    }
+    let group = u32::from(rows.iter().map(|r| r.3).max().unwrap_or(1).max(1));
+    let cap = allowed * group;
+    let (mut persons, mut marked) = (0u32, Vec::new());
+    for (nonce, n, _, _, already, at_ms) in rows {
+        if persons >= cap && !already {
+            tx.execute(
+                "UPDATE passages SET conflict = 1 WHERE nonce = ?1",
+                [&nonce],
+            )?;
+            let device_id = nonce.split('/').next().unwrap_or_default().to_owned();
+            tracing::warn!(
+                ticket = ticket_id,
+                passage = nonce,
+                device = device_id,
+                "conflict: the ticket was admitted at two devices inside the propagation window; the later passage is marked"
+            );
+            // One nonce for the conflict wherever it is found: the central
+            // system keeps one report however many devices send it.
+            let event = OutboxEvent::Conflict {
+                ticket_id,
+                passage: nonce.clone(),
+                device_id,
+                at_ms,
+            };
+            outbox::queue(tx, &format!("conflict:{nonce}"), &event, at_ms)?;
+            marked.push(nonce);
+        }
+        persons = persons.saturating_add(n);
+    }
+    Ok(marked)
+}
+
+/// Records a passage another device (or this one, before a restore) shared,
+/// through the change feed or a peer: once by its nonce, conflicts marked.
+/// A ticketless passage goes to `free_passages`.
+pub fn record_shared(
+    tx: &rusqlite::Transaction<'_>,
+    p: &crate::central::api::PassageRecord,
+) -> Result<Recorded, OutboxError> {
+    let direction: Direction = match p.direction.parse() {
+        Ok(d) => d,
+        Err(_) => {
+            tracing::warn!(
+                passage = p.nonce,
+                "shared passage with direction {:?} skipped",
+                p.direction
+            );
+            return Ok(Recorded::default());
+        }
+    };
+    // Fail closed: a passage whose local time is unreadable still counts
+    // as an entry (its day and minute are then the device clock's in UTC,
+    // which only the daily limit and re-entry waits read).
+    let local_minute = crate::central::parse_civil(&p.local_time).unwrap_or_else(|| {
+        tracing::warn!(
+            passage = p.nonce,
+            "shared passage with unreadable local time {:?}: counted on its UTC time",
+            p.local_time
+        );
+        let minutes = (p.at_ms / 60_000 - 10_957 * 1440).max(0);
+        LocalMinute::try_from(minutes).unwrap_or(0)
+    });
+    let day = rules::local_day(local_minute);
+    let Some(ticket_id) = p.ticket_id else {
+        tx.execute(
+            "INSERT OR IGNORE INTO free_passages
+             (nonce, origin, lane, lane_group, direction, persons, at_ms, local_day)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                p.nonce,
+                p.device_id,
+                p.lane,
+                p.lane_group,
+                direction.as_str(),
+                p.persons,
+                p.at_ms,
+                day
+            ],
+        )?;
+        return Ok(Recorded::default());
+    };
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms,
+             local_day, local_minute, origin, seq, lane_group, entries_allowed, group_size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            p.nonce,
+            ticket_id as i64,
+            p.lane,
+            direction.as_str(),
+            p.persons,
+            p.at_ms,
+            day,
+            local_minute,
+            p.device_id,
+            p.seq as i64,
+            p.lane_group,
+            p.entries_allowed,
+            p.group_size
+        ],
+    )?;
+    let mut recorded = Recorded {
+        new: inserted == 1,
+        ..Recorded::default()
+    };
+    if recorded.new && direction == Direction::Entry {
+        recorded.conflicts = mark_conflicts(tx, ticket_id)?;
+    }
+    Ok(recorded)
+}
+
+impl Store {
+    /// This device's own passages after `cursor` in its sequence, oldest
+    /// first, as peers receive them.
+    pub fn own_passages_after(
+        &self,
+        device_id: &str,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::central::api::PassageRecord>, StoreError> {
+        self.conn_ref()
+            .prepare_cached(
+                "SELECT nonce, ticket_id, lane, lane_group, direction, persons, at_ms,
+                        local_minute, entries_allowed, group_size, seq
+                 FROM passages WHERE origin IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![cursor as i64, limit as i64], |r| {
+                    Ok(crate::central::api::PassageRecord {
+                        nonce: r.get(0)?,
+                        device_id: device_id.to_owned(),
+                        ticket_id: Some(r.get::<_, i64>(1)? as u64),
+                        lane: r.get(2)?,
+                        lane_group: r.get(3)?,
+                        direction: r.get(4)?,
+                        persons: r.get(5)?,
+                        at_ms: r.get(6)?,
+                        local_time: crate::central::format_civil(r.get(7)?),
+                        entries_allowed: r.get(8)?,
+                        group_size: r.get(9)?,
+                        seq: r.get::<_, i64>(10)? as u64,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest number in this device's own passage sequence (0: none).
+    pub fn own_head(&self) -> Result<u64, StoreError> {
+        self.conn_ref()
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM passages WHERE origin IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Passages marked `conflict` (every device's, as this one knows them).
+    pub fn conflicts(&self) -> Result<u64, StoreError> {
+        self.conn_ref()
+            .query_row(
+                "SELECT COUNT(*) FROM passages WHERE conflict = 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::central::api::PassageRecord;
+
+    fn own(nonce: &str, at_ms: i64) -> Passage {
+        Passage {
+            nonce: nonce.into(),
+            ticket_id: 7,
+            lane: "east-1".into(),
+            lane_group: "east".into(),
+            direction: Direction::Entry,
+            persons: 1,
+            at_ms,
+            local_minute: 14_000_000,
+            entries_allowed: 1,
+            group_size: 1,
+            seq: 0,
+        }
+    }
+
+    fn shared(nonce: &str, at_ms: i64) -> PassageRecord {
+        PassageRecord {
+            nonce: nonce.into(),
+            device_id: nonce.split('/').next().unwrap().into(),
+            ticket_id: Some(7),
+            lane: "west-1".into(),
+            lane_group: "west".into(),
+            direction: "entry".into(),
+            persons: 1,
+            at_ms,
+            local_time: crate::central::format_civil(14_000_000),
+            entries_allowed: 1,
+            group_size: 1,
+            seq: 1,
+        }
+    }
+
+    fn apply(store: &mut Store, p: &PassageRecord) -> Recorded {
+        store
+            .in_transaction(|tx| {
+                record_shared(tx, p).map_err(|e| match e {
+                    OutboxError::Sqlite(e) => e,
+                    e => panic!("{e}"),
+                })
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_later_of_two_passages_on_a_single_entry_ticket_is_the_conflict_wherever_it_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let mine = store.commit_passage(&own("a/east-1/1.0", 2_000)).unwrap();
+        assert_eq!(
+            (mine.new, mine.seq, mine.conflicts.len()),
+            (true, Some(1), 0)
+        );
+        // Another device admitted the same ticket earlier: ours is the later one.
+        let theirs = apply(&mut store, &shared("b/west-1/1.0", 1_000));
+        assert!(theirs.new);
+        assert_eq!(theirs.conflicts, ["a/east-1/1.0"]);
+        // A third, later still; and the second again (by another path) changes nothing.
+        assert_eq!(
+            apply(&mut store, &shared("c/north-1/1.0", 3_000)).conflicts,
+            ["c/north-1/1.0"]
+        );
+        assert_eq!(
+            apply(&mut store, &shared("b/west-1/1.0", 1_000)),
+            Recorded::default()
+        );
+        assert_eq!(store.conflicts().unwrap(), 2);
+        let usage = store
+            .usage(7, crate::tickets::rules::local_day(14_000_000))
+            .unwrap();
+        assert_eq!(usage.entries, 3);
+        // Reported once per conflicting passage, under a nonce any device would use.
+        let reported: Vec<String> = store
+            .conn_ref()
+            .prepare("SELECT nonce FROM outbox WHERE kind = 'conflict' ORDER BY nonce")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            reported,
+            ["conflict:a/east-1/1.0", "conflict:c/north-1/1.0"]
+        );
+        // Only this device's own passage is in its sequence, for the peers.
+        let served = store.own_passages_after("a", 0, 10).unwrap();
+        assert_eq!(served.len(), 1);
+        assert_eq!((served[0].seq, served[0].device_id.as_str()), (1, "a"));
+        assert_eq!(store.own_head().unwrap(), 1);
+    }
+
+    #[test]
+    fn unlimited_tickets_and_exits_make_no_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let mut p = own("a/east-1/1.0", 2_000);
+        p.entries_allowed = 0;
+        store.commit_passage(&p).unwrap();
+        let mut s = shared("b/west-1/1.0", 1_000);
+        s.entries_allowed = 0;
+        assert!(apply(&mut store, &s).conflicts.is_empty());
+        let mut exit = shared("b/west-1/1.1", 500);
+        exit.direction = "exit".into();
+        assert!(apply(&mut store, &exit).conflicts.is_empty());
+        assert_eq!(store.conflicts().unwrap(), 0);
     }
 }

@@ -96,10 +96,14 @@ mod tests {
                     nonce: nonce.into(),
                     ticket_id: 1,
                     lane: "main".into(),
+                    lane_group: "main".into(),
                     direction,
                     persons,
                     at_ms,
                     local_minute: day * 1440 + 600,
+                    entries_allowed: 0,
+                    group_size: 1,
+                    seq: 0,
                 })
                 .unwrap();
         }

@@ -458,14 +458,29 @@ async fn passage(
     State(sim): State<Arc<Sim>>,
     Json(req): Json<Passage>,
 ) -> Result<Json<Value>, Fail> {
-    let nonce = format!("sim-{}", gated::central::identity::random_hex(8));
-    sim.db().execute(
-        "INSERT INTO events (nonce, device_id, kind, device_time_ms, body, received_ms) VALUES (?1, 'sim-lane', 'passage', ?2, ?3, ?2)",
-        params![
-            nonce,
-            real_now_ms(),
-            json!({ "ticket_id": req.ticket_id, "direction": "entry", "persons": req.persons, "lane": "sim" }).to_string()
-        ],
-    )?;
+    let nonce = format!("sim-lane/sim/{}", gated::central::identity::random_hex(8));
+    let event = gated::central::api::Event {
+        nonce: nonce.clone(),
+        kind: "passage".into(),
+        device_time_ms: real_now_ms(),
+        body: json!({ "ticket_id": req.ticket_id, "direction": "entry", "persons": req.persons, "lane": "sim", "at_ms": real_now_ms() }),
+    };
+    let seq = {
+        let conn = sim.db();
+        conn.execute(
+            "INSERT INTO events (nonce, device_id, kind, device_time_ms, body, received_ms) VALUES (?1, 'sim-lane', 'passage', ?2, ?3, ?2)",
+            params![nonce, event.device_time_ms, event.body.to_string()],
+        )?;
+        let shared = contract::shared_passage("sim-lane", &event).expect("a passage");
+        conn.execute(
+            "INSERT INTO changes (body) VALUES (?1)",
+            [
+                serde_json::to_string(&gated::central::api::Change::Passage(shared))
+                    .expect("change"),
+            ],
+        )?;
+        db::max_seq(&conn)?
+    };
+    sim.seq.send_replace(seq);
     Ok(Json(json!({ "nonce": nonce })))
 }

@@ -527,11 +527,13 @@ async fn events(
         accepted: vec![],
         duplicates: vec![],
     };
+    let mut fed = false;
     {
         let mut ins = tx.prepare_cached(
             "INSERT OR IGNORE INTO events (nonce, device_id, kind, device_time_ms, body, received_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut feed = tx.prepare_cached("INSERT INTO changes (body) VALUES (?1)")?;
         for e in batch.events {
             let n = ins.execute(params![
                 e.nonce,
@@ -542,6 +544,11 @@ async fn events(
                 real_now_ms()
             ])?;
             if n == 1 {
+                // Every device of the site learns every passage, once.
+                if let Some(p) = shared_passage(&device_id, &e) {
+                    feed.execute([serde_json::to_string(&Change::Passage(p)).expect("change")])?;
+                    fed = true;
+                }
                 ack.accepted.push(e.nonce);
             } else {
                 ack.duplicates.push(e.nonce);
@@ -549,6 +556,9 @@ async fn events(
         }
     }
     tx.commit()?;
+    if fed {
+        sim.seq.send_replace(db::max_seq(&sim.db())?);
+    }
     sim.stats.events_received.fetch_add(
         (ack.accepted.len() + ack.duplicates.len()) as u64,
         Ordering::Relaxed,
@@ -557,6 +567,48 @@ async fn events(
         .duplicates_received
         .fetch_add(ack.duplicates.len() as u64, Ordering::Relaxed);
     Ok(Json(ack))
+}
+
+/// The site's zone, for a passage event that does not say its local time.
+const SITE_ZONE: &str = "Asia/Shanghai";
+
+/// The change a `passage` or `free_passage` event makes in the feed.
+pub fn shared_passage(device_id: &str, e: &api::Event) -> Option<api::PassageRecord> {
+    if e.kind != "passage" && e.kind != "free_passage" {
+        return None;
+    }
+    let b = &e.body;
+    let at_ms = b["at_ms"].as_i64().unwrap_or(e.device_time_ms);
+    let local_time = b["local_time"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let tz = jiff::tz::TimeZone::get(SITE_ZONE).expect("the site's zone");
+            jiff::Timestamp::from_millisecond(at_ms)
+                .unwrap_or_default()
+                .to_zoned(tz)
+                .strftime("%Y-%m-%dT%H:%M")
+                .to_string()
+        });
+    let ticket_id = if e.kind == "passage" {
+        Some(b["ticket_id"].as_u64()?)
+    } else {
+        None
+    };
+    Some(api::PassageRecord {
+        nonce: e.nonce.clone(),
+        device_id: device_id.to_owned(),
+        ticket_id,
+        lane: b["lane"].as_str().unwrap_or_default().to_owned(),
+        lane_group: b["lane_group"].as_str().unwrap_or_default().to_owned(),
+        direction: b["direction"].as_str().unwrap_or("entry").to_owned(),
+        persons: b["persons"].as_u64().unwrap_or(1) as u32,
+        at_ms,
+        local_time,
+        entries_allowed: b["entries_allowed"].as_u64().unwrap_or(0) as u32,
+        group_size: b["group_size"].as_u64().unwrap_or(1) as u16,
+        seq: b["seq"].as_u64().unwrap_or(0),
+    })
 }
 
 fn load_order(conn: &Connection, order_no: &str) -> Result<api::Order, Fail> {
