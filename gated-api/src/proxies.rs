@@ -3,7 +3,7 @@
 //! compares it with what gated serves). Records arrive as [`crate::types`].
 
 use crate::types::{
-    CatalogView, Enrolled, GateOutcome, LaneView, OrderView, PickupView, QueryView,
+    CatalogView, Enrolled, FleetView, GateOutcome, LaneView, OrderView, PickupView, QueryView,
 };
 
 #[zbus::proxy(
@@ -14,6 +14,9 @@ use crate::types::{
 pub trait Device1 {
     /// (tickets, revoked, blocked, entered today, outbox) as stored now.
     fn counts(&self) -> zbus::Result<(u64, u64, u64, u64, u64)>;
+
+    /// The site network: peers, lag, conflicts.
+    fn fleet(&self) -> zbus::Result<FleetView>;
 
     #[zbus(property)]
     fn role(&self) -> zbus::Result<String>;

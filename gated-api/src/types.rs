@@ -157,3 +157,43 @@ pub struct Enrolled {
     pub token_expires_at_ms: i64,
     pub clock_skew_ms: i64,
 }
+
+/// `Device1.Fleet`: the site network as this device sees it.
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct FleetView {
+    /// Where it listens for peers and the address it advertises (absent:
+    /// no site network, or not provisioned yet).
+    pub listening: Option<String>,
+    pub advertised: Option<String>,
+    /// Its Ed25519 public key (hex): what `[[peers.device]]` on another
+    /// device names it by.
+    pub public_key: Option<String>,
+    /// Passages of all peers not received yet, as far as they said.
+    pub lag: u64,
+    /// Passages marked `conflict` (a ticket admitted at two devices inside
+    /// the propagation window).
+    pub conflicts: u64,
+    /// Peer connections refused since start (unknown or revoked keys,
+    /// failed handshakes).
+    pub refused: u64,
+    /// Changes of kinds this gated does not know, skipped since start.
+    pub skipped_changes: u64,
+    pub peers: Vec<PeerView>,
+}
+
+/// One peer in [`FleetView`].
+#[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct PeerView {
+    pub device_id: String,
+    pub address: String,
+    pub reachable: bool,
+    /// Milliseconds since it last sent anything (absent: never).
+    pub last_message_age_ms: Option<i64>,
+    /// Its passages: its newest, the newest this device has, the difference.
+    pub head: u64,
+    pub cursor: u64,
+    pub lag: u64,
+    pub last_error: Option<String>,
+}

@@ -62,6 +62,9 @@ pub struct Config {
     pub peak: Peak,
     #[serde(default)]
     pub kiosk: KioskSettings,
+    /// The other devices of the site, exchanging passages directly.
+    #[serde(default)]
+    pub peers: Peers,
 }
 
 /// A kiosk's sale limits and its service PIN: gated enforces them and the
@@ -252,6 +255,49 @@ pub struct Central {
     /// Seconds between heartbeats (status, outbox depth, clock).
     #[serde(default = "default_heartbeat_s")]
     pub heartbeat_s: u16,
+}
+
+/// `[peers]`: this device's endpoint for the other devices of the site.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peers {
+    /// Where this device listens for its peers (`host:port`; port 0 = any
+    /// free port); `""` turns the site network off for this device.
+    #[serde(default = "default_peer_listen")]
+    pub listen: Spanned<String>,
+    /// The address the other devices dial (`host:port`), told to the
+    /// central system; by default this device's address on the way to the
+    /// central system, with the port it listens on.
+    pub advertise: Option<Spanned<String>>,
+    /// Devices of the site known before the central system is reachable
+    /// (a site installed offline); the catalog adds the rest.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<Spanned<StaticPeer>>,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Peers {
+            listen: default_peer_listen(),
+            advertise: None,
+            devices: Vec::new(),
+        }
+    }
+}
+
+fn default_peer_listen() -> Spanned<String> {
+    Spanned::new(0..0, "0.0.0.0:7447".to_owned())
+}
+
+/// `[[peers.device]]`: one device of the site, written down by hand.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticPeer {
+    pub device_id: String,
+    /// `host:port` of its peer endpoint.
+    pub address: String,
+    /// Its Ed25519 public key, 64 hex digits (`gatectl status` shows it).
+    pub public_key: String,
 }
 
 fn default_long_poll_s() -> u16 {
@@ -690,6 +736,7 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
         );
     }
 
+    validate_peers(&config.peers, r);
     validate_devices(&config.devices, devices, r);
     let sources = [
         config.power.nut.is_some(),
@@ -780,6 +827,55 @@ fn validate_kiosk(k: &KioskSettings, r: &mut Reporter<'_>) {
             k.max_quantity.span(),
             format!("{max} is outside 1–50"),
         );
+    }
+}
+
+fn validate_peers(p: &Peers, r: &mut Reporter<'_>) {
+    let listen = p.listen.get_ref();
+    if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+        r.push(
+            "peers.listen",
+            p.listen.span(),
+            format!(
+                "`{listen}` is not an address and port, like \"0.0.0.0:7447\" (or \"\" for none)"
+            ),
+        );
+    }
+    let host_port = |a: &str| {
+        a.rsplit_once(':')
+            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n != 0))
+    };
+    if let Some(a) = &p.advertise
+        && !host_port(a.get_ref())
+    {
+        r.push(
+            "peers.advertise",
+            a.span(),
+            format!(
+                "`{}` is not a host and port, like \"192.168.1.20:7447\"",
+                a.get_ref()
+            ),
+        );
+    }
+    for d in &p.devices {
+        let dev = d.get_ref();
+        if !host_port(&dev.address) {
+            r.push(
+                "peers.device.address",
+                d.span(),
+                format!(
+                    "`{}` is not a host and port, like \"192.168.1.21:7447\"",
+                    dev.address
+                ),
+            );
+        }
+        if crate::peers::parse_key(&dev.public_key).is_none() {
+            r.push(
+                "peers.device.public_key",
+                d.span(),
+                format!("the public key of `{}` is not 64 hex digits", dev.device_id),
+            );
+        }
     }
 }
 

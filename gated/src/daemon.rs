@@ -103,10 +103,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes: lanes_handle.clone().zip(registry.clone()),
         tz: config.time_zone(),
     };
-    let link = crate::central::sync::start(&config, db.clone(), lanes_handle.clone())
-        .map_err(StartError::Store)?;
+    let (fleet_tx, fleet) = tokio::sync::watch::channel(crate::peers::FleetStatus::default());
+    let link =
+        crate::central::sync::start(&config, db.clone(), lanes_handle.clone(), fleet.clone())
+            .map_err(StartError::Store)?;
     let sync = link.tasks;
     let mut services = tokio::task::JoinSet::new();
+    crate::peers::start(
+        &config,
+        db.clone(),
+        lanes_handle.as_ref().map(crate::lane::Engine::head),
+        link.status.clone(),
+        fleet_tx,
+        &mut services,
+    );
     let power = crate::power::start(&config, &mut services);
     // The operating mode: UPS, fire inputs, central link, operator.
     let (fire_tx, fire_rx) = tokio::sync::mpsc::channel(16);
@@ -152,6 +162,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         role: config.role.to_string(),
         device_id: config.device_id.get_ref().clone(),
         status: link.status.clone(),
+        fleet,
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
         power: power.clone(),

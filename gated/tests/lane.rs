@@ -451,6 +451,8 @@ async fn a_signing_key_with_an_unreadable_validity_is_not_pinned() {
         ],
         lane_groups: vec![],
         products: vec![],
+        devices: vec![],
+        revoked_devices: vec![],
     };
     let mut store = Store::open(&r._dir.path().join("gated.db")).unwrap();
     gated::central::sync::apply_catalog(&mut store, &catalog).unwrap();

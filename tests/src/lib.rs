@@ -7,6 +7,7 @@ pub mod kiosk_device;
 pub mod kiosk_screen;
 pub mod offline_tickets;
 pub mod procs;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 

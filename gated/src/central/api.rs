@@ -110,6 +110,25 @@ pub struct Catalog {
     pub signing_keys: Vec<SigningKey>,
     pub lane_groups: Vec<LaneGroup>,
     pub products: Vec<Product>,
+    /// The enrolled devices of this scenic area, lanes and kiosks: the
+    /// site's peers.
+    #[serde(default)]
+    pub devices: Vec<SiteDevice>,
+    /// Devices no longer trusted: refused as peers even if gated.toml lists them.
+    #[serde(default)]
+    pub revoked_devices: Vec<String>,
+}
+
+/// A device of the site as its peers reach it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SiteDevice {
+    pub device_id: String,
+    pub role: String,
+    /// Its Ed25519 public key (hex), the one it enrolled with.
+    pub public_key: String,
+    /// `host:port` of its peer endpoint, as it advertised it (absent: not yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -448,6 +467,24 @@ pub struct Heartbeat {
     pub outbox_depth: u64,
     pub cursor: u64,
     pub device_time_ms: i64,
+    /// The site network as this device sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeerReport>,
+}
+
+/// The heartbeat's part on the site peers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerReport {
+    /// Where the other devices reach this one (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Peers known, and reachable now.
+    pub known: u32,
+    pub reachable: u32,
+    /// Passages of peers this device has not received yet (as far as it knows).
+    pub lag: u64,
+    /// Passages marked `conflict`.
+    pub conflicts: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -324,7 +324,12 @@ pub fn ensure_holder_index(store: &mut Store) -> Result<(), StoreError> {
 
 /// Starts the link; it waits for credentials if the device is not enrolled
 /// yet and picks them up when `gatectl provision` writes them.
-pub fn start(config: &Config, db: Db, lanes: Option<Engine>) -> Result<Started, StoreError> {
+pub fn start(
+    config: &Config,
+    db: Db,
+    lanes: Option<Engine>,
+    fleet: watch::Receiver<crate::peers::FleetStatus>,
+) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let (nonces, status) = {
         let store = db.writer();
@@ -352,6 +357,7 @@ pub fn start(config: &Config, db: Db, lanes: Option<Engine>) -> Result<Started, 
         device_id: config.device_id.get_ref().clone(),
         role: config.role.to_string(),
         timings: Timings::from_config(config),
+        fleet,
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(Arc::new(link).run());
@@ -394,6 +400,8 @@ struct Link {
     device_id: String,
     role: String,
     timings: Timings,
+    /// The site network, reported in the heartbeat.
+    fleet: watch::Receiver<crate::peers::FleetStatus>,
 }
 
 impl Link {
@@ -762,6 +770,7 @@ impl Link {
                 outbox_depth: status.outbox_depth,
                 cursor: status.cursor,
                 device_time_ms: sent,
+                peers: Some(self.fleet.borrow().report()),
             };
             match session
                 .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)
@@ -801,7 +810,7 @@ enum PullError {
 
 /// Between half and all of `d`: devices that lost the server together do
 /// not come back in step.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     getrandom::fill(&mut b).expect("the kernel's random source");
     let f = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;

@@ -9,6 +9,7 @@ pub struct Device {
     pub role: String,
     pub device_id: String,
     pub status: watch::Receiver<SyncStatus>,
+    pub fleet: watch::Receiver<crate::peers::FleetStatus>,
     pub kiosk: Option<Arc<Kiosk>>,
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub power: watch::Receiver<crate::power::PowerView>,
@@ -19,6 +20,37 @@ pub struct Device {
 
 #[zbus::interface(name = "cn.scenicpark.Gated.Device1")]
 impl Device {
+    /// The site network: where this device listens, its peers (reachable,
+    /// last message, lag in passages), conflicts, skipped feed changes.
+    #[zbus(out_args("fleet"))]
+    async fn fleet(&self) -> gated_api::types::FleetView {
+        let f = self.fleet.borrow().clone();
+        let now = jiff::Timestamp::now().as_millisecond();
+        gated_api::types::FleetView {
+            listening: f.listening.clone(),
+            advertised: f.advertised.clone(),
+            public_key: f.public_key.clone(),
+            lag: f.lag(),
+            conflicts: f.conflicts,
+            refused: f.refused,
+            skipped_changes: self.status.borrow().skipped_changes,
+            peers: f
+                .peers
+                .iter()
+                .map(|p| gated_api::types::PeerView {
+                    device_id: p.device_id.clone(),
+                    address: p.address.clone(),
+                    reachable: p.reachable,
+                    last_message_age_ms: p.last_message_ms.map(|t| (now - t).max(0)),
+                    head: p.head,
+                    cursor: p.cursor,
+                    lag: p.lag(),
+                    last_error: p.last_error.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// `lane` or `kiosk`.
     #[zbus(property)]
     fn role(&self) -> String {

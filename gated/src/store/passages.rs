@@ -393,6 +393,45 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The last of `peer`'s own passages this device has from it directly.
+    pub fn peer_cursor(&self, peer: &str) -> Result<u64, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn_ref()
+            .query_row(
+                "SELECT cursor FROM peer_cursors WHERE device_id = ?1",
+                [peer],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|c| c.unwrap_or(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a peer's passages and moves its cursor, in one transaction;
+    /// returns the new cursor.
+    pub fn record_from_peer(
+        &mut self,
+        peer: &str,
+        passages: &[crate::central::api::PassageRecord],
+    ) -> Result<u64, StoreError> {
+        let path = self.path().to_owned();
+        let run = |tx: &rusqlite::Transaction<'_>| -> Result<u64, OutboxError> {
+            for p in passages {
+                record_shared(tx, p)?;
+            }
+            let last = passages.iter().map(|p| p.seq).max().unwrap_or(0);
+            Ok(tx.query_row(
+                "INSERT INTO peer_cursors (device_id, cursor) VALUES (?1, ?2)
+                 ON CONFLICT (device_id) DO UPDATE SET cursor = max(cursor, excluded.cursor)
+                 RETURNING cursor",
+                params![peer, last as i64],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        };
+        self.in_transaction(run)
+            .map_err(|e| StoreError::from_outbox(&path, e))
+    }
+
     /// The newest number in this device's own passage sequence (0: none).
     pub fn own_head(&self) -> Result<u64, StoreError> {
         self.conn_ref()

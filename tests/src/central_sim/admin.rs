@@ -32,6 +32,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         .route("/sim/orders/{order_no}/expire", post(expire))
         .route("/sim/online-order", post(online_order))
         .route("/sim/passage", post(passage))
+        .route("/sim/devices/revoke", post(revoke_device))
         .route("/sim/expire-tokens", post(expire_tokens))
         .route("/sim/stats", get(stats))
         .route("/sim/events", get(events))
@@ -483,4 +484,34 @@ async fn passage(
     };
     sim.seq.send_replace(seq);
     Ok(Json(json!({ "nonce": nonce })))
+}
+
+#[derive(Debug, Deserialize)]
+struct RevokeDevice {
+    device_id: String,
+}
+
+/// The device is no longer trusted: its API calls are refused and the
+/// catalog tells its peers to refuse it too.
+async fn revoke_device(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<RevokeDevice>,
+) -> Result<Json<Value>, Fail> {
+    let seq = {
+        let conn = sim.db();
+        let n = conn.execute(
+            "UPDATE devices SET revoked = 1 WHERE device_id = ?1",
+            [&req.device_id],
+        )?;
+        if n == 0 {
+            return Err(Fail(
+                axum::http::StatusCode::NOT_FOUND,
+                "device_unknown",
+                format!("no device {}", req.device_id),
+            ));
+        }
+        db::bump_catalog(&conn)?
+    };
+    sim.seq.send_replace(seq);
+    Ok(Json(json!({ "revoked": req.device_id })))
 }

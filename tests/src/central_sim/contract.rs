@@ -165,6 +165,25 @@ fn device(sim: &Sim, headers: &HeaderMap) -> Result<String, Fail> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
+    let revoked: bool = match &found {
+        Some((d, _)) => sim
+            .db()
+            .query_row(
+                "SELECT revoked FROM devices WHERE device_id = ?1",
+                [d],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some_and(|r| r != 0),
+        None => false,
+    };
+    if revoked {
+        return Err(Fail(
+            StatusCode::FORBIDDEN,
+            "device_revoked",
+            "this device is revoked".into(),
+        ));
+    }
     match found {
         Some((d, exp)) if exp > real_now_ms() => Ok(d),
         Some(_) => Err(unauthorized("token expired")),
@@ -251,7 +270,7 @@ async fn enroll(
     conn.execute(
         "INSERT INTO devices (device_id, role, lane_groups, public_key, enrolled_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (device_id) DO UPDATE SET role = excluded.role, lane_groups = excluded.lane_groups,
-             public_key = excluded.public_key, enrolled_ms = excluded.enrolled_ms",
+             public_key = excluded.public_key, enrolled_ms = excluded.enrolled_ms, revoked = 0",
         params![device_id, role, groups, &public.to_bytes()[..], now],
     )?;
     let access = issue_token(&conn, &device_id)?;
@@ -350,7 +369,10 @@ async fn token(
 async fn catalog(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> R<api::Catalog> {
     device(&sim, &headers)?;
     let conn = sim.db();
+    let (devices, revoked_devices) = db::site_devices(&conn)?;
     Ok(Json(api::Catalog {
+        devices,
+        revoked_devices,
         version: db::catalog_version(&conn)?,
         scenic_area: SCENIC_AREA.into(),
         signing_keys: signing_keys(&sim),
@@ -557,8 +579,9 @@ async fn events(
     }
     tx.commit()?;
     if fed {
-        sim.seq.send_replace(db::max_seq(&sim.db())?);
+        sim.seq.send_replace(db::max_seq(&conn)?);
     }
+    drop(conn);
     sim.stats.events_received.fetch_add(
         (ack.accepted.len() + ack.duplicates.len()) as u64,
         Ordering::Relaxed,
@@ -1062,11 +1085,25 @@ async fn heartbeat(
     Json(beat): Json<api::Heartbeat>,
 ) -> R<api::HeartbeatAck> {
     let device_id = device(&sim, &headers)?;
-    sim.db().execute(
+    let conn = sim.db();
+    conn.execute(
         "INSERT INTO heartbeats (device_id, json, received_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (device_id) DO UPDATE SET json = excluded.json, received_ms = excluded.received_ms",
         params![device_id, serde_json::to_string(&beat).expect("beat"), real_now_ms()],
     )?;
+    // A device's peer address is part of the catalog: a new one is a new catalog.
+    if let Some(address) = beat.peers.as_ref().and_then(|p| p.address.as_deref()) {
+        let changed = conn.execute(
+            "UPDATE devices SET peer_address = ?2
+             WHERE device_id = ?1 AND peer_address IS NOT ?2",
+            params![device_id, address],
+        )?;
+        if changed == 1 {
+            let seq = db::bump_catalog(&conn)?;
+            sim.seq.send_replace(seq);
+        }
+    }
+    drop(conn);
     Ok(Json(api::HeartbeatAck {
         server_time_ms: sim.now_ms(),
     }))

@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS pairing_codes (
     lane_groups TEXT NOT NULL, expires_ms INTEGER NOT NULL, used_ms INTEGER);
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY, role TEXT NOT NULL, lane_groups TEXT NOT NULL,
-    public_key BLOB NOT NULL, enrolled_ms INTEGER NOT NULL);
+    public_key BLOB NOT NULL, enrolled_ms INTEGER NOT NULL,
+    peer_address TEXT, revoked INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS challenges (
     challenge TEXT PRIMARY KEY, device_id TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS access_tokens (
@@ -108,6 +109,10 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(SCHEMA)?;
+    // A database from before the site peers: add their columns.
+    for column in ["peer_address TEXT", "revoked INTEGER NOT NULL DEFAULT 0"] {
+        let _ = conn.execute(&format!("ALTER TABLE devices ADD COLUMN {column}"), []);
+    }
     let seeded: Option<i64> = conn
         .query_row("SELECT 1 FROM products LIMIT 1", [], |r| r.get(0))
         .optional()?;
@@ -159,6 +164,55 @@ pub fn max_seq(conn: &Connection) -> rusqlite::Result<u64> {
         r.get::<_, i64>(0)
     })
     .map(|s| s as u64)
+}
+
+/// The catalog changed (a device's peer address, a revocation): a new
+/// version, announced in the change feed. Returns the feed's newest sequence.
+pub fn bump_catalog(conn: &Connection) -> rusqlite::Result<u64> {
+    let version = catalog_version(conn)? + 1;
+    meta_put(conn, "catalog_version", version.to_string().as_bytes())?;
+    conn.execute(
+        "INSERT INTO changes (body) VALUES (?1)",
+        [
+            serde_json::to_string(&gated::central::api::Change::Catalog { version })
+                .expect("change"),
+        ],
+    )?;
+    max_seq(conn)
+}
+
+/// The site's devices for the catalog, and the revoked ones' ids.
+pub fn site_devices(
+    conn: &Connection,
+) -> rusqlite::Result<(Vec<gated::central::api::SiteDevice>, Vec<String>)> {
+    let mut st = conn.prepare(
+        "SELECT device_id, role, public_key, peer_address, revoked FROM devices ORDER BY device_id",
+    )?;
+    let mut devices = Vec::new();
+    let mut revoked = Vec::new();
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)? != 0,
+        ))
+    })?;
+    for row in rows {
+        let (device_id, role, key, peer_address, is_revoked) = row?;
+        if is_revoked {
+            revoked.push(device_id);
+        } else {
+            devices.push(gated::central::api::SiteDevice {
+                device_id,
+                role,
+                public_key: hex::encode(key),
+                peer_address,
+            });
+        }
+    }
+    Ok((devices, revoked))
 }
 
 pub fn catalog_version(conn: &Connection) -> rusqlite::Result<u64> {

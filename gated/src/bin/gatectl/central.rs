@@ -179,9 +179,10 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         let props = g.properties.get_all(iface).await?;
         let counts = g.device.counts().await?;
         // A lane list that cannot be read leaves the rest of the status.
-        Ok((props, counts, g.lane.lanes().await.ok()))
+        let lanes = g.lane.lanes().await.ok();
+        Ok((props, counts, lanes, g.device.fleet().await.ok()))
     });
-    let (props, (tickets, revoked, blocked, entered, outbox), lanes) = match snapshot {
+    let (props, (tickets, revoked, blocked, entered, outbox), lanes, fleet) = match snapshot {
         Ok(s) => s,
         Err(e) => return not_running(&config, &e.to_string(), json),
     };
@@ -233,6 +234,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                         "mode": m, "cause": c, "since_ms": since, "peak_groups": peak,
                     })),
                     "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
+                    "fleet": fleet.as_ref().map(gated_api::to_json),
                 })
             )
         );
@@ -299,6 +301,9 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         }
         Err(e) => println!("  devices       unknown ({e})"),
     }
+    if let Some(f) = &fleet {
+        print_fleet(f);
+    }
     for (i, l) in lanes.iter().enumerate() {
         let label = if i == 0 { "lanes" } else { "" };
         let last = l["last"]
@@ -337,6 +342,63 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The site network: where this device listens, each peer, lag and conflicts.
+fn print_fleet(f: &gated_api::types::FleetView) {
+    match (&f.listening, &f.advertised) {
+        (Some(l), Some(a)) => println!("  site network  listening on {l}, advertised as {a}"),
+        (Some(l), None) => println!(
+            "  site network  listening on {l}, advertising NOTHING: set peers.advertise so other devices reach this one"
+        ),
+        (None, _) => println!("  site network  off (peers.listen = \"\", or not provisioned yet)"),
+    }
+    if let Some(k) = &f.public_key {
+        println!("                public key {k}");
+    }
+    if f.peers.is_empty() && f.listening.is_some() {
+        println!(
+            "  peers         none known yet (the catalog lists them once the central system is reached, or [[peers.device]])"
+        );
+    }
+    for (i, p) in f.peers.iter().enumerate() {
+        let label = if i == 0 { "peers" } else { "" };
+        let heard = p
+            .last_message_age_ms
+            .map(|ms| format!("last message {:.1} s ago", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "never heard from".to_owned());
+        let state = if p.reachable {
+            format!("reachable, {heard}, lag {} passage(s)", p.lag)
+        } else {
+            format!(
+                "UNREACHABLE ({}), {heard}, lag ≥ {}",
+                p.last_error.as_deref().unwrap_or("not connected yet"),
+                p.lag
+            )
+        };
+        println!(
+            "  {label:<13} {:<12} {:<21} {state}",
+            p.device_id, p.address
+        );
+    }
+    let conflicts = if f.conflicts > 0 {
+        format!(
+            "{} CONFLICT(S): a ticket admitted at two devices inside the propagation window (reported to the central system)",
+            f.conflicts
+        )
+    } else {
+        "no conflicts".to_owned()
+    };
+    println!(
+        "  fleet         lag {} passage(s), {conflicts}, {} refused connection(s)",
+        f.lag, f.refused
+    );
+    if f.skipped_changes > 0 {
+        println!(
+            "  feed          {} change(s) of kinds this gated does not know were skipped: update gated",
+            f.skipped_changes
+        );
+    }
 }
 
 /// `fields` and the device's role, id and time zone (from gated.toml).

@@ -1,0 +1,379 @@
+//! The fleet: several gated processes as separate devices of one site, each
+//! with its own state directory, bus, scanner and turnstile, with
+//! central-sim; the site network between them runs through proxies the test
+//! cuts and heals, and central-sim is killed and started again for real.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hal::gate::RegisterMap;
+use hal::gate::sim::{GateKind, SimGate, TcpServer};
+use hal::pty::Pty;
+use hal::scanner::sim::SimScanner;
+use serde_json::{Value, json};
+use tests::procs::{Bus, CentralSim, Gated, db, gatectl, gatectl_on_bus, wait_until};
+use tests::proxy::{Link, Proxy};
+
+/// Generous: these bound waits for events, they do not measure them.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// One lane device of the site.
+struct Device {
+    id: String,
+    dir: tempfile::TempDir,
+    scanner: SimScanner,
+    _gate: SimGate,
+    _server: TcpServer,
+    bus: Bus,
+    /// What the other devices dial: the site network's link to this one.
+    proxy: Proxy,
+    gated: Option<Gated>,
+}
+
+impl Device {
+    async fn new(central: &CentralSim, id: &str, seed: u64) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
+        let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+        gate.set_auto_walk(true);
+        // Visitors hesitate before they walk through.
+        gate.set_hesitant_visitors(Some(Duration::from_millis(300)), seed);
+        let (addr, server) = gate
+            .serve_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let bus = Bus::start(&dir.path().join("bus"), None).await;
+        let proxy = Proxy::start().await;
+        let toml = format!(
+            "role = \"lane\"\ndevice_id = \"{id}\"\nstate_dir = \"{state}\"\n\
+             [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\nlong_poll_s = 25\n\
+             [peers]\nlisten = \"127.0.0.1:0\"\nadvertise = \"{advertise}\"\n\
+             [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
+             [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 5000\n\
+             [lanes.{id}-in]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
+            state = dir.path().join("state").display(),
+            url = central.at.api,
+            ca = central.at.ca_file.display(),
+            advertise = proxy.addr,
+            d = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("gated.toml"), toml).unwrap();
+        let code = central.pairing_code(id, "lane", 600).await;
+        let (rc, out, err) = gatectl(&["provision", "--code", &code, "-c", &config(&dir)]).await;
+        assert_eq!(rc, 0, "provision {id}: {out}{err}");
+        Device {
+            id: id.into(),
+            dir,
+            scanner,
+            _gate: gate,
+            _server: server,
+            bus,
+            proxy,
+            gated: None,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Starts gated and points the proxy at where it listens.
+    async fn start(&mut self) {
+        let mut g = Gated::start_on_bus(&self.dir.path().join("gated.toml"), &self.bus.address);
+        let line = g.wait_for(&["site network: listening on"]).await;
+        let listen: SocketAddr = field(&line, "listen=").parse().unwrap();
+        self.proxy.set_target(listen);
+        self.gated = Some(g);
+    }
+
+    fn log(&mut self) -> &mut Gated {
+        self.gated.as_mut().expect("gated running")
+    }
+
+    async fn status(&self) -> Value {
+        let (_, out, _) = gatectl_on_bus(
+            &self.bus.address,
+            &["--json", "status", "-c", &config(&self.dir)],
+        )
+        .await;
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    }
+
+    /// Scans a code and returns the lane's decision line.
+    async fn scan(&mut self, code: &str) -> String {
+        self.scanner.scan(code).await.unwrap();
+        loop {
+            let line = self.log().wait_for(&["lane="]).await;
+            if ["admitted", "refused:", "not passed", "alarm", "fault"]
+                .iter()
+                .any(|o| line.contains(o))
+            {
+                return line;
+            }
+        }
+    }
+
+    async fn admitted(&mut self, code: &str) {
+        let line = self.scan(code).await;
+        assert!(line.contains("admitted"), "{}: {line}", self.id);
+    }
+
+    async fn refused_as_used(&mut self, code: &str) {
+        let line = self.scan(code).await;
+        assert!(
+            line.contains("reason=\"already_used\""),
+            "{}: {line}",
+            self.id
+        );
+    }
+
+    /// Entries per ticket as this device has recorded them (every device's passages).
+    fn usage(&self) -> BTreeMap<i64, i64> {
+        db(&self.state())
+            .prepare(
+                "SELECT ticket_id, SUM(persons) FROM passages WHERE direction = 'entry' GROUP BY ticket_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn has_passage(&self, ticket: i64) -> bool {
+        self.usage().contains_key(&ticket)
+    }
+}
+
+fn config(dir: &tempfile::TempDir) -> String {
+    dir.path().join("gated.toml").display().to_string()
+}
+
+/// `key=value` out of a log line (the value up to the next space).
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let at = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
+    line[at..]
+        .split([' ', ','])
+        .next()
+        .unwrap()
+        .trim_matches('"')
+}
+
+/// Every peer of every device reachable.
+async fn all_reachable(devices: &[Device]) {
+    let deadline = tokio::time::Instant::now() + BOUND * 2;
+    'again: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peers never all reachable"
+        );
+        for d in devices {
+            let s = d.status().await;
+            let peers = s["fleet"]["peers"].as_array().cloned().unwrap_or_default();
+            if peers.len() != devices.len() - 1 || peers.iter().any(|p| p["reachable"] != true) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'again;
+            }
+        }
+        return;
+    }
+}
+
+async fn sell(central: &CentralSim) -> (i64, String) {
+    let t = central.admin("/sim/sell", json!({})).await;
+    (
+        t["ticket_id"].as_i64().unwrap(),
+        t["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn site(central: &CentralSim, n: usize) -> Vec<Device> {
+    let mut devices = Vec::new();
+    for i in 0..n {
+        let id = format!("lane-{}", (b'a' + i as u8) as char);
+        devices.push(Device::new(central, &id, i as u64 + 1).await);
+    }
+    for d in &mut devices {
+        d.start().await;
+    }
+    // Each learns the others from the catalog once their heartbeats told
+    // the central system where they listen.
+    all_reachable(&devices).await;
+    devices
+}
+
+/// Entries per ticket as central-sim received them (each passage event once).
+async fn central_usage(central: &CentralSim) -> (BTreeMap<i64, i64>, usize) {
+    let events = central.events().await;
+    let passages: Vec<&Value> = events.iter().filter(|e| e["kind"] == "passage").collect();
+    let mut usage = BTreeMap::new();
+    for e in &passages {
+        let body = &e["body"];
+        let body: Value = match body {
+            Value::String(s) => serde_json::from_str(s).unwrap(),
+            v => v.clone(),
+        };
+        if body["direction"] == "entry" {
+            *usage
+                .entry(body["ticket_id"].as_i64().unwrap())
+                .or_insert(0) += body["persons"].as_i64().unwrap();
+        }
+    }
+    (usage, passages.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_used_at_one_device_is_refused_at_every_other_with_the_central_system_up_or_down()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let api = central.api_addr();
+    let mut devices = site(&central, 3).await;
+    let sold: Vec<(i64, String)> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(sell(&central).await);
+        }
+        v
+    };
+    for (id, _) in &sold {
+        for d in &devices {
+            let state = d.state();
+            wait_until("every sale at every device", BOUND, || {
+                tests::procs::db_count(
+                    &state,
+                    &format!("SELECT COUNT(*) FROM tickets WHERE id = {id}"),
+                ) == 1
+            })
+            .await;
+        }
+    }
+
+    // 1. Central up, site network cut: the passage reaches the others through the central system.
+    for d in &devices {
+        d.proxy.set(Link::Cut);
+    }
+    let (t1, code1) = &sold[0];
+    devices[0].admitted(code1).await;
+    for d in &devices[1..] {
+        let state = d.state();
+        let t = *t1;
+        wait_until("the passage through the central system", BOUND, || {
+            tests::procs::db_count(
+                &state,
+                &format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t}"),
+            ) == 1
+        })
+        .await;
+    }
+    devices[1].refused_as_used(code1).await;
+    devices[2].refused_as_used(code1).await;
+    for d in &devices {
+        d.proxy.set(Link::Up);
+    }
+    all_reachable(&devices).await;
+
+    // 2. Central down, site network up: through the peers.
+    central.kill().await;
+    let (t2, code2) = &sold[1];
+    devices[1].admitted(code2).await;
+    for i in [0, 2] {
+        let t = *t2;
+        let d = &devices[i];
+        wait_until("the passage through the site network", BOUND, || {
+            d.has_passage(t)
+        })
+        .await;
+        devices[i].refused_as_used(code2).await;
+    }
+
+    // 3. A peer down during a passage, back later: it catches up by cursor
+    // before its next scan of that ticket.
+    let c = devices[2].gated.take().unwrap();
+    c.kill().await;
+    let (t3, code3) = &sold[2];
+    devices[0].admitted(code3).await;
+    devices[2].start().await;
+    devices[2].log().wait_for(&["following peer lane-a"]).await;
+    let t = *t3;
+    wait_until("lane-c caught up with lane-a", BOUND, || {
+        devices[2].has_passage(t)
+    })
+    .await;
+    devices[2].refused_as_used(code3).await;
+
+    // 4. Two devices scan one ticket inside the propagation window (the
+    // site network cut, the central system down): both admit, once each;
+    // the later passage is marked conflict everywhere once it is known, and
+    // the ticket is refused at every device.
+    for d in &devices {
+        d.proxy.set(Link::Cut);
+    }
+    let (t4, code4) = &sold[3];
+    devices[0].admitted(code4).await;
+    devices[1].admitted(code4).await;
+    for d in &devices {
+        d.proxy.set(Link::Up);
+    }
+    for d in &devices {
+        let state = d.state();
+        let t = *t4;
+        wait_until("the conflict marked at every device", BOUND, || {
+            tests::procs::db_count(
+                &state,
+                &format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t} AND conflict = 1"),
+            ) == 1
+        })
+        .await;
+    }
+    devices[2].refused_as_used(code4).await;
+    devices[0].refused_as_used(code4).await;
+    // Device1 counts what the database holds (looked at every second).
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while devices[1].status().await["fleet"]["conflicts"] != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "conflict not in the status"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, text, _) = gatectl_on_bus(
+        &devices[1].bus.address,
+        &["status", "-c", &config(&devices[1].dir)],
+    )
+    .await;
+    assert!(text.contains("1 CONFLICT(S)"), "{text}");
+    assert!(
+        text.contains("lane-a") && text.contains("reachable"),
+        "{text}"
+    );
+
+    // 5. Everything healed: the central system has each passage once, and
+    // every device's usage of every ticket equals the central system's.
+    central = CentralSim::start(&dir.path().join("central"), &api).await;
+    let admitted = 5; // t1@a, t2@b, t3@a, t4@a, t4@b
+    let deadline = tokio::time::Instant::now() + BOUND * 2;
+    loop {
+        let (usage, events) = central_usage(&central).await;
+        let agree = events == admitted && devices.iter().all(|d| d.usage() == usage);
+        if agree {
+            assert_eq!(usage[t1], 1);
+            assert_eq!(usage[t4], 2);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no agreement: central {usage:?} ({events} passage events), devices {:?}",
+            devices.iter().map(Device::usage).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The conflict reached the central system once, however many devices found it.
+    let conflicts = central.event_nonces("conflict").await;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    for mut d in devices {
+        d.gated.take().unwrap().stop().await;
+    }
+}
