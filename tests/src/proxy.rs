@@ -14,7 +14,7 @@ use tokio::sync::watch;
 pub enum Link {
     /// Bytes go through.
     Up,
-    /// Every connection is closed and new ones are refused.
+    /// New connections are refused. (Setting any mode closes the open ones.)
     Cut,
     /// Bytes from the server after its first `after` bytes on a connection
     /// have one bit flipped (once per connection).
@@ -100,6 +100,7 @@ async fn relay(
         r.push(Vec::new());
         r.len() - 1
     };
+    link.borrow_and_update();
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let tamper = match *link.borrow() {
@@ -141,8 +142,9 @@ async fn relay(
             }
         }
     };
+    // Any change of mode tears the connection down: new ones get the new mode.
     let cut = async {
-        let _ = link.wait_for(|l| *l == Link::Cut).await;
+        let _ = link.changed().await;
     };
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}

@@ -377,3 +377,112 @@ async fn a_ticket_used_at_one_device_is_refused_at_every_other_with_the_central_
         d.gated.take().unwrap().stop().await;
     }
 }
+
+/// Dials `addr` as a device holding `key`, says hello, and returns the
+/// first message it gets (Err: the connection was refused or dropped).
+async fn dial(
+    addr: SocketAddr,
+    key: &ed25519_dalek::SigningKey,
+    expected: [u8; 32],
+) -> Result<String, String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let certified = gated::peers::tls::certified_key(key)?;
+    let config = gated::peers::tls::client_config(certified, expected)?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(gated::peers::tls::server_name(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"{\"type\":\"hello\",\"device_id\":\"intruder\",\"cursor\":0}\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    let n = tokio::time::timeout(BOUND, BufReader::new(tls).read_line(&mut line))
+        .await
+        .map_err(|_| "silence".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("closed".into());
+    }
+    Ok(line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_tampered_and_revoked_peers_are_refused_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let mut devices = site(&central, 3).await;
+    let a_key: [u8; 32] = gated::peers::parse_key(
+        devices[0].status().await["fleet"]["public_key"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let a_listen: SocketAddr = devices[0].status().await["fleet"]["listening"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Forged: a key that is no device of the site.
+    let stranger = gated::central::identity::generate_key();
+    let r = dial(a_listen, &stranger, a_key).await;
+    assert!(r.is_err(), "a stranger was served: {r:?}");
+    devices[0]
+        .log()
+        .wait_for(&["peer refused", "is no device of this site"])
+        .await;
+
+    // Replayed: what lane-b sent to lane-a on one connection, sent again
+    // on a new one, is a handshake that cannot complete.
+    let recorded = devices[0].proxy.recorded();
+    let session = recorded.iter().max_by_key(|r| r.len()).cloned().unwrap();
+    assert!(session.len() > 100, "nothing recorded");
+    let mut tcp = tokio::net::TcpStream::connect(a_listen).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &session)
+        .await
+        .unwrap();
+    devices[0]
+        .log()
+        .wait_for(&["peer connection from", "refused: TLS handshake failed"])
+        .await;
+    drop(tcp);
+
+    // Tampered: one bit changed in what lane-b sends (its passages, its
+    // pings) fails the connection at the follower; nothing is recorded from
+    // it; once the link is clean again it catches up.
+    devices[1].proxy.set(Link::Tamper { after: 400 });
+    for i in [0, 2] {
+        devices[i]
+            .log()
+            .wait_for(&["peer lane-b unreachable", "decrypt"])
+            .await;
+    }
+    devices[1].proxy.set(Link::Up);
+    all_reachable(&devices).await;
+
+    // Revoked: the central system revokes lane-c; the others drop it and
+    // refuse it, and it no longer follows or is followed.
+    central
+        .admin("/sim/devices/revoke", json!({ "device_id": "lane-c" }))
+        .await;
+    devices[0]
+        .log()
+        .wait_for(&["peer refused: device lane-c is revoked"])
+        .await;
+    let s = devices[0].status().await;
+    let peers: Vec<&str> = s["fleet"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, ["lane-b"], "{s:#}");
+    assert!(s["fleet"]["refused"].as_u64().unwrap() >= 3, "{s:#}");
+    for mut d in devices {
+        d.gated.take().unwrap().stop().await;
+    }
+}

@@ -103,6 +103,20 @@ impl PeerSet {
         set
     }
 
+    /// Keeps the keys of devices revoked since `before`, so that they are
+    /// refused as revoked (the catalog names revoked devices, not their keys).
+    pub fn remember_revoked(&mut self, before: &PeerSet) {
+        for (id, key) in &mut self.revoked {
+            if key.is_none() {
+                *key = before
+                    .peers
+                    .get(id)
+                    .map(|p| p.public_key)
+                    .or_else(|| before.revoked.get(id).copied().flatten());
+            }
+        }
+    }
+
     pub fn by_key(&self, key: &[u8; 32]) -> Option<&Peer> {
         self.peers.values().find(|p| &p.public_key == key)
     }
@@ -577,8 +591,9 @@ async fn follow_all(
             None => std::future::pending::<()>().await,
         }
         let stored = stored_catalog(&ctx.db).await;
-        let next = PeerSet::build(&statics, stored.as_ref(), &ctx.device_id);
+        let mut next = PeerSet::build(&statics, stored.as_ref(), &ctx.device_id);
         let mut current = ctx.peers.write().expect("peer set");
+        next.remember_revoked(&current);
         if *current != next {
             info!(
                 peers = next.peers.len(),
