@@ -496,9 +496,11 @@ async fn free_passages_in_the_same_millisecond_are_both_recorded() {
     for direction in [hal::gate::Direction::Entry, hal::gate::Direction::Exit] {
         let event = gated::store::outbox::OutboxEvent::FreePassage {
             lane: "east-1".into(),
+            lane_group: "east".into(),
             direction,
             persons: 1,
             at_ms: 1_000,
+            local_minute: 0,
         };
         r.lanes.record_event("east-1", &event, 1_000).unwrap();
     }

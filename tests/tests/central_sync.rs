@@ -46,6 +46,7 @@ fn kiosk(central: &CentralSim, device_id: &str) -> Device {
     let toml = format!(
         "role = \"kiosk\"\ndevice_id = \"{device_id}\"\nstate_dir = \"{}\"\n\
          [central]\nurl = \"{}\"\nca_file = \"{}\"\nheartbeat_s = 1\n\
+         [peers]\nlisten = \"\"\n\
          [devices.printer]\nport = \"{}\"\n",
         dir.path().join("state").display(),
         central.at.api,
@@ -82,6 +83,7 @@ async fn lane(central: &CentralSim, device_id: &str) -> LaneDevice {
     let toml = format!(
         "role = \"lane\"\ndevice_id = \"{device_id}\"\nstate_dir = \"{state}\"\n\
          [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n\
+         [peers]\nlisten = \"\"\n\
          [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
          [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
          [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 2000\n\
