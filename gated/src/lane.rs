@@ -246,16 +246,17 @@ impl Engine {
             .expect("an admitted ticket is reserved");
         let ticket = candidates[i];
         let product_entries = self
-            .inner
-            .catalog
-            .read()
-            .expect("catalog")
-            .products
-            .get(&ticket.product_id)
+            .product(ticket.product_id)
             .map_or(0, |p| p.entries_allowed);
         reservation.entries_allowed = ticket.entries_allowed.unwrap_or(product_entries).into();
         reservation.group_size = ticket.group_size.max(1);
         Ok((reservation, ticket, persons))
+    }
+
+    /// A product's rules as last loaded.
+    fn product(&self, id: u32) -> Option<Product> {
+        let catalog = self.inner.catalog.read().expect("catalog");
+        catalog.products.get(&id).cloned()
     }
 
     /// Reads what the decision on one ticket needs and takes it.
@@ -279,14 +280,7 @@ impl Engine {
         } else {
             Ok(Listing::Clear)
         };
-        let product = self
-            .inner
-            .catalog
-            .read()
-            .expect("catalog")
-            .products
-            .get(&ticket.product_id)
-            .cloned();
+        let product = self.product(ticket.product_id);
         // Reserve first, then count usage: two lanes racing cannot both pass.
         let reservation = self.reserve(ticket.id).ok();
         let usage = match &reservation {
