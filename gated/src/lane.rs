@@ -133,6 +133,18 @@ impl Drop for Reservation {
     }
 }
 
+/// Waits for this device's next committed passage (`Engine::head`); for
+/// ever on a device that records none (a kiosk). Mark the receiver seen
+/// before reading what was committed, so no commit in between is missed.
+pub async fn next_commit(head: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match head.as_mut() {
+        Some(h) => {
+            let _ = h.changed().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// What the lanes decide with, read from the store.
 fn load_catalog(store: &Store) -> Result<Catalog, LaneError> {
     Ok(Catalog {
@@ -241,16 +253,10 @@ impl Engine {
             decision
         });
         let (i, persons) = admission::first_admitted(decisions)?;
-        let mut reservation = reservations
+        let reservation = reservations
             .swap_remove(i)
             .expect("an admitted ticket is reserved");
-        let ticket = candidates[i];
-        let product_entries = self
-            .product(ticket.product_id)
-            .map_or(0, |p| p.entries_allowed);
-        reservation.entries_allowed = ticket.entries_allowed.unwrap_or(product_entries).into();
-        reservation.group_size = ticket.group_size.max(1);
-        Ok((reservation, ticket, persons))
+        Ok((reservation, candidates[i], persons))
     }
 
     /// A product's rules as last loaded.
@@ -282,7 +288,12 @@ impl Engine {
         };
         let product = self.product(ticket.product_id);
         // Reserve first, then count usage: two lanes racing cannot both pass.
-        let reservation = self.reserve(ticket.id).ok();
+        let mut reservation = self.reserve(ticket.id).ok();
+        // What its passages record for the conflict rule.
+        if let (Some(r), Some(p)) = (reservation.as_mut(), &product) {
+            r.entries_allowed = rules::entries_allowed(ticket, p);
+            r.group_size = ticket.group_size.max(1);
+        }
         let usage = match &reservation {
             Some(_) if entry => self.usage(ticket.id, now).map_err(|e| {
                 tracing::error!("usage lookup failed, refusing: {e}");

@@ -159,7 +159,12 @@ pub type LaneRegistry = std::sync::Arc<Vec<std::sync::Arc<LaneState>>>;
 
 /// The scenic area's civil time now, in minutes since 2000-01-01.
 pub fn local_now(tz: &jiff::tz::TimeZone) -> LocalMinute {
-    let dt = jiff::Timestamp::now().to_zoned(tz.clone()).datetime();
+    local_minute(jiff::Timestamp::now(), tz)
+}
+
+/// An instant in `tz`'s civil time, in minutes since 2000-01-01.
+pub fn local_minute(at: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> LocalMinute {
+    let dt = at.to_zoned(tz.clone()).datetime();
     let epoch = jiff::civil::date(2000, 1, 1).at(0, 0, 0, 0);
     let minutes = dt.duration_since(epoch).as_secs() / 60;
     minutes.max(0) as LocalMinute

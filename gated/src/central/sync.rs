@@ -40,6 +40,16 @@ pub const CATALOG_VERSION: &str = "sync.catalog_version";
 /// The catalog as last received (JSON), for the kiosk.
 pub const CATALOG: &str = "catalog";
 
+/// The catalog as last received (None: none yet).
+pub fn stored_catalog(store: &Store) -> Result<Option<api::Catalog>, String> {
+    let Some(raw) = store.setting(CATALOG).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&raw)
+        .map(Some)
+        .map_err(|e| format!("stored catalog: {e}"))
+}
+
 /// A skew beyond this is reported (tickets are still checked on the device clock).
 pub const SKEW_REPORTED_MS: i64 = 120_000;
 /// Changes per page.
@@ -218,8 +228,6 @@ pub struct Applied {
     pub catalog: Option<u64>,
     /// Changes of kinds this gated does not know, skipped.
     pub skipped: usize,
-    /// Passages of other devices recorded now (not known before).
-    pub passages: usize,
 }
 
 /// Applies one page, fetched after cursor `from`, and moves the cursor, in
@@ -280,8 +288,7 @@ pub fn apply_page(
                     crate::store::orders::upsert(tx, order, now_ms(), false, nonces)?;
                 }
                 Change::Passage(p) => {
-                    let recorded = crate::store::passages::record_shared(tx, p)?;
-                    applied.passages += usize::from(recorded.new);
+                    crate::store::passages::record_shared(tx, p)?;
                 }
                 Change::Catalog { version } => {
                     applied.catalog = Some(applied.catalog.unwrap_or(0).max(*version));
@@ -742,18 +749,10 @@ impl Link {
     /// committed: a passage leaves at once, not on the next tick (while one
     /// batch is on its way, the next ones gather: small batches under load).
     async fn pause(&self, d: Duration, head: &mut Option<watch::Receiver<u64>>) {
-        let committed = async {
-            match head.as_mut() {
-                Some(h) => {
-                    let _ = h.changed().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
             _ = self.upload_now.notified() => {}
-            _ = committed => {}
+            _ = crate::lane::next_commit(head) => {}
         }
     }
 
@@ -761,6 +760,7 @@ impl Link {
         let mut reported = false;
         loop {
             let status = self.status.borrow().clone();
+            let conflicts = self.db.read(|s| s.conflicts()).await.unwrap_or(0);
             let sent = now_ms();
             let beat = api::Heartbeat {
                 device_id: session.device_id().to_owned(),
@@ -770,7 +770,7 @@ impl Link {
                 outbox_depth: status.outbox_depth,
                 cursor: status.cursor,
                 device_time_ms: sent,
-                peers: Some(self.fleet.borrow().report()),
+                peers: Some(self.fleet.borrow().report(conflicts)),
             };
             match session
                 .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)

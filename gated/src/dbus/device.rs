@@ -23,15 +23,17 @@ impl Device {
     /// The site network: where this device listens, its peers (reachable,
     /// last message, lag in passages), conflicts, skipped feed changes.
     #[zbus(out_args("fleet"))]
-    async fn fleet(&self) -> gated_api::types::FleetView {
+    async fn fleet(&self) -> Result<gated_api::types::FleetView, Error> {
         let f = self.fleet.borrow().clone();
+        // Counted where it is kept (an indexed count), never stale.
+        let conflicts = self.reader.read(|s, _| s.conflicts()).await?;
         let now = jiff::Timestamp::now().as_millisecond();
-        gated_api::types::FleetView {
+        Ok(gated_api::types::FleetView {
             listening: f.listening.clone(),
             advertised: f.advertised.clone(),
             public_key: f.public_key.clone(),
             lag: f.lag(),
-            conflicts: f.conflicts,
+            conflicts,
             refused: f.refused,
             skipped_changes: self.status.borrow().skipped_changes,
             peers: f
@@ -48,7 +50,7 @@ impl Device {
                     last_error: p.last_error.clone(),
                 })
                 .collect(),
-        }
+        })
     }
 
     /// `lane` or `kiosk`.

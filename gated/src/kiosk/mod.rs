@@ -330,14 +330,9 @@ impl Kiosk {
     }
 
     async fn catalog_stored(&self) -> Result<api::Catalog, KioskError> {
-        let raw = self
-            .read(|s| {
-                s.setting(sync::CATALOG)
-                    .map_err(|e| E::Failed(e.to_string()))
-            })
+        self.read(|s| sync::stored_catalog(s).map_err(E::Failed))
             .await?
-            .ok_or_else(|| E::NotProvisioned("no catalog received yet".into()))?;
-        serde_json::from_slice(&raw).map_err(|e| E::Failed(format!("stored catalog: {e}")))
+            .ok_or_else(|| E::NotProvisioned("no catalog received yet".into()))
     }
 
     fn parse_date(date: &str) -> Result<jiff::civil::Date, KioskError> {

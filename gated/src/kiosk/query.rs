@@ -19,8 +19,17 @@ impl Kiosk {
             .as_ref()
             .and_then(|c| c.products.iter().find(|p| p.id == payload.product_id));
         let id = payload.id;
-        let revoked = self
-            .read(move |s| s.revocation(id).map_err(|e| E::Failed(e.to_string())))
+        // Every device's passages reach this one (the change feed, the
+        // peers): what it knows counts even when the central system does
+        // not answer, and it may know a passage the central system has not
+        // received yet.
+        let day = crate::tickets::rules::local_day(now);
+        let (revoked, local) = self
+            .read(move |s| {
+                let failed = |e: crate::store::StoreError| E::Failed(e.to_string());
+                let revoked = s.revocation(id).map_err(failed)?;
+                Ok((revoked, s.usage(id, day).map_err(failed)?.entries))
+            })
             .await?;
         let blocked = None::<String>;
         let remote: Option<api::TicketStatus> = match self.session() {
@@ -36,15 +45,6 @@ impl Kiosk {
         };
         let revoked = remote.as_ref().and_then(|r| r.revoked.clone()).or(revoked);
         let blocked = remote.as_ref().and_then(|r| r.blocked.clone()).or(blocked);
-        // Every device's passages reach this one (the change feed, the
-        // peers): what it knows counts even when the central system does
-        // not answer, and it may know a passage the central system has not
-        // received yet.
-        let day = crate::tickets::rules::local_day(now);
-        let local = self
-            .read(move |s| s.usage(id, day).map_err(|e| E::Failed(e.to_string())))
-            .await?
-            .entries;
         let used = Some(remote.as_ref().map_or(local, |r| r.entries_used.max(local)));
         let left = used.map(|u| match entries {
             0 => u32::MAX,

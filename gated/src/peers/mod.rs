@@ -136,7 +136,7 @@ pub fn parse_key(hex_key: &str) -> Option<[u8; 32]> {
 }
 
 /// One peer as `gatectl status` and `Device1.Peers` show it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerStatus {
     pub device_id: String,
     pub address: String,
@@ -158,7 +158,7 @@ impl PeerStatus {
 }
 
 /// The site network as this device sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetStatus {
     /// Where it listens and what it advertises (None: no site network yet).
     pub listening: Option<String>,
@@ -166,8 +166,6 @@ pub struct FleetStatus {
     /// This device's key (hex), as peers know it.
     pub public_key: Option<String>,
     pub peers: Vec<PeerStatus>,
-    /// Passages marked `conflict` in its database.
-    pub conflicts: u64,
     /// Connections refused since start (unknown, revoked, failed handshakes).
     pub refused: u64,
 }
@@ -178,13 +176,14 @@ impl FleetStatus {
         self.peers.iter().map(PeerStatus::lag).sum()
     }
 
-    pub fn report(&self) -> api::PeerReport {
+    /// The heartbeat's part; `conflicts` is what the database holds.
+    pub fn report(&self, conflicts: u64) -> api::PeerReport {
         api::PeerReport {
             address: self.advertised.clone(),
             known: self.peers.len() as u32,
             reachable: self.peers.iter().filter(|p| p.reachable).count() as u32,
             lag: self.lag(),
-            conflicts: self.conflicts,
+            conflicts,
         }
     }
 }
@@ -353,8 +352,7 @@ pub fn start(
             tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             ctx.clone(),
         ));
-        parts.spawn(follow_all(ctx.clone(), statics, link));
-        parts.spawn(count_conflicts(ctx));
+        parts.spawn(follow_all(ctx, statics, link));
         while parts.join_next().await.is_some() {}
     });
 }
@@ -396,25 +394,8 @@ fn advertise(central_url: &str, bound: SocketAddr) -> Option<String> {
 }
 
 async fn stored_catalog(db: &Db) -> Option<api::Catalog> {
-    let raw = db
-        .read(|s| s.setting(crate::central::sync::CATALOG))
+    db.read(|s| crate::central::sync::stored_catalog(s).ok().flatten())
         .await
-        .ok()??;
-    serde_json::from_slice(&raw).ok()
-}
-
-/// Keeps the conflict count in the status current (an indexed count).
-async fn count_conflicts(ctx: Arc<Ctx>) {
-    loop {
-        if let Ok(n) = ctx.db.read(|s| s.conflicts()).await {
-            ctx.status.send_if_modified(|s| {
-                let changed = s.conflicts != n;
-                s.conflicts = n;
-                changed
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 // ---- serving this device's passages ----
@@ -519,16 +500,8 @@ async fn serve_one(
             send(&mut w, &m).await.map_err(|e| e.to_string())?;
             continue;
         }
-        let committed = async {
-            match head.as_mut() {
-                Some(h) => {
-                    let _ = h.changed().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = committed => {}
+            _ = crate::lane::next_commit(&mut head) => {}
             _ = &mut closed => return Ok(()),
             _ = tokio::time::sleep(PING) => {
                 let m = Message::Ping { head: ctx.own_head(), at_ms: now_ms() };

@@ -12,7 +12,7 @@
 use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{
@@ -24,15 +24,12 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 
 use super::PeerSet;
 
-/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410 §4): what
-/// precedes the 32 key bytes. The only kind of key a device has.
-const ED25519_SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
-
-/// The Ed25519 key in a raw-public-key "certificate" (an SPKI).
+/// The Ed25519 key in a raw-public-key "certificate" (an SPKI, RFC 8410):
+/// the only kind of key a device has.
 pub fn ed25519_key(spki: &[u8]) -> Option<[u8; 32]> {
-    spki.strip_prefix(&ED25519_SPKI_PREFIX[..])?.try_into().ok()
+    ed25519_dalek::VerifyingKey::from_public_key_der(spki)
+        .ok()
+        .map(|k| k.to_bytes())
 }
 
 fn provider() -> Arc<CryptoProvider> {

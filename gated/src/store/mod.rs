@@ -162,7 +162,6 @@ const MIGRATIONS: &[&str] = &[
     -- Passages recorded before the fleet: numbered in the order they were.
     UPDATE passages SET seq = id;
     CREATE UNIQUE INDEX passages_own_seq ON passages(seq) WHERE origin IS NULL;
-    CREATE INDEX passages_by_origin ON passages(origin, seq) WHERE origin IS NOT NULL;
     CREATE INDEX passages_conflicts ON passages(conflict) WHERE conflict = 1;
     ALTER TABLE pending_passages ADD COLUMN lane_group TEXT NOT NULL DEFAULT '';
     ALTER TABLE pending_passages ADD COLUMN entries_allowed INTEGER NOT NULL DEFAULT 0;

@@ -119,7 +119,8 @@ impl Store {
                 outbox::queue(&tx, &p.nonce, &OutboxEvent::Passage(numbered), p.at_ms)?;
                 recorded.new = true;
                 recorded.seq = Some(seq as u64);
-                if p.direction == Direction::Entry {
+                // Unlimited tickets (staff cards, annual passes) have none.
+                if p.direction == Direction::Entry && p.entries_allowed > 0 {
                     recorded.conflicts = mark_conflicts(&tx, p.ticket_id)?;
                 }
             }
@@ -304,8 +305,8 @@ pub fn record_shared(
             "shared passage with unreadable local time {:?}: counted on its UTC time",
             p.local_time
         );
-        let minutes = (p.at_ms / 60_000 - 10_957 * 1440).max(0);
-        LocalMinute::try_from(minutes).unwrap_or(0)
+        let at = jiff::Timestamp::from_millisecond(p.at_ms).unwrap_or_default();
+        crate::lanes::local_minute(at, &jiff::tz::TimeZone::UTC)
     });
     let day = rules::local_day(local_minute);
     let Some(ticket_id) = p.ticket_id else {
@@ -350,7 +351,7 @@ pub fn record_shared(
         new: inserted == 1,
         ..Recorded::default()
     };
-    if recorded.new && direction == Direction::Entry {
+    if recorded.new && direction == Direction::Entry && p.entries_allowed > 0 {
         recorded.conflicts = mark_conflicts(tx, ticket_id)?;
     }
     Ok(recorded)
@@ -434,24 +435,18 @@ impl Store {
 
     /// The newest number in this device's own passage sequence (0: none).
     pub fn own_head(&self) -> Result<u64, StoreError> {
-        self.conn_ref()
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM passages WHERE origin IS NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
+        self.number("SELECT COALESCE(MAX(seq), 0) FROM passages WHERE origin IS NULL")
     }
 
     /// Passages marked `conflict` (every device's, as this one knows them).
     pub fn conflicts(&self) -> Result<u64, StoreError> {
+        self.number("SELECT COUNT(*) FROM passages WHERE conflict = 1")
+    }
+
+    /// The one number `sql` answers.
+    fn number(&self, sql: &str) -> Result<u64, StoreError> {
         self.conn_ref()
-            .query_row(
-                "SELECT COUNT(*) FROM passages WHERE conflict = 1",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }

@@ -177,6 +177,14 @@ impl Reason {
 
 /// Decides an entry at `now` through a lane of `lane_group`. Ok(persons) is
 /// how many the gate may let through.
+/// The entries a ticket allows (0 = unlimited): its own, else its product's.
+pub fn entries_allowed(ticket: &Ticket, product: &Product) -> u32 {
+    ticket
+        .entries_allowed
+        .unwrap_or(product.entries_allowed)
+        .into()
+}
+
 pub fn decide_entry(
     product: &Product,
     ticket: &Ticket,
@@ -201,7 +209,7 @@ pub fn decide_entry(
         return Err(Reason::OutsideTimeSlot);
     }
     let persons = ticket.group_size.max(1);
-    let allowed = ticket.entries_allowed.unwrap_or(product.entries_allowed) as u32;
+    let allowed = entries_allowed(ticket, product);
     // A group ticket's entry is one use by `persons` people.
     let uses = usage.entries / persons as u32;
     if allowed != 0 && uses >= allowed {

@@ -468,18 +468,7 @@ async fn passage(
     };
     let seq = {
         let conn = sim.db();
-        conn.execute(
-            "INSERT INTO events (nonce, device_id, kind, device_time_ms, body, received_ms) VALUES (?1, 'sim-lane', 'passage', ?2, ?3, ?2)",
-            params![nonce, event.device_time_ms, event.body.to_string()],
-        )?;
-        let shared = contract::shared_passage("sim-lane", &event).expect("a passage");
-        conn.execute(
-            "INSERT INTO changes (body) VALUES (?1)",
-            [
-                serde_json::to_string(&gated::central::api::Change::Passage(shared))
-                    .expect("change"),
-            ],
-        )?;
+        contract::store_event(&conn, "sim-lane", &event)?;
         db::max_seq(&conn)?
     };
     sim.seq.send_replace(seq);

@@ -157,27 +157,18 @@ fn device(sim: &Sim, headers: &HeaderMap) -> Result<String, Fail> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("no bearer token"))?;
-    let found: Option<(String, i64)> = sim
+    // One look: the token's device, its expiry, and whether it is revoked.
+    let found: Option<(String, i64, bool)> = sim
         .db()
         .query_row(
-            "SELECT device_id, expires_ms FROM access_tokens WHERE token = ?1",
+            "SELECT t.device_id, t.expires_ms, COALESCE(d.revoked, 0) != 0
+             FROM access_tokens t LEFT JOIN devices d ON d.device_id = t.device_id
+             WHERE t.token = ?1",
             [token],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let revoked: bool = match &found {
-        Some((d, _)) => sim
-            .db()
-            .query_row(
-                "SELECT revoked FROM devices WHERE device_id = ?1",
-                [d],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .is_some_and(|r| r != 0),
-        None => false,
-    };
-    if revoked {
+    if found.as_ref().is_some_and(|f| f.2) {
         return Err(Fail(
             StatusCode::FORBIDDEN,
             "device_revoked",
@@ -185,7 +176,7 @@ fn device(sim: &Sim, headers: &HeaderMap) -> Result<String, Fail> {
         ));
     }
     match found {
-        Some((d, exp)) if exp > real_now_ms() => Ok(d),
+        Some((d, exp, _)) if exp > real_now_ms() => Ok(d),
         Some(_) => Err(unauthorized("token expired")),
         None => Err(unauthorized("unknown token")),
     }
@@ -550,30 +541,12 @@ async fn events(
         duplicates: vec![],
     };
     let mut fed = false;
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (nonce, device_id, kind, device_time_ms, body, received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut feed = tx.prepare_cached("INSERT INTO changes (body) VALUES (?1)")?;
-        for e in batch.events {
-            let n = ins.execute(params![
-                e.nonce,
-                device_id,
-                e.kind,
-                e.device_time_ms,
-                e.body.to_string(),
-                real_now_ms()
-            ])?;
-            if n == 1 {
-                // Every device of the site learns every passage, once.
-                if let Some(p) = shared_passage(&device_id, &e) {
-                    feed.execute([serde_json::to_string(&Change::Passage(p)).expect("change")])?;
-                    fed = true;
-                }
+    for e in batch.events {
+        match store_event(&tx, &device_id, &e)? {
+            Stored::Duplicate => ack.duplicates.push(e.nonce),
+            Stored::New { fed: f } => {
+                fed |= f;
                 ack.accepted.push(e.nonce);
-            } else {
-                ack.duplicates.push(e.nonce);
             }
         }
     }
@@ -592,26 +565,58 @@ async fn events(
     Ok(Json(ack))
 }
 
-/// The site's zone, for a passage event that does not say its local time.
-const SITE_ZONE: &str = "Asia/Shanghai";
+/// What [`store_event`] did.
+pub enum Stored {
+    /// Its nonce was stored before (a retry).
+    Duplicate,
+    /// Stored now; `fed`: it became a `passage` change.
+    New { fed: bool },
+}
+
+/// Stores an event once by nonce; a passage's first storing also puts it
+/// in the change feed, so every device of the site learns it once.
+pub fn store_event(conn: &Connection, device_id: &str, e: &api::Event) -> rusqlite::Result<Stored> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (nonce, device_id, kind, device_time_ms, body, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            e.nonce,
+            device_id,
+            e.kind,
+            e.device_time_ms,
+            e.body.to_string(),
+            real_now_ms()
+        ])?;
+    if n == 0 {
+        return Ok(Stored::Duplicate);
+    }
+    let shared = shared_passage(device_id, e);
+    if let Some(p) = &shared {
+        conn.prepare_cached("INSERT INTO changes (body) VALUES (?1)")?
+            .execute([serde_json::to_string(&Change::Passage(p.clone())).expect("change")])?;
+    }
+    Ok(Stored::New {
+        fed: shared.is_some(),
+    })
+}
 
 /// The change a `passage` or `free_passage` event makes in the feed.
-pub fn shared_passage(device_id: &str, e: &api::Event) -> Option<api::PassageRecord> {
+fn shared_passage(device_id: &str, e: &api::Event) -> Option<api::PassageRecord> {
     if e.kind != "passage" && e.kind != "free_passage" {
         return None;
     }
     let b = &e.body;
     let at_ms = b["at_ms"].as_i64().unwrap_or(e.device_time_ms);
+    // An event that does not say its local time: the site's, from its clock.
     let local_time = b["local_time"]
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| {
-            let tz = jiff::tz::TimeZone::get(SITE_ZONE).expect("the site's zone");
-            jiff::Timestamp::from_millisecond(at_ms)
-                .unwrap_or_default()
-                .to_zoned(tz)
-                .strftime("%Y-%m-%dT%H:%M")
-                .to_string()
+            let tz = jiff::tz::TimeZone::get(super::admin::TIME_ZONE).expect("the site's zone");
+            let at = jiff::Timestamp::from_millisecond(at_ms).unwrap_or_default();
+            gated::central::format_civil(gated::lanes::local_minute(at, &tz))
         });
     let ticket_id = if e.kind == "passage" {
         Some(b["ticket_id"].as_u64()?)
