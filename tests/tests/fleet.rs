@@ -161,6 +161,14 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
         .trim_matches('"')
 }
 
+/// Waits until `sql` counts exactly one row at each of `devices`.
+async fn at_each(devices: &[Device], what: &str, sql: &str) {
+    for d in devices {
+        let state = d.state();
+        wait_until(what, BOUND, || tests::procs::db_count(&state, sql) == 1).await;
+    }
+}
+
 /// Every peer of every device reachable.
 async fn all_reachable(devices: &[Device]) {
     let deadline = tokio::time::Instant::now() + BOUND * 2;
@@ -239,16 +247,8 @@ async fn a_ticket_used_at_one_device_is_refused_at_every_other_with_the_central_
         v
     };
     for (id, _) in &sold {
-        for d in &devices {
-            let state = d.state();
-            wait_until("every sale at every device", BOUND, || {
-                tests::procs::db_count(
-                    &state,
-                    &format!("SELECT COUNT(*) FROM tickets WHERE id = {id}"),
-                ) == 1
-            })
-            .await;
-        }
+        let sql = format!("SELECT COUNT(*) FROM tickets WHERE id = {id}");
+        at_each(&devices, "every sale at every device", &sql).await;
     }
 
     // 1. Central up, site network cut: the passage reaches the others through the central system.
@@ -257,17 +257,13 @@ async fn a_ticket_used_at_one_device_is_refused_at_every_other_with_the_central_
     }
     let (t1, code1) = &sold[0];
     devices[0].admitted(code1).await;
-    for d in &devices[1..] {
-        let state = d.state();
-        let t = *t1;
-        wait_until("the passage through the central system", BOUND, || {
-            tests::procs::db_count(
-                &state,
-                &format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t}"),
-            ) == 1
-        })
-        .await;
-    }
+    let sql = format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t1}");
+    at_each(
+        &devices[1..],
+        "the passage through the central system",
+        &sql,
+    )
+    .await;
     devices[1].refused_as_used(code1).await;
     devices[2].refused_as_used(code1).await;
     for d in &devices {
@@ -317,20 +313,11 @@ async fn a_ticket_used_at_one_device_is_refused_at_every_other_with_the_central_
     for d in &devices {
         d.proxy.set(Link::Up);
     }
-    for d in &devices {
-        let state = d.state();
-        let t = *t4;
-        wait_until("the conflict marked at every device", BOUND, || {
-            tests::procs::db_count(
-                &state,
-                &format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t} AND conflict = 1"),
-            ) == 1
-        })
-        .await;
-    }
+    let sql = format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t4} AND conflict = 1");
+    at_each(&devices, "the conflict marked at every device", &sql).await;
     devices[2].refused_as_used(code4).await;
     devices[0].refused_as_used(code4).await;
-    // Device1 counts what the database holds (looked at every second).
+    // Device1 counts what the database holds.
     let deadline = tokio::time::Instant::now() + BOUND;
     while devices[1].status().await["fleet"]["conflicts"] != 1 {
         assert!(
