@@ -114,6 +114,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         db.clone(),
         lanes_handle.as_ref().map(crate::lane::Engine::head),
         link.status.clone(),
+        link.session.clone(),
         fleet_tx,
         &mut services,
     );

@@ -295,11 +295,13 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
         .await;
     let last_seq = made["seq"].as_u64().unwrap();
     // A refund in the feed too.
-    central
+    let refund = central
         .admin("/sim/refund", json!({ "ticket_id": 17 }))
         .await;
     let device = kiosk(&central, "kiosk-1");
     provision(&central, &device, "kiosk-1", "kiosk").await;
+    // The enrollment announced the site's new device list: the feed's head.
+    let head = refund["seq"].as_u64().unwrap() + 1;
     let state = device.state();
 
     // Slow pages, so the download is still under way when the power goes.
@@ -328,10 +330,7 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
     gated
         .wait_for(&[&format!("after cursor {interrupted}")])
         .await;
-    wait_until("the whole download", BOUND, || {
-        cursor(&state) == last_seq + 1
-    })
-    .await;
+    wait_until("the whole download", BOUND, || cursor(&state) == head).await;
     gated.stop().await;
     assert_eq!(db_count(&state, "SELECT COUNT(*) FROM tickets"), 100_000);
     // … and is there with the last page, so an ID card is found by index.
@@ -361,10 +360,7 @@ async fn an_interrupted_full_download_resumes_and_applying_twice_changes_nothing
     }
     let mut gated = Gated::start(&device.config());
     gated.wait_for(&["after cursor 0"]).await;
-    wait_until("the download again", BOUND, || {
-        cursor(&state) == last_seq + 1
-    })
-    .await;
+    wait_until("the download again", BOUND, || cursor(&state) == head).await;
     gated.stop().await;
     assert_eq!(dump(&state), first);
 }

@@ -451,6 +451,29 @@ async fn forged_replayed_tampered_and_revoked_peers_are_refused_and_logged() {
     devices[1].proxy.set(Link::Up);
     all_reachable(&devices).await;
 
+    // Re-provisioned while running: lane-b enrolls again with a new key;
+    // it presents that key from then on, and the others learn it from the
+    // catalog, so the site network carries on without a restart.
+    let old_key = devices[1].status().await["fleet"]["public_key"].clone();
+    let code = central.pairing_code("lane-b", "lane", 600).await;
+    let (rc, out, err) = gatectl_on_bus(
+        &devices[1].bus.address,
+        &["provision", "--code", &code, "-c", &config(&devices[1].dir)],
+    )
+    .await;
+    assert_eq!(rc, 0, "provision again: {out}{err}");
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while devices[1].status().await["fleet"]["public_key"] == old_key {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lane-b still presents its old key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    devices[0].log().wait_for(&["following peer lane-b"]).await;
+    devices[1].log().wait_for(&["following peer lane-a"]).await;
+    all_reachable(&devices).await;
+
     // Revoked: the central system revokes lane-c; the others drop it and
     // refuse it, and it no longer follows or is followed.
     central

@@ -144,6 +144,11 @@ impl Session {
         &self.device_id
     }
 
+    /// The device key this session signs with (the site network presents it too).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// The current token, if one was obtained since start (to save it).
     pub fn token(&self) -> Option<AccessToken> {
         self.token.lock().expect("token").clone()

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::central::api::{self, PassageRecord};
+use crate::central::client::Session;
 use crate::config::{Config, StaticPeer};
 use crate::store::Db;
 
@@ -278,12 +279,15 @@ impl Ctx {
 
 /// Starts the site network in `tasks`, unless `[peers] listen = ""`: it
 /// waits for the device key (`gatectl provision`), listens, and follows
-/// every peer. The peer set is rebuilt whenever the catalog changes.
+/// every peer. The peer set is rebuilt whenever the catalog changes; the
+/// whole network starts again with the new key when the device is
+/// provisioned again (the central link's session carries the key).
 pub fn start(
     config: &Config,
     db: Db,
     head: Option<watch::Receiver<u64>>,
     link: watch::Receiver<crate::central::sync::SyncStatus>,
+    mut session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Sender<FleetStatus>,
     tasks: &mut JoinSet<()>,
 ) {
@@ -298,82 +302,97 @@ pub fn start(
         .iter()
         .map(|d| d.get_ref().clone())
         .collect();
-    let state_dir = config.state_dir.get_ref().clone();
     let own = config.device_id.get_ref().clone();
     let advertise_cfg = config.peers.advertise.as_ref().map(|a| a.get_ref().clone());
     let central_url = config.central.url.get_ref().clone();
     tasks.spawn(async move {
-        let key = wait_for_key(&state_dir).await;
+        if session.borrow().is_none() {
+            info!("site network waits for provisioning (no device key yet)");
+        }
+        let mut key = next_key(&mut session, None).await;
         let addr: SocketAddr = match listen.parse() {
             Ok(a) => a,
             Err(e) => return warn!("site network off: peers.listen {listen}: {e}"),
         };
+        // Bound once: a new key must not move the port the others dial.
         let listener = match TcpListener::bind(addr).await {
-            Ok(l) => l,
+            Ok(l) => Arc::new(l),
             Err(e) => return warn!("site network off: cannot listen on {addr}: {e}"),
         };
         let Ok(bound) = listener.local_addr() else {
             return;
         };
         let advertised = advertise_cfg.or_else(|| advertise(&central_url, bound));
-        info!(
-            listen = %bound,
-            advertised = advertised.as_deref().unwrap_or("none"),
-            public_key = hex::encode(key.verifying_key().as_bytes()),
-            "site network: listening on {bound}, advertised as {}",
-            advertised.as_deref().unwrap_or("nothing (set peers.advertise)")
-        );
-        let catalog = stored_catalog(&db).await;
-        let set = PeerSet::build(&statics, catalog.as_ref(), &own);
-        let certified = match tls::certified_key(&key) {
-            Ok(k) => k,
-            Err(e) => return warn!("site network off: the device key: {e}"),
-        };
-        let ctx = Arc::new(Ctx {
-            device_id: own,
-            db,
-            key: certified,
-            peers: Arc::new(RwLock::new(set)),
-            head,
-            status,
-        });
-        ctx.status.send_modify(|s| {
-            s.listening = Some(bound.to_string());
-            s.advertised = advertised;
-            s.public_key = Some(hex::encode(key.verifying_key().as_bytes()));
-        });
-        let server = match tls::server_config(ctx.key.clone(), ctx.peers.clone()) {
-            Ok(c) => c,
-            Err(e) => return warn!("site network off: TLS: {e}"),
-        };
-        let mut parts = JoinSet::new();
-        parts.spawn(serve(
-            listener,
-            tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-            ctx.clone(),
-        ));
-        parts.spawn(follow_all(ctx, statics, link));
-        while parts.join_next().await.is_some() {}
+        loop {
+            let public_key = hex::encode(key.verifying_key().as_bytes());
+            info!(
+                listen = %bound,
+                advertised = advertised.as_deref().unwrap_or("none"),
+                public_key,
+                "site network: listening on {bound}, advertised as {}",
+                advertised.as_deref().unwrap_or("nothing (set peers.advertise)")
+            );
+            let catalog = stored_catalog(&db).await;
+            let set = PeerSet::build(&statics, catalog.as_ref(), &own);
+            let certified = match tls::certified_key(&key) {
+                Ok(k) => k,
+                Err(e) => return warn!("site network off: the device key: {e}"),
+            };
+            let ctx = Arc::new(Ctx {
+                device_id: own.clone(),
+                db: db.clone(),
+                key: certified,
+                peers: Arc::new(RwLock::new(set)),
+                head: head.clone(),
+                status: status.clone(),
+            });
+            ctx.status.send_modify(|s| {
+                s.listening = Some(bound.to_string());
+                s.advertised = advertised.clone();
+                s.public_key = Some(public_key);
+            });
+            let server = match tls::server_config(ctx.key.clone(), ctx.peers.clone()) {
+                Ok(c) => c,
+                Err(e) => return warn!("site network off: TLS: {e}"),
+            };
+            let mut parts = JoinSet::new();
+            parts.spawn(serve(
+                listener.clone(),
+                tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+                ctx.clone(),
+            ));
+            parts.spawn(follow_all(ctx, statics.clone(), link.clone()));
+            let rekeyed = tokio::select! {
+                k = next_key(&mut session, Some(key.verifying_key())) => Some(k),
+                () = async { while parts.join_next().await.is_some() {} } => None,
+            };
+            let Some(k) = rekeyed else { return };
+            info!("device provisioned again: the site network starts over with the new key");
+            // Every connection made under the old key ends with its task.
+            parts.shutdown().await;
+            key = k;
+        }
     });
 }
 
-/// The device key, once provisioning has written it.
-async fn wait_for_key(state_dir: &std::path::Path) -> ed25519_dalek::SigningKey {
-    let mut said = false;
+/// The device key of the link's session once it differs from `current`.
+async fn next_key(
+    session: &mut watch::Receiver<Option<Arc<Session>>>,
+    current: Option<ed25519_dalek::VerifyingKey>,
+) -> ed25519_dalek::SigningKey {
     loop {
-        match crate::central::identity::load_key(state_dir) {
-            Ok(Some(key)) => return key,
-            Ok(None) if !said => {
-                info!("site network waits for provisioning (no device key yet)");
-                said = true;
-            }
-            Err(e) if !said => {
-                warn!("site network waits for a readable device key: {e}");
-                said = true;
-            }
-            _ => {}
+        let key = session
+            .borrow_and_update()
+            .as_ref()
+            .map(|s| s.key().clone())
+            .filter(|k| Some(k.verifying_key()) != current);
+        if let Some(key) = key {
+            return key;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if session.changed().await.is_err() {
+            // The link is gone (gated stopping): keep what runs.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -400,9 +419,15 @@ async fn stored_catalog(db: &Db) -> Option<api::Catalog> {
 
 // ---- serving this device's passages ----
 
-async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, ctx: Arc<Ctx>) {
+async fn serve(listener: Arc<TcpListener>, acceptor: tokio_rustls::TlsAcceptor, ctx: Arc<Ctx>) {
+    // Owned here, so the connections end when the server does (a new key).
+    let mut connections = JoinSet::new();
     loop {
-        let (tcp, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (tcp, remote) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 warn!("site network: accept failed: {e}");
@@ -412,7 +437,7 @@ async fn serve(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, ctx: 
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(why) = serve_one(tcp, acceptor, &ctx).await {
                 ctx.status.send_modify(|s| s.refused += 1);
                 warn!(remote = %remote, "peer connection from {remote} refused: {why}");

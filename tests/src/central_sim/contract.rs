@@ -264,6 +264,8 @@ async fn enroll(
              public_key = excluded.public_key, enrolled_ms = excluded.enrolled_ms, revoked = 0",
         params![device_id, role, groups, &public.to_bytes()[..], now],
     )?;
+    // The site's device list (and its keys) changed: peers learn it.
+    db::bump_catalog(&conn)?;
     let access = issue_token(&conn, &device_id)?;
     Ok(Json(api::EnrollResponse {
         device_id,
