@@ -61,7 +61,8 @@ impl Store {
                     COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
                     COALESCE(SUM(CASE WHEN direction = 'entry' AND local_day = ?2 THEN persons END), 0),
                     MAX(CASE WHEN direction = 'entry' THEN local_minute END),
-                    MAX(CASE WHEN direction = 'exit' THEN local_minute END)
+                    COALESCE(MAX(CASE WHEN direction = 'exit' THEN at_ms END)
+                        >= MAX(CASE WHEN direction = 'entry' THEN at_ms END), 0)
                  FROM passages WHERE ticket_id = ?1",
             )
             .and_then(|mut st| {
@@ -70,7 +71,7 @@ impl Store {
                         entries: r.get(0)?,
                         entries_today: r.get(1)?,
                         last_entry: r.get(2)?,
-                        last_exit: r.get(3)?,
+                        exited: r.get(3)?,
                     })
                 })
             })
@@ -562,5 +563,40 @@ mod tests {
         exit.direction = "exit".into();
         assert!(apply(&mut store, &exit).conflicts.is_empty());
         assert_eq!(store.conflicts().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_entry_after_an_exit_in_the_same_minute_is_inside_again() {
+        use crate::tickets::rules::{Product, Reason, Ticket, decide_entry};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let product = Product {
+            entries_allowed: 0,
+            reentry_after_exit: true,
+            ..Product::single_entry(1)
+        };
+        let minute = own("x", 0).local_minute;
+        let ticket = Ticket {
+            id: 7,
+            product_id: 1,
+            valid_from: minute - 60,
+            valid_until: minute + 60,
+            entries_allowed: None,
+            group_size: 1,
+        };
+        let day = minute / crate::tickets::rules::MINUTES_PER_DAY;
+        let decide = |store: &Store| {
+            let usage = store.usage(7, day).unwrap();
+            decide_entry(&product, &ticket, &usage, minute, "east")
+        };
+        // In, out at another device, in again: all inside one minute.
+        store.commit_passage(&own("a/east-1/1.0", 1_000)).unwrap();
+        assert_eq!(decide(&store), Err(Reason::ExitFirst));
+        let mut exit = shared("b/west-1/1.0", 2_000);
+        exit.direction = "exit".into();
+        apply(&mut store, &exit);
+        assert_eq!(decide(&store), Ok(1));
+        store.commit_passage(&own("a/east-1/1.1", 3_000)).unwrap();
+        assert_eq!(decide(&store), Err(Reason::ExitFirst));
     }
 }

@@ -227,7 +227,7 @@ mod tests {
             entries: 1,
             entries_today: 1,
             last_entry: Some(at),
-            last_exit: None,
+            exited: false,
         }
     }
 
@@ -375,7 +375,7 @@ mod tests {
             Case {
                 product: Some(passback.clone()),
                 usage: Ok(Usage {
-                    last_exit: Some(NOW - 1),
+                    exited: true,
                     ..entered(NOW - 5)
                 }),
                 ..case("out and in again", Ok(1))

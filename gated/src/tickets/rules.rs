@@ -73,7 +73,10 @@ pub struct Usage {
     pub entries: u32,
     pub entries_today: u32,
     pub last_entry: Option<LocalMinute>,
-    pub last_exit: Option<LocalMinute>,
+    /// An exit is recorded at or after the last entry (by the devices'
+    /// clocks in milliseconds: minutes cannot order an entry, an exit and
+    /// an entry again inside one minute).
+    pub exited: bool,
 }
 
 /// Why a ticket is refused: a code for machines, a short line for the lane
@@ -221,7 +224,7 @@ pub fn decide_entry(
         return Err(Reason::DailyLimit);
     }
     if let Some(last) = usage.last_entry {
-        if product.reentry_after_exit && usage.last_exit.is_none_or(|exit| exit < last) {
+        if product.reentry_after_exit && !usage.exited {
             return Err(Reason::ExitFirst);
         }
         if now < last + product.reentry_minutes as u32 {
@@ -268,7 +271,7 @@ mod tests {
             entries: 1,
             entries_today: 1,
             last_entry: Some(MONDAY_9AM),
-            last_exit: None,
+            exited: false,
         };
         assert_eq!(
             decide_entry(&p, &t, &used, MONDAY_9AM + 5, "north"),
@@ -334,14 +337,14 @@ mod tests {
             entries: 5,
             entries_today: 1,
             last_entry: Some(MONDAY_9AM),
-            last_exit: None,
+            exited: false,
         };
         assert_eq!(
             decide_entry(&p, &t, &inside, MONDAY_9AM + 30, "g"),
             Err(Reason::ExitFirst)
         );
         let out = Usage {
-            last_exit: Some(MONDAY_9AM + 20),
+            exited: true,
             ..inside
         };
         assert_eq!(decide_entry(&p, &t, &out, MONDAY_9AM + 30, "g"), Ok(1));
@@ -367,7 +370,7 @@ mod tests {
             entries: 1,
             entries_today: 1,
             last_entry: Some(MONDAY_9AM),
-            last_exit: None,
+            exited: false,
         };
         assert_eq!(
             decide_entry(&p, &t, &u, MONDAY_9AM + 59, "g"),
@@ -391,7 +394,7 @@ mod tests {
             entries: 3,
             entries_today: 3,
             last_entry: Some(MONDAY_9AM),
-            last_exit: None,
+            exited: false,
         };
         assert_eq!(
             decide_entry(&p, &t, &after, MONDAY_9AM + 1, "g"),
