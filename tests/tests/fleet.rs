@@ -24,6 +24,8 @@ struct Device {
     id: String,
     dir: tempfile::TempDir,
     scanner: SimScanner,
+    /// The lane's exit-side reader (one turnstile, used both ways).
+    exit_scanner: SimScanner,
     _gate: SimGate,
     _server: TcpServer,
     bus: Bus,
@@ -36,6 +38,7 @@ impl Device {
     async fn new(central: &CentralSim, id: &str, seed: u64) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
+        let exit_scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner-out")).unwrap());
         let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
         gate.set_auto_walk(true);
         // Visitors hesitate before they walk through.
@@ -51,8 +54,10 @@ impl Device {
              [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\nlong_poll_s = 25\n\
              [peers]\nlisten = \"127.0.0.1:0\"\nadvertise = \"{advertise}\"\n\
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
+             [devices.scanners.qr-out]\nport = \"{d}/scanner-out\"\n\
              [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 5000\n\
-             [lanes.{id}-in]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g\"\nscanners = [\"qr\"]\n",
+             [lanes.{id}-1]\ndirection = \"both\"\ngroup = \"east\"\ngate = \"g\"\n\
+             scanners = [\"qr\"]\nexit_scanners = [\"qr-out\"]\n",
             state = dir.path().join("state").display(),
             url = central.at.api,
             ca = central.at.ca_file.display(),
@@ -67,6 +72,7 @@ impl Device {
             id: id.into(),
             dir,
             scanner,
+            exit_scanner,
             _gate: gate,
             _server: server,
             bus,
@@ -101,9 +107,13 @@ impl Device {
         serde_json::from_str(&out).unwrap_or(Value::Null)
     }
 
-    /// Scans a code and returns the lane's decision line.
+    /// Scans a code on the entry side and returns the lane's decision line.
     async fn scan(&mut self, code: &str) -> String {
         self.scanner.scan(code).await.unwrap();
+        self.decision().await
+    }
+
+    async fn decision(&mut self) -> String {
         loop {
             let line = self.log().wait_for(&["lane="]).await;
             if ["admitted", "refused:", "not passed", "alarm", "fault"]
@@ -121,12 +131,23 @@ impl Device {
     }
 
     async fn refused_as_used(&mut self, code: &str) {
+        self.refused(code, "already_used").await;
+    }
+
+    async fn refused(&mut self, code: &str, reason: &str) {
         let line = self.scan(code).await;
         assert!(
-            line.contains("reason=\"already_used\""),
+            line.contains(&format!("reason=\"{reason}\"")),
             "{}: {line}",
             self.id
         );
+    }
+
+    /// Leaves through the lane's exit side.
+    async fn leaves(&mut self, code: &str) {
+        self.exit_scanner.scan(code).await.unwrap();
+        let line = self.decision().await;
+        assert!(line.contains("admitted"), "{} exit: {line}", self.id);
     }
 
     /// Entries per ticket as this device has recorded them (every device's passages).
@@ -360,6 +381,40 @@ async fn a_ticket_used_at_one_device_is_refused_at_every_other_with_the_central_
     // The conflict reached the central system once, however many devices found it.
     let conflicts = central.event_nonces("conflict").await;
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+
+    // 6. Re-entry across devices: a ticket that lets its holder in again
+    // after an exit, entered at A, is refused at B until it leaves there;
+    // that exit lets it in again at A, and only once.
+    central
+        .admin(
+            "/sim/products",
+            json!({
+                "id": 9, "name": "园内通票", "name_en": "Day ticket, re-entry after exit",
+                "price_cents": 15000, "real_name": false, "lane_groups": [],
+                "entries_allowed": 0, "per_day_limit": 0,
+                "reentry_after_exit": true, "reentry_minutes": 0,
+                "weekdays": 127, "slots": [{ "start_minute": 0, "end_minute": 1440 }]
+            }),
+        )
+        .await;
+    let t = central.admin("/sim/sell", json!({ "product_id": 9 })).await;
+    let (t5, code5) = (
+        t["ticket_id"].as_i64().unwrap(),
+        t["token"].as_str().unwrap(),
+    );
+    let sql = format!("SELECT COUNT(*) FROM tickets WHERE id = {t5}");
+    at_each(&devices, "the re-entry ticket at every device", &sql).await;
+    devices[0].admitted(code5).await;
+    let entered =
+        format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t5} AND direction = 'entry'");
+    at_each(&devices[1..2], "the entry at lane-b", &entered).await;
+    devices[1].refused(code5, "exit_first").await;
+    devices[1].leaves(code5).await;
+    let left =
+        format!("SELECT COUNT(*) FROM passages WHERE ticket_id = {t5} AND direction = 'exit'");
+    at_each(&devices[..1], "the exit at lane-a", &left).await;
+    devices[0].admitted(code5).await;
+    devices[0].refused(code5, "exit_first").await;
     for mut d in devices {
         d.gated.take().unwrap().stop().await;
     }

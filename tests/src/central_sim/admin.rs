@@ -33,6 +33,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         .route("/sim/online-order", post(online_order))
         .route("/sim/passage", post(passage))
         .route("/sim/devices/revoke", post(revoke_device))
+        .route("/sim/products", post(put_product))
         .route("/sim/expire-tokens", post(expire_tokens))
         .route("/sim/stats", get(stats))
         .route("/sim/events", get(events))
@@ -503,4 +504,30 @@ async fn revoke_device(
     };
     sim.seq.send_replace(seq);
     Ok(Json(json!({ "revoked": req.device_id })))
+}
+
+/// Adds a product or replaces one, as an operator would in the back
+/// office; the devices learn it with the catalog.
+async fn put_product(
+    State(sim): State<Arc<Sim>>,
+    Json(product): Json<api::Product>,
+) -> Result<Json<Value>, Fail> {
+    let seq = {
+        let conn = sim.db();
+        let json = serde_json::to_string(&product).map_err(|e| {
+            Fail(
+                StatusCode::BAD_REQUEST,
+                "bad_product",
+                format!("product {}: {e}", product.id),
+            )
+        })?;
+        conn.execute(
+            "INSERT INTO products (id, json) VALUES (?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+            params![product.id, json],
+        )?;
+        db::bump_catalog(&conn)?
+    };
+    sim.seq.send_replace(seq);
+    Ok(Json(json!({ "product_id": product.id, "seq": seq })))
 }

@@ -265,7 +265,7 @@ async fn enroll(
         params![device_id, role, groups, &public.to_bytes()[..], now],
     )?;
     // The site's device list (and its keys) changed: peers learn it.
-    db::bump_catalog(&conn)?;
+    sim.seq.send_replace(db::bump_catalog(&conn)?);
     let access = issue_token(&conn, &device_id)?;
     Ok(Json(api::EnrollResponse {
         device_id,
