@@ -214,11 +214,18 @@ impl Gated {
         panic!("gated exited before logging {parts:?}");
     }
 
-    /// Waits for one line matching each of `patterns`, in any order.
-    pub async fn wait_for_all(&mut self, patterns: &[&[&str]]) {
-        let mut left: Vec<&[&str]> = patterns.to_vec();
+    /// Waits for one line matching each of `patterns`, in any order, and
+    /// returns them in the order of `patterns`.
+    pub async fn wait_for_all(&mut self, patterns: &[&[&str]]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; patterns.len()];
         let deadline = tokio::time::Instant::now() + LOG_BOUND;
-        while !left.is_empty() {
+        while found.iter().any(Option::is_none) {
+            let left: Vec<&[&str]> = patterns
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(p, _)| *p)
+                .collect();
             let next = tokio::time::timeout_at(deadline, self.lines.next_line())
                 .await
                 .unwrap_or_else(|_| panic!("gated did not log {left:?} within {LOG_BOUND:?}"));
@@ -228,8 +235,13 @@ impl Gated {
             if std::env::var_os("SHOW_GATED_LOG").is_some() {
                 eprintln!("gated: {line}");
             }
-            left.retain(|parts| !parts.iter().all(|p| line.contains(p)));
+            for (parts, f) in patterns.iter().zip(found.iter_mut()) {
+                if f.is_none() && parts.iter().all(|p| line.contains(p)) {
+                    *f = Some(line.clone());
+                }
+            }
         }
+        found.into_iter().flatten().collect()
     }
 
     /// The log lines gated writes during `d`.
