@@ -51,7 +51,7 @@ impl Device {
         let proxy = Proxy::start().await;
         let toml = format!(
             "role = \"lane\"\ndevice_id = \"{id}\"\nstate_dir = \"{state}\"\n\
-             [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\nlong_poll_s = 25\n\
+             [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 300\nlong_poll_s = 25\n\
              [peers]\nlisten = \"127.0.0.1:0\"\nadvertise = \"{advertise}\"\n\
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
              [devices.scanners.qr-out]\nport = \"{d}/scanner-out\"\n\

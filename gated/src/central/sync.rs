@@ -758,7 +758,11 @@ impl Link {
 
     async fn heartbeat(self: Arc<Self>, session: Arc<Session>) {
         let mut reported = false;
+        let mut fleet = self.fleet.clone();
         loop {
+            // The others learn where this device listens from the heartbeat:
+            // a new address goes out at once, not a period later.
+            let advertised = fleet.borrow_and_update().advertised.clone();
             let status = self.status.borrow().clone();
             let conflicts = self.db.read(|s| s.conflicts()).await.unwrap_or(0);
             let sent = now_ms();
@@ -770,7 +774,7 @@ impl Link {
                 outbox_depth: status.outbox_depth,
                 cursor: status.cursor,
                 device_time_ms: sent,
-                peers: Some(self.fleet.borrow().report(conflicts)),
+                peers: Some(fleet.borrow().report(conflicts)),
             };
             match session
                 .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)
@@ -795,7 +799,10 @@ impl Link {
                 Err(e) if e.is_transient() => self.offline(&e),
                 Err(e) => warn!("heartbeat refused: {e}"),
             }
-            tokio::time::sleep(self.timings.heartbeat).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.timings.heartbeat) => {}
+                Ok(_) = fleet.wait_for(|f| f.advertised != advertised) => {}
+            }
         }
     }
 }
