@@ -32,6 +32,7 @@ use hal::gate::sim::{GateKind, SimGate, TcpServer};
 use hal::pty::Pty;
 use hal::scanner::sim::SimScanner;
 use serde_json::json;
+use tests::latency::report;
 use tests::procs::{CentralSim, Gated, gatectl};
 
 /// When each device first held each ticket's passage.
@@ -260,23 +261,6 @@ fn watch(
             std::thread::sleep(Duration::from_millis(1));
         }
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(what: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{what}: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.95)),
-        ms(percentile(&v, 0.99)),
-        ms(*v.last().unwrap()),
-        v.len()
-    );
 }
 
 /// Passages one after another at each device in turn, each awaited everywhere.

@@ -5,21 +5,10 @@
 //!
 //! `cargo build --release --workspace --features hal/sim && cargo bench -p tests --bench kiosk`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tests::kiosk_device::{Kiosk, today};
-
-fn report(what: &str, mut d: Vec<Duration>) {
-    d.sort();
-    let at = |p: f64| d[((d.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
-    println!(
-        "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} calls)",
-        at(0.5),
-        at(0.99),
-        at(1.0),
-        d.len()
-    );
-}
+use tests::latency::report;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

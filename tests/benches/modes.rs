@@ -18,25 +18,10 @@ use hal::gate::GateMode;
 use hal::gate::map::RegisterMap;
 use hal::gate::sim::{GateKind, SimGate};
 use hal::power::sim::SimUPower;
+use tests::latency::report;
 use tests::procs::{Bus, Gated};
 
 const LANES: usize = 4;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(what: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} rounds)",
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.99)),
-        ms(*v.last().unwrap()),
-        v.len()
-    );
-}
 
 async fn all(gates: &[SimGate], mode: GateMode) {
     for g in gates {

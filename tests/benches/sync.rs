@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tests::latency::percentile;
 use tests::procs::{CentralSim, Gated, cursor, db_count, gatectl, wait_until};
 
 fn kiosk_config(dir: &Path, central: &CentralSim) -> std::path::PathBuf {
@@ -40,10 +41,6 @@ fn rss_kib(pid: u32, line: &str) -> u64 {
         .find_map(|l| l.strip_prefix(line))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

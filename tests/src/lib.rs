@@ -5,6 +5,7 @@ pub mod central_sim;
 pub mod fake_logind;
 pub mod kiosk_device;
 pub mod kiosk_screen;
+pub mod latency;
 pub mod offline_tickets;
 pub mod procs;
 pub mod proxy;
