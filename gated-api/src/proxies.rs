@@ -3,7 +3,8 @@
 //! compares it with what gated serves). Records arrive as [`crate::types`].
 
 use crate::types::{
-    CatalogView, Enrolled, FleetView, GateOutcome, LaneView, OrderView, PickupView, QueryView,
+    CatalogView, Enrolled, FleetView, GateOutcome, LaneView, OccupancyView, OrderView, PickupView,
+    QueryView,
 };
 
 #[zbus::proxy(
@@ -17,6 +18,13 @@ pub trait Device1 {
 
     /// The site network: peers, lag, conflicts.
     fn fleet(&self) -> zbus::Result<FleetView>;
+
+    /// Visitors of the site and its lane groups today, capacities, tiers.
+    fn occupancy(&self) -> zbus::Result<OccupancyView>;
+
+    /// The site (`scope` empty) or a lane group crossed a capacity tier.
+    #[zbus(signal)]
+    fn capacity_tier(&self, scope: &str, tier: u8, percent: u32) -> zbus::Result<()>;
 
     #[zbus(property)]
     fn role(&self) -> zbus::Result<String>;

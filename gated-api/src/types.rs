@@ -197,3 +197,44 @@ pub struct PeerView {
     pub lag: u64,
     pub last_error: Option<String>,
 }
+
+/// `Device1.Occupancy`: visitors of the site and of its lane groups in the
+/// operating day, from every device's passages, with the capacities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct OccupancyView {
+    /// The operating day's first minute, "YYYY-MM-DD HH:MM" in the site's zone.
+    pub day_start: String,
+    /// The whole site (`group` is empty).
+    pub site: GroupOccupancy,
+    /// Each lane group with passages today or a capacity of its own.
+    pub groups: Vec<GroupOccupancy>,
+    /// Kiosks sell no ticket for today (the site reached `stop_sales_at`);
+    /// later dates still sell.
+    pub sales_stopped: bool,
+    /// What kiosks and lane displays show visitors (empty below the first tier).
+    pub notice_zh: String,
+    pub notice_en: String,
+}
+
+/// One scope of [`OccupancyView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct GroupOccupancy {
+    pub group: String,
+    /// Persons in and out today, with and without tickets.
+    pub entries: u64,
+    pub exits: u64,
+    /// Entries − exits, never below 0.
+    pub inside: u64,
+    /// More exits than entries were counted (`inside` was held at 0).
+    pub clamped: bool,
+    pub daily_capacity: Option<u32>,
+    pub instant_capacity: Option<u32>,
+    /// Of the capacities set, the fuller one, in percent.
+    pub percent: u32,
+    /// The highest tier reached (0: below the first).
+    pub tier: u8,
+    /// At its instantaneous capacity: entry lanes refuse new entries.
+    pub full: bool,
+}

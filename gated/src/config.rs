@@ -49,6 +49,10 @@ pub struct Config {
     /// are in its civil time.
     #[serde(default = "default_timezone")]
     pub timezone: Spanned<String>,
+    /// When the scenic area's operating day begins ("HH:MM", its time zone):
+    /// entries today, daily limits and occupancy count from it.
+    #[serde(default = "default_day_start")]
+    pub day_start: Spanned<String>,
     pub central: Central,
     #[serde(default)]
     pub devices: Devices,
@@ -65,6 +69,62 @@ pub struct Config {
     /// The other devices of the site, exchanging passages directly.
     #[serde(default)]
     pub peers: Peers,
+    /// Capacities of the site and its lane groups, and what each tier does.
+    #[serde(default)]
+    pub occupancy: Occupancy,
+}
+
+/// `[occupancy]`: the approved maximum capacities (LB/T 034-2014) of the
+/// whole site and of lane groups, the warning tiers, and what they do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Occupancy {
+    /// Visitors the site may admit in one operating day (none: not set).
+    pub daily_capacity: Option<Spanned<u32>>,
+    /// Visitors the site may hold at once (none: not set).
+    pub instant_capacity: Option<Spanned<u32>>,
+    /// Warning tiers, percent of capacity, ascending.
+    #[serde(default = "default_tiers")]
+    pub tiers: Spanned<Vec<u8>>,
+    /// The tier at which kiosks stop selling tickets for today (later
+    /// dates still sell).
+    #[serde(default = "default_stop_sales_at")]
+    pub stop_sales_at: Spanned<u8>,
+    /// At the instantaneous capacity: a ticket already admitted today may
+    /// come back in (it was counted out when it left).
+    #[serde(default = "yes")]
+    pub admit_reentry_when_full: bool,
+    /// Capacities of single lane groups (scenic spots inside the site).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Spanned<GroupCapacity>>,
+}
+
+impl Default for Occupancy {
+    fn default() -> Self {
+        Occupancy {
+            daily_capacity: None,
+            instant_capacity: None,
+            tiers: default_tiers(),
+            stop_sales_at: default_stop_sales_at(),
+            admit_reentry_when_full: true,
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCapacity {
+    pub daily_capacity: Option<u32>,
+    pub instant_capacity: Option<u32>,
+}
+
+fn default_tiers() -> Spanned<Vec<u8>> {
+    Spanned::new(0..0, vec![80, 90, 95, 100])
+}
+
+fn default_stop_sales_at() -> Spanned<u8> {
+    Spanned::new(0..0, 80)
 }
 
 /// A kiosk's sale limits and its service PIN: gated enforces them and the
@@ -227,9 +287,27 @@ fn default_power_low_percent() -> f64 {
 
 impl Config {
     /// The scenic area's time zone (validated when the file was loaded).
+    /// The operating day (validated at load; the default if unreadable).
+    pub fn operating_day(&self) -> crate::tickets::rules::OperatingDay {
+        parse_hhmm(self.day_start.get_ref())
+            .map(|start| crate::tickets::rules::OperatingDay { start })
+            .unwrap_or_default()
+    }
+
     pub fn time_zone(&self) -> jiff::tz::TimeZone {
         jiff::tz::TimeZone::get(self.timezone.get_ref()).unwrap_or(jiff::tz::TimeZone::UTC)
     }
+}
+
+fn default_day_start() -> Spanned<String> {
+    Spanned::new(0..0, "04:00".to_owned())
+}
+
+/// Minutes after midnight of "HH:MM".
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
 }
 
 fn default_timezone() -> Spanned<String> {
@@ -714,6 +792,17 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
         );
     }
 
+    if parse_hhmm(config.day_start.get_ref()).is_none() {
+        r.push(
+            "day_start",
+            config.day_start.span(),
+            format!(
+                "`{}` is not a time of day: write \"HH:MM\", for example \"04:00\"",
+                config.day_start.get_ref()
+            ),
+        );
+    }
+
     let state_dir = config.state_dir.get_ref();
     if !state_dir.is_absolute() {
         r.push(
@@ -804,6 +893,43 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
         validate_lane(name, lane.get_ref(), &config.devices, r);
     }
     validate_kiosk(&config.kiosk, r);
+    validate_occupancy(&config.occupancy, r);
+}
+
+fn validate_occupancy(o: &Occupancy, r: &mut Reporter<'_>) {
+    let tiers = o.tiers.get_ref();
+    if tiers.is_empty()
+        || tiers.windows(2).any(|w| w[0] >= w[1])
+        || tiers.iter().any(|t| !(1..=100).contains(t))
+    {
+        r.push(
+            "occupancy.tiers",
+            o.tiers.span(),
+            format!("{tiers:?} are not tiers: write ascending percentages from 1 to 100, for example [80, 90, 95, 100]"),
+        );
+    }
+    let stop = *o.stop_sales_at.get_ref();
+    if !(1..=100).contains(&stop) {
+        r.push(
+            "occupancy.stop_sales_at",
+            o.stop_sales_at.span(),
+            format!("{stop} is outside 1–100 (percent of capacity)"),
+        );
+    }
+    for (key, c) in [
+        ("daily_capacity", &o.daily_capacity),
+        ("instant_capacity", &o.instant_capacity),
+    ] {
+        if let Some(c) = c
+            && *c.get_ref() == 0
+        {
+            r.push(
+                &format!("occupancy.{key}"),
+                c.span(),
+                "0 admits nobody: leave it out to set no capacity".into(),
+            );
+        }
+    }
 }
 
 fn validate_kiosk(k: &KioskSettings, r: &mut Reporter<'_>) {

@@ -142,6 +142,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         upload_now: link.upload_now.clone(),
         logind: crate::modes::Logind,
     });
+    let occupancy =
+        crate::occupancy::start(&config, db.clone(), lanes_handle.clone(), &mut services);
     let kiosk = match config.role {
         Role::Kiosk => Some(
             crate::kiosk_role::start(
@@ -150,6 +152,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 link.session.clone(),
                 link.status.clone(),
                 modes.view.clone(),
+                occupancy.clone(),
                 &mut services,
             )
             .map_err(StartError::Store)?,
@@ -157,13 +160,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Role::Lane => None,
     };
     // The bus is how the kiosk UI and gatectl reach gated; lanes work without it.
-    let reader = crate::dbus::Reader::new(db.clone(), config.time_zone());
+    let reader = crate::dbus::Reader::new(db.clone(), config.time_zone(), config.operating_day());
     let device = crate::dbus::Device {
         reader: reader.clone(),
         role: config.role.to_string(),
         device_id: config.device_id.get_ref().clone(),
         status: link.status.clone(),
         fleet,
+        occupancy: occupancy.clone(),
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
         power: power.clone(),
@@ -189,6 +193,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 link.status.clone(),
                 power.clone(),
                 modes.view.clone(),
+                occupancy.clone(),
                 kiosk.clone(),
             ));
             if let Some(k) = &kiosk {

@@ -28,6 +28,7 @@ pub fn start(
     session: watch::Receiver<Option<Arc<Session>>>,
     status: watch::Receiver<SyncStatus>,
     modes: watch::Receiver<crate::modes::ModeView>,
+    occupancy: watch::Receiver<gated_api::types::OccupancyView>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Kiosk>, StoreError> {
     let printer = config.devices.printer.as_ref().map(|p| {
@@ -41,7 +42,16 @@ pub fn start(
     let nonces = db.writer().nonces(config.device_id.get_ref())?;
     let limits = SaleLimits::from_config(&config.kiosk);
     let kiosk = Arc::new(Kiosk::new(
-        db, nonces, session, status, printer, tz, modes, limits,
+        db,
+        nonces,
+        session,
+        status,
+        printer,
+        tz,
+        config.operating_day(),
+        occupancy,
+        modes,
+        limits,
     ));
     let k = kiosk.clone();
     tasks.spawn(async move {

@@ -14,11 +14,11 @@ use hal::gate::modbus::MAX_PLAUSIBLE_DELTA;
 use hal::gate::{Direction, Gate, Outcome};
 
 use crate::store::outbox::{Nonces, OutboxEvent};
-use crate::store::passages::{Announced, Passage};
+use crate::store::passages::{Announced, FreePassage, Passage};
 use crate::store::tickets::TicketKey;
 use crate::store::{Db, Store, StoreError};
 pub use crate::tickets::admission::Relax;
-use crate::tickets::admission::{self, Listing, PinnedKey, Record, Unreadable};
+use crate::tickets::admission::{self, Listing, PinnedKey, Record, Unreadable, WhenFull};
 use crate::tickets::rules::{self, Product, Reason, Ticket, Usage};
 use crate::tickets::token::{self, LocalMinute};
 
@@ -99,6 +99,10 @@ struct Inner {
     reserved: Mutex<HashSet<u64>>,
     /// Lane groups in peak mode and what it relaxes there.
     relaxed: RwLock<HashMap<String, Relax>>,
+    /// Lane groups at their instantaneous capacity, and what they let in then.
+    full: RwLock<HashMap<String, WhenFull>>,
+    /// The scenic area's day, for entries today.
+    day: rules::OperatingDay,
     /// The newest number in this device's own passage sequence: the upload
     /// and the peers wake on it.
     head: tokio::sync::watch::Sender<u64>,
@@ -158,6 +162,11 @@ impl Engine {
     /// Loads keys, products and the ID-hash key from the store; events are
     /// recorded under `device`'s nonces.
     pub fn new(db: Db, device: &str) -> Result<Self, LaneError> {
+        Self::for_day(db, device, rules::OperatingDay::default())
+    }
+
+    /// The same, counting entries today in the scenic area's operating `day`.
+    pub fn for_day(db: Db, device: &str, day: rules::OperatingDay) -> Result<Self, LaneError> {
         let (catalog, nonces, head) = {
             let store = db.writer();
             (
@@ -173,6 +182,8 @@ impl Engine {
                 catalog: RwLock::new(catalog),
                 reserved: Mutex::new(HashSet::new()),
                 relaxed: RwLock::new(HashMap::new()),
+                full: RwLock::new(HashMap::new()),
+                day,
                 head: tokio::sync::watch::Sender::new(head),
             }),
         })
@@ -232,7 +243,7 @@ impl Engine {
 
     /// What this device has recorded for the ticket, as of `now`.
     pub fn usage(&self, ticket_id: u64, now: LocalMinute) -> Result<Usage, LaneError> {
-        Ok(self.reader().usage(ticket_id, rules::local_day(now))?)
+        Ok(self.reader().usage(ticket_id, self.inner.day.around(now))?)
     }
 
     /// Decides (`tickets::admission`) and reserves: Ok when the gate may
@@ -308,6 +319,7 @@ impl Engine {
             product: product.as_ref(),
             in_use: reservation.is_none(),
             usage,
+            full: self.full(lane_group),
         };
         let decision = admission::decide(&record, direction, lane_group, peak, now);
         (decision, reservation.filter(|_| decision.is_ok()))
@@ -329,6 +341,34 @@ impl Engine {
             group_size: 1,
             lanes: self.clone(),
         })
+    }
+
+    /// A lane group at its instantaneous capacity refuses new entries with
+    /// `capacity_full` (None: it is not).
+    pub fn set_full(&self, group: &str, when: Option<WhenFull>) {
+        let mut f = self.inner.full.write().expect("full groups");
+        match when {
+            Some(w) => f.insert(group.to_owned(), w),
+            None => f.remove(group),
+        };
+    }
+
+    fn full(&self, group: &str) -> Option<WhenFull> {
+        self.inner
+            .full
+            .read()
+            .expect("full groups")
+            .get(group)
+            .copied()
+    }
+
+    /// Records persons the gate let through by itself (no ticket): counted
+    /// in occupancy here, followed by the peers, uploaded.
+    pub fn record_free_passage(&self, f: &FreePassage) -> Result<(), LaneError> {
+        let nonce = self.inner.nonces.next(&f.lane);
+        let seq = self.store().commit_free_passage(&nonce, f)?;
+        self.inner.head.send_replace(seq);
+        Ok(())
     }
 
     /// Peak mode for a lane group: relaxes its re-entry rules (None ends it).
@@ -535,9 +575,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Persons this device let in and out through `lane` on the local day `day`.
-    pub fn counts(&self, lane: &str, day: u32) -> Result<(u64, u64), LaneError> {
-        Ok(self.reader().lane_counts(lane, day)?)
+    /// Persons this device let in and out through `lane` on the operating
+    /// day of `now`.
+    pub fn counts(&self, lane: &str, now: LocalMinute) -> Result<(u64, u64), LaneError> {
+        Ok(self
+            .reader()
+            .lane_counts(lane, self.inner.day.around(now))?)
     }
 
     /// Runs store work on tokio's blocking pool: a commit waits for its

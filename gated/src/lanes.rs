@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, LaneDirection};
 use crate::lane::{Admission, Engine, Medium, Presentation};
 use crate::store::Db;
-use crate::store::outbox::OutboxEvent;
+use crate::store::passages::FreePassage;
 use crate::tickets::admission::{self, LaneNow, Route};
 use crate::tickets::token::LocalMinute;
 
@@ -182,7 +182,7 @@ pub async fn start(
             "no ID-hash key provisioned: ID cards cannot be matched to tickets until the device is enrolled"
         );
     }
-    let lanes = Engine::new(db, config.device_id.get_ref())?;
+    let lanes = Engine::for_day(db, config.device_id.get_ref(), config.operating_day())?;
 
     // One task per gate device, shared by the lanes that use it.
     let mut gates: HashMap<String, GateHandle> = HashMap::new();
@@ -318,18 +318,17 @@ pub async fn start(
         sources.push(tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
                 if let hal::gate::GateEvent::Passage { direction, count } = ev {
-                    let at_ms = jiff::Timestamp::now().as_millisecond();
-                    let event = OutboxEvent::FreePassage {
+                    let free = FreePassage {
                         lane: ev_lane.clone(),
                         lane_group: ev_group.clone(),
                         direction,
                         persons: count,
-                        at_ms,
+                        at_ms: jiff::Timestamp::now().as_millisecond(),
                         local_minute: local_now(&ev_tz),
+                        seq: 0,
                     };
-                    let stream = ev_lane.clone();
                     let recorded = ev_lanes
-                        .blocking(move |l| l.record_event(&stream, &event, at_ms))
+                        .blocking(move |l| l.record_free_passage(&free))
                         .await;
                     if let Err(e) = recorded {
                         error!(lane = ev_lane, "could not record free passages: {e}");

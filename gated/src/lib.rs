@@ -13,6 +13,7 @@ pub mod lane;
 pub mod lanes;
 pub mod logging;
 pub mod modes;
+pub mod occupancy;
 pub mod peers;
 
 pub mod power;

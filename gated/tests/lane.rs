@@ -488,22 +488,27 @@ async fn a_signing_key_with_an_unreadable_validity_is_not_pinned() {
 }
 
 /// Two free passages the gate reported in the same millisecond (an entry
-/// and an exit from one poll) are two events: their nonces come from the
-/// outbox's sequence, not from the clock (the second one used to be lost).
+/// and an exit from one poll) are two events and two counted passages:
+/// their nonces come from the outbox's sequence, not from the clock (the
+/// second one used to be lost), and both are numbered in the device's own
+/// sequence, after its ticket passages, for the peers to follow.
 #[tokio::test]
 async fn free_passages_in_the_same_millisecond_are_both_recorded() {
     let r = rig(GateKind::Turnstile).await;
+    let before = *r.lanes.head().borrow();
     for direction in [hal::gate::Direction::Entry, hal::gate::Direction::Exit] {
-        let event = gated::store::outbox::OutboxEvent::FreePassage {
+        let free = gated::store::passages::FreePassage {
             lane: "east-1".into(),
             lane_group: "east".into(),
             direction,
             persons: 1,
             at_ms: 1_000,
             local_minute: 0,
+            seq: 0,
         };
-        r.lanes.record_event("east-1", &event, 1_000).unwrap();
+        r.lanes.record_free_passage(&free).unwrap();
     }
+    assert_eq!(*r.lanes.head().borrow(), before + 2);
     let conn = rusqlite::Connection::open(r._dir.path().join("gated.db")).unwrap();
     let mut st = conn
         .prepare("SELECT nonce, body FROM outbox WHERE kind = 'free_passage' ORDER BY id")
@@ -519,4 +524,12 @@ async fn free_passages_in_the_same_millisecond_are_both_recorded() {
         rows[0].1.contains("\"entry\"") && rows[1].1.contains("\"exit\""),
         "{rows:?}"
     );
+    let counted: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM free_passages WHERE origin IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(counted, 2);
 }

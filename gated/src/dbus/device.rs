@@ -10,6 +10,7 @@ pub struct Device {
     pub device_id: String,
     pub status: watch::Receiver<SyncStatus>,
     pub fleet: watch::Receiver<crate::peers::FleetStatus>,
+    pub occupancy: watch::Receiver<gated_api::types::OccupancyView>,
     pub kiosk: Option<Arc<Kiosk>>,
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub power: watch::Receiver<crate::power::PowerView>,
@@ -52,6 +53,22 @@ impl Device {
                 .collect(),
         })
     }
+
+    /// Visitors of the site and of each lane group in the operating day,
+    /// from every device's passages, against the capacities and tiers.
+    #[zbus(out_args("occupancy"))]
+    async fn occupancy(&self) -> gated_api::types::OccupancyView {
+        self.occupancy.borrow().clone()
+    }
+
+    /// The site (`scope` empty) or a lane group crossed a capacity tier.
+    #[zbus(signal)]
+    pub async fn capacity_tier(
+        emitter: &SignalEmitter<'_>,
+        scope: &str,
+        tier: u8,
+        percent: u32,
+    ) -> zbus::Result<()>;
 
     /// `lane` or `kiosk`.
     #[zbus(property)]
@@ -109,14 +126,11 @@ impl Device {
     /// waiting for upload (`OutboxDepth` is as of the last upload attempt).
     #[zbus(out_args("tickets", "revoked", "blocked", "entered_today", "outbox"))]
     async fn counts(&self) -> Result<(u64, u64, u64, u64, u64), Error> {
-        let c = self
+        let today = self
             .reader
-            .read(|s, tz| {
-                s.counts(crate::tickets::rules::local_day(crate::lanes::local_now(
-                    tz,
-                )))
-            })
-            .await?;
+            .day
+            .around(crate::lanes::local_now(&self.reader.tz));
+        let c = self.reader.read(move |s, _| s.counts(today)).await?;
         Ok((c.tickets, c.revoked, c.blocked, c.entered, c.outbox))
     }
 

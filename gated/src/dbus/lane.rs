@@ -35,13 +35,13 @@ impl LaneIface {
         let Some((lanes, registry)) = &self.lanes else {
             return Ok(Vec::new());
         };
-        let today = crate::tickets::rules::local_day(crate::lanes::local_now(&self.tz));
+        let now = crate::lanes::local_now(&self.tz);
         let names: Vec<String> = registry.iter().map(|l| l.name.clone()).collect();
         let counts = lanes
             .blocking(move |l| {
                 names
                     .iter()
-                    .map(|n| l.counts(n, today))
+                    .map(|n| l.counts(n, now))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await

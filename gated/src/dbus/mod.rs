@@ -66,11 +66,16 @@ impl From<KioskError> for Error {
 pub struct Reader {
     db: crate::store::Db,
     tz: jiff::tz::TimeZone,
+    day: crate::tickets::rules::OperatingDay,
 }
 
 impl Reader {
-    pub fn new(db: crate::store::Db, tz: jiff::tz::TimeZone) -> Self {
-        Reader { db, tz }
+    pub fn new(
+        db: crate::store::Db,
+        tz: jiff::tz::TimeZone,
+        day: crate::tickets::rules::OperatingDay,
+    ) -> Self {
+        Reader { db, tz, day }
     }
 
     async fn read<T: Send + 'static>(
@@ -164,6 +169,7 @@ pub async fn follow(
     mut status: watch::Receiver<SyncStatus>,
     mut power: watch::Receiver<crate::power::PowerView>,
     mut modes: watch::Receiver<crate::modes::ModeView>,
+    mut occupancy: watch::Receiver<gated_api::types::OccupancyView>,
     kiosk: Option<Arc<Kiosk>>,
 ) {
     let server = conn.object_server();
@@ -180,6 +186,13 @@ pub async fn follow(
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut devices_seen = device.get().await.devices();
     let mut last_mode = modes.borrow().mode;
+    let tiers = |v: &gated_api::types::OccupancyView| -> Vec<(String, u8)> {
+        std::iter::once(&v.site)
+            .chain(&v.groups)
+            .map(|g| (g.group.clone(), g.tier))
+            .collect()
+    };
+    let mut last_tiers = tiers(&occupancy.borrow_and_update());
     loop {
         let printer_changed = async {
             match &mut printer {
@@ -250,6 +263,20 @@ pub async fn follow(
                 let _ = d.operating_mode_since_ms_changed(e).await;
                 let _ = d.fire_reset_pending_changed(e).await;
                 let _ = d.peak_groups_changed(e).await;
+            }
+            Ok(()) = occupancy.changed() => {
+                let v = occupancy.borrow_and_update().clone();
+                let e = device.signal_emitter();
+                for (scope, tier) in tiers(&v) {
+                    if !last_tiers.contains(&(scope.clone(), tier)) {
+                        let percent = std::iter::once(&v.site)
+                            .chain(&v.groups)
+                            .find(|g| g.group == scope)
+                            .map_or(0, |g| g.percent);
+                        let _ = Device::capacity_tier(e, &scope, tier, percent).await;
+                    }
+                }
+                last_tiers = tiers(&v);
             }
             ok = printer_changed => {
                 if !ok {

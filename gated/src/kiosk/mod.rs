@@ -148,6 +148,9 @@ pub struct Kiosk {
     printer_status: watch::Sender<Option<Result<Status, String>>>,
     handles: Mutex<HashMap<String, IdHandle>>,
     tz: jiff::tz::TimeZone,
+    day: crate::tickets::rules::OperatingDay,
+    /// The site's occupancy: no sale for today once it stops sales.
+    occupancy: watch::Receiver<gated_api::types::OccupancyView>,
     /// The device's operating mode: no sale on UPS power or in a fire alarm.
     modes: watch::Receiver<crate::modes::ModeView>,
     /// Per-ticket print progress, for the UI's progress display.
@@ -176,6 +179,8 @@ impl Kiosk {
         status: watch::Receiver<SyncStatus>,
         printer: Option<SerialPrinter>,
         tz: jiff::tz::TimeZone,
+        day: crate::tickets::rules::OperatingDay,
+        occupancy: watch::Receiver<gated_api::types::OccupancyView>,
         modes: watch::Receiver<crate::modes::ModeView>,
         limits: SaleLimits,
     ) -> Self {
@@ -189,6 +194,8 @@ impl Kiosk {
             printer_status: watch::Sender::new(None),
             handles: Mutex::new(HashMap::new()),
             tz,
+            day,
+            occupancy,
             modes,
             progress: tokio::sync::broadcast::Sender::new(16),
         }

@@ -23,7 +23,7 @@ impl Kiosk {
         // peers): what it knows counts even when the central system does
         // not answer, and it may know a passage the central system has not
         // received yet.
-        let day = crate::tickets::rules::local_day(now);
+        let day = self.day.around(now);
         let (revoked, local) = self
             .read(move |s| {
                 let failed = |e: crate::store::StoreError| E::Failed(e.to_string());

@@ -21,6 +21,14 @@ impl Kiosk {
                 "tickets are sold at most {days} days ahead: {date} is after {last}"
             )));
         }
+        let occupancy = self.occupancy.borrow();
+        if date == today && occupancy.sales_stopped {
+            return Err(E::SoldOut(format!(
+                "no more tickets for today: the park is at {} % of its capacity; \
+                 tickets for later dates still sell / 今日门票暂停销售",
+                occupancy.site.percent
+            )));
+        }
         Ok(())
     }
 

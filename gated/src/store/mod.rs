@@ -184,6 +184,34 @@ const MIGRATIONS: &[&str] = &[
         cursor    INTEGER NOT NULL
     );
     "#,
+    // 6: occupancy. Ticketless passages of this device are kept too
+    // (`origin` NULL), numbered in the same own sequence as its passages, so
+    // peers follow both; both are counted by local minute, for an operating
+    // day that need not begin at midnight. Rows from before had only their
+    // day: they count from its first minute.
+    r#"
+    CREATE TABLE free_passages_6 (
+        id           INTEGER PRIMARY KEY,
+        nonce        TEXT NOT NULL UNIQUE,
+        origin       TEXT,
+        seq          INTEGER,
+        lane         TEXT NOT NULL,
+        lane_group   TEXT NOT NULL DEFAULT '',
+        direction    TEXT NOT NULL CHECK (direction IN ('entry', 'exit')),
+        persons      INTEGER NOT NULL,
+        at_ms        INTEGER NOT NULL,
+        local_minute INTEGER NOT NULL
+    );
+    INSERT INTO free_passages_6
+        (nonce, origin, lane, lane_group, direction, persons, at_ms, local_minute)
+        SELECT nonce, origin, lane, lane_group, direction, persons, at_ms, local_day * 1440
+        FROM free_passages;
+    DROP TABLE free_passages;
+    ALTER TABLE free_passages_6 RENAME TO free_passages;
+    CREATE UNIQUE INDEX free_passages_own_seq ON free_passages(seq) WHERE origin IS NULL;
+    CREATE INDEX free_passages_by_minute ON free_passages(local_minute);
+    CREATE INDEX passages_by_minute ON passages(local_minute);
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,6 @@ use hal::gate::{AlarmKind, Direction, Outcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-use crate::tickets::token::LocalMinute;
-
 /// One event for the central system. The body of each kind is documented
 /// in docs/central-api.yaml (`Event`).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,14 +27,7 @@ pub enum OutboxEvent {
     Passage(super::passages::Passage),
     /// Persons the gate let through and counted by itself (free mode, a
     /// power fallback): no ticket.
-    FreePassage {
-        lane: String,
-        lane_group: String,
-        direction: Direction,
-        persons: u32,
-        at_ms: i64,
-        local_minute: LocalMinute,
-    },
+    FreePassage(super::passages::FreePassage),
     /// A passage found to have admitted a ticket already used up by
     /// earlier ones at other devices (a race inside the propagation window).
     Conflict {
@@ -98,6 +89,17 @@ pub enum OutboxEvent {
         ticket_id: u64,
         serial: String,
     },
+    /// The site or a lane group crossed a capacity tier, up or down.
+    CapacityTier {
+        /// The lane group; empty for the whole site.
+        scope: String,
+        from: u8,
+        to: u8,
+        percent: u32,
+        entries: u64,
+        inside: u64,
+        at_ms: i64,
+    },
     /// A ticket printed again, with the reason given.
     Reprint {
         order_no: String,
@@ -124,6 +126,7 @@ impl OutboxEvent {
             OutboxEvent::Sale { .. } => "sale",
             OutboxEvent::Print { .. } => "print",
             OutboxEvent::Reprint { .. } => "reprint",
+            OutboxEvent::CapacityTier { .. } => "capacity_tier",
         }
     }
 
@@ -136,17 +139,10 @@ impl OutboxEvent {
                 "local_time": crate::central::format_civil(p.local_minute),
                 "entries_allowed": p.entries_allowed, "group_size": p.group_size, "seq": p.seq,
             }),
-            OutboxEvent::FreePassage {
-                lane,
-                lane_group,
-                direction,
-                persons,
-                at_ms,
-                local_minute,
-            } => json!({
-                "lane": lane, "lane_group": lane_group, "direction": direction.as_str(),
-                "persons": persons, "at_ms": at_ms,
-                "local_time": crate::central::format_civil(*local_minute),
+            OutboxEvent::FreePassage(f) => json!({
+                "lane": f.lane, "lane_group": f.lane_group, "direction": f.direction.as_str(),
+                "persons": f.persons, "at_ms": f.at_ms,
+                "local_time": crate::central::format_civil(f.local_minute), "seq": f.seq,
             }),
             OutboxEvent::Conflict {
                 ticket_id,
@@ -189,6 +185,18 @@ impl OutboxEvent {
                 at_ms,
             } => json!({ "group": group, "on": on, "by": by, "at_ms": at_ms }),
             OutboxEvent::AlarmReset { by, at_ms } => json!({ "by": by, "at_ms": at_ms }),
+            OutboxEvent::CapacityTier {
+                scope,
+                from,
+                to,
+                percent,
+                entries,
+                inside,
+                at_ms,
+            } => json!({
+                "scope": scope, "from": from, "to": to, "percent": percent,
+                "entries": entries, "inside": inside, "at_ms": at_ms,
+            }),
             OutboxEvent::Shutdown { cause, at_ms } => json!({ "cause": cause, "at_ms": at_ms }),
             OutboxEvent::Sale {
                 order_no,
@@ -392,14 +400,15 @@ mod tests {
     use crate::store::Store;
 
     fn free(persons: u32, direction: Direction) -> OutboxEvent {
-        OutboxEvent::FreePassage {
+        OutboxEvent::FreePassage(crate::store::passages::FreePassage {
             lane: "east-1".into(),
             lane_group: "east".into(),
             direction,
             persons,
             at_ms: 1000,
             local_minute: 0,
-        }
+            seq: 0,
+        })
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::outbox::{self, OutboxError, OutboxEvent};
 use super::{Store, StoreError};
 use crate::tickets::rules::{self, Usage};
 use crate::tickets::token::LocalMinute;
+use std::ops::Range;
 
 /// One passage of `persons` through `lane`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,19 @@ pub struct Recorded {
     pub conflicts: Vec<String>,
 }
 
+/// Persons a gate let through and counted by itself: no ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreePassage {
+    pub lane: String,
+    pub lane_group: String,
+    pub direction: Direction,
+    pub persons: u32,
+    pub at_ms: i64,
+    pub local_minute: LocalMinute,
+    /// Its number in this device's own sequence (given at commit).
+    pub seq: u64,
+}
+
 /// A passage announced before the gate opened, with the gate's counter then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announced {
@@ -53,20 +67,22 @@ pub struct Announced {
 }
 
 impl Store {
-    /// What this device recorded for a ticket, as of the local day `today`.
-    pub fn usage(&self, ticket_id: u64, today: u32) -> Result<Usage, StoreError> {
+    /// What this device recorded for a ticket; `today`: the local minutes
+    /// of the operating day.
+    pub fn usage(&self, ticket_id: u64, today: Range<LocalMinute>) -> Result<Usage, StoreError> {
         self.conn_ref()
             .prepare_cached(
                 "SELECT
                     COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
-                    COALESCE(SUM(CASE WHEN direction = 'entry' AND local_day = ?2 THEN persons END), 0),
+                    COALESCE(SUM(CASE WHEN direction = 'entry' AND local_minute >= ?2
+                                      AND local_minute < ?3 THEN persons END), 0),
                     MAX(CASE WHEN direction = 'entry' THEN local_minute END),
                     COALESCE(MAX(CASE WHEN direction = 'exit' THEN at_ms END)
                         >= MAX(CASE WHEN direction = 'entry' THEN at_ms END), 0)
                  FROM passages WHERE ticket_id = ?1",
             )
             .and_then(|mut st| {
-                st.query_row(params![ticket_id as i64, today], |r| {
+                st.query_row(params![ticket_id as i64, today.start, today.end], |r| {
                     Ok(Usage {
                         entries: r.get(0)?,
                         entries_today: r.get(1)?,
@@ -87,11 +103,7 @@ impl Store {
         let run = |conn: &mut rusqlite::Connection| -> Result<Recorded, OutboxError> {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM pending_passages WHERE nonce = ?1", [&p.nonce])?;
-            let seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM passages WHERE origin IS NULL",
-                [],
-                |r| r.get(0),
-            )?;
+            let seq = next_own_seq(&tx)?;
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO passages (nonce, ticket_id, lane, direction, persons, at_ms,
                      local_day, local_minute, seq, lane_group, entries_allowed, group_size)
@@ -201,21 +213,35 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Persons let in and out through `lane` on the local day `day`.
-    pub fn lane_counts(&self, lane: &str, day: u32) -> Result<(u64, u64), StoreError> {
+    /// Persons let in and out through `lane` in the local minutes `today`.
+    pub fn lane_counts(
+        &self,
+        lane: &str,
+        today: Range<LocalMinute>,
+    ) -> Result<(u64, u64), StoreError> {
         self.conn_ref()
             .prepare_cached(
                 "SELECT COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
                         COALESCE(SUM(CASE WHEN direction = 'exit' THEN persons END), 0)
-                 FROM passages WHERE lane = ?1 AND local_day = ?2",
+                 FROM passages WHERE lane = ?1 AND local_minute >= ?2 AND local_minute < ?3",
             )
             .and_then(|mut st| {
-                st.query_row(params![lane, day], |r| {
+                st.query_row(params![lane, today.start, today.end], |r| {
                     Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
                 })
             })
             .map_err(|e| self.err(e))
     }
+}
+
+/// This device's newest number, over passages with and without a ticket.
+const OWN_HEAD: &str = "SELECT MAX(
+        (SELECT COALESCE(MAX(seq), 0) FROM passages WHERE origin IS NULL),
+        (SELECT COALESCE(MAX(seq), 0) FROM free_passages WHERE origin IS NULL))";
+
+fn next_own_seq(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
+    tx.query_row(OWN_HEAD, [], |r| r.get::<_, i64>(0))
+        .map(|n| n + 1)
 }
 
 /// Marks the entry passages of `ticket_id` that found it used up by
@@ -313,8 +339,8 @@ pub fn record_shared(
     let Some(ticket_id) = p.ticket_id else {
         tx.execute(
             "INSERT OR IGNORE INTO free_passages
-             (nonce, origin, lane, lane_group, direction, persons, at_ms, local_day)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (nonce, origin, lane, lane_group, direction, persons, at_ms, local_minute, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 p.nonce,
                 p.device_id,
@@ -323,7 +349,8 @@ pub fn record_shared(
                 direction.as_str(),
                 p.persons,
                 p.at_ms,
-                day
+                local_minute,
+                p.seq as i64
             ],
         )?;
         return Ok(Recorded::default());
@@ -367,18 +394,24 @@ impl Store {
         cursor: u64,
         limit: usize,
     ) -> Result<Vec<crate::central::api::PassageRecord>, StoreError> {
+        // One sequence over both: a ticketless passage has no ticket.
         self.conn_ref()
             .prepare_cached(
                 "SELECT nonce, ticket_id, lane, lane_group, direction, persons, at_ms,
                         local_minute, entries_allowed, group_size, seq
-                 FROM passages WHERE origin IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+                 FROM passages WHERE origin IS NULL AND seq > ?1
+                 UNION ALL
+                 SELECT nonce, NULL, lane, lane_group, direction, persons, at_ms,
+                        local_minute, 0, 1, seq
+                 FROM free_passages WHERE origin IS NULL AND seq > ?1
+                 ORDER BY seq LIMIT ?2",
             )
             .and_then(|mut st| {
                 st.query_map(params![cursor as i64, limit as i64], |r| {
                     Ok(crate::central::api::PassageRecord {
                         nonce: r.get(0)?,
                         device_id: device_id.to_owned(),
-                        ticket_id: Some(r.get::<_, i64>(1)? as u64),
+                        ticket_id: r.get::<_, Option<i64>>(1)?.map(|t| t as u64),
                         lane: r.get(2)?,
                         lane_group: r.get(3)?,
                         direction: r.get(4)?,
@@ -389,6 +422,71 @@ impl Store {
                         group_size: r.get(9)?,
                         seq: r.get::<_, i64>(10)? as u64,
                     })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records persons the gate let through by itself (free mode, a power
+    /// fallback, a fire alarm) and its outbox event in one transaction,
+    /// numbered in this device's own sequence, which peers follow.
+    pub fn commit_free_passage(&mut self, nonce: &str, f: &FreePassage) -> Result<u64, StoreError> {
+        let path = self.path().to_owned();
+        let run = |conn: &mut rusqlite::Connection| -> Result<u64, OutboxError> {
+            let tx = conn.transaction()?;
+            let seq = next_own_seq(&tx)?;
+            tx.execute(
+                "INSERT INTO free_passages
+                 (nonce, lane, lane_group, direction, persons, at_ms, local_minute, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    nonce,
+                    f.lane,
+                    f.lane_group,
+                    f.direction.as_str(),
+                    f.persons,
+                    f.at_ms,
+                    f.local_minute,
+                    seq
+                ],
+            )?;
+            let numbered = FreePassage {
+                seq: seq as u64,
+                ..f.clone()
+            };
+            outbox::queue(&tx, nonce, &OutboxEvent::FreePassage(numbered), f.at_ms)?;
+            tx.commit()?;
+            Ok(seq as u64)
+        };
+        run(self.conn()).map_err(|e| StoreError::from_outbox(&path, e))
+    }
+
+    /// Persons in and out per lane group in the local minutes `today`,
+    /// every device's passages with and without a ticket.
+    pub fn group_counts(
+        &self,
+        today: Range<LocalMinute>,
+    ) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        self.conn_ref()
+            .prepare_cached(
+                "SELECT lane_group,
+                        COALESCE(SUM(CASE WHEN direction = 'entry' THEN persons END), 0),
+                        COALESCE(SUM(CASE WHEN direction = 'exit' THEN persons END), 0)
+                 FROM (SELECT lane_group, direction, persons FROM passages
+                       WHERE local_minute >= ?1 AND local_minute < ?2
+                       UNION ALL
+                       SELECT lane_group, direction, persons FROM free_passages
+                       WHERE local_minute >= ?1 AND local_minute < ?2)
+                 GROUP BY lane_group ORDER BY lane_group",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![today.start, today.end], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
                 })?
                 .collect()
             })
@@ -434,9 +532,14 @@ impl Store {
             .map_err(|e| StoreError::from_outbox(&path, e))
     }
 
+    /// Changes when another connection committed (SQLite's `data_version`).
+    pub fn data_version(&self) -> Result<u64, StoreError> {
+        self.number("PRAGMA data_version")
+    }
+
     /// The newest number in this device's own passage sequence (0: none).
     pub fn own_head(&self) -> Result<u64, StoreError> {
-        self.number("SELECT COALESCE(MAX(seq), 0) FROM passages WHERE origin IS NULL")
+        self.number(OWN_HEAD)
     }
 
     /// Passages marked `conflict` (every device's, as this one knows them).
@@ -526,7 +629,10 @@ mod tests {
         );
         assert_eq!(store.conflicts().unwrap(), 2);
         let usage = store
-            .usage(7, crate::tickets::rules::local_day(14_000_000))
+            .usage(
+                7,
+                crate::tickets::rules::OperatingDay::default().around(14_000_000),
+            )
             .unwrap();
         assert_eq!(usage.entries, 3);
         // Reported once per conflicting passage, under a nonce any device would use.
@@ -584,9 +690,9 @@ mod tests {
             entries_allowed: None,
             group_size: 1,
         };
-        let day = minute / crate::tickets::rules::MINUTES_PER_DAY;
+        let today = crate::tickets::rules::OperatingDay::default().around(minute);
         let decide = |store: &Store| {
-            let usage = store.usage(7, day).unwrap();
+            let usage = store.usage(7, today.clone()).unwrap();
             decide_entry(&product, &ticket, &usage, minute, "east")
         };
         // In, out at another device, in again: all inside one minute.
@@ -598,5 +704,45 @@ mod tests {
         assert_eq!(decide(&store), Ok(1));
         store.commit_passage(&own("a/east-1/1.1", 3_000)).unwrap();
         assert_eq!(decide(&store), Err(Reason::ExitFirst));
+    }
+
+    #[test]
+    fn occupancy_counts_every_devices_passages_with_and_without_tickets_in_the_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let minute = own("x", 0).local_minute;
+        let today = crate::tickets::rules::OperatingDay::default().around(minute);
+        // Here: a ticket entry and a free exit; from lane-b: a ticket entry
+        // and a free entry; yesterday's entry at lane-b does not count.
+        store.commit_passage(&own("a/east-1/1.0", 1_000)).unwrap();
+        let free = |direction, persons| FreePassage {
+            lane: "east-1".into(),
+            lane_group: "east".into(),
+            direction,
+            persons,
+            at_ms: 2_000,
+            local_minute: minute,
+            seq: 0,
+        };
+        assert_eq!(
+            store
+                .commit_free_passage("a/east-1/1.1", &free(Direction::Exit, 1))
+                .unwrap(),
+            2
+        );
+        apply(&mut store, &shared("b/west-1/1.0", 1_500));
+        let mut free_b = shared("b/west-1/1.1", 1_600);
+        (free_b.ticket_id, free_b.persons) = (None, 3);
+        apply(&mut store, &free_b);
+        let mut old = shared("b/west-1/1.2", 1_700);
+        old.local_time = crate::central::format_civil(today.start - 1);
+        apply(&mut store, &old);
+        let counts = store.group_counts(today).unwrap();
+        assert_eq!(counts, [("east".into(), 1, 1), ("west".into(), 4, 0)]);
+        // Peers follow both kinds in one sequence.
+        let mine = store.own_passages_after("lane-a", 0, 10).unwrap();
+        let seqs: Vec<(u64, Option<u64>)> = mine.iter().map(|p| (p.seq, p.ticket_id)).collect();
+        assert_eq!(seqs, [(1, Some(7)), (2, None)]);
+        assert_eq!(store.own_head().unwrap(), 2);
     }
 }

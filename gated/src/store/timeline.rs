@@ -3,6 +3,7 @@
 //! the events still waiting for upload.
 
 use super::{Store, StoreError};
+use crate::tickets::token::LocalMinute;
 
 /// One line of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +51,16 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The store's counts, entries on the local day `day`.
-    pub fn counts(&self, day: u32) -> Result<Counts, StoreError> {
+    /// The store's counts, entries in the local minutes `today`.
+    pub fn counts(&self, today: std::ops::Range<LocalMinute>) -> Result<Counts, StoreError> {
         self.conn_ref()
             .query_row(
                 "SELECT (SELECT COUNT(*) FROM tickets), (SELECT COUNT(*) FROM revoked),
                         (SELECT COUNT(*) FROM blocked),
                         (SELECT COALESCE(SUM(persons), 0) FROM passages
-                         WHERE direction = 'entry' AND local_day = ?1),
+                         WHERE direction = 'entry' AND local_minute >= ?1 AND local_minute < ?2),
                         (SELECT COUNT(*) FROM outbox)",
-                [day],
+                [today.start, today.end],
                 |r| {
                     Ok(Counts {
                         tickets: r.get::<_, i64>(0)? as u64,
@@ -107,9 +108,10 @@ mod tests {
                 })
                 .unwrap();
         }
-        let c = store.counts(today).unwrap();
+        let day = |d: u32| d * 1440..(d + 1) * 1440;
+        let c = store.counts(day(today)).unwrap();
         assert_eq!((c.tickets, c.entered, c.outbox), (0, 2, 3));
-        assert_eq!(store.counts(today - 1).unwrap().entered, 5);
+        assert_eq!(store.counts(day(today - 1)).unwrap().entered, 5);
         let t = store.timeline(2).unwrap();
         assert_eq!(t.len(), 2);
         // Passages at 3, 2, 1 ms and their outbox events at the same times.

@@ -31,6 +31,13 @@ pub struct Relax {
 
 /// A central signing key pinned at provisioning, with its validity in the
 /// scenic area's civil time (rotation: an old key stops verifying).
+/// What a lane group at its instantaneous capacity still lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WhenFull {
+    /// A ticket already admitted today comes back in (it was counted out).
+    pub admit_reentry: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct PinnedKey {
     pub key: VerifyingKey,
@@ -132,6 +139,8 @@ pub struct Record<'a> {
     pub in_use: bool,
     /// What this device recorded for the ticket.
     pub usage: Result<Usage, Unreadable>,
+    /// The lane group is at its instantaneous capacity.
+    pub full: Option<WhenFull>,
 }
 
 /// Whether `record` lets its holder through in `direction` at a lane of
@@ -175,7 +184,13 @@ pub fn decide(
             std::borrow::Cow::Owned(p)
         }
     };
-    rules::decide_entry(&product, record.ticket, &usage, now, group)
+    let persons = rules::decide_entry(&product, record.ticket, &usage, now, group)?;
+    if let Some(w) = record.full
+        && !(w.admit_reentry && usage.entries_today > 0)
+    {
+        return Err(Reason::CapacityFull);
+    }
+    Ok(persons)
 }
 
 /// The answer for a medium with several tickets (an ID card): the first
@@ -242,6 +257,7 @@ mod tests {
         direction: Direction,
         group: &'static str,
         peak: Option<Relax>,
+        full: Option<WhenFull>,
         want: Result<u16, Reason>,
     }
 
@@ -256,6 +272,7 @@ mod tests {
             direction: Direction::Entry,
             group: "north",
             peak: None,
+            full: None,
             want,
         }
     }
@@ -277,8 +294,57 @@ mod tests {
             entries_allowed: 0,
             ..product()
         };
+        let full = |admit_reentry| Some(WhenFull { admit_reentry });
+        let reentry = Product {
+            entries_allowed: 0,
+            ..product()
+        };
         let cases = vec![
             case("admissible", Ok(1)),
+            Case {
+                full: full(true),
+                ..case(
+                    "a first entry when the group is full",
+                    Err(Reason::CapacityFull),
+                )
+            },
+            Case {
+                full: full(true),
+                product: Some(reentry.clone()),
+                usage: Ok(Usage {
+                    exited: true,
+                    ..entered(NOW - 60)
+                }),
+                ..case("a re-entry today when full, re-entries admitted", Ok(1))
+            },
+            Case {
+                full: full(false),
+                product: Some(reentry.clone()),
+                usage: Ok(Usage {
+                    exited: true,
+                    ..entered(NOW - 60)
+                }),
+                ..case(
+                    "a re-entry today when full, re-entries refused",
+                    Err(Reason::CapacityFull),
+                )
+            },
+            Case {
+                full: full(true),
+                ticket: Ticket {
+                    valid_until: NOW - 1,
+                    ..ticket()
+                },
+                ..case(
+                    "an expired ticket when full says expired",
+                    Err(Reason::Expired),
+                )
+            },
+            Case {
+                full: full(false),
+                direction: Direction::Exit,
+                ..case("leaving when full", Ok(1))
+            },
             Case {
                 ticket: Ticket {
                     group_size: 4,
@@ -417,6 +483,7 @@ mod tests {
                 product: c.product.as_ref(),
                 in_use: c.in_use,
                 usage: c.usage,
+                full: c.full,
             };
             assert_eq!(
                 decide(&record, c.direction, c.group, c.peak, NOW),

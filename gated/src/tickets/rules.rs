@@ -11,6 +11,29 @@ pub fn local_day(t: LocalMinute) -> u32 {
     t / MINUTES_PER_DAY
 }
 
+/// The scenic area's operating day: it begins `start` minutes after local
+/// midnight (04:00 by default), so the visitors of a night show count on
+/// the evening's day. Entries today, daily limits and occupancy count in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatingDay {
+    pub start: u16,
+}
+
+impl Default for OperatingDay {
+    fn default() -> Self {
+        OperatingDay { start: 4 * 60 }
+    }
+}
+
+impl OperatingDay {
+    /// The local minutes of the operating day `t` falls in.
+    pub fn around(self, t: LocalMinute) -> std::ops::Range<LocalMinute> {
+        let start = u32::from(self.start);
+        let begin = t.saturating_sub(start) / MINUTES_PER_DAY * MINUTES_PER_DAY + start;
+        begin..begin + MINUTES_PER_DAY
+    }
+}
+
 /// 0 = Monday … 6 = Sunday (2000-01-01 was a Saturday).
 pub fn weekday(t: LocalMinute) -> u8 {
     ((local_day(t) + 5) % 7) as u8
@@ -107,6 +130,8 @@ pub enum Reason {
     /// Something the decision needs could not be read (the database):
     /// refused, never admitted.
     CannotCheck,
+    /// The lane group (or the site) holds as many visitors as it may at once.
+    CapacityFull,
 }
 
 impl Reason {
@@ -131,6 +156,7 @@ impl Reason {
             Reason::LaneClosed => "lane_closed",
             Reason::EntryOnly => "entry_only",
             Reason::CannotCheck => "cannot_check",
+            Reason::CapacityFull => "capacity_full",
         }
     }
 
@@ -173,6 +199,10 @@ impl Reason {
             Reason::CannotCheck => (
                 "暂时无法验票，请找工作人员",
                 "Ticket cannot be checked now: please ask staff",
+            ),
+            Reason::CapacityFull => (
+                "景区游客已满，请稍候入园",
+                "The park is full: please wait a moment",
             ),
         }
     }
@@ -325,6 +355,25 @@ mod tests {
     }
 
     #[test]
+    fn the_operating_day_begins_at_its_start_not_at_midnight() {
+        let day = OperatingDay { start: 4 * 60 };
+        let monday_4am = MONDAY_9AM - 5 * 60;
+        assert_eq!(
+            day.around(MONDAY_9AM),
+            monday_4am..monday_4am + MINUTES_PER_DAY
+        );
+        // 01:00 on Tuesday is still Monday's operating day; 04:00 is Tuesday's.
+        let tuesday_1am = monday_4am + 21 * 60;
+        assert_eq!(day.around(tuesday_1am).start, monday_4am);
+        assert_eq!(
+            day.around(tuesday_1am + 3 * 60).start,
+            monday_4am + MINUTES_PER_DAY
+        );
+        let midnight = OperatingDay { start: 0 };
+        assert_eq!(midnight.around(MONDAY_9AM).start, MONDAY_9AM - 9 * 60);
+    }
+
+    #[test]
     fn annual_pass_per_day_limit_and_anti_passback() {
         let p = Product {
             entries_allowed: 0,
@@ -422,6 +471,10 @@ mod tests {
             ReentryTooSoon,
             ExitFirst,
             InUse,
+            LaneClosed,
+            EntryOnly,
+            CannotCheck,
+            CapacityFull,
         ] {
             let (zh, en) = r.message();
             assert!(!zh.is_empty() && !en.is_empty() && !r.code().is_empty());

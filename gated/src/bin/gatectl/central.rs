@@ -180,12 +180,14 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         let counts = g.device.counts().await?;
         // A lane list that cannot be read leaves the rest of the status.
         let lanes = g.lane.lanes().await.ok();
-        Ok((props, counts, lanes, g.device.fleet().await.ok()))
+        let (fleet, occupancy) = (g.device.fleet().await.ok(), g.device.occupancy().await.ok());
+        Ok((props, counts, lanes, fleet, occupancy))
     });
-    let (props, (tickets, revoked, blocked, entered, outbox), lanes, fleet) = match snapshot {
-        Ok(s) => s,
-        Err(e) => return not_running(&config, &e.to_string(), json),
-    };
+    let (props, (tickets, revoked, blocked, entered, outbox), lanes, fleet, occupancy) =
+        match snapshot {
+            Ok(s) => s,
+            Err(e) => return not_running(&config, &e.to_string(), json),
+        };
     let device = RunningDevice(props);
     let lanes: Vec<serde_json::Value> = lanes
         .map(|ls| ls.iter().map(gated_api::to_json).collect())
@@ -235,6 +237,7 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                     })),
                     "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
                     "fleet": fleet.as_ref().map(gated_api::to_json),
+                    "occupancy": occupancy.as_ref().map(gated_api::to_json),
                 })
             )
         );
@@ -304,6 +307,9 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
     if let Some(f) = &fleet {
         print_fleet(f);
     }
+    if let Some(o) = &occupancy {
+        print_occupancy(o);
+    }
     for (i, l) in lanes.iter().enumerate() {
         let label = if i == 0 { "lanes" } else { "" };
         let last = l["last"]
@@ -342,6 +348,71 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `gatectl capacity`: the site's and each lane group's visitors today
+/// against their capacities, from the running gated.
+pub fn capacity(config_path: &Path, json: bool) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let occupancy = match with_gated(async |g| Ok(g.device.occupancy().await?)) {
+        Ok(o) => o,
+        Err(e) => return not_running(&config, &e.to_string(), json),
+    };
+    if json {
+        println!("{:#}", identified(&config, gated_api::to_json(&occupancy)));
+    } else {
+        println!("{} {}", config.role, config.device_id.get_ref());
+        print_occupancy(&occupancy);
+    }
+    ExitCode::SUCCESS
+}
+
+/// One line per scope: in the park, entries and exits today, capacity, tier.
+fn print_occupancy(o: &gated_api::types::OccupancyView) {
+    let line = |label: &str, g: &gated_api::types::GroupOccupancy| {
+        let cap = |c: Option<u32>| c.map_or("-".to_owned(), |c| c.to_string());
+        let mut notes = Vec::new();
+        if g.full {
+            notes.push("FULL: entries refused".to_owned());
+        } else if g.tier > 0 {
+            notes.push(format!("TIER {}%", g.tier));
+        }
+        if g.clamped {
+            notes.push("more exits than entries counted (held at 0)".to_owned());
+        }
+        println!(
+            "  {label:<13} {:<10} inside {:>5} of {:>5}  today in {:>5} out {:>5} of {:>5}  {:>3}%  {}",
+            if g.group.is_empty() {
+                "site"
+            } else {
+                g.group.as_str()
+            },
+            g.inside,
+            cap(g.instant_capacity),
+            g.entries,
+            g.exits,
+            cap(g.daily_capacity),
+            g.percent,
+            notes.join(", ")
+        );
+    };
+    line("occupancy", &o.site);
+    for g in &o.groups {
+        line("", g);
+    }
+    println!(
+        "                operating day from {}",
+        o.day_start.replace('T', " ")
+    );
+    if o.sales_stopped {
+        println!("                KIOSK SALES FOR TODAY STOPPED (later dates still sell)");
+    }
+    if !o.notice_en.is_empty() {
+        println!("                notice: {} / {}", o.notice_zh, o.notice_en);
+    }
 }
 
 /// The site network: where this device listens, each peer, lag and conflicts.

@@ -122,6 +122,13 @@ enum Command {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Visitors in the site and each lane group today (every device's
+    /// passages) against the capacities in `[occupancy]`, the tier reached,
+    /// and whether kiosk sales for today are stopped.
+    Capacity {
+        #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +183,7 @@ fn main() -> ExitCode {
             central::provision(&config, url.as_deref(), &code, cli.json)
         }
         Command::Status { config } => central::status(&config, cli.json),
+        Command::Capacity { config } => central::capacity(&config, cli.json),
         Command::Reprint { ticket, reason } => central::reprint(ticket, &reason, cli.json),
         Command::Lane { name, action, arg } => central::lane(&name, &action, &arg, cli.json),
         Command::Test { device, name } => central::self_test(&device, &name, cli.json),

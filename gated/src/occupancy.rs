@@ -1,0 +1,360 @@
+//! Occupancy and capacity: visitors in the site and in each lane group in
+//! the operating day, from every device's passages (its own, the peers',
+//! the central feed's; with and without tickets), against the approved
+//! capacities (LB/T 034-2014: daily and instantaneous) and the warning
+//! tiers. A tier crossed is logged and queued as an event; at the
+//! instantaneous capacity the entry lanes refuse new entries
+//! (`capacity_full`); at `stop_sales_at` the kiosks stop selling for today.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gated_api::types::{GroupOccupancy, OccupancyView};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::lane::Engine;
+use crate::store::Db;
+use crate::store::outbox::OutboxEvent;
+use crate::tickets::admission::WhenFull;
+
+/// How often the store is asked whether anything was committed.
+const CHECK: Duration = Duration::from_millis(50);
+
+/// The capacities and what the tiers do, from `[occupancy]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacities {
+    pub daily: Option<u32>,
+    pub instant: Option<u32>,
+    pub groups: BTreeMap<String, (Option<u32>, Option<u32>)>,
+    pub tiers: Vec<u8>,
+    pub stop_sales_at: u8,
+    pub when_full: WhenFull,
+}
+
+impl Capacities {
+    pub fn from_config(config: &Config) -> Self {
+        let o = &config.occupancy;
+        Capacities {
+            daily: o.daily_capacity.as_ref().map(|c| *c.get_ref()),
+            instant: o.instant_capacity.as_ref().map(|c| *c.get_ref()),
+            groups: o
+                .groups
+                .iter()
+                .map(|(g, c)| {
+                    let c = c.get_ref();
+                    (g.clone(), (c.daily_capacity, c.instant_capacity))
+                })
+                .collect(),
+            tiers: o.tiers.get_ref().clone(),
+            stop_sales_at: *o.stop_sales_at.get_ref(),
+            when_full: WhenFull {
+                admit_reentry: o.admit_reentry_when_full,
+            },
+        }
+    }
+
+    /// The figures of one scope.
+    fn figures(
+        &self,
+        group: &str,
+        (entries, exits): (u64, u64),
+        (daily, instant): (Option<u32>, Option<u32>),
+    ) -> GroupOccupancy {
+        let inside = entries.saturating_sub(exits);
+        let of = |n: u64, cap: Option<u32>| cap.map_or(0, |c| n * 100 / u64::from(c.max(1)));
+        let percent = of(entries, daily)
+            .max(of(inside, instant))
+            .min(u64::from(u32::MAX)) as u32;
+        let tier = self
+            .tiers
+            .iter()
+            .copied()
+            .filter(|t| percent >= u32::from(*t))
+            .max()
+            .unwrap_or(0);
+        GroupOccupancy {
+            group: group.to_owned(),
+            entries,
+            exits,
+            inside,
+            clamped: exits > entries,
+            daily_capacity: daily,
+            instant_capacity: instant,
+            percent,
+            tier,
+            full: instant.is_some_and(|c| inside >= u64::from(c)),
+        }
+    }
+
+    /// The view of the counts per lane group (entries, exits).
+    pub fn view(&self, counts: &[(String, u64, u64)], day_start: String) -> OccupancyView {
+        let mut per_group: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for g in self.groups.keys() {
+            per_group.insert(g, (0, 0));
+        }
+        let (mut entries, mut exits) = (0, 0);
+        for (g, i, o) in counts {
+            per_group.insert(g, (*i, *o));
+            entries += i;
+            exits += o;
+        }
+        let site = self.figures("", (entries, exits), (self.daily, self.instant));
+        let groups: Vec<GroupOccupancy> = per_group
+            .iter()
+            .map(|(g, c)| {
+                let caps = self.groups.get(*g).copied().unwrap_or((None, None));
+                self.figures(g, *c, caps)
+            })
+            .collect();
+        let sales_stopped = site.percent >= u32::from(self.stop_sales_at);
+        let tier = groups
+            .iter()
+            .map(|g| g.tier)
+            .chain([site.tier])
+            .max()
+            .unwrap_or(0);
+        let (zh, en) = notice(
+            tier,
+            sales_stopped,
+            site.full || groups.iter().any(|g| g.full),
+        );
+        OccupancyView {
+            day_start,
+            site,
+            groups,
+            sales_stopped,
+            notice_zh: zh.into(),
+            notice_en: en.into(),
+        }
+    }
+}
+
+/// What visitors are told at `tier` (zh, en).
+fn notice(tier: u8, sales_stopped: bool, full: bool) -> (&'static str, &'static str) {
+    if full {
+        (
+            "景区游客已满，请稍候入园",
+            "The park is full: please wait a moment",
+        )
+    } else if sales_stopped {
+        (
+            "景区游客较多，今日门票暂停销售",
+            "The park is very busy: no more tickets for today",
+        )
+    } else if tier > 0 {
+        (
+            "景区游客较多，请错峰游览",
+            "The park is busy: please plan your visit",
+        )
+    } else {
+        ("", "")
+    }
+}
+
+/// Keeps the view current in `tasks`: recounted whenever the store changed
+/// (any path: own passages, peers, the feed) and when the day turns; sets
+/// the engine's full groups (a lane device) from it.
+pub fn start(
+    config: &Config,
+    db: Db,
+    engine: Option<Engine>,
+    tasks: &mut JoinSet<()>,
+) -> watch::Receiver<OccupancyView> {
+    let caps = Capacities::from_config(config);
+    let day = config.operating_day();
+    let tz = config.time_zone();
+    let device = config.device_id.get_ref().clone();
+    let own_groups: Vec<String> = config
+        .lanes
+        .values()
+        .map(|l| l.get_ref().group.clone())
+        .collect();
+    let (tx, rx) = watch::channel(OccupancyView::default());
+    tasks.spawn(async move {
+        let nonces = match db.write(move |s| s.nonces(&device)).await {
+            Ok(n) => n,
+            Err(e) => return error!("occupancy off: {e}"),
+        };
+        let mut last: Option<OccupancyView> = None;
+        let mut version = None;
+        loop {
+            let now = crate::lanes::local_now(&tz);
+            let today = day.around(now);
+            let range = today.clone();
+            let counts = db.read(move |s| s.group_counts(range)).await;
+            match counts {
+                Ok(counts) => {
+                    let view = caps.view(&counts, crate::central::format_civil(today.start));
+                    transitions(&db, &nonces, last.as_ref(), &view).await;
+                    if let Some(e) = &engine {
+                        for g in &own_groups {
+                            let full = view.site.full
+                                || view.groups.iter().any(|v| v.group == *g && v.full);
+                            e.set_full(g, full.then_some(caps.when_full));
+                        }
+                    }
+                    tx.send_if_modified(|v| {
+                        let changed = *v != view;
+                        *v = view.clone();
+                        changed
+                    });
+                    last = Some(view);
+                }
+                // The last figures stay (and with them a full lane stays full).
+                Err(e) => warn!("occupancy not recounted: {e}"),
+            }
+            // Until something is committed or the operating day turns.
+            loop {
+                tokio::time::sleep(CHECK).await;
+                let v = db.read(|s| s.data_version()).await.ok();
+                let turned = day.around(crate::lanes::local_now(&tz)) != today;
+                if v != version || turned {
+                    version = v;
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Logs and queues each tier crossed since `last`.
+async fn transitions(
+    db: &Db,
+    nonces: &crate::store::outbox::Nonces,
+    last: Option<&OccupancyView>,
+    view: &OccupancyView,
+) {
+    let Some(last) = last else {
+        if view.site.tier > 0 {
+            info!(
+                tier = view.site.tier,
+                percent = view.site.percent,
+                "site occupancy at start: tier {}%",
+                view.site.tier
+            );
+        }
+        return;
+    };
+    let before = |scope: &str| {
+        std::iter::once(&last.site)
+            .chain(&last.groups)
+            .find(|g| g.group == scope)
+            .map_or(0, |g| g.tier)
+    };
+    for g in std::iter::once(&view.site).chain(&view.groups) {
+        let from = before(&g.group);
+        if from == g.tier {
+            continue;
+        }
+        let scope = if g.group.is_empty() {
+            "the site"
+        } else {
+            g.group.as_str()
+        };
+        warn!(
+            scope = g.group,
+            from,
+            to = g.tier,
+            percent = g.percent,
+            inside = g.inside,
+            entries = g.entries,
+            "capacity tier of {scope}: {from}% → {}% ({}% of capacity, {} inside, {} entries today)",
+            g.tier,
+            g.percent,
+            g.inside,
+            g.entries
+        );
+        let at_ms = jiff::Timestamp::now().as_millisecond();
+        let event = OutboxEvent::CapacityTier {
+            scope: g.group.clone(),
+            from,
+            to: g.tier,
+            percent: g.percent,
+            entries: g.entries,
+            inside: g.inside,
+            at_ms,
+        };
+        let nonce = nonces.next("occupancy");
+        if let Err(e) = db.write(move |s| s.queue(&nonce, &event, at_ms)).await {
+            error!("capacity tier not queued for the central system: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> Capacities {
+        Capacities {
+            daily: Some(1000),
+            instant: Some(100),
+            groups: [("east".to_owned(), (None, Some(10)))].into(),
+            tiers: vec![80, 90, 95, 100],
+            stop_sales_at: 90,
+            when_full: WhenFull {
+                admit_reentry: true,
+            },
+        }
+    }
+
+    #[test]
+    fn counts_add_up_over_groups_and_tiers_follow_the_fuller_capacity() {
+        let c = caps();
+        let v = c.view(
+            &[("east".into(), 9, 1), ("west".into(), 80, 5)],
+            "2026-12-02T04:00".into(),
+        );
+        assert_eq!((v.site.entries, v.site.exits, v.site.inside), (89, 6, 83));
+        // 83 of 100 inside is the fuller: 83 %, tier 80; sales go on.
+        assert_eq!((v.site.percent, v.site.tier), (83, 80));
+        assert!(!v.sales_stopped && !v.site.full);
+        let east = &v.groups[0];
+        assert_eq!(
+            (east.group.as_str(), east.inside, east.percent, east.tier),
+            ("east", 8, 80, 80)
+        );
+        assert_eq!(v.notice_en, "The park is busy: please plan your visit");
+    }
+
+    #[test]
+    fn at_the_instantaneous_capacity_the_scope_is_full_and_sales_stop_at_their_tier() {
+        let c = caps();
+        let v = c.view(
+            &[("east".into(), 10, 0), ("west".into(), 85, 0)],
+            String::new(),
+        );
+        assert!(v.groups[0].full, "east holds its 10");
+        assert!(!v.site.full, "the site holds 95 of 100");
+        assert!(v.sales_stopped, "95 % ≥ 90 %");
+        assert!(v.notice_zh.contains("已满"));
+        let v = c.view(&[("west".into(), 100, 0)], String::new());
+        assert!(v.site.full && v.site.tier == 100);
+    }
+
+    #[test]
+    fn more_exits_than_entries_clamp_at_zero_and_are_flagged() {
+        let v = caps().view(&[("east".into(), 2, 5)], String::new());
+        assert_eq!(v.site.inside, 0);
+        assert!(v.site.clamped && v.groups[0].clamped);
+        assert_eq!(v.site.tier, 0);
+        assert_eq!(v.notice_en, "");
+    }
+
+    #[test]
+    fn without_capacities_nothing_is_full_and_no_tier_is_reached() {
+        let c = Capacities {
+            daily: None,
+            instant: None,
+            groups: BTreeMap::new(),
+            ..caps()
+        };
+        let v = c.view(&[("east".into(), 10_000, 0)], String::new());
+        assert_eq!((v.site.percent, v.site.tier, v.site.full), (0, 0, false));
+        assert!(!v.sales_stopped);
+    }
+}
