@@ -38,6 +38,11 @@ pub struct Kiosk {
 impl Kiosk {
     /// Everything started, the kiosk enrolled, online, printer asked: a sale can start.
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// The same, gated.toml ending with `extra` (whole sections).
+    pub async fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
         let policy = crate::repo_root().join("image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf");
@@ -66,7 +71,7 @@ impl Kiosk {
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
              [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
              [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\n\
-             [kiosk]\nservice_pin_hash = \"{pin}\"\nsale_horizon_days = 10\nmax_quantity = 12\n",
+             [kiosk]\nservice_pin_hash = \"{pin}\"\nsale_horizon_days = 10\nmax_quantity = 12\n{extra}",
             central.at.api,
             central.at.ca_file.display(),
             d = d.display(),

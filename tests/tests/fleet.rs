@@ -35,7 +35,8 @@ struct Device {
 }
 
 impl Device {
-    async fn new(central: &CentralSim, id: &str, seed: u64) -> Device {
+    /// `extra`: more of gated.toml (whole sections).
+    async fn new(central: &CentralSim, id: &str, seed: u64, extra: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
         let exit_scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner-out")).unwrap());
@@ -57,7 +58,7 @@ impl Device {
              [devices.scanners.qr-out]\nport = \"{d}/scanner-out\"\n\
              [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 5000\n\
              [lanes.{id}-1]\ndirection = \"both\"\ngroup = \"east\"\ngate = \"g\"\n\
-             scanners = [\"qr\"]\nexit_scanners = [\"qr-out\"]\n",
+             scanners = [\"qr\"]\nexit_scanners = [\"qr-out\"]\n{extra}",
             state = dir.path().join("state").display(),
             url = central.at.api,
             ca = central.at.ca_file.display(),
@@ -219,10 +220,15 @@ async fn sell(central: &CentralSim) -> (i64, String) {
 }
 
 async fn site(central: &CentralSim, n: usize) -> Vec<Device> {
+    site_with(central, n, "").await
+}
+
+/// The same, each device's gated.toml ending with `extra`.
+async fn site_with(central: &CentralSim, n: usize, extra: &str) -> Vec<Device> {
     let mut devices = Vec::new();
     for i in 0..n {
         let id = format!("lane-{}", (b'a' + i as u8) as char);
-        devices.push(Device::new(central, &id, i as u64 + 1).await);
+        devices.push(Device::new(central, &id, i as u64 + 1, extra).await);
     }
     for d in &mut devices {
         d.start().await;
@@ -547,6 +553,99 @@ async fn forged_replayed_tampered_and_revoked_peers_are_refused_and_logged() {
         .collect();
     assert_eq!(peers, ["lane-b"], "{s:#}");
     assert!(s["fleet"]["refused"].as_u64().unwrap() >= 3, "{s:#}");
+    for mut d in devices {
+        d.gated.take().unwrap().stop().await;
+    }
+}
+
+/// The site's occupancy as `device` sees it (`gatectl --json capacity`).
+async fn occupancy(device: &Device) -> Value {
+    let (_, out, _) = gatectl_on_bus(
+        &device.bus.address,
+        &["--json", "capacity", "-c", &config(&device.dir)],
+    )
+    .await;
+    serde_json::from_str(&out).unwrap_or(Value::Null)
+}
+
+/// Waits until every device's view of the whole site satisfies `f`.
+async fn site_is(devices: &[Device], what: &str, f: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    for d in devices {
+        loop {
+            let o = occupancy(d).await;
+            if f(&o["site"]) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: the site is not {what}: {o:#}",
+                d.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_someone_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let mut devices = site_with(&central, 3, "[occupancy]\ninstant_capacity = 3\n").await;
+    let mut sold = Vec::new();
+    for _ in 0..5 {
+        sold.push(sell(&central).await.1);
+    }
+    let inside = |n: u64| move |s: &Value| s["inside"] == n;
+
+    // In at A and B, out at C: every device counts the same.
+    devices[0].admitted(&sold[0]).await;
+    devices[1].admitted(&sold[1]).await;
+    site_is(&devices, "2 inside", inside(2)).await;
+    devices[2].leaves(&sold[0]).await;
+    site_is(&devices, "1 inside after an exit at C", |s| {
+        s["inside"] == 1 && s["entries"] == 2 && s["exits"] == 1
+    })
+    .await;
+
+    // Full: every entry lane refuses new entries; the exit stays open.
+    devices[0].admitted(&sold[2]).await;
+    devices[1].admitted(&sold[3]).await;
+    site_is(&devices, "full", |s| s["full"] == true && s["tier"] == 100).await;
+    devices[2].refused(&sold[4], "capacity_full").await;
+    devices[0].refused(&sold[4], "capacity_full").await;
+    let (_, text, _) = gatectl_on_bus(
+        &devices[1].bus.address,
+        &["capacity", "-c", &config(&devices[1].dir)],
+    )
+    .await;
+    assert!(text.contains("FULL: entries refused"), "{text}");
+    assert!(text.contains("inside     3 of     3"), "{text}");
+    devices[2].leaves(&sold[1]).await;
+    site_is(&devices, "below capacity again", |s| s["full"] == false).await;
+    devices[2].admitted(&sold[4]).await;
+
+    // The tier crossings reached the central system as events.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let tiers: Vec<Value> = central
+            .events()
+            .await
+            .into_iter()
+            .filter(|e| e["kind"] == "capacity_tier")
+            .collect();
+        if tiers
+            .iter()
+            .any(|e| e["body"].to_string().contains("\"to\":100"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no tier event: {tiers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for mut d in devices {
         d.gated.take().unwrap().stop().await;
     }

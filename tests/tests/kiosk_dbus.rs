@@ -5,7 +5,8 @@
 
 use futures_util::StreamExt;
 use hal::idcard::sim::test_cards;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::time::Duration;
 use tests::kiosk_device::{BOUND, Kiosk, NAME, PATH, SERVICE_PIN, today, tomorrow};
 use tests::procs::{CentralSim, db_count, gatectl_on_bus, wait_until};
 
@@ -614,4 +615,55 @@ async fn the_introspection_matches_the_xml_in_the_repository_and_the_policy_deni
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cn.scenicpark.Gated.Error.NotFound"), "{err}");
+}
+
+/// LB/T 034-2014: at the tier the site chose, ticket sales for today stop;
+/// later dates still sell. The visitors were counted at another device and
+/// reached the kiosk through the change feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_tier_that_stops_sales_today_is_sold_out_and_later_dates_still_sell() {
+    let k = Kiosk::start_with("[occupancy]\ndaily_capacity = 10\nstop_sales_at = 90\n").await;
+    let order = |date: String| {
+        let k = &k;
+        async move {
+            k.call_json(
+                "CreateOrder",
+                &(date, vec![(1u32, 0u16, 1u16)], Vec::<String>::new(), ""),
+            )
+            .await
+        }
+    };
+    let o = order(today()).await.expect("below the tier, today sells");
+    k.call("Cancel", &(o["order_no"].as_str().unwrap(),))
+        .await
+        .unwrap();
+    // Nine visitors in at a lane of the site: 90 % of the day's capacity.
+    k.central
+        .admin("/sim/passage", json!({ "ticket_id": 1, "persons": 9 }))
+        .await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let (_, out, _) = gatectl_on_bus(
+            &k.bus.address,
+            &["--json", "capacity", "-c", k.config().to_str().unwrap()],
+        )
+        .await;
+        let o: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        if o["sales_stopped"] == true {
+            assert_eq!(
+                (o["site"]["entries"].as_u64(), o["site"]["tier"].as_u64()),
+                (Some(9), Some(90))
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sales never stopped: {o:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = k.order_refused(&today(), 1, 1).await;
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.SoldOut");
+    assert!(e.1.contains("later dates still sell"), "{}", e.1);
+    order(tomorrow()).await.expect("tomorrow still sells");
 }

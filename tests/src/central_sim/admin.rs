@@ -465,7 +465,13 @@ async fn passage(
         nonce: nonce.clone(),
         kind: "passage".into(),
         device_time_ms: real_now_ms(),
-        body: json!({ "ticket_id": req.ticket_id, "direction": "entry", "persons": req.persons, "lane": "sim", "at_ms": real_now_ms() }),
+        body: json!({
+            "ticket_id": req.ticket_id, "direction": "entry", "persons": req.persons,
+            "lane": "sim", "lane_group": "sim", "at_ms": real_now_ms(),
+            "local_time": gated::central::format_civil(gated::lanes::local_now(
+                &jiff::tz::TimeZone::get(TIME_ZONE).expect("the scenic area's zone"),
+            )),
+        }),
     };
     let seq = {
         let conn = sim.db();
