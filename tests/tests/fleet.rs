@@ -26,7 +26,9 @@ struct Device {
     scanner: SimScanner,
     /// The lane's exit-side reader (one turnstile, used both ways).
     exit_scanner: SimScanner,
-    _gate: SimGate,
+    gate: SimGate,
+    /// Its UPS (NUT): mains lost puts the lanes in their power-fail mode.
+    ups: hal::power::sim::SimUpsd,
     _server: TcpServer,
     bus: Bus,
     /// What the other devices dial: the site network's link to this one.
@@ -49,11 +51,16 @@ impl Device {
             .await
             .unwrap();
         let bus = Bus::start(&dir.path().join("bus"), None).await;
+        let (ups, ups_addr) =
+            hal::power::sim::SimUpsd::start("127.0.0.1:0".parse().unwrap(), "ups")
+                .await
+                .unwrap();
         let proxy = Proxy::start().await;
         let toml = format!(
             "role = \"lane\"\ndevice_id = \"{id}\"\nstate_dir = \"{state}\"\n\
              [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 300\nlong_poll_s = 25\n\
              [peers]\nlisten = \"127.0.0.1:0\"\nadvertise = \"{advertise}\"\n\
+             [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\ndebounce_ms = 0\ngrace_s = 3600\n\
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
              [devices.scanners.qr-out]\nport = \"{d}/scanner-out\"\n\
              [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 5000\n\
@@ -74,7 +81,8 @@ impl Device {
             dir,
             scanner,
             exit_scanner,
-            _gate: gate,
+            gate,
+            ups,
             _server: server,
             bus,
             proxy,
@@ -624,6 +632,10 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     devices[2].leaves(&sold[1]).await;
     site_is(&devices, "below capacity again", |s| s["full"] == false).await;
     devices[2].admitted(&sold[4]).await;
+    site_is(&devices, "5 in, 2 out", |s| {
+        s["entries"] == 5 && s["exits"] == 2
+    })
+    .await;
 
     // The tier crossings reached the central system as events.
     let deadline = tokio::time::Instant::now() + BOUND;
@@ -646,6 +658,43 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Mains lost at C: its turnstile turns freely and counts the visitors
+    // itself; every device counts them.
+    devices[2].ups.set("ups.status", "OB DISCHRG");
+    tokio::time::timeout(
+        BOUND,
+        devices[2]
+            .gate
+            .wait_until(|g| g.mode() != hal::gate::GateMode::Normal),
+    )
+    .await
+    .expect("C's turnstile in its power-fail mode");
+    assert!(devices[2].gate.walk(hal::gate::Direction::Entry));
+    assert!(devices[2].gate.walk(hal::gate::Direction::Entry));
+    site_is(&devices, "with the free passages", |s| {
+        s["entries"] == 7 && s["inside"] == 5
+    })
+    .await;
+    devices[2].ups.set("ups.status", "OL");
+
+    // The central system down, the site network up: the counts stay the same
+    // everywhere.
+    let mut central = central;
+    central.kill().await;
+    devices[0].leaves(&sold[2]).await;
+    site_is(&devices, "an exit through the peers", |s| {
+        s["exits"] == 3 && s["inside"] == 4
+    })
+    .await;
+
+    // A device restarted mid-day has its counts from its store at once.
+    devices[1].gated.take().unwrap().kill().await;
+    devices[1].start().await;
+    site_is(&devices[1..2], "the same after a restart", |s| {
+        s["entries"] == 7 && s["exits"] == 3
+    })
+    .await;
+
     for mut d in devices {
         d.gated.take().unwrap().stop().await;
     }
