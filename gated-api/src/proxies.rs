@@ -153,5 +153,6 @@ pub trait Engineer1 {
     fn sync_now(&self) -> zbus::Result<()>;
     fn alarm_reset(&self) -> zbus::Result<()>;
     fn set_peak(&self, group: &str, on: bool) -> zbus::Result<()>;
+    fn capacity_override(&self, scope: &str, on: bool, reason: &str) -> zbus::Result<()>;
     fn self_test(&self, device: &str, name: &str) -> zbus::Result<(bool, String)>;
 }

@@ -235,6 +235,10 @@ pub struct GroupOccupancy {
     pub percent: u32,
     /// The highest tier reached (0: below the first).
     pub tier: u8,
-    /// At its instantaneous capacity: entry lanes refuse new entries.
+    /// At its instantaneous capacity: entry lanes refuse new entries,
+    /// unless a supervisor overrode that.
     pub full: bool,
+    /// A supervisor lets this scope admit past its capacity: the reason
+    /// given and who asked (absent: no override).
+    pub override_reason: Option<String>,
 }

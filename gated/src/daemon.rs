@@ -143,7 +143,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         logind: crate::modes::Logind,
     });
     let occupancy =
-        crate::occupancy::start(&config, db.clone(), lanes_handle.clone(), &mut services);
+        crate::occupancy::start(&config, db.clone(), lanes_handle.clone(), &mut services)
+            .map_err(StartError::Store)?;
     let kiosk = match config.role {
         Role::Kiosk => Some(
             crate::kiosk_role::start(
@@ -152,7 +153,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 link.session.clone(),
                 link.status.clone(),
                 modes.view.clone(),
-                occupancy.clone(),
+                occupancy.view.clone(),
                 &mut services,
             )
             .map_err(StartError::Store)?,
@@ -167,7 +168,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         device_id: config.device_id.get_ref().clone(),
         status: link.status.clone(),
         fleet,
-        occupancy: occupancy.clone(),
+        occupancy: occupancy.view.clone(),
         kiosk: kiosk.clone(),
         lanes: registry.clone(),
         power: power.clone(),
@@ -182,6 +183,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         reads: reads.clone(),
         resync: link.resync.clone(),
         modes: modes.clone(),
+        occupancy: occupancy.clone(),
         reader,
     };
     // Held until gated stops: the name goes with the connection.
@@ -193,7 +195,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 link.status.clone(),
                 power.clone(),
                 modes.view.clone(),
-                occupancy.clone(),
+                occupancy.view.clone(),
                 kiosk.clone(),
             ));
             if let Some(k) = &kiosk {

@@ -86,6 +86,7 @@ impl Capacities {
             percent,
             tier,
             full: instant.is_some_and(|c| inside >= u64::from(c)),
+            override_reason: None,
         }
     }
 
@@ -154,15 +155,90 @@ fn notice(tier: u8, sales_stopped: bool, full: bool) -> (&'static str, &'static 
     }
 }
 
+/// Where a supervisor's overrides are kept (JSON: scope → reason): they
+/// outlive a restart. Unreadable, there is none (the limits hold).
+const OVERRIDES: &str = "occupancy.overrides";
+
+/// The running occupancy: its view, and the supervisors' overrides (scope
+/// "site" or a lane group → the reason given).
+#[derive(Debug, Clone)]
+pub struct Occupancy {
+    pub view: watch::Receiver<OccupancyView>,
+    overrides: watch::Sender<BTreeMap<String, String>>,
+    db: Db,
+    scopes: Vec<String>,
+    nonces: std::sync::Arc<crate::store::outbox::Nonces>,
+}
+
+impl Occupancy {
+    /// A supervisor lets `scope` ("site" or a lane group) admit past its
+    /// instantaneous capacity (`on`), or ends that; recorded with `reason`
+    /// and who asked, logged, and reported to the central system.
+    pub async fn set_override(
+        &self,
+        scope: &str,
+        on: bool,
+        reason: &str,
+        by: &str,
+    ) -> Result<(), String> {
+        if !self.scopes.iter().any(|s| s == scope) {
+            return Err(format!(
+                "no scope {scope}: use \"site\" or a lane group with a capacity ({})",
+                self.scopes.join(", ")
+            ));
+        }
+        if on && reason.trim().is_empty() {
+            return Err("an override needs a reason (--reason)".into());
+        }
+        let mut next = self.overrides.borrow().clone();
+        if on {
+            next.insert(scope.to_owned(), format!("{reason} ({by})"));
+        } else {
+            next.remove(scope);
+        }
+        let at_ms = jiff::Timestamp::now().as_millisecond();
+        let event = OutboxEvent::CapacityOverride {
+            scope: scope.to_owned(),
+            on,
+            reason: reason.to_owned(),
+            by: by.to_owned(),
+            at_ms,
+        };
+        let nonce = self.nonces.next("occupancy");
+        let json = serde_json::to_vec(&next).expect("a map of strings");
+        self.db
+            .write(move |s| {
+                s.put_setting(OVERRIDES, &json)?;
+                s.queue(&nonce, &event, at_ms)
+            })
+            .await
+            .map_err(|e| format!("not recorded, nothing changed: {e}"))?;
+        warn!(
+            scope,
+            on,
+            reason,
+            by,
+            "capacity override of {scope} {} by {by}: {reason}",
+            if on {
+                "ON: entries past the capacity"
+            } else {
+                "off"
+            }
+        );
+        self.overrides.send_replace(next);
+        Ok(())
+    }
+}
+
 /// Keeps the view current in `tasks`: recounted whenever the store changed
-/// (any path: own passages, peers, the feed) and when the day turns; sets
-/// the engine's full groups (a lane device) from it.
+/// (any path: own passages, peers, the feed), when the day turns and when an
+/// override changes; sets the engine's full groups (a lane device) from it.
 pub fn start(
     config: &Config,
     db: Db,
     engine: Option<Engine>,
     tasks: &mut JoinSet<()>,
-) -> watch::Receiver<OccupancyView> {
+) -> Result<Occupancy, crate::store::StoreError> {
     let caps = Capacities::from_config(config);
     let day = config.operating_day();
     let tz = config.time_zone();
@@ -173,11 +249,27 @@ pub fn start(
         .map(|l| l.get_ref().group.clone())
         .collect();
     let (tx, rx) = watch::channel(OccupancyView::default());
+    let stored: BTreeMap<String, String> = db
+        .reader()
+        .setting(OVERRIDES)
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
+    let overrides = watch::Sender::new(stored);
+    let nonces = std::sync::Arc::new(db.writer().nonces(&device)?);
+    let handle = Occupancy {
+        view: rx,
+        overrides: overrides.clone(),
+        db: db.clone(),
+        scopes: std::iter::once("site".to_owned())
+            .chain(caps.groups.keys().cloned())
+            .chain(own_groups.iter().cloned())
+            .collect(),
+        nonces: nonces.clone(),
+    };
+    let mut overridden = overrides.subscribe();
     tasks.spawn(async move {
-        let nonces = match db.write(move |s| s.nonces(&device)).await {
-            Ok(n) => n,
-            Err(e) => return error!("occupancy off: {e}"),
-        };
         let mut last: Option<OccupancyView> = None;
         let mut version = None;
         loop {
@@ -187,12 +279,23 @@ pub fn start(
             let counts = db.read(move |s| s.group_counts(range)).await;
             match counts {
                 Ok(counts) => {
-                    let view = caps.view(&counts, crate::central::format_civil(today.start));
+                    let ov = overridden.borrow_and_update().clone();
+                    let mut view = caps.view(&counts, crate::central::format_civil(today.start));
+                    for g in std::iter::once(&mut view.site).chain(view.groups.iter_mut()) {
+                        let scope = if g.group.is_empty() {
+                            "site"
+                        } else {
+                            g.group.as_str()
+                        };
+                        g.override_reason = ov.get(scope).cloned();
+                    }
                     transitions(&db, &nonces, last.as_ref(), &view).await;
                     if let Some(e) = &engine {
+                        // Full unless a supervisor overrode that scope.
+                        let holds = |g: &GroupOccupancy| g.full && g.override_reason.is_none();
                         for g in &own_groups {
-                            let full = view.site.full
-                                || view.groups.iter().any(|v| v.group == *g && v.full);
+                            let full = holds(&view.site)
+                                || view.groups.iter().any(|v| v.group == *g && holds(v));
                             e.set_full(g, full.then_some(caps.when_full));
                         }
                     }
@@ -206,9 +309,13 @@ pub fn start(
                 // The last figures stay (and with them a full lane stays full).
                 Err(e) => warn!("occupancy not recounted: {e}"),
             }
-            // Until something is committed or the operating day turns.
+            // Until something is committed, the operating day turns or an
+            // override changes.
             loop {
-                tokio::time::sleep(CHECK).await;
+                tokio::select! {
+                    () = tokio::time::sleep(CHECK) => {}
+                    Ok(()) = overridden.changed() => break,
+                }
                 let v = db.read(|s| s.data_version()).await.ok();
                 let turned = day.around(crate::lanes::local_now(&tz)) != today;
                 if v != version || turned {
@@ -218,7 +325,7 @@ pub fn start(
             }
         }
     });
-    rx
+    Ok(handle)
 }
 
 /// Logs and queues each tier crossed since `last`.

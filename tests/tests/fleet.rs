@@ -601,7 +601,7 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
     let mut devices = site_with(&central, 3, "[occupancy]\ninstant_capacity = 3\n").await;
     let mut sold = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         sold.push(sell(&central).await.1);
     }
     let inside = |n: u64| move |s: &Value| s["inside"] == n;
@@ -629,11 +629,48 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     .await;
     assert!(text.contains("FULL: entries refused"), "{text}");
     assert!(text.contains("inside     3 of     3"), "{text}");
+
+    // A supervisor's override at C admits past the capacity there, recorded
+    // with its reason; turned off, C refuses again.
+    let bus_c = devices[2].bus.address.clone();
+    let ctl = |args: &'static [&'static str]| {
+        let bus = bus_c.clone();
+        async move { gatectl_on_bus(&bus, args).await }
+    };
+    let (rc, out, err) = ctl(&[
+        "capacity",
+        "override",
+        "site",
+        "on",
+        "--reason",
+        "school group with its guide",
+    ])
+    .await;
+    assert_eq!(rc, 0, "{out}{err}");
+    devices[2].admitted(&sold[5]).await;
+    let (_, text, _) = gatectl_on_bus(
+        &devices[2].bus.address,
+        &["capacity", "-c", &config(&devices[2].dir)],
+    )
+    .await;
+    assert!(
+        text.contains("FULL, OVERRIDDEN") && text.contains("school group"),
+        "{text}"
+    );
+    let (rc, out, err) = ctl(&["capacity", "override", "site", "off"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, _, err) = ctl(&["capacity", "override", "nowhere", "on", "--reason", "x"]).await;
+    assert!(rc != 0 && err.contains("no scope nowhere"), "{err}");
+    site_is(&devices, "4 inside", inside(4)).await;
+    devices[2].refused(&sold[4], "capacity_full").await;
+
+    // Two leave: the next visitor comes in.
     devices[2].leaves(&sold[1]).await;
+    devices[2].leaves(&sold[2]).await;
     site_is(&devices, "below capacity again", |s| s["full"] == false).await;
     devices[2].admitted(&sold[4]).await;
-    site_is(&devices, "5 in, 2 out", |s| {
-        s["entries"] == 5 && s["exits"] == 2
+    site_is(&devices, "6 in, 3 out", |s| {
+        s["entries"] == 6 && s["exits"] == 3
     })
     .await;
 
@@ -646,9 +683,11 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
             .into_iter()
             .filter(|e| e["kind"] == "capacity_tier")
             .collect();
-        if tiers
-            .iter()
-            .any(|e| e["body"].to_string().contains("\"to\":100"))
+        let overridden = central.event_nonces("capacity_override").await.len();
+        if overridden == 2
+            && tiers
+                .iter()
+                .any(|e| e["body"].to_string().contains("\"to\":100"))
         {
             break;
         }
@@ -672,7 +711,7 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     assert!(devices[2].gate.walk(hal::gate::Direction::Entry));
     assert!(devices[2].gate.walk(hal::gate::Direction::Entry));
     site_is(&devices, "with the free passages", |s| {
-        s["entries"] == 7 && s["inside"] == 5
+        s["entries"] == 8 && s["inside"] == 5
     })
     .await;
     devices[2].ups.set("ups.status", "OL");
@@ -681,9 +720,9 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     // everywhere.
     let mut central = central;
     central.kill().await;
-    devices[0].leaves(&sold[2]).await;
+    devices[0].leaves(&sold[3]).await;
     site_is(&devices, "an exit through the peers", |s| {
-        s["exits"] == 3 && s["inside"] == 4
+        s["exits"] == 4 && s["inside"] == 4
     })
     .await;
 
@@ -691,7 +730,7 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     devices[1].gated.take().unwrap().kill().await;
     devices[1].start().await;
     site_is(&devices[1..2], "the same after a restart", |s| {
-        s["entries"] == 7 && s["exits"] == 3
+        s["entries"] == 8 && s["exits"] == 4
     })
     .await;
 

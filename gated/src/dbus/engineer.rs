@@ -13,6 +13,7 @@ pub struct Engineer {
     pub power: watch::Receiver<crate::power::PowerView>,
     pub resync: Arc<tokio::sync::Notify>,
     pub modes: crate::modes::Modes,
+    pub occupancy: crate::occupancy::Occupancy,
     /// The bus's reads, and (its `Db`) where Provision stores the keys received.
     pub reader: Reader,
 }
@@ -130,6 +131,25 @@ impl Engineer {
             })
             .await
             .map_err(Error::NotFound)
+    }
+
+    /// A supervisor lets `scope` ("site" or a lane group) admit past its
+    /// instantaneous capacity (`on`), or ends that. The reason and the
+    /// caller are recorded, logged and reported; the override outlives a
+    /// restart until it is turned off.
+    async fn capacity_override(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        scope: &str,
+        on: bool,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let by = caller(&header, conn).await;
+        self.occupancy
+            .set_override(scope, on, reason, &by)
+            .await
+            .map_err(Error::InvalidArgument)
     }
 
     /// A guided self-test of one device through the running gated:

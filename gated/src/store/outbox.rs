@@ -100,6 +100,15 @@ pub enum OutboxEvent {
         inside: u64,
         at_ms: i64,
     },
+    /// A supervisor let the site or a lane group admit past its capacity, or
+    /// ended that.
+    CapacityOverride {
+        scope: String,
+        on: bool,
+        reason: String,
+        by: String,
+        at_ms: i64,
+    },
     /// A ticket printed again, with the reason given.
     Reprint {
         order_no: String,
@@ -127,6 +136,7 @@ impl OutboxEvent {
             OutboxEvent::Print { .. } => "print",
             OutboxEvent::Reprint { .. } => "reprint",
             OutboxEvent::CapacityTier { .. } => "capacity_tier",
+            OutboxEvent::CapacityOverride { .. } => "capacity_override",
         }
     }
 
@@ -185,6 +195,13 @@ impl OutboxEvent {
                 at_ms,
             } => json!({ "group": group, "on": on, "by": by, "at_ms": at_ms }),
             OutboxEvent::AlarmReset { by, at_ms } => json!({ "by": by, "at_ms": at_ms }),
+            OutboxEvent::CapacityOverride {
+                scope,
+                on,
+                reason,
+                by,
+                at_ms,
+            } => json!({ "scope": scope, "on": on, "reason": reason, "by": by, "at_ms": at_ms }),
             OutboxEvent::CapacityTier {
                 scope,
                 from,

@@ -370,15 +370,38 @@ pub fn capacity(config_path: &Path, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `gatectl capacity override SCOPE on|off --reason TEXT`.
+pub fn capacity_override(scope: &str, on: bool, reason: &str, json: bool) -> ExitCode {
+    done(
+        "capacity override",
+        json!({ "scope": scope, "on": on }),
+        with_gated(async |g| g.engineer.capacity_override(scope, on, reason).await)
+            .map(|()| {
+                if on {
+                    format!("{scope} admits past its capacity until `gatectl capacity override {scope} off` (recorded: {reason})")
+                } else {
+                    format!("{scope} holds its capacity again")
+                }
+            })
+            .map_err(|e| e.to_string()),
+        json,
+    )
+}
+
 /// One line per scope: in the park, entries and exits today, capacity, tier.
 fn print_occupancy(o: &gated_api::types::OccupancyView) {
     let line = |label: &str, g: &gated_api::types::GroupOccupancy| {
         let cap = |c: Option<u32>| c.map_or("-".to_owned(), |c| c.to_string());
         let mut notes = Vec::new();
-        if g.full {
+        if let (true, Some(why)) = (g.full, &g.override_reason) {
+            notes.push(format!("FULL, OVERRIDDEN: entries admitted ({why})"));
+        } else if g.full {
             notes.push("FULL: entries refused".to_owned());
         } else if g.tier > 0 {
             notes.push(format!("TIER {}%", g.tier));
+        }
+        if let (false, Some(why)) = (g.full, &g.override_reason) {
+            notes.push(format!("override on ({why})"));
         }
         if g.clamped {
             notes.push("more exits than entries counted (held at 0)".to_owned());

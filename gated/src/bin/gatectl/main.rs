@@ -128,6 +128,23 @@ enum Command {
     Capacity {
         #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+        #[command(subcommand)]
+        action: Option<CapacityAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CapacityAction {
+    /// A supervisor lets SCOPE ("site" or a lane group) admit past its
+    /// instantaneous capacity (`on`), or ends that (`off`). Recorded with the
+    /// reason and reported to the central system; it lasts until turned off.
+    Override {
+        scope: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Why (required with `on`): shown in status and reported.
+        #[arg(long, default_value = "")]
+        reason: String,
     },
 }
 
@@ -183,7 +200,19 @@ fn main() -> ExitCode {
             central::provision(&config, url.as_deref(), &code, cli.json)
         }
         Command::Status { config } => central::status(&config, cli.json),
-        Command::Capacity { config } => central::capacity(&config, cli.json),
+        Command::Capacity {
+            config,
+            action: None,
+        } => central::capacity(&config, cli.json),
+        Command::Capacity {
+            action:
+                Some(CapacityAction::Override {
+                    scope,
+                    state,
+                    reason,
+                }),
+            ..
+        } => central::capacity_override(&scope, state == "on", &reason, cli.json),
         Command::Reprint { ticket, reason } => central::reprint(ticket, &reason, cli.json),
         Command::Lane { name, action, arg } => central::lane(&name, &action, &arg, cli.json),
         Command::Test { device, name } => central::self_test(&device, &name, cli.json),
