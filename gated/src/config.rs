@@ -94,6 +94,11 @@ pub struct Occupancy {
     /// come back in (it was counted out when it left).
     #[serde(default = "yes")]
     pub admit_reentry_when_full: bool,
+    /// Visitors still counted inside when the operating day ends are
+    /// checked out (the new day starts empty); false: they carry over
+    /// (a park with hotels).
+    #[serde(default = "yes")]
+    pub check_out_at_day_end: bool,
     /// Capacities of single lane groups (scenic spots inside the site).
     #[serde(default)]
     pub groups: BTreeMap<String, Spanned<GroupCapacity>>,
@@ -107,6 +112,7 @@ impl Default for Occupancy {
             tiers: default_tiers(),
             stop_sales_at: default_stop_sales_at(),
             admit_reentry_when_full: true,
+            check_out_at_day_end: true,
             groups: BTreeMap::new(),
         }
     }

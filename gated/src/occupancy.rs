@@ -16,9 +16,11 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::lane::Engine;
-use crate::store::Db;
 use crate::store::outbox::OutboxEvent;
+use crate::store::{Db, Store, StoreError};
 use crate::tickets::admission::WhenFull;
+use crate::tickets::rules::OperatingDay;
+use crate::tickets::token::LocalMinute;
 
 /// How often the store is asked whether anything was committed.
 const CHECK: Duration = Duration::from_millis(50);
@@ -32,6 +34,8 @@ pub struct Capacities {
     pub tiers: Vec<u8>,
     pub stop_sales_at: u8,
     pub when_full: WhenFull,
+    pub day: OperatingDay,
+    pub check_out_at_day_end: bool,
 }
 
 impl Capacities {
@@ -53,17 +57,37 @@ impl Capacities {
             when_full: WhenFull {
                 admit_reentry: o.admit_reentry_when_full,
             },
+            day: config.operating_day(),
+            check_out_at_day_end: o.check_out_at_day_end,
         }
+    }
+
+    /// The view at the local minute `now` from what `store` holds: the
+    /// operating day's passages, and (without the check-out at the day's
+    /// end) those still inside from the days before.
+    pub fn count(&self, store: &Store, now: LocalMinute) -> Result<OccupancyView, StoreError> {
+        let today = self.day.around(now);
+        let counts = store.group_counts(today.clone())?;
+        let carried = if self.check_out_at_day_end {
+            BTreeMap::new()
+        } else {
+            store
+                .group_counts(0..today.start)?
+                .into_iter()
+                .map(|(g, i, o)| (g, i.saturating_sub(o)))
+                .collect()
+        };
+        Ok(self.view(&counts, &carried, crate::central::format_civil(today.start)))
     }
 
     /// The figures of one scope.
     fn figures(
         &self,
         group: &str,
-        (entries, exits): (u64, u64),
+        (entries, exits, carried): (u64, u64, u64),
         (daily, instant): (Option<u32>, Option<u32>),
     ) -> GroupOccupancy {
-        let inside = entries.saturating_sub(exits);
+        let inside = (carried + entries).saturating_sub(exits);
         let of = |n: u64, cap: Option<u32>| cap.map_or(0, |c| n * 100 / u64::from(c.max(1)));
         let percent = of(entries, daily)
             .max(of(inside, instant))
@@ -80,7 +104,7 @@ impl Capacities {
             entries,
             exits,
             inside,
-            clamped: exits > entries,
+            clamped: exits > carried + entries,
             daily_capacity: daily,
             instant_capacity: instant,
             percent,
@@ -90,19 +114,27 @@ impl Capacities {
         }
     }
 
-    /// The view of the counts per lane group (entries, exits).
-    pub fn view(&self, counts: &[(String, u64, u64)], day_start: String) -> OccupancyView {
-        let mut per_group: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for g in self.groups.keys() {
-            per_group.insert(g, (0, 0));
+    /// The view of the counts per lane group (entries, exits today) and of
+    /// those carried over from the days before (inside).
+    pub fn view(
+        &self,
+        counts: &[(String, u64, u64)],
+        carried: &BTreeMap<String, u64>,
+        day_start: String,
+    ) -> OccupancyView {
+        let mut per_group: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        for g in self.groups.keys().chain(carried.keys()) {
+            per_group.insert(g, (0, 0, carried.get(g).copied().unwrap_or(0)));
         }
-        let (mut entries, mut exits) = (0, 0);
         for (g, i, o) in counts {
-            per_group.insert(g, (*i, *o));
-            entries += i;
-            exits += o;
+            per_group.entry(g).or_default();
+            let e = per_group.get_mut(g.as_str()).expect("just inserted");
+            (e.0, e.1) = (*i, *o);
         }
-        let site = self.figures("", (entries, exits), (self.daily, self.instant));
+        let total = per_group
+            .values()
+            .fold((0, 0, 0), |t, c| (t.0 + c.0, t.1 + c.1, t.2 + c.2));
+        let site = self.figures("", total, (self.daily, self.instant));
         let groups: Vec<GroupOccupancy> = per_group
             .iter()
             .map(|(g, c)| {
@@ -275,12 +307,18 @@ pub fn start(
         loop {
             let now = crate::lanes::local_now(&tz);
             let today = day.around(now);
-            let range = today.clone();
-            let counts = db.read(move |s| s.group_counts(range)).await;
-            match counts {
-                Ok(counts) => {
+            let c = caps.clone();
+            let counted = db.read(move |s| c.count(s, now)).await;
+            match counted {
+                Ok(mut view) => {
+                    if let Some(l) = &last
+                        && l.day_start != view.day_start
+                        && caps.check_out_at_day_end
+                        && l.site.inside > 0
+                    {
+                        check_out(&db, &nonces, l).await;
+                    }
                     let ov = overridden.borrow_and_update().clone();
-                    let mut view = caps.view(&counts, crate::central::format_civil(today.start));
                     for g in std::iter::once(&mut view.site).chain(view.groups.iter_mut()) {
                         let scope = if g.group.is_empty() {
                             "site"
@@ -326,6 +364,28 @@ pub fn start(
         }
     });
     Ok(handle)
+}
+
+/// The operating day `last` ended with visitors still counted inside: they
+/// are checked out (the new day starts empty), logged and reported.
+async fn check_out(db: &Db, nonces: &crate::store::outbox::Nonces, last: &OccupancyView) {
+    let persons = last.site.inside;
+    info!(
+        persons,
+        day = last.day_start,
+        "operating day from {} ended: {persons} visitor(s) still counted inside checked out",
+        last.day_start
+    );
+    let at_ms = jiff::Timestamp::now().as_millisecond();
+    let event = OutboxEvent::CheckOut {
+        day_start: last.day_start.clone(),
+        persons,
+        at_ms,
+    };
+    let nonce = nonces.next("occupancy");
+    if let Err(e) = db.write(move |s| s.queue(&nonce, &event, at_ms)).await {
+        error!("check-out not queued for the central system: {e}");
+    }
 }
 
 /// Logs and queues each tier crossed since `last`.
@@ -395,6 +455,7 @@ async fn transitions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hal::gate::Direction;
 
     fn caps() -> Capacities {
         Capacities {
@@ -406,6 +467,8 @@ mod tests {
             when_full: WhenFull {
                 admit_reentry: true,
             },
+            day: OperatingDay::default(),
+            check_out_at_day_end: true,
         }
     }
 
@@ -414,6 +477,7 @@ mod tests {
         let c = caps();
         let v = c.view(
             &[("east".into(), 9, 1), ("west".into(), 80, 5)],
+            &BTreeMap::new(),
             "2026-12-02T04:00".into(),
         );
         assert_eq!((v.site.entries, v.site.exits, v.site.inside), (89, 6, 83));
@@ -433,19 +497,20 @@ mod tests {
         let c = caps();
         let v = c.view(
             &[("east".into(), 10, 0), ("west".into(), 85, 0)],
+            &BTreeMap::new(),
             String::new(),
         );
         assert!(v.groups[0].full, "east holds its 10");
         assert!(!v.site.full, "the site holds 95 of 100");
         assert!(v.sales_stopped, "95 % ≥ 90 %");
         assert!(v.notice_zh.contains("已满"));
-        let v = c.view(&[("west".into(), 100, 0)], String::new());
+        let v = c.view(&[("west".into(), 100, 0)], &BTreeMap::new(), String::new());
         assert!(v.site.full && v.site.tier == 100);
     }
 
     #[test]
     fn more_exits_than_entries_clamp_at_zero_and_are_flagged() {
-        let v = caps().view(&[("east".into(), 2, 5)], String::new());
+        let v = caps().view(&[("east".into(), 2, 5)], &BTreeMap::new(), String::new());
         assert_eq!(v.site.inside, 0);
         assert!(v.site.clamped && v.groups[0].clamped);
         assert_eq!(v.site.tier, 0);
@@ -460,8 +525,61 @@ mod tests {
             groups: BTreeMap::new(),
             ..caps()
         };
-        let v = c.view(&[("east".into(), 10_000, 0)], String::new());
+        let v = c.view(
+            &[("east".into(), 10_000, 0)],
+            &BTreeMap::new(),
+            String::new(),
+        );
         assert_eq!((v.site.percent, v.site.tier, v.site.full), (0, 0, false));
         assert!(!v.sales_stopped);
+    }
+
+    #[test]
+    fn at_the_end_of_the_operating_day_visitors_are_checked_out_or_carried_over() {
+        use crate::store::passages::Passage;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        // 2026-01-05 (a Monday) 20:00, and the next morning's 03:59 and 04:00.
+        let evening: LocalMinute = 9501 * 1440 + 20 * 60;
+        let (before, after) = (evening + 7 * 60 + 59, evening + 8 * 60);
+        for (i, direction) in [
+            Direction::Entry,
+            Direction::Entry,
+            Direction::Entry,
+            Direction::Exit,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .commit_passage(&Passage {
+                    nonce: format!("a/l/{i}"),
+                    ticket_id: i as u64 + 1,
+                    lane: "l".into(),
+                    lane_group: "east".into(),
+                    direction,
+                    persons: 1,
+                    at_ms: i as i64,
+                    local_minute: evening,
+                    entries_allowed: 0,
+                    group_size: 1,
+                    seq: 0,
+                })
+                .unwrap();
+        }
+        let c = caps();
+        let night = c.count(&store, before).unwrap();
+        assert_eq!((night.site.entries, night.site.inside), (3, 2));
+        assert_eq!(night.day_start, "2026-01-05T04:00");
+        let morning = c.count(&store, after).unwrap();
+        assert_eq!((morning.site.entries, morning.site.inside), (0, 0));
+        assert_eq!(morning.day_start, "2026-01-06T04:00");
+        let hotel = Capacities {
+            check_out_at_day_end: false,
+            ..caps()
+        };
+        let morning = hotel.count(&store, after).unwrap();
+        assert_eq!((morning.site.entries, morning.site.inside), (0, 2));
+        assert_eq!(morning.groups[0].inside, 2);
     }
 }

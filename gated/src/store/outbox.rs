@@ -109,6 +109,13 @@ pub enum OutboxEvent {
         by: String,
         at_ms: i64,
     },
+    /// The operating day that began at `day_start` ended with `persons`
+    /// still counted inside: checked out.
+    CheckOut {
+        day_start: String,
+        persons: u64,
+        at_ms: i64,
+    },
     /// A ticket printed again, with the reason given.
     Reprint {
         order_no: String,
@@ -137,6 +144,7 @@ impl OutboxEvent {
             OutboxEvent::Reprint { .. } => "reprint",
             OutboxEvent::CapacityTier { .. } => "capacity_tier",
             OutboxEvent::CapacityOverride { .. } => "capacity_override",
+            OutboxEvent::CheckOut { .. } => "check_out",
         }
     }
 
@@ -195,6 +203,11 @@ impl OutboxEvent {
                 at_ms,
             } => json!({ "group": group, "on": on, "by": by, "at_ms": at_ms }),
             OutboxEvent::AlarmReset { by, at_ms } => json!({ "by": by, "at_ms": at_ms }),
+            OutboxEvent::CheckOut {
+                day_start,
+                persons,
+                at_ms,
+            } => json!({ "day_start": day_start, "persons": persons, "at_ms": at_ms }),
             OutboxEvent::CapacityOverride {
                 scope,
                 on,
