@@ -215,6 +215,11 @@ pub struct OccupancyView {
     /// What kiosks and lane displays show visitors (empty below the first tier).
     pub notice_zh: String,
     pub notice_en: String,
+    /// Neither the central system nor any peer is reachable: the figures
+    /// are this device's own view, and the capacities are held
+    /// `margin_percent` lower.
+    pub isolated: bool,
+    pub margin_percent: u8,
 }
 
 /// One scope of [`OccupancyView`].

@@ -99,6 +99,11 @@ pub struct Occupancy {
     /// (a park with hotels).
     #[serde(default = "yes")]
     pub check_out_at_day_end: bool,
+    /// With neither the central system nor any peer reachable, this device
+    /// sees only its own passages: it holds the capacities this many
+    /// percent lower.
+    #[serde(default = "default_offline_margin")]
+    pub offline_margin: Spanned<u8>,
     /// Capacities of single lane groups (scenic spots inside the site).
     #[serde(default)]
     pub groups: BTreeMap<String, Spanned<GroupCapacity>>,
@@ -113,6 +118,7 @@ impl Default for Occupancy {
             stop_sales_at: default_stop_sales_at(),
             admit_reentry_when_full: true,
             check_out_at_day_end: true,
+            offline_margin: default_offline_margin(),
             groups: BTreeMap::new(),
         }
     }
@@ -127,6 +133,10 @@ pub struct GroupCapacity {
 
 fn default_tiers() -> Spanned<Vec<u8>> {
     Spanned::new(0..0, vec![80, 90, 95, 100])
+}
+
+fn default_offline_margin() -> Spanned<u8> {
+    Spanned::new(0..0, 10)
 }
 
 fn default_stop_sales_at() -> Spanned<u8> {
@@ -912,6 +922,14 @@ fn validate_occupancy(o: &Occupancy, r: &mut Reporter<'_>) {
             "occupancy.tiers",
             o.tiers.span(),
             format!("{tiers:?} are not tiers: write ascending percentages from 1 to 100, for example [80, 90, 95, 100]"),
+        );
+    }
+    let margin = *o.offline_margin.get_ref();
+    if margin >= 100 {
+        r.push(
+            "occupancy.offline_margin",
+            o.offline_margin.span(),
+            format!("{margin} % leaves no capacity: use 0 to 99"),
         );
     }
     let stop = *o.stop_sales_at.get_ref();

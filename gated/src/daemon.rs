@@ -142,9 +142,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         upload_now: link.upload_now.clone(),
         logind: crate::modes::Logind,
     });
-    let occupancy =
-        crate::occupancy::start(&config, db.clone(), lanes_handle.clone(), &mut services)
-            .map_err(StartError::Store)?;
+    let occupancy = crate::occupancy::start(
+        &config,
+        db.clone(),
+        lanes_handle.clone(),
+        link.status.clone(),
+        fleet.clone(),
+        &mut services,
+    )
+    .map_err(StartError::Store)?;
     let kiosk = match config.role {
         Role::Kiosk => Some(
             crate::kiosk_role::start(

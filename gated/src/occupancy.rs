@@ -36,6 +36,8 @@ pub struct Capacities {
     pub when_full: WhenFull,
     pub day: OperatingDay,
     pub check_out_at_day_end: bool,
+    /// Percent the capacities are lowered by while the device is isolated.
+    pub offline_margin: u8,
 }
 
 impl Capacities {
@@ -59,6 +61,27 @@ impl Capacities {
             },
             day: config.operating_day(),
             check_out_at_day_end: o.check_out_at_day_end,
+            offline_margin: *o.offline_margin.get_ref(),
+        }
+    }
+
+    /// The capacities a device holds when it sees only its own passages:
+    /// `offline_margin` percent lower (at least 1).
+    pub fn isolated(&self) -> Capacities {
+        let lower = |c: Option<u32>| {
+            c.map(|c| {
+                (u64::from(c) * u64::from(100 - self.offline_margin.min(99)) / 100).max(1) as u32
+            })
+        };
+        Capacities {
+            daily: lower(self.daily),
+            instant: lower(self.instant),
+            groups: self
+                .groups
+                .iter()
+                .map(|(g, (d, i))| (g.clone(), (lower(*d), lower(*i))))
+                .collect(),
+            ..self.clone()
         }
     }
 
@@ -161,6 +184,8 @@ impl Capacities {
             sales_stopped,
             notice_zh: zh.into(),
             notice_en: en.into(),
+            isolated: false,
+            margin_percent: self.offline_margin,
         }
     }
 }
@@ -269,6 +294,8 @@ pub fn start(
     config: &Config,
     db: Db,
     engine: Option<Engine>,
+    link: watch::Receiver<crate::central::sync::SyncStatus>,
+    fleet: watch::Receiver<crate::peers::FleetStatus>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Occupancy, crate::store::StoreError> {
     let caps = Capacities::from_config(config);
@@ -307,10 +334,23 @@ pub fn start(
         loop {
             let now = crate::lanes::local_now(&tz);
             let today = day.around(now);
-            let c = caps.clone();
+            let alone = isolated(&link, &fleet);
+            let c = if alone { caps.isolated() } else { caps.clone() };
             let counted = db.read(move |s| c.count(s, now)).await;
             match counted {
                 Ok(mut view) => {
+                    (view.isolated, view.margin_percent) = (alone, caps.offline_margin);
+                    if last.as_ref().is_some_and(|l| l.isolated != alone) {
+                        warn!(
+                            isolated = alone,
+                            "occupancy: {}",
+                            if alone {
+                                "neither the central system nor any peer is reachable: capacities held lower by the offline margin"
+                            } else {
+                                "the site's passages reach this device again: capacities as configured"
+                            }
+                        );
+                    }
                     if let Some(l) = &last
                         && l.day_start != view.day_start
                         && caps.check_out_at_day_end
@@ -356,7 +396,7 @@ pub fn start(
                 }
                 let v = db.read(|s| s.data_version()).await.ok();
                 let turned = day.around(crate::lanes::local_now(&tz)) != today;
-                if v != version || turned {
+                if v != version || turned || isolated(&link, &fleet) != alone {
                     version = v;
                     break;
                 }
@@ -364,6 +404,16 @@ pub fn start(
         }
     });
     Ok(handle)
+}
+
+/// Neither the central system nor any peer reachable: this device counts
+/// only its own passages (and what it had before).
+fn isolated(
+    link: &watch::Receiver<crate::central::sync::SyncStatus>,
+    fleet: &watch::Receiver<crate::peers::FleetStatus>,
+) -> bool {
+    link.borrow().mode != crate::central::sync::Mode::Online
+        && !fleet.borrow().peers.iter().any(|p| p.reachable)
 }
 
 /// The operating day `last` ended with visitors still counted inside: they
@@ -469,7 +519,22 @@ mod tests {
             },
             day: OperatingDay::default(),
             check_out_at_day_end: true,
+            offline_margin: 10,
         }
+    }
+
+    #[test]
+    fn an_isolated_device_holds_the_capacities_lower_by_its_margin() {
+        let alone = caps().isolated();
+        assert_eq!((alone.daily, alone.instant), (Some(900), Some(90)));
+        assert_eq!(alone.groups["east"], (None, Some(9)));
+        let v = alone.view(&[("west".into(), 90, 0)], &BTreeMap::new(), String::new());
+        assert!(v.site.full, "90 inside of 100, held at 90");
+        let tiny = Capacities {
+            instant: Some(1),
+            ..caps()
+        };
+        assert_eq!(tiny.isolated().instant, Some(1), "never below one");
     }
 
     #[test]

@@ -726,6 +726,35 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     })
     .await;
 
+    // The site network cut too: each device sees only its own passages, says
+    // so, and holds the capacity lower by its margin (10 % of 3 → 2).
+    for d in &devices {
+        d.proxy.set(Link::Cut);
+    }
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let o = occupancy(&devices[0]).await;
+        if o["isolated"] == true {
+            assert_eq!(o["site"]["instant_capacity"], 2, "{o:#}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never isolated: {o:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, text, _) = gatectl_on_bus(
+        &devices[0].bus.address,
+        &["capacity", "-c", &config(&devices[0].dir)],
+    )
+    .await;
+    assert!(text.contains("ISOLATED"), "{text}");
+    for d in &devices {
+        d.proxy.set(Link::Up);
+    }
+    all_reachable(&devices).await;
+
     // A device restarted mid-day has its counts from its store at once.
     devices[1].gated.take().unwrap().kill().await;
     devices[1].start().await;

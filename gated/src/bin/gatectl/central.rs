@@ -430,6 +430,12 @@ fn print_occupancy(o: &gated_api::types::OccupancyView) {
         "                operating day from {}",
         o.day_start.replace('T', " ")
     );
+    if o.isolated {
+        println!(
+            "                ISOLATED: neither the central system nor any peer reachable; this device's own view, capacities held {} % lower",
+            o.margin_percent
+        );
+    }
     if o.sales_stopped {
         println!("                KIOSK SALES FOR TODAY STOPPED (later dates still sell)");
     }
