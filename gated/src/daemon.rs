@@ -104,9 +104,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tz: config.time_zone(),
     };
     let (fleet_tx, fleet) = tokio::sync::watch::channel(crate::peers::FleetStatus::default());
-    let link =
-        crate::central::sync::start(&config, db.clone(), lanes_handle.clone(), fleet.clone())
-            .map_err(StartError::Store)?;
+    // Counted by occupancy, reported in the heartbeat.
+    let (occupancy_tx, occupancy_rx) = tokio::sync::watch::channel(Default::default());
+    let link = crate::central::sync::start(
+        &config,
+        db.clone(),
+        lanes_handle.clone(),
+        fleet.clone(),
+        occupancy_rx,
+    )
+    .map_err(StartError::Store)?;
     let sync = link.tasks;
     let mut services = tokio::task::JoinSet::new();
     crate::peers::start(
@@ -148,6 +155,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         lanes_handle.clone(),
         link.status.clone(),
         fleet.clone(),
+        occupancy_tx,
         &mut services,
     )
     .map_err(StartError::Store)?;

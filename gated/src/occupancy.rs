@@ -296,6 +296,7 @@ pub fn start(
     engine: Option<Engine>,
     link: watch::Receiver<crate::central::sync::SyncStatus>,
     fleet: watch::Receiver<crate::peers::FleetStatus>,
+    tx: watch::Sender<OccupancyView>,
     tasks: &mut JoinSet<()>,
 ) -> Result<Occupancy, crate::store::StoreError> {
     let caps = Capacities::from_config(config);
@@ -307,7 +308,7 @@ pub fn start(
         .values()
         .map(|l| l.get_ref().group.clone())
         .collect();
-    let (tx, rx) = watch::channel(OccupancyView::default());
+    let rx = tx.subscribe();
     let stored: BTreeMap<String, String> = db
         .reader()
         .setting(OVERRIDES)

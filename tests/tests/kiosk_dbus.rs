@@ -666,4 +666,23 @@ async fn at_the_tier_that_stops_sales_today_is_sold_out_and_later_dates_still_se
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.SoldOut");
     assert!(e.1.contains("later dates still sell"), "{}", e.1);
     order(tomorrow()).await.expect("tomorrow still sells");
+    // The heartbeat tells the central system what this device counts.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let stats = k.central.stats().await;
+        let reported = stats
+            .heartbeats
+            .iter()
+            .find(|h| h.device_id == "kiosk-1")
+            .and_then(|h| h.occupancy.clone());
+        if let Some(o) = reported.filter(|o| o.entries == 9) {
+            assert_eq!((o.inside, o.tier, o.isolated), (9, 90, false));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no occupancy in the heartbeat"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

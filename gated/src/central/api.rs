@@ -470,6 +470,23 @@ pub struct Heartbeat {
     /// The site network as this device sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<PeerReport>,
+    /// The site's occupancy as this device counts it (to compare devices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupancy: Option<OccupancyReport>,
+}
+
+/// The heartbeat's part on occupancy: the whole site, this device's view.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OccupancyReport {
+    /// The operating day's first minute, civil time.
+    pub day_start: String,
+    pub entries: u64,
+    pub exits: u64,
+    pub inside: u64,
+    pub percent: u32,
+    pub tier: u8,
+    /// Neither the central system nor any peer was reachable.
+    pub isolated: bool,
 }
 
 /// The heartbeat's part on the site peers.

@@ -336,6 +336,7 @@ pub fn start(
     db: Db,
     lanes: Option<Engine>,
     fleet: watch::Receiver<crate::peers::FleetStatus>,
+    occupancy: watch::Receiver<gated_api::types::OccupancyView>,
 ) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let (nonces, status) = {
@@ -365,6 +366,7 @@ pub fn start(
         role: config.role.to_string(),
         timings: Timings::from_config(config),
         fleet,
+        occupancy,
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(Arc::new(link).run());
@@ -409,6 +411,8 @@ struct Link {
     timings: Timings,
     /// The site network, reported in the heartbeat.
     fleet: watch::Receiver<crate::peers::FleetStatus>,
+    /// The site's occupancy as counted here, reported in the heartbeat.
+    occupancy: watch::Receiver<gated_api::types::OccupancyView>,
 }
 
 impl Link {
@@ -775,6 +779,18 @@ impl Link {
                 cursor: status.cursor,
                 device_time_ms: sent,
                 peers: Some(fleet.borrow().report(conflicts)),
+                occupancy: Some({
+                    let o = self.occupancy.borrow();
+                    api::OccupancyReport {
+                        day_start: o.day_start.clone(),
+                        entries: o.site.entries,
+                        exits: o.site.exits,
+                        inside: o.site.inside,
+                        percent: o.site.percent,
+                        tier: o.site.tier,
+                        isolated: o.isolated,
+                    }
+                }),
             };
             match session
                 .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)
