@@ -448,6 +448,115 @@ async fn decision(samples: usize, busy: bool) {
     Arc::into_inner(site).unwrap().shut().await;
 }
 
+/// A passage at a lane device that fills the site (its instantaneous
+/// capacity is one visitor) → a kiosk device has stopped selling today (its
+/// log says so). Each visitor enters, the kiosk's tier goes to 100 %, the
+/// visitor leaves, and it goes back to 0 before the next one.
+async fn tier_crossing(samples: usize, through_peers: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut central = CentralSim::start(&d.join("central"), "127.0.0.1:0").await;
+    let mut tokens = Vec::new();
+    for _ in 0..samples {
+        let t = central.admin("/sim/sell", json!({})).await;
+        tokens.push(t["token"].as_str().unwrap().to_owned());
+    }
+    let listen = if through_peers { "127.0.0.1:0" } else { "" };
+    let occupancy = "[occupancy]\ninstant_capacity = 1\nstop_sales_at = 100\n";
+    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    gate.set_auto_walk(true);
+    let (addr, _server) = gate
+        .serve_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let scanner = SimScanner::new(Pty::open_at(&d.join("scanner")).unwrap());
+    let exit = SimScanner::new(Pty::open_at(&d.join("exit")).unwrap());
+    let mut started = Vec::new();
+    for (id, role, devices) in [
+        (
+            "lane-a",
+            "lane",
+            format!(
+                "[devices.scanners.qr]\nport = \"{d}/scanner\"\n[devices.scanners.out]\nport = \"{d}/exit\"\n\
+                 [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\ntailgate_window_ms = 0\n\
+                 [lanes.a-1]\ndirection = \"both\"\ngroup = \"east\"\ngate = \"g\"\nscanners = [\"qr\"]\nexit_scanners = [\"out\"]\n",
+                d = d.display()
+            ),
+        ),
+        ("kiosk-k", "kiosk", String::new()),
+    ] {
+        let config = d.join(format!("{id}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "role = \"{role}\"\ndevice_id = \"{id}\"\nstate_dir = \"{d}/{id}\"\n\
+                 [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n\
+                 [peers]\nlisten = \"{listen}\"\n{occupancy}{devices}",
+                d = d.display(),
+                url = central.at.api,
+                ca = central.at.ca_file.display(),
+            ),
+        )
+        .unwrap();
+        let code = central.pairing_code(id, role, 600).await;
+        let (rc, out, err) =
+            gatectl(&["provision", "--code", &code, "-c", config.to_str().unwrap()]).await;
+        assert_eq!(rc, 0, "provision {id}: {out}{err}");
+        started.push(Gated::start(&config));
+    }
+    let mut kiosk = started.pop().unwrap();
+    let mut lane = started.pop().unwrap();
+    if through_peers {
+        lane.wait_for(&["following peer kiosk-k"]).await;
+        kiosk.wait_for(&["following peer lane-a"]).await;
+        central.kill().await;
+    } else {
+        lane.wait_for(&["device=\"gate tcp://", "connected"]).await;
+    }
+    let log = tokio::spawn(async move {
+        loop {
+            lane.read_for(Duration::from_secs(1)).await;
+        }
+    });
+    let mut lat = Vec::new();
+    for token in &tokens {
+        let passed = gate.counters()[0];
+        scanner.scan(token).await.unwrap();
+        gate.wait_until(|g| g.counters()[0] > passed).await;
+        // The lane has committed once the turnstile counted (it reads the
+        // counter, then commits): from here to the kiosk's new tier.
+        let t0 = Instant::now();
+        loop {
+            let line = kiosk.next_line().await.expect("the kiosk runs");
+            if line.contains("capacity tier of the site") && line.contains("→ 100%") {
+                lat.push(t0.elapsed());
+                break;
+            }
+        }
+        let left = gate.counters()[1];
+        exit.scan(token).await.unwrap();
+        gate.wait_until(|g| g.counters()[1] > left).await;
+        loop {
+            let line = kiosk.next_line().await.expect("the kiosk runs");
+            if line.contains("capacity tier of the site") && line.contains("→ 0%") {
+                break;
+            }
+        }
+    }
+    report(
+        &format!(
+            "passage filling the site at a lane → the kiosk stops selling today, through {}",
+            if through_peers {
+                "the site network, central-sim killed"
+            } else {
+                "the central system, site network off"
+            }
+        ),
+        lat,
+    );
+    log.abort();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let env = |k: &str, d: u64| {
@@ -457,11 +566,25 @@ async fn main() {
             .unwrap_or(d)
     };
     let samples = env("FLEET_BENCH_SAMPLES", 200) as usize;
-    for n in [3, 10] {
-        propagation(n, samples, false).await;
-        propagation(n, samples, true).await;
+    // FLEET_BENCH_ONLY: a comma-separated choice of propagation, burst,
+    // decision, tier (all by default).
+    let only = std::env::var("FLEET_BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    if run("propagation") {
+        for n in [3, 10] {
+            propagation(n, samples, false).await;
+            propagation(n, samples, true).await;
+        }
     }
-    burst(env("FLEET_BENCH_BURST_S", 60)).await;
-    decision(300, false).await;
-    decision(300, true).await;
+    if run("burst") {
+        burst(env("FLEET_BENCH_BURST_S", 60)).await;
+    }
+    if run("decision") {
+        decision(300, false).await;
+        decision(300, true).await;
+    }
+    if run("tier") {
+        tier_crossing(samples, false).await;
+        tier_crossing(samples, true).await;
+    }
 }

@@ -244,6 +244,11 @@ impl Gated {
         found.into_iter().flatten().collect()
     }
 
+    /// The next log line, when it comes (None: gated exited).
+    pub async fn next_line(&mut self) -> Option<String> {
+        self.lines.next_line().await.ok().flatten()
+    }
+
     /// The log lines gated writes during `d`.
     pub async fn read_for(&mut self, d: Duration) -> Vec<String> {
         let mut out = Vec::new();
