@@ -22,8 +22,10 @@ use crate::tickets::admission::WhenFull;
 use crate::tickets::rules::OperatingDay;
 use crate::tickets::token::LocalMinute;
 
-/// How often the store is asked whether anything was committed.
-const CHECK: Duration = Duration::from_millis(50);
+/// How often the store is asked whether anything was committed by other
+/// means (this device's writes wake the recount at once), and the day
+/// and the links are looked at.
+const CHECK: Duration = Duration::from_secs(1);
 
 /// The capacities and what the tiers do, from `[occupancy]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,6 +331,8 @@ pub fn start(
         nonces: nonces.clone(),
     };
     let mut overridden = overrides.subscribe();
+    let mut written = db.written();
+    let mut head = engine.as_ref().map(Engine::head);
     tasks.spawn(async move {
         let mut last: Option<OccupancyView> = None;
         let mut version = None;
@@ -394,6 +398,9 @@ pub fn start(
                 tokio::select! {
                     () = tokio::time::sleep(CHECK) => {}
                     Ok(()) = overridden.changed() => break,
+                    // The feed and the peers (through Db::write), this lane's passages.
+                    Ok(()) = written.changed() => break,
+                    () = crate::lane::next_commit(&mut head) => break,
                 }
                 let v = db.read(|s| s.data_version()).await.ok();
                 let turned = day.around(crate::lanes::local_now(&tz)) != today;

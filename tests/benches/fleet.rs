@@ -471,6 +471,7 @@ async fn tier_crossing(samples: usize, through_peers: bool) {
         .unwrap();
     let scanner = SimScanner::new(Pty::open_at(&d.join("scanner")).unwrap());
     let exit = SimScanner::new(Pty::open_at(&d.join("exit")).unwrap());
+    let _printer = hal::printer::sim::SimPrinter::start(Pty::open_at(&d.join("printer")).unwrap());
     let mut started = Vec::new();
     for (id, role, devices) in [
         (
@@ -483,7 +484,11 @@ async fn tier_crossing(samples: usize, through_peers: bool) {
                 d = d.display()
             ),
         ),
-        ("kiosk-k", "kiosk", String::new()),
+        (
+            "kiosk-k",
+            "kiosk",
+            format!("[devices.printer]\nport = \"{}/printer\"\n", d.display()),
+        ),
     ] {
         let config = d.join(format!("{id}.toml"));
         std::fs::write(
@@ -506,12 +511,16 @@ async fn tier_crossing(samples: usize, through_peers: bool) {
     }
     let mut kiosk = started.pop().unwrap();
     let mut lane = started.pop().unwrap();
+    lane.wait_for_all(&[
+        &["device=\"qr\"", "connected"],
+        &["device=\"out\"", "connected"],
+        &["device=\"gate tcp://", "connected"],
+    ])
+    .await;
     if through_peers {
         lane.wait_for(&["following peer kiosk-k"]).await;
         kiosk.wait_for(&["following peer lane-a"]).await;
         central.kill().await;
-    } else {
-        lane.wait_for(&["device=\"gate tcp://", "connected"]).await;
     }
     let log = tokio::spawn(async move {
         loop {

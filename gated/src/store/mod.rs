@@ -258,6 +258,9 @@ impl StoreError {
 pub struct Db {
     writer: Arc<Mutex<Store>>,
     reader: Arc<Mutex<Store>>,
+    /// Counts the work done through [`Db::write`] (the feed, the peers):
+    /// what follows the store wakes on it.
+    written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Db {
@@ -273,6 +276,7 @@ impl Db {
         Ok(Db {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            written: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -282,7 +286,14 @@ impl Db {
         f: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> T {
         let db = self.clone();
-        blocking(move || f(&mut db.writer())).await
+        let done = blocking(move || f(&mut db.writer())).await;
+        self.written.send_modify(|n| *n += 1);
+        done
+    }
+
+    /// Changes after each [`Db::write`].
+    pub fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 
     /// Runs `f` with the reader on the blocking pool.
