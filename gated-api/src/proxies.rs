@@ -112,6 +112,9 @@ pub trait Kiosk1 {
     fn sale_available(&self) -> zbus::Result<bool>;
     #[zbus(property)]
     fn out_of_service_reasons(&self) -> zbus::Result<Vec<String>>;
+    /// The park's occupancy notice (Chinese, English; empty below the first tier).
+    #[zbus(property)]
+    fn visitor_notice(&self) -> zbus::Result<(String, String)>;
 
     #[zbus(signal)]
     fn code_scanned(&self, code: String) -> zbus::Result<()>;

@@ -90,11 +90,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // The one writer (and one reader) every part of gated shares.
     let db = Db::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
     let reads = crate::reads::channel();
+    // Counted by occupancy, shown on lane displays, reported in the heartbeat.
+    let (occupancy_tx, occupancy_rx) = tokio::sync::watch::channel(Default::default());
     let (lanes, lanes_handle, registry) = match config.role {
         Role::Lane => {
-            let (tasks, handle, registry) = crate::lanes::start(&config, db.clone(), &reads)
-                .await
-                .map_err(StartError::Lanes)?;
+            let (tasks, handle, registry) =
+                crate::lanes::start(&config, db.clone(), &reads, &occupancy_rx)
+                    .await
+                    .map_err(StartError::Lanes)?;
             (tasks, Some(handle), Some(registry))
         }
         Role::Kiosk => (tokio::task::JoinSet::new(), None, None),
@@ -104,8 +107,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tz: config.time_zone(),
     };
     let (fleet_tx, fleet) = tokio::sync::watch::channel(crate::peers::FleetStatus::default());
-    // Counted by occupancy, reported in the heartbeat.
-    let (occupancy_tx, occupancy_rx) = tokio::sync::watch::channel(Default::default());
     let link = crate::central::sync::start(
         &config,
         db.clone(),

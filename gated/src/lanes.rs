@@ -175,6 +175,7 @@ pub async fn start(
     config: &Config,
     db: Db,
     reads: &crate::reads::Reads,
+    occupancy: &tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
 ) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
     if db.writer().setting("id_hash_key")?.is_none() {
@@ -352,6 +353,8 @@ pub async fn start(
             lanes: lanes.clone(),
             gate,
             tz: tz.clone(),
+            occupancy: occupancy.clone(),
+            notice: ("", ""),
         };
         info!(lane = name, group = lane.group, "lane ready");
         tasks.spawn(async move {
@@ -383,14 +386,21 @@ struct LaneCtx {
     lanes: Engine,
     gate: GateHandle,
     tz: jiff::tz::TimeZone,
+    /// The site's occupancy: its notice is shown between visitors.
+    occupancy: tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
+    /// The notice last shown.
+    notice: (&'static str, &'static str),
 }
+
+/// How long a decision stays on the display before the occupancy notice returns.
+const NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl LaneCtx {
     /// One presentation at a time: a lane has one gate.
     /// Tells the visitor; a broken display is reported and never stops the lane.
     async fn show(&mut self, zh: &str, en: &str) {
         if let Some(d) = &mut self.display
-            && let Err(e) = d.show(&format!("{zh} {en}")).await
+            && let Err(e) = d.show(format!("{zh} {en}").trim()).await
         {
             warn!(lane = self.name, "display: {e}");
         }
@@ -432,9 +442,52 @@ impl LaneCtx {
         );
     }
 
+    /// Shows the occupancy notice at an entry lane when it changed, or
+    /// `again` after a decision replaced it.
+    async fn show_notice(&mut self, again: bool) {
+        if self.direction == LaneDirection::Exit {
+            return;
+        }
+        let view = self.occupancy.borrow_and_update().clone();
+        let now = crate::occupancy::lane_notice(&view, &self.group);
+        if now == self.notice && !(again && !now.0.is_empty()) {
+            return;
+        }
+        if now != self.notice {
+            info!(lane = self.name, "display notice: {}", now.1);
+        }
+        self.notice = now;
+        // Below the first tier the line goes blank again.
+        self.show(now.0, now.1).await;
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {
         self.reconcile().await;
-        while let Some(Presented { medium, kind, exit }) = rx.recv().await {
+        self.show_notice(false).await;
+        let mut shown_at: Option<tokio::time::Instant> = None;
+        loop {
+            let back = async move {
+                match shown_at {
+                    Some(t) => tokio::time::sleep_until(t + NOTICE_AFTER).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let presented = tokio::select! {
+                p = rx.recv() => p,
+                Ok(()) = self.occupancy.changed(), if shown_at.is_none() => {
+                    self.show_notice(false).await;
+                    continue;
+                }
+                () = back => {
+                    shown_at = None;
+                    self.show_notice(true).await;
+                    continue;
+                }
+            };
+            let Some(Presented { medium, kind, exit }) = presented else {
+                break;
+            };
+            shown_at = Some(tokio::time::Instant::now());
             let at_ms = jiff::Timestamp::now().as_millisecond();
             let nonce = self.lanes.nonce(&self.name);
             let scan = Presentation {

@@ -168,28 +168,42 @@ impl Capacities {
             })
             .collect();
         let sales_stopped = site.percent >= u32::from(self.stop_sales_at);
-        let tier = groups
-            .iter()
-            .map(|g| g.tier)
-            .chain([site.tier])
-            .max()
-            .unwrap_or(0);
-        let (zh, en) = notice(
-            tier,
-            sales_stopped,
-            site.full || groups.iter().any(|g| g.full),
-        );
-        OccupancyView {
+        let mut view = OccupancyView {
             day_start,
             site,
             groups,
             sales_stopped,
-            notice_zh: zh.into(),
-            notice_en: en.into(),
+            notice_zh: String::new(),
+            notice_en: String::new(),
             isolated: false,
             margin_percent: self.offline_margin,
-        }
+        };
+        set_notice(&mut view);
+        view
     }
+}
+
+/// Whether a scope refuses new entries: full, and no supervisor overrode it.
+fn holds(g: &GroupOccupancy) -> bool {
+    g.full && g.override_reason.is_none()
+}
+
+/// The site-wide notice for the kiosks: the highest tier of any scope.
+/// Called again once overrides are known (an overridden scope is not full).
+fn set_notice(view: &mut OccupancyView) {
+    let all = || std::iter::once(&view.site).chain(&view.groups);
+    let tier = all().map(|g| g.tier).max().unwrap_or(0);
+    let (zh, en) = notice(tier, view.sales_stopped, all().any(holds));
+    (view.notice_zh, view.notice_en) = (zh.into(), en.into());
+}
+
+/// What the displays of a lane in `group` show (zh, en; empty below the
+/// first tier): the site's figures and its own group's, not other groups'.
+pub fn lane_notice(view: &OccupancyView, group: &str) -> (&'static str, &'static str) {
+    let own = view.groups.iter().find(|g| g.group == group);
+    let tier = own.map_or(0, |g| g.tier).max(view.site.tier);
+    let full = holds(&view.site) || own.is_some_and(holds);
+    notice(tier, view.sales_stopped, full)
 }
 
 /// What visitors are told at `tier` (zh, en).
@@ -372,10 +386,10 @@ pub fn start(
                         };
                         g.override_reason = ov.get(scope).cloned();
                     }
+                    set_notice(&mut view);
                     transitions(&db, &nonces, last.as_ref(), &view).await;
                     if let Some(e) = &engine {
                         // Full unless a supervisor overrode that scope.
-                        let holds = |g: &GroupOccupancy| g.full && g.override_reason.is_none();
                         for g in &own_groups {
                             let full = holds(&view.site)
                                 || view.groups.iter().any(|v| v.group == *g && holds(v));
@@ -579,6 +593,32 @@ mod tests {
         assert!(v.notice_zh.contains("已满"));
         let v = c.view(&[("west".into(), 100, 0)], &BTreeMap::new(), String::new());
         assert!(v.site.full && v.site.tier == 100);
+    }
+
+    #[test]
+    fn a_lane_shows_its_own_group_full_not_another_one_and_not_once_overridden() {
+        let c = caps();
+        let mut v = c.view(
+            &[("east".into(), 10, 0), ("west".into(), 70, 0)],
+            &BTreeMap::new(),
+            String::new(),
+        );
+        assert_eq!(
+            lane_notice(&v, "east").1,
+            "The park is full: please wait a moment"
+        );
+        assert_eq!(
+            lane_notice(&v, "west").1,
+            "The park is busy: please plan your visit",
+            "80 % of the site, east's being full is not west's"
+        );
+        v.groups[0].override_reason = Some("school group".into());
+        set_notice(&mut v);
+        assert_eq!(
+            lane_notice(&v, "east").1,
+            "The park is busy: please plan your visit"
+        );
+        assert!(!v.notice_en.contains("full"), "{}", v.notice_en);
     }
 
     #[test]

@@ -51,7 +51,6 @@ pub mod sim {
     use tokio::sync::watch;
     use tokio::task::JoinHandle;
 
-    use crate::lines::LineSplitter;
     use crate::pty::Pty;
 
     #[derive(Debug)]
@@ -70,12 +69,19 @@ pub mod sim {
         pub fn start(pty: Pty) -> Self {
             let (tx, shown) = watch::channel(Vec::new());
             let task = tokio::spawn(async move {
-                let mut lines = LineSplitter::new();
+                let mut line = Vec::new();
                 let mut buf = [0u8; 512];
                 while let Ok(n @ 1..) = pty.read(&mut buf).await {
-                    // Lines are GB18030: split on the bytes, decode each line.
-                    for line in lines.push_raw(&buf[..n]) {
-                        tx.send_modify(|v| v.push(crate::printer::escpos::decode_gbk(&line)));
+                    // Each message ends with CR LF; an empty one blanks the
+                    // panel. GB18030: split on the bytes, decode each line.
+                    for &b in &buf[..n] {
+                        line.push(b);
+                        if line.ends_with(b"\r\n") {
+                            line.truncate(line.len() - 2);
+                            let text = crate::printer::escpos::decode_gbk(&line);
+                            tx.send_modify(|v| v.push(text));
+                            line.clear();
+                        }
                     }
                 }
             });
@@ -86,6 +92,13 @@ pub mod sim {
         pub async fn wait_for(&self, n: usize) -> Vec<String> {
             let mut rx = self.shown.clone();
             let _ = rx.wait_for(|v| v.len() >= n).await;
+            rx.borrow().to_vec()
+        }
+
+        /// Waits until what was shown so far meets `f`; returns it.
+        pub async fn wait_until(&self, f: impl Fn(&[String]) -> bool) -> Vec<String> {
+            let mut rx = self.shown.clone();
+            let _ = rx.wait_for(|v| f(v)).await;
             rx.borrow().to_vec()
         }
     }

@@ -20,6 +20,7 @@ pub const SCREENS: &[&str] = &[
     "home",
     "home-out-of-service",
     "home-fire-alarm",
+    "home-park-busy",
     "buy",
     "buy-calendar",
     "id-cards",
@@ -77,6 +78,8 @@ pub fn set(ui: &AppWindow, name: &str) {
     g.set_can_collect(true);
     g.set_can_check(true);
     g.set_reasons(model(vec![]));
+    g.set_notice_zh("".into());
+    g.set_notice_en("".into());
     let dates: Vec<DateChoice> = (0..14).map(date).collect();
     g.set_quick_dates(model(dates[..2].to_vec()));
     g.set_weeks(model(
@@ -214,6 +217,13 @@ pub fn set(ui: &AppWindow, name: &str) {
             g.set_can_collect(false);
             g.set_can_check(false);
             g.set_reasons(model(vec![Reason::Fire]));
+            Screen::Home
+        }
+        "home-park-busy" => {
+            // The tier that stops today's sales: the notice, and Buy still
+            // open for later dates.
+            g.set_notice_zh("景区游客较多，今日门票暂停销售".into());
+            g.set_notice_en("The park is very busy: no more tickets for today".into());
             Screen::Home
         }
         "buy" => Screen::Buy,

@@ -36,13 +36,18 @@ impl std::fmt::Debug for Screens {
 impl Screens {
     /// A kiosk device ready to sell and the app on its home screen, in English.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// The same, with `extra` sections in the device's gated.toml.
+    pub fn start_with(extra: &str) -> Self {
         i_slint_backend_testing::init_no_event_loop();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let k = rt.block_on(Kiosk::start());
+        let k = rt.block_on(Kiosk::start_with(extra));
         let ui = AppWindow::new().unwrap();
         let config = Config {
             language: "en".into(),

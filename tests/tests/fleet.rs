@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hal::display::sim::SimDisplay;
 use hal::gate::RegisterMap;
 use hal::gate::sim::{GateKind, SimGate, TcpServer};
 use hal::pty::Pty;
@@ -26,6 +27,8 @@ struct Device {
     scanner: SimScanner,
     /// The lane's exit-side reader (one turnstile, used both ways).
     exit_scanner: SimScanner,
+    /// The lane's display: decisions, and the occupancy notice between visitors.
+    display: SimDisplay,
     gate: SimGate,
     /// Its UPS (NUT): mains lost puts the lanes in their power-fail mode.
     ups: hal::power::sim::SimUpsd,
@@ -42,6 +45,7 @@ impl Device {
         let dir = tempfile::tempdir().unwrap();
         let scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner")).unwrap());
         let exit_scanner = SimScanner::new(Pty::open_at(&dir.path().join("scanner-out")).unwrap());
+        let display = SimDisplay::start(Pty::open_at(&dir.path().join("display")).unwrap());
         let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
         gate.set_auto_walk(true);
         // Visitors hesitate before they walk through.
@@ -63,9 +67,10 @@ impl Device {
              [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\ndebounce_ms = 0\ngrace_s = 3600\n\
              [devices.scanners.qr]\nport = \"{d}/scanner\"\n\
              [devices.scanners.qr-out]\nport = \"{d}/scanner-out\"\n\
+             [devices.displays.d]\nport = \"{d}/display\"\n\
              [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\npassage_timeout_ms = 5000\n\
              [lanes.{id}-1]\ndirection = \"both\"\ngroup = \"east\"\ngate = \"g\"\n\
-             scanners = [\"qr\"]\nexit_scanners = [\"qr-out\"]\n{extra}",
+             scanners = [\"qr\"]\nexit_scanners = [\"qr-out\"]\ndisplay = \"d\"\n{extra}",
             state = dir.path().join("state").display(),
             url = central.at.api,
             ca = central.at.ca_file.display(),
@@ -81,6 +86,7 @@ impl Device {
             dir,
             scanner,
             exit_scanner,
+            display,
             gate,
             ups,
             _server: server,
@@ -189,6 +195,13 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
         .next()
         .unwrap()
         .trim_matches('"')
+}
+
+/// `what` within BOUND, or the test fails saying what did not happen.
+async fn wait<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {BOUND:?}"))
 }
 
 /// Waits until `sql` counts exactly one row at each of `devices`.
@@ -629,6 +642,19 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     .await;
     assert!(text.contains("FULL: entries refused"), "{text}");
     assert!(text.contains("inside     3 of     3"), "{text}");
+    // Every lane display says so between visitors, in both languages.
+    for d in &devices {
+        let shown = wait(
+            "the full notice on the lane display",
+            d.display.wait_until(|v| {
+                v.last().is_some_and(|l| {
+                    l == "景区游客已满，请稍候入园 The park is full: please wait a moment"
+                })
+            }),
+        )
+        .await;
+        assert!(shown.len() >= 2, "{}: {shown:?}", d.id);
+    }
 
     // A supervisor's override at C admits past the capacity there, recorded
     // with its reason; turned off, C refuses again.
@@ -668,6 +694,14 @@ async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_
     devices[2].leaves(&sold[1]).await;
     devices[2].leaves(&sold[2]).await;
     site_is(&devices, "below capacity again", |s| s["full"] == false).await;
+    // 2 of 3 is below the first tier: the notice goes.
+    wait(
+        "the lane display cleared",
+        devices[0]
+            .display
+            .wait_until(|v| v.last().is_some_and(|l| l.is_empty())),
+    )
+    .await;
     devices[2].admitted(&sold[4]).await;
     site_is(&devices, "6 in, 3 out", |s| {
         s["entries"] == 6 && s["exits"] == 3

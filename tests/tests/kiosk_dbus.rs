@@ -637,9 +637,30 @@ async fn at_the_tier_that_stops_sales_today_is_sold_out_and_later_dates_still_se
     k.call("Cancel", &(o["order_no"].as_str().unwrap(),))
         .await
         .unwrap();
-    // Nine visitors in at a lane of the site: 90 % of the day's capacity.
+    let notice = || async { k.prop::<(String, String)>("VisitorNotice").await };
+    assert_eq!(notice().await, (String::new(), String::new()), "below 80 %");
+    // Eight visitors in at a lane of the site: the first tier, a notice,
+    // and today still sells.
     k.central
-        .admin("/sim/passage", json!({ "ticket_id": 1, "persons": 9 }))
+        .admin("/sim/passage", json!({ "ticket_id": 1, "persons": 8 }))
+        .await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while notice().await.1 != "The park is busy: please plan your visit" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            notice().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(notice().await.0, "景区游客较多，请错峰游览");
+    let o = order(today()).await.expect("at 80 %, today still sells");
+    k.call("Cancel", &(o["order_no"].as_str().unwrap(),))
+        .await
+        .unwrap();
+    // One more: 90 % of the day's capacity stops today's sales.
+    k.central
+        .admin("/sim/passage", json!({ "ticket_id": 2, "persons": 1 }))
         .await;
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
@@ -666,6 +687,10 @@ async fn at_the_tier_that_stops_sales_today_is_sold_out_and_later_dates_still_se
     assert_eq!(e.0, "cn.scenicpark.Gated.Error.SoldOut");
     assert!(e.1.contains("later dates still sell"), "{}", e.1);
     order(tomorrow()).await.expect("tomorrow still sells");
+    assert_eq!(
+        notice().await.1,
+        "The park is very busy: no more tickets for today"
+    );
     // The heartbeat tells the central system what this device counts.
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {

@@ -375,3 +375,45 @@ fn sold_out_payment_expired_inactivity_and_the_service_menu() {
     s.tap("Exit");
     s.wait_screen(Screen::Home);
 }
+
+#[test]
+fn a_busy_park_is_told_on_the_home_screen_and_stops_today_s_sales_not_tomorrow_s() {
+    let s = Screens::start_with("[occupancy]\ndaily_capacity = 10\nstop_sales_at = 90\n");
+    let busy = "The park is busy: please plan your visit";
+    let very_busy = "The park is very busy: no more tickets for today";
+    assert_eq!(s.g().get_notice_en(), "", "nobody in yet");
+    // Visitors in at a lane elsewhere on the site: 80 %, the first tier.
+    s.block_on(
+        s.k.central
+            .admin("/sim/passage", json!({ "ticket_id": 1, "persons": 8 })),
+    );
+    s.wait("the first tier's notice", |s| s.g().get_notice_en() == busy);
+    assert!(s.enabled(busy), "shown as text on the home screen");
+    assert!(s.enabled("Buy tickets"));
+    // 90 %: today's sales stop; the notice says so; Buy stays open for later dates.
+    s.block_on(
+        s.k.central
+            .admin("/sim/passage", json!({ "ticket_id": 2, "persons": 1 })),
+    );
+    s.wait("the notice of stopped sales", |s| {
+        s.g().get_notice_en() == very_busy
+    });
+    assert!(s.enabled(very_busy));
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    s.add("Adult day ticket", "", 1);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_problem(Problem::SoldOut);
+    s.tap("Choose again");
+    s.wait_screen(Screen::Buy);
+    s.tap("Tomorrow");
+    s.wait_screen(Screen::Buy);
+    s.add("Adult day ticket", "", 1);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+    assert!(s.g().get_order_no().starts_with('O'), "tomorrow sells");
+}

@@ -216,6 +216,16 @@ impl KioskIface {
             .is_some_and(|k| k.sale_blockers().is_empty())
     }
 
+    /// The park's occupancy notice for the home screen, in Chinese and in
+    /// English (both empty below the first capacity tier).
+    #[zbus(property)]
+    fn visitor_notice(&self) -> (String, String) {
+        self.kiosk
+            .as_ref()
+            .map(|k| k.visitor_notice())
+            .unwrap_or_default()
+    }
+
     /// Why not: `not_provisioned`, `offline`, `printer_out_of_paper`, `printer_not_ready`.
     #[zbus(property)]
     fn out_of_service_reasons(&self) -> Vec<String> {

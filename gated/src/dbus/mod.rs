@@ -292,5 +292,6 @@ pub async fn follow(
         let _ = k
             .out_of_service_reasons_changed(kiosk_iface.signal_emitter())
             .await;
+        let _ = k.visitor_notice_changed(kiosk_iface.signal_emitter()).await;
     }
 }

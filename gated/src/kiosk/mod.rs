@@ -271,6 +271,13 @@ impl Kiosk {
         }
     }
 
+    /// What the home screen tells visitors about the park's occupancy
+    /// (zh, en; empty below the first tier).
+    pub fn visitor_notice(&self) -> (String, String) {
+        let o = self.occupancy.borrow();
+        (o.notice_zh.clone(), o.notice_en.clone())
+    }
+
     /// Why the kiosk cannot sell right now (empty: it can).
     pub fn sale_blockers(&self) -> Vec<String> {
         let mut reasons = Vec::new();

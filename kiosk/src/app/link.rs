@@ -68,7 +68,12 @@ impl App {
                     (Ok(_), Ok(r)) => Some(r),
                     _ => None,
                 };
-                post(Box::new(move |app: &Rc<App>| app.set_reasons(state)));
+                // An older gated has no notice: none is shown.
+                let notice = k.visitor_notice().await.unwrap_or_default();
+                post(Box::new(move |app: &Rc<App>| {
+                    app.set_reasons(state);
+                    app.set_notice(notice);
+                }));
                 tokio::select! {
                     _ = owner.next() => {}
                     m = props_changed.next() => if m.is_none() { return },
@@ -127,6 +132,13 @@ impl App {
                 }
             });
         }
+    }
+
+    /// The park's occupancy notice (zh, en), shown on the home screen.
+    pub(super) fn set_notice(&self, (zh, en): (String, String)) {
+        let g = self.g();
+        g.set_notice_zh(zh.into());
+        g.set_notice_en(en.into());
     }
 
     pub(super) fn show_reasons(&self) {
