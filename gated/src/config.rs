@@ -544,6 +544,11 @@ pub struct Lane {
     /// passage, or "locked" (gates that stay where they are).
     #[serde(default)]
     pub power_fail_mode: PowerFailMode,
+    /// An exit-only lane where visitors leave without a ticket: gated keeps
+    /// the exit side unlocked and counts each passage (occupancy); entries
+    /// through it are still intrusions. Readers are optional there.
+    #[serde(default)]
+    pub free_exit: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -1239,11 +1244,23 @@ fn validate_lane(name: &str, lane: &Lane, d: &Devices, r: &mut Reporter<'_>) {
         r.problems
             .push(r.problem(&key("group"), None, "lane group must not be empty".into()));
     }
-    if lane.scanners.is_empty() && lane.id_reader.is_none() && lane.ic_reader.is_none() {
+    if lane.free_exit && lane.direction != LaneDirection::Exit {
+        r.problems.push(r.problem(
+            &key("free_exit"),
+            None,
+            "free_exit is for lanes with direction = \"exit\": an entry side must check tickets"
+                .into(),
+        ));
+    }
+    if !lane.free_exit
+        && lane.scanners.is_empty()
+        && lane.id_reader.is_none()
+        && lane.ic_reader.is_none()
+    {
         r.problems.push(r.problem(
             &format!("lanes.{name}"),
             None,
-            "a lane needs at least one reader: `scanners`, `id_reader` or `ic_reader`".into(),
+            "a lane needs at least one reader: `scanners`, `id_reader` or `ic_reader` (or, at an exit, `free_exit = true`)".into(),
         ));
     }
 }

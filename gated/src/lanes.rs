@@ -43,6 +43,8 @@ pub struct LaneState {
     /// A mode the device's state forces (fire alarm, power fallback), over
     /// the operator's, and why.
     forced: std::sync::Mutex<Option<(GateMode, &'static str)>>,
+    /// Woken whenever the mode in force may have changed.
+    mode_changed: tokio::sync::Notify,
     last: std::sync::Mutex<std::collections::VecDeque<Decision>>,
 }
 
@@ -57,6 +59,7 @@ impl LaneState {
             power_fail_mode: lane.power_fail_mode,
             mode: std::sync::Mutex::new(GateMode::Normal),
             forced: std::sync::Mutex::new(None),
+            mode_changed: tokio::sync::Notify::new(),
             last: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
@@ -123,6 +126,7 @@ impl LaneState {
         self.check_not_forced()?;
         hal::gate::Gate::set_mode(&self.gate, mode).await?;
         *self.mode.lock().expect("lane mode") = mode;
+        self.mode_changed.notify_waiters();
         Ok(())
     }
 
@@ -133,7 +137,19 @@ impl LaneState {
         forced: Option<(GateMode, &'static str)>,
     ) -> Result<(), hal::gate::GateError> {
         *self.forced.lock().expect("forced mode") = forced;
+        self.mode_changed.notify_waiters();
         hal::gate::Gate::set_mode(&self.gate, self.mode()).await
+    }
+
+    /// Returns once the lane is in normal mode (at once if it is).
+    async fn normal(&self) {
+        loop {
+            let changed = self.mode_changed.notified();
+            if self.mode() == GateMode::Normal {
+                return;
+            }
+            changed.await;
+        }
     }
 
     pub fn last(&self) -> Vec<Decision> {
@@ -337,6 +353,15 @@ pub async fn start(
                 }
             }
         }));
+        if lane.free_exit {
+            sources.push(tokio::spawn(free_exit(
+                gate.clone(),
+                state.clone(),
+                lanes.clone(),
+                lane.group.clone(),
+                tz.clone(),
+            )));
+        }
         // Modbus controllers keep their counters across a restart of gated.
         let gate_ledger = config.devices.gates[lane.gate.get_ref()]
             .get_ref()
@@ -355,6 +380,7 @@ pub async fn start(
             tz: tz.clone(),
             occupancy: occupancy.clone(),
             notice: ("", ""),
+            free_exit: lane.free_exit,
         };
         info!(lane = name, group = lane.group, "lane ready");
         tasks.spawn(async move {
@@ -365,6 +391,57 @@ pub async fn start(
         });
     }
     Ok((tasks, lanes, std::sync::Arc::new(registry)))
+}
+
+/// A free-exit lane: the exit side is authorised again after every passage
+/// (and every passage timeout), so anyone leaves without a ticket and every
+/// person is counted, with the same ledger as the gate's free mode. Entries
+/// stay intrusions. While the device or an operator forces another mode,
+/// the gate's own mode rules (its free passages are counted as events).
+async fn free_exit(
+    gate: GateHandle,
+    state: std::sync::Arc<LaneState>,
+    lanes: Engine,
+    group: String,
+    tz: jiff::tz::TimeZone,
+) {
+    use hal::gate::{Direction, Gate, Outcome};
+    info!(
+        lane = state.name,
+        "free exit: visitors leave without a ticket, counted"
+    );
+    loop {
+        state.normal().await;
+        let persons = match gate.open(Direction::Exit, 1).await {
+            Outcome::Passed { persons } => persons,
+            // Two at once through a free exit is no offence: both counted.
+            Outcome::Alarm { persons, .. } => persons,
+            Outcome::NotPassed => continue,
+            Outcome::Fault { why } => {
+                warn!(
+                    lane = state.name,
+                    "free exit: gate fault, trying again: {why}"
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if persons == 0 {
+            continue;
+        }
+        let free = FreePassage {
+            lane: state.name.clone(),
+            lane_group: group.clone(),
+            direction: Direction::Exit,
+            persons,
+            at_ms: jiff::Timestamp::now().as_millisecond(),
+            local_minute: local_now(&tz),
+            seq: 0,
+        };
+        if let Err(e) = lanes.blocking(move |l| l.record_free_passage(&free)).await {
+            error!(lane = state.name, "could not record free exits: {e}");
+        }
+    }
 }
 
 /// One read at one of the lane's devices.
@@ -390,6 +467,8 @@ struct LaneCtx {
     occupancy: tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
     /// The notice last shown.
     notice: (&'static str, &'static str),
+    /// The exit is open for everyone: a ticket shown is waved through.
+    free_exit: bool,
 }
 
 /// How long a decision stays on the display before the occupancy notice returns.
@@ -450,7 +529,9 @@ impl LaneCtx {
         }
         let view = self.occupancy.borrow_and_update().clone();
         let now = crate::occupancy::lane_notice(&view, &self.group);
-        if now == self.notice && !(again && !now.0.is_empty()) {
+        // Unchanged: shown again only to replace a decision, and only if non-empty.
+        let repeat = again && !now.0.is_empty();
+        if now == self.notice && !repeat {
             return;
         }
         if now != self.notice {
@@ -504,12 +585,22 @@ impl LaneCtx {
                 exit_lane: self.direction == LaneDirection::Exit,
                 peak: self.lanes.relaxed(&self.group),
             };
-            let result = match admission::route(lane, exit) {
+            let route = if self.free_exit && lane.mode == GateMode::Normal {
+                Route::Free
+            } else {
+                admission::route(lane, exit)
+            };
+            let result = match route {
                 Route::Refuse(reason) => Ok(Admission::Refused(reason)),
                 Route::Free => {
                     self.show("请通行", "Please pass").await;
                     self.state
                         .remember(decision(at_ms, kind, "free", None, 0, None));
+                    info!(
+                        lane = self.name,
+                        medium = kind,
+                        "free passage: waved through"
+                    );
                     continue;
                 }
                 Route::Enter => self.lanes.admit(&self.gate, &scan).await,

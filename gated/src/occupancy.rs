@@ -27,6 +27,47 @@ use crate::tickets::token::LocalMinute;
 /// and the links are looked at.
 const CHECK: Duration = Duration::from_secs(1);
 
+/// Where the catalog's capacities are kept, next to the catalog (small: read
+/// at every recount).
+pub const CATALOG_CAPACITIES: &str = "catalog.capacities";
+
+/// The capacities the central catalog sets, for the site and its groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatalogCapacities {
+    pub site: crate::central::api::Capacity,
+    pub groups: BTreeMap<String, crate::central::api::Capacity>,
+}
+
+impl CatalogCapacities {
+    pub fn of(catalog: &crate::central::api::Catalog) -> Self {
+        CatalogCapacities {
+            site: catalog.capacity,
+            groups: catalog
+                .lane_groups
+                .iter()
+                .filter(|g| g.capacity != Default::default())
+                .map(|g| (g.name.clone(), g.capacity))
+                .collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("capacities serialize")
+    }
+
+    /// As stored: none yet is none. Unreadable, it is an error (the last
+    /// figures and the full lanes stay as they were).
+    fn stored(store: &Store) -> Result<Self, StoreError> {
+        match store.setting(CATALOG_CAPACITIES)? {
+            None => Ok(Self::default()),
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StoreError::Unreadable {
+                path: store.path().to_owned(),
+                what: format!("setting {CATALOG_CAPACITIES}: {e}"),
+            }),
+        }
+    }
+}
+
 /// The capacities and what the tiers do, from `[occupancy]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capacities {
@@ -67,6 +108,23 @@ impl Capacities {
         }
     }
 
+    /// These capacities (gated.toml's), with the catalog's where gated.toml
+    /// sets none.
+    pub fn with_catalog(&self, catalog: &CatalogCapacities) -> Capacities {
+        let mut groups = self.groups.clone();
+        for (g, c) in &catalog.groups {
+            let e = groups.entry(g.clone()).or_insert((None, None));
+            e.0 = e.0.or(c.daily_capacity);
+            e.1 = e.1.or(c.instant_capacity);
+        }
+        Capacities {
+            daily: self.daily.or(catalog.site.daily_capacity),
+            instant: self.instant.or(catalog.site.instant_capacity),
+            groups,
+            ..self.clone()
+        }
+    }
+
     /// The capacities a device holds when it sees only its own passages:
     /// `offline_margin` percent lower (at least 1).
     pub fn isolated(&self) -> Capacities {
@@ -90,7 +148,25 @@ impl Capacities {
     /// The view at the local minute `now` from what `store` holds: the
     /// operating day's passages, and (without the check-out at the day's
     /// end) those still inside from the days before.
-    pub fn count(&self, store: &Store, now: LocalMinute) -> Result<OccupancyView, StoreError> {
+    /// The catalog's capacities fill in what gated.toml leaves unset;
+    /// `isolated`, all are lowered by the offline margin.
+    pub fn count(
+        &self,
+        store: &Store,
+        now: LocalMinute,
+        isolated: bool,
+    ) -> Result<OccupancyView, StoreError> {
+        let caps = self.with_catalog(&CatalogCapacities::stored(store)?);
+        let caps = if isolated { caps.isolated() } else { caps };
+        caps.count_configured(store, now)
+    }
+
+    /// [`Self::count`] with these capacities only.
+    fn count_configured(
+        &self,
+        store: &Store,
+        now: LocalMinute,
+    ) -> Result<OccupancyView, StoreError> {
         let today = self.day.around(now);
         let counts = store.group_counts(today.clone())?;
         let carried = if self.check_out_at_day_end {
@@ -254,7 +330,9 @@ impl Occupancy {
         reason: &str,
         by: &str,
     ) -> Result<(), String> {
-        if !self.scopes.iter().any(|s| s == scope) {
+        // The catalog's groups count as well as gated.toml's.
+        let counted = self.view.borrow().groups.iter().any(|g| g.group == scope);
+        if !counted && !self.scopes.iter().any(|s| s == scope) {
             return Err(format!(
                 "no scope {scope}: use \"site\" or a lane group with a capacity ({})",
                 self.scopes.join(", ")
@@ -354,8 +432,8 @@ pub fn start(
             let now = crate::lanes::local_now(&tz);
             let today = day.around(now);
             let alone = isolated(&link, &fleet);
-            let c = if alone { caps.isolated() } else { caps.clone() };
-            let counted = db.read(move |s| c.count(s, now)).await;
+            let c = caps.clone();
+            let counted = db.read(move |s| c.count(s, now, alone)).await;
             match counted {
                 Ok(mut view) => {
                     (view.isolated, view.margin_percent) = (alone, caps.offline_margin);
@@ -681,18 +759,74 @@ mod tests {
                 .unwrap();
         }
         let c = caps();
-        let night = c.count(&store, before).unwrap();
+        let night = c.count(&store, before, false).unwrap();
         assert_eq!((night.site.entries, night.site.inside), (3, 2));
         assert_eq!(night.day_start, "2026-01-05T04:00");
-        let morning = c.count(&store, after).unwrap();
+        let morning = c.count(&store, after, false).unwrap();
         assert_eq!((morning.site.entries, morning.site.inside), (0, 0));
         assert_eq!(morning.day_start, "2026-01-06T04:00");
         let hotel = Capacities {
             check_out_at_day_end: false,
             ..caps()
         };
-        let morning = hotel.count(&store, after).unwrap();
+        let morning = hotel.count(&store, after, false).unwrap();
         assert_eq!((morning.site.entries, morning.site.inside), (0, 2));
         assert_eq!(morning.groups[0].inside, 2);
+    }
+
+    #[test]
+    fn the_catalog_fills_in_capacities_gated_toml_leaves_unset_and_an_unreadable_one_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let unset = Capacities {
+            daily: None,
+            instant: None,
+            groups: BTreeMap::new(),
+            ..caps()
+        };
+        let now: LocalMinute = 9501 * 1440 + 12 * 60;
+        let v = unset.count(&store, now, false).unwrap();
+        assert_eq!(v.site.instant_capacity, None, "no catalog yet: no capacity");
+        let cap = |daily, instant| crate::central::api::Capacity {
+            daily_capacity: daily,
+            instant_capacity: instant,
+        };
+        let catalog = CatalogCapacities {
+            site: cap(Some(5000), Some(400)),
+            groups: [
+                ("east".to_owned(), cap(Some(50), Some(20))),
+                ("west".to_owned(), cap(None, Some(30))),
+            ]
+            .into(),
+        };
+        store
+            .put_setting(CATALOG_CAPACITIES, &catalog.to_json())
+            .unwrap();
+        let v = unset.count(&store, now, false).unwrap();
+        assert_eq!(
+            (v.site.daily_capacity, v.site.instant_capacity),
+            (Some(5000), Some(400))
+        );
+        let west = v.groups.iter().find(|g| g.group == "west").unwrap();
+        assert_eq!(west.instant_capacity, Some(30));
+        // gated.toml's values win, each on its own: east keeps the catalog's
+        // daily capacity and gated.toml's instantaneous one.
+        let v = caps().count(&store, now, false).unwrap();
+        assert_eq!(
+            (v.site.daily_capacity, v.site.instant_capacity),
+            (Some(1000), Some(100))
+        );
+        let east = v.groups.iter().find(|g| g.group == "east").unwrap();
+        assert_eq!(
+            (east.daily_capacity, east.instant_capacity),
+            (Some(50), Some(10))
+        );
+        // Isolated, the catalog's capacities are lowered too.
+        let v = unset.count(&store, now, true).unwrap();
+        assert_eq!(v.site.instant_capacity, Some(360));
+        // Unreadable: no figures rather than no capacity.
+        store.put_setting(CATALOG_CAPACITIES, b"{not json").unwrap();
+        let e = unset.count(&store, now, false).unwrap_err().to_string();
+        assert!(e.contains("catalog.capacities"), "{e}");
     }
 }

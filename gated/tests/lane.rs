@@ -453,6 +453,7 @@ async fn a_signing_key_with_an_unreadable_validity_is_not_pinned() {
         products: vec![],
         devices: vec![],
         revoked_devices: vec![],
+        capacity: Default::default(),
     };
     let mut store = Store::open(&r._dir.path().join("gated.db")).unwrap();
     gated::central::sync::apply_catalog(&mut store, &catalog).unwrap();

@@ -65,6 +65,11 @@ impl Harness {
 
     /// `two_way`: the first lane is direction "both", with an exit-side scanner.
     async fn start_with(kinds: &[GateKind], two_way: bool) -> Self {
+        Self::start_shaped(kinds, two_way, false).await
+    }
+
+    /// `free_exit`: the first lane is an exit where visitors leave without a ticket.
+    async fn start_shaped(kinds: &[GateKind], two_way: bool, free_exit: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
@@ -118,9 +123,13 @@ impl Harness {
             toml += &format!(
                 "[devices.scanners.qr{i}]\nport = \"{}\"\n[devices.gates.g{i}]\nmodbus = \"tcp://{addr}\"\n\
                  poll_ms = 10\npassage_timeout_ms = 500\ntailgate_window_ms = 100\n\
-                 [lanes.east-{i}]\ndirection = \"{}\"\ngroup = \"east\"\ngate = \"g{i}\"\nscanners = [\"qr{i}\"]\n{}{}",
+                 [lanes.east-{i}]\ndirection = \"{}\"\ngroup = \"east\"\ngate = \"g{i}\"\nscanners = [\"qr{i}\"]\n{}{}{}",
                 scanner.pty.path().display(),
-                if two_way && i == 0 { "both" } else { "entry" },
+                match i {
+                    0 if two_way => "both",
+                    0 if free_exit => "exit",
+                    _ => "entry",
+                },
                 if i == 0 {
                     "id_reader = \"id\"\nic_reader = \"ic\"\ndisplay = \"disp\"\n"
                 } else {
@@ -128,6 +137,11 @@ impl Harness {
                 },
                 if two_way && i == 0 {
                     "exit_scanners = [\"qx\"]\n"
+                } else {
+                    ""
+                },
+                if free_exit && i == 0 {
+                    "free_exit = true\n"
                 } else {
                     ""
                 }
@@ -221,16 +235,23 @@ impl Harness {
     }
 
     /// Stops gated and reads what it recorded: (ticket, persons) per passage.
-    async fn stop(mut self) -> Vec<(i64, i64)> {
+    async fn stop(self) -> Vec<(i64, i64)> {
+        self.stop_keeping().await.0
+    }
+
+    /// [`Self::stop`], keeping the database.
+    async fn stop_keeping(mut self) -> (Vec<(i64, i64)>, rusqlite::Connection, tempfile::TempDir) {
         self.child.start_kill().unwrap();
         let _ = self.child.wait().await;
         let db = rusqlite::Connection::open(self.dir.path().join("state/gated.db")).unwrap();
-        db.prepare("SELECT ticket_id, persons FROM passages ORDER BY id")
+        let passages = db
+            .prepare("SELECT ticket_id, persons FROM passages ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
-            .unwrap()
+            .unwrap();
+        (passages, db, self.dir)
     }
 }
 
@@ -377,4 +398,44 @@ async fn a_two_way_lane_lets_in_on_one_side_and_out_on_the_other() {
     assert_eq!(h.lanes[0].gate.counters(), [1, 1], "one passage each way");
     let db_rows = h.stop().await;
     assert_eq!(db_rows, [(9001, 1), (9001, 1)]);
+}
+
+#[tokio::test]
+async fn a_free_exit_lets_everyone_out_without_a_ticket_and_counts_each_one() {
+    // Wing gates: open wings let two through on one unlock.
+    let mut h = Harness::start_shaped(&[GateKind::WingGate], false, true).await;
+    let gate = &h.lanes[0].gate;
+    // Visitors leave one after another, each when they get to the arms.
+    for _ in 0..3 {
+        gate.wait_until(|g| g.permission(Direction::Exit) > 0).await;
+        assert!(gate.walk(Direction::Exit), "the exit side is open");
+        assert!(!gate.walk(Direction::Entry), "the entry side stays shut");
+    }
+    // Two close together on one unlock: both counted, no alarm.
+    gate.wait_until(|g| g.permission(Direction::Exit) > 0).await;
+    assert_eq!(gate.tailgate(Direction::Exit), 2);
+    // A ticket shown at the free exit is waved through, not used up.
+    let ticket = h.token(5101, |_| {});
+    h.scan(0, &ticket).await;
+    h.log.wait_for(&["lane=\"east-0\"", "waved through"]).await;
+    gate.wait_until(|g| g.permission(Direction::Exit) > 0).await;
+    let (ticketed, db, _dir) = h.stop_keeping().await;
+    assert_eq!(ticketed, [], "no ticket was used");
+    let (exits, rows): (i64, i64) = db
+        .query_row(
+            "SELECT SUM(persons), COUNT(*) FROM free_passages WHERE direction = 'exit' AND origin IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // One row per unlock, and the one who slipped through on the fourth.
+    assert_eq!((exits, rows), (5, 5), "every person out");
+    let entries: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM free_passages WHERE direction = 'entry'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(entries, 0);
 }

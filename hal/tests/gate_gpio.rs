@@ -101,6 +101,14 @@ async fn tailgating_through_a_wing_gate_is_an_alarm_and_a_turnstile_stops_it() {
             kind: AlarmKind::Tailgating
         }
     );
+    // The one who slipped through is inside all the same: counted.
+    assert_eq!(
+        events.recv().await.unwrap(),
+        GateEvent::Passage {
+            direction: Entry,
+            count: 1
+        }
+    );
 
     let (sim, gate) = rig(GateKind::Turnstile, UnlockMode::Pulse);
     let open = opening(&sim, &gate, Entry, 1).await;

@@ -127,6 +127,14 @@ async fn tailgating_through_a_wing_gate_raises_an_alarm() {
             kind: AlarmKind::Tailgating
         }
     );
+    // The one who slipped through is inside all the same: counted.
+    assert_eq!(
+        events.recv().await.unwrap(),
+        GateEvent::Passage {
+            direction: Entry,
+            count: 1
+        }
+    );
 }
 
 #[tokio::test]

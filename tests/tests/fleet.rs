@@ -612,7 +612,18 @@ async fn site_is(devices: &[Device], what: &str, f: impl Fn(&Value) -> bool) {
 async fn occupancy_adds_up_across_devices_and_a_full_site_refuses_entries_until_someone_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
-    let mut devices = site_with(&central, 3, "[occupancy]\ninstant_capacity = 3\n").await;
+    // The approved capacity comes with the catalog; gated.toml sets none.
+    central
+        .admin(
+            "/sim/capacity",
+            json!({ "scope": "site", "instant_capacity": 3 }),
+        )
+        .await;
+    let mut devices = site_with(&central, 3, "").await;
+    site_is(&devices, "the catalog's capacity", |s| {
+        s["instant_capacity"] == 3
+    })
+    .await;
     let mut sold = Vec::new();
     for _ in 0..6 {
         sold.push(sell(&central).await.1);

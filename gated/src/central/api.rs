@@ -117,6 +117,21 @@ pub struct Catalog {
     /// Devices no longer trusted: refused as peers even if gated.toml lists them.
     #[serde(default)]
     pub revoked_devices: Vec<String>,
+    /// The site's approved maximum capacities (LB/T 034-2014); each lane
+    /// group may have its own. `[occupancy]` in gated.toml overrides each.
+    #[serde(default)]
+    pub capacity: Capacity,
+}
+
+/// Approved maximum capacities of the site or of a lane group (absent: none).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Capacity {
+    /// Visitors admitted in one operating day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_capacity: Option<u32>,
+    /// Visitors inside at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instant_capacity: Option<u32>,
 }
 
 /// A device of the site as its peers reach it.
@@ -135,6 +150,8 @@ pub struct SiteDevice {
 pub struct LaneGroup {
     pub name: String,
     pub title: String,
+    #[serde(default)]
+    pub capacity: Capacity,
 }
 
 /// A product and its entry rules (see `gated::tickets::rules`).

@@ -215,6 +215,11 @@ pub fn apply_catalog(store: &mut Store, catalog: &api::Catalog) -> Result<(), St
             // Products are replaced whole; tickets of a withdrawn product are then refused.
             feed::replace_products(tx, &products)?;
             put(tx, CATALOG, &json)?;
+            put(
+                tx,
+                crate::occupancy::CATALOG_CAPACITIES,
+                &crate::occupancy::CatalogCapacities::of(catalog).to_json(),
+            )?;
             put(tx, CATALOG_VERSION, catalog.version.to_string().as_bytes())
         })
         .map_err(|source| StoreError::Sqlite { path, source })

@@ -232,6 +232,9 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Outbox(outbox::OutboxError),
+    /// A record that does not parse: refused, never guessed.
+    #[error("database {path}: {what}")]
+    Unreadable { path: PathBuf, what: String },
 }
 
 impl StoreError {

@@ -364,6 +364,11 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
                         self.emit(GateEvent::Alarm {
                             kind: AlarmKind::Tailgating,
                         });
+                        // Whoever slipped through is inside all the same.
+                        self.emit(GateEvent::Passage {
+                            direction: dir,
+                            count: 1,
+                        });
                     }
                     None if self.mode == GateMode::Free => {
                         self.emit(GateEvent::Passage {

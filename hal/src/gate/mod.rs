@@ -135,7 +135,8 @@ impl GateStatus {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum GateEvent {
-    /// Passages not belonging to an authorisation (free mode).
+    /// Passages not belonging to an authorisation: in free mode, and
+    /// whoever slipped through on someone else's (after the tailgating alarm).
     Passage {
         direction: Direction,
         count: u32,

@@ -593,6 +593,11 @@ impl Gatekeeper {
                         self.emit(GateEvent::Alarm {
                             kind: AlarmKind::Tailgating,
                         });
+                        // Whoever slipped through is inside all the same.
+                        self.emit(GateEvent::Passage {
+                            direction: dir,
+                            count: k - mine,
+                        });
                     }
                 }
                 None if self.mode == Some(GateMode::Free) => {

@@ -34,6 +34,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         .route("/sim/passage", post(passage))
         .route("/sim/devices/revoke", post(revoke_device))
         .route("/sim/products", post(put_product))
+        .route("/sim/capacity", post(put_capacity))
         .route("/sim/expire-tokens", post(expire_tokens))
         .route("/sim/stats", get(stats))
         .route("/sim/events", get(events))
@@ -514,6 +515,32 @@ async fn revoke_device(
 
 /// Adds a product or replaces one, as an operator would in the back
 /// office; the devices learn it with the catalog.
+#[derive(Debug, Deserialize)]
+struct ScopeCapacity {
+    /// "site" or a lane group.
+    scope: String,
+    #[serde(flatten)]
+    capacity: api::Capacity,
+}
+
+/// Sets the approved capacities of the site or a lane group; the catalog
+/// carries them to every device.
+async fn put_capacity(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<ScopeCapacity>,
+) -> Result<Json<Value>, Fail> {
+    let seq = {
+        let conn = sim.db();
+        let mut all = db::capacities(&conn)?;
+        all.insert(req.scope.clone(), req.capacity);
+        let json = serde_json::to_vec(&all).expect("capacities serialize");
+        db::meta_put(&conn, "capacities", &json)?;
+        db::bump_catalog(&conn)?
+    };
+    sim.seq.send_replace(seq);
+    Ok(Json(json!({ "scope": req.scope, "seq": seq })))
+}
+
 async fn put_product(
     State(sim): State<Arc<Sim>>,
     Json(product): Json<api::Product>,

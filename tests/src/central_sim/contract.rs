@@ -363,20 +363,31 @@ async fn catalog(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> R<api::Cata
     device(&sim, &headers)?;
     let conn = sim.db();
     let (devices, revoked_devices) = db::site_devices(&conn)?;
+    let mut capacities = db::capacities(&conn)?;
+    let mut lane_groups: Vec<api::LaneGroup> = ["main", "north", "south"]
+        .iter()
+        .map(|g| api::LaneGroup {
+            name: (*g).to_owned(),
+            title: format!("{g} entrance"),
+            capacity: capacities.remove(*g).unwrap_or_default(),
+        })
+        .collect();
+    let site = capacities.remove("site").unwrap_or_default();
+    // Groups given a capacity through the control panel are groups too.
+    lane_groups.extend(capacities.into_iter().map(|(g, capacity)| api::LaneGroup {
+        title: g.clone(),
+        name: g,
+        capacity,
+    }));
     Ok(Json(api::Catalog {
         devices,
         revoked_devices,
         version: db::catalog_version(&conn)?,
         scenic_area: SCENIC_AREA.into(),
         signing_keys: signing_keys(&sim),
-        lane_groups: ["main", "north", "south"]
-            .iter()
-            .map(|g| api::LaneGroup {
-                name: (*g).to_owned(),
-                title: format!("{g} entrance"),
-            })
-            .collect(),
+        lane_groups,
         products: db::products(&conn)?,
+        capacity: site,
     }))
 }
 

@@ -215,6 +215,16 @@ pub fn site_devices(
     Ok((devices, revoked))
 }
 
+/// The capacities set through the control panel: "site" or a lane group →
+/// its capacities (in `meta`, as JSON).
+pub fn capacities(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::BTreeMap<String, gated::central::api::Capacity>> {
+    Ok(meta(conn, "capacities")?
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default())
+}
+
 pub fn catalog_version(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(meta(conn, "catalog_version")?
         .and_then(|v| String::from_utf8(v).ok())
