@@ -151,4 +151,92 @@ fn main() {
         v,
         start.elapsed(),
     );
+
+    // Keeping the occupancy counts: one recount (what each commit at any
+    // device of the site triggers) over a peak day's passages of the site.
+    let day_passages = 60_000;
+    {
+        let mut s = Store::open(&path).unwrap();
+        let tx = s.conn().transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare(
+                    "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms,
+                         local_day, local_minute, seq, lane_group, entries_allowed, group_size)
+                     VALUES (?1, ?2, 'l', ?3, 1, ?4, ?5, ?6, NULL, ?7, 1, 1)",
+                )
+                .unwrap();
+            for i in 0..day_passages {
+                let minute = NOW - 300 + (i % 290) as u32;
+                st.execute(params![
+                    format!("peer-{}/l/{i}", i % 10),
+                    i as i64,
+                    if i % 3 == 0 { "exit" } else { "entry" },
+                    i as i64,
+                    minute / 1440,
+                    minute,
+                    ["east", "west", "north", "cable-car", "museum"][i % 5],
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    let caps = gated::occupancy::Capacities {
+        daily: Some(80_000),
+        instant: Some(30_000),
+        groups: [("cable-car".to_owned(), (None, Some(600)))].into(),
+        tiers: vec![80, 90, 95, 100],
+        stop_sales_at: 80,
+        when_full: gated::tickets::admission::WhenFull {
+            admit_reentry: true,
+        },
+        day: Default::default(),
+        check_out_at_day_end: true,
+        offline_margin: 10,
+    };
+    // Counted afresh, as at a start of gated.
+    let mut v = Vec::with_capacity(50);
+    let start = Instant::now();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let view = caps.count(&store, NOW, false).unwrap();
+        v.push(t.elapsed());
+        assert!(view.site.entries >= 40_000, "{:?}", view.site);
+    }
+    row_of(
+        "counts",
+        &format!(
+            "occupancy counted afresh (gated starting) over {day_passages} passages of the day, 5 lane groups"
+        ),
+        v,
+        start.elapsed(),
+    );
+    // The running device: one more passage committed, then its recount.
+    let mut tally = gated::occupancy::Tally::default();
+    caps.recount(&mut tally, &store, NOW, false).unwrap();
+    let mut v = Vec::with_capacity(500);
+    let start = Instant::now();
+    for i in 0..500 {
+        store
+            .conn()
+            .execute(
+                "INSERT INTO passages (nonce, ticket_id, lane, direction, persons, at_ms,
+                     local_day, local_minute, seq, lane_group, entries_allowed, group_size)
+                 VALUES (?1, ?2, 'l', 'entry', 1, 0, ?3, ?4, NULL, 'east', 1, 1)",
+                params![format!("new/l/{i}"), i as i64, NOW / 1440, NOW],
+            )
+            .unwrap();
+        let t = Instant::now();
+        let view = caps.recount(&mut tally, &store, NOW, false).unwrap();
+        v.push(t.elapsed());
+        assert_eq!(view.site.entries, 40_000 + i as u64 + 1);
+    }
+    row_of(
+        "recounts",
+        &format!("occupancy recount after one more passage, {day_passages} already counted"),
+        v,
+        start.elapsed(),
+    );
 }

@@ -68,6 +68,50 @@ impl CatalogCapacities {
     }
 }
 
+/// The day's counts per lane group as last read, and how far the store was
+/// read: a recount adds only the passages committed since.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    day: Option<std::ops::Range<LocalMinute>>,
+    after: (i64, i64),
+    counts: BTreeMap<String, (u64, u64)>,
+    /// Inside at the day's start (carried over), read once a day.
+    carried: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn update(
+        &mut self,
+        store: &Store,
+        today: std::ops::Range<LocalMinute>,
+        carry: bool,
+    ) -> Result<(), StoreError> {
+        if self.day.as_ref() != Some(&today) {
+            let carried = if carry {
+                store
+                    .group_counts(0..today.start)?
+                    .into_iter()
+                    .map(|(g, i, o)| (g, i.saturating_sub(o)))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            *self = Tally {
+                day: Some(today.clone()),
+                carried,
+                ..Tally::default()
+            };
+        }
+        let (rows, upto) = store.group_counts_after(today, self.after)?;
+        for (g, i, o) in rows {
+            let e = self.counts.entry(g).or_default();
+            (e.0, e.1) = (e.0 + i, e.1 + o);
+        }
+        self.after = upto;
+        Ok(())
+    }
+}
+
 /// The capacities and what the tiers do, from `[occupancy]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capacities {
@@ -167,18 +211,43 @@ impl Capacities {
         store: &Store,
         now: LocalMinute,
     ) -> Result<OccupancyView, StoreError> {
+        self.count_into(&mut Tally::default(), store, now)
+    }
+
+    /// The view from `tally`, brought up to date with what was committed
+    /// since it last read (at a new operating day, counted afresh).
+    fn count_into(
+        &self,
+        tally: &mut Tally,
+        store: &Store,
+        now: LocalMinute,
+    ) -> Result<OccupancyView, StoreError> {
         let today = self.day.around(now);
-        let counts = store.group_counts(today.clone())?;
-        let carried = if self.check_out_at_day_end {
-            BTreeMap::new()
-        } else {
-            store
-                .group_counts(0..today.start)?
-                .into_iter()
-                .map(|(g, i, o)| (g, i.saturating_sub(o)))
-                .collect()
-        };
-        Ok(self.view(&counts, &carried, crate::central::format_civil(today.start)))
+        tally.update(store, today.clone(), !self.check_out_at_day_end)?;
+        let counts: Vec<(String, u64, u64)> = tally
+            .counts
+            .iter()
+            .map(|(g, (i, o))| (g.clone(), *i, *o))
+            .collect();
+        Ok(self.view(
+            &counts,
+            &tally.carried,
+            crate::central::format_civil(today.start),
+        ))
+    }
+
+    /// [`Self::count`], reading only what was committed since `tally` last
+    /// read: the running device's recount.
+    pub fn recount(
+        &self,
+        tally: &mut Tally,
+        store: &Store,
+        now: LocalMinute,
+        isolated: bool,
+    ) -> Result<OccupancyView, StoreError> {
+        let caps = self.with_catalog(&CatalogCapacities::stored(store)?);
+        let caps = if isolated { caps.isolated() } else { caps };
+        caps.count_into(tally, store, now)
     }
 
     /// The figures of one scope.
@@ -428,12 +497,15 @@ pub fn start(
     tasks.spawn(async move {
         let mut last: Option<OccupancyView> = None;
         let mut version = None;
+        let tally = std::sync::Arc::new(std::sync::Mutex::new(Tally::default()));
         loop {
             let now = crate::lanes::local_now(&tz);
             let today = day.around(now);
             let alone = isolated(&link, &fleet);
-            let c = caps.clone();
-            let counted = db.read(move |s| c.count(s, now, alone)).await;
+            let (c, t) = (caps.clone(), tally.clone());
+            let counted = db
+                .read(move |s| c.recount(&mut t.lock().expect("tally"), s, now, alone))
+                .await;
             match counted {
                 Ok(mut view) => {
                     (view.isolated, view.margin_percent) = (alone, caps.offline_margin);
@@ -828,5 +900,63 @@ mod tests {
         store.put_setting(CATALOG_CAPACITIES, b"{not json").unwrap();
         let e = unset.count(&store, now, false).unwrap_err().to_string();
         assert!(e.contains("catalog.capacities"), "{e}");
+    }
+
+    #[test]
+    fn a_recount_reads_only_what_is_new_and_adds_up_to_a_count_afresh() {
+        use crate::store::passages::Passage;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("gated.db")).unwrap();
+        let noon: LocalMinute = 9501 * 1440 + 12 * 60;
+        let mut n = 0;
+        let mut pass = |store: &mut Store, group: &str, direction, minute| {
+            n += 1;
+            store
+                .commit_passage(&Passage {
+                    nonce: format!("peer/l/{n}"),
+                    ticket_id: n,
+                    lane: "l".into(),
+                    lane_group: group.into(),
+                    direction,
+                    persons: 1,
+                    at_ms: n as i64,
+                    local_minute: minute,
+                    entries_allowed: 0,
+                    group_size: 1,
+                    seq: 0,
+                })
+                .unwrap();
+        };
+        pass(&mut store, "east", Direction::Entry, noon);
+        pass(&mut store, "west", Direction::Entry, noon);
+        let c = caps();
+        let mut tally = Tally::default();
+        let first = c.recount(&mut tally, &store, noon, false).unwrap();
+        assert_eq!(first.site.entries, 2);
+        // New rows: today's, one of yesterday's arriving late (not today's),
+        // and a free exit.
+        pass(&mut store, "east", Direction::Exit, noon + 1);
+        pass(&mut store, "east", Direction::Entry, noon - 1440);
+        store
+            .commit_free_passage(
+                "me/x/1",
+                &crate::store::passages::FreePassage {
+                    lane: "x".into(),
+                    lane_group: "west".into(),
+                    direction: Direction::Exit,
+                    persons: 2,
+                    at_ms: 99,
+                    local_minute: noon + 2,
+                    seq: 0,
+                },
+            )
+            .unwrap();
+        let running = c.recount(&mut tally, &store, noon + 3, false).unwrap();
+        let fresh = c.count(&store, noon + 3, false).unwrap();
+        assert_eq!(running, fresh);
+        assert_eq!((running.site.entries, running.site.exits), (2, 3));
+        // The next day starts from nothing.
+        let tomorrow = c.recount(&mut tally, &store, noon + 1440, false).unwrap();
+        assert_eq!((tomorrow.site.entries, tomorrow.site.exits), (0, 0));
     }
 }
