@@ -46,6 +46,9 @@ pub struct Recorded {
     pub conflicts: Vec<String>,
 }
 
+/// Persons in and out of one lane group: (group, entries, exits).
+pub type GroupCount = (String, u64, u64);
+
 /// Persons a gate let through and counted by itself: no ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreePassage {
@@ -501,7 +504,7 @@ impl Store {
         &self,
         today: Range<LocalMinute>,
         after: (i64, i64),
-    ) -> Result<(Vec<(String, u64, u64)>, (i64, i64)), StoreError> {
+    ) -> Result<(Vec<GroupCount>, (i64, i64)), StoreError> {
         let conn = self.conn_ref();
         let max = |table: &str| -> rusqlite::Result<i64> {
             conn.prepare_cached(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))?
