@@ -537,7 +537,8 @@ pub fn start(
                         g.override_reason = ov.get(scope).cloned();
                     }
                     set_notice(&mut view);
-                    transitions(&db, &nonces, last.as_ref(), &view).await;
+                    // The lanes and the kiosk first: queuing the events waits
+                    // for the writer.
                     if let Some(e) = &engine {
                         // Full unless a supervisor overrode that scope.
                         for g in &own_groups {
@@ -551,6 +552,7 @@ pub fn start(
                         *v = view.clone();
                         changed
                     });
+                    transitions(&db, &nonces, last.as_ref(), &view).await;
                     last = Some(view);
                 }
                 // The last figures stay (and with them a full lane stays full).

@@ -524,7 +524,11 @@ async fn tier_crossing(samples: usize, through_peers: bool) {
     }
     let log = tokio::spawn(async move {
         loop {
-            lane.read_for(Duration::from_secs(1)).await;
+            for l in lane.read_for(Duration::from_secs(1)).await {
+                if std::env::var_os("SHOW_GATED_LOG").is_some() {
+                    eprintln!("lane: {l}");
+                }
+            }
         }
     });
     let mut lat = Vec::new();
