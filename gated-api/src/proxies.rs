@@ -19,6 +19,14 @@ pub trait Device1 {
     /// The site network: peers, lag, conflicts.
     fn fleet(&self) -> zbus::Result<FleetView>;
 
+    /// The site's figures as properties (PropertiesChanged on every change).
+    #[zbus(property)]
+    fn visitors_inside(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn entries_today(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn capacity_tier_reached(&self) -> zbus::Result<u8>;
+
     /// Visitors of the site and its lane groups today, capacities, tiers.
     fn occupancy(&self) -> zbus::Result<OccupancyView>;
 

@@ -61,6 +61,24 @@ impl Device {
         self.occupancy.borrow().clone()
     }
 
+    /// Visitors in the site now (entries − exits in the operating day).
+    #[zbus(property)]
+    fn visitors_inside(&self) -> u64 {
+        self.occupancy.borrow().site.inside
+    }
+
+    /// Persons in through the site's gates in the operating day.
+    #[zbus(property)]
+    fn entries_today(&self) -> u64 {
+        self.occupancy.borrow().site.entries
+    }
+
+    /// The site's capacity tier reached (percent threshold, 0: below the first).
+    #[zbus(property)]
+    fn capacity_tier_reached(&self) -> u8 {
+        self.occupancy.borrow().site.tier
+    }
+
     /// The site (`scope` empty) or a lane group crossed a capacity tier.
     #[zbus(signal)]
     pub async fn capacity_tier(

@@ -277,6 +277,10 @@ pub async fn follow(
                     }
                 }
                 last_tiers = tiers(&v);
+                let d = device.get().await;
+                let _ = d.visitors_inside_changed(e).await;
+                let _ = d.entries_today_changed(e).await;
+                let _ = d.capacity_tier_reached_changed(e).await;
             }
             ok = printer_changed => {
                 if !ok {
