@@ -335,21 +335,7 @@ pub async fn start(
         sources.push(tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
                 if let hal::gate::GateEvent::Passage { direction, count } = ev {
-                    let free = FreePassage {
-                        lane: ev_lane.clone(),
-                        lane_group: ev_group.clone(),
-                        direction,
-                        persons: count,
-                        at_ms: jiff::Timestamp::now().as_millisecond(),
-                        local_minute: local_now(&ev_tz),
-                        seq: 0,
-                    };
-                    let recorded = ev_lanes
-                        .blocking(move |l| l.record_free_passage(&free))
-                        .await;
-                    if let Err(e) = recorded {
-                        error!(lane = ev_lane, "could not record free passages: {e}");
-                    }
+                    record_free(&ev_lanes, &ev_lane, &ev_group, &ev_tz, direction, count).await;
                 }
             }
         }));
@@ -429,18 +415,31 @@ async fn free_exit(
         if persons == 0 {
             continue;
         }
-        let free = FreePassage {
-            lane: state.name.clone(),
-            lane_group: group.clone(),
-            direction: Direction::Exit,
-            persons,
-            at_ms: jiff::Timestamp::now().as_millisecond(),
-            local_minute: local_now(&tz),
-            seq: 0,
-        };
-        if let Err(e) = lanes.blocking(move |l| l.record_free_passage(&free)).await {
-            error!(lane = state.name, "could not record free exits: {e}");
-        }
+        record_free(&lanes, &state.name, &group, &tz, Direction::Exit, persons).await;
+    }
+}
+
+/// Keeps persons the gate let through without a ticket (free mode,
+/// tailgaters, a free exit), now; an error is logged, the lane goes on.
+async fn record_free(
+    lanes: &Engine,
+    lane: &str,
+    group: &str,
+    tz: &jiff::tz::TimeZone,
+    direction: hal::gate::Direction,
+    persons: u32,
+) {
+    let free = FreePassage {
+        lane: lane.to_owned(),
+        lane_group: group.to_owned(),
+        direction,
+        persons,
+        at_ms: jiff::Timestamp::now().as_millisecond(),
+        local_minute: local_now(tz),
+        seq: 0,
+    };
+    if let Err(e) = lanes.blocking(move |l| l.record_free_passage(&free)).await {
+        error!(lane, "could not record free passages: {e}");
     }
 }
 

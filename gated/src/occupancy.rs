@@ -191,27 +191,16 @@ impl Capacities {
 
     /// The view at the local minute `now` from what `store` holds: the
     /// operating day's passages, and (without the check-out at the day's
-    /// end) those still inside from the days before.
-    /// The catalog's capacities fill in what gated.toml leaves unset;
-    /// `isolated`, all are lowered by the offline margin.
+    /// end) those still inside from the days before. The catalog's
+    /// capacities fill in what gated.toml leaves unset; `isolated`, all are
+    /// lowered by the offline margin.
     pub fn count(
         &self,
         store: &Store,
         now: LocalMinute,
         isolated: bool,
     ) -> Result<OccupancyView, StoreError> {
-        let caps = self.with_catalog(&CatalogCapacities::stored(store)?);
-        let caps = if isolated { caps.isolated() } else { caps };
-        caps.count_configured(store, now)
-    }
-
-    /// [`Self::count`] with these capacities only.
-    fn count_configured(
-        &self,
-        store: &Store,
-        now: LocalMinute,
-    ) -> Result<OccupancyView, StoreError> {
-        self.count_into(&mut Tally::default(), store, now)
+        self.recount(&mut Tally::default(), store, now, isolated)
     }
 
     /// The view from `tally`, brought up to date with what was committed

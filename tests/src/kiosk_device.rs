@@ -168,7 +168,16 @@ impl Kiosk {
         .unwrap()
     }
 
+    /// A Kiosk1 property.
     pub async fn prop<T: TryFrom<zbus::OwnedVariant>>(&self, name: &str) -> T
+    where
+        T::Error: std::fmt::Debug,
+    {
+        self.prop_of(KIOSK, name).await
+    }
+
+    /// A property of `interface` (e.g. `gated_api::DEVICE1`).
+    pub async fn prop_of<T: TryFrom<zbus::OwnedVariant>>(&self, interface: &str, name: &str) -> T
     where
         T::Error: std::fmt::Debug,
     {
@@ -179,7 +188,7 @@ impl Kiosk {
                 PATH,
                 Some("org.freedesktop.DBus.Properties"),
                 "Get",
-                &(KIOSK, name),
+                &(interface, name),
             )
             .await
             .unwrap();

@@ -692,33 +692,10 @@ async fn at_the_tier_that_stops_sales_today_is_sold_out_and_later_dates_still_se
         "The park is very busy: no more tickets for today"
     );
     // The site's figures as Device1 properties.
-    let device_prop = |name: &'static str| {
-        let k = &k;
-        async move {
-            let reply = k
-                .conn
-                .call_method(
-                    Some("cn.scenicpark.Gated"),
-                    "/cn/scenicpark/Gated",
-                    Some("org.freedesktop.DBus.Properties"),
-                    "Get",
-                    &("cn.scenicpark.Gated.Device1", name),
-                )
-                .await
-                .unwrap();
-            let v: zbus::OwnedVariant = reply.body().deserialize().unwrap();
-            v
-        }
-    };
-    assert_eq!(
-        u64::try_from(device_prop("VisitorsInside").await).unwrap(),
-        9
-    );
-    assert_eq!(u64::try_from(device_prop("EntriesToday").await).unwrap(), 9);
-    assert_eq!(
-        u8::try_from(device_prop("CapacityTierReached").await).unwrap(),
-        90
-    );
+    let device = gated_api::DEVICE1;
+    assert_eq!(k.prop_of::<u64>(device, "VisitorsInside").await, 9);
+    assert_eq!(k.prop_of::<u64>(device, "EntriesToday").await, 9);
+    assert_eq!(k.prop_of::<u8>(device, "CapacityTierReached").await, 90);
     // The heartbeat tells the central system what this device counts.
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
