@@ -4,7 +4,7 @@
 
 use crate::types::{
     CatalogView, Enrolled, FleetView, GateOutcome, LaneView, OccupancyView, OrderView, PickupView,
-    QueryView,
+    QueryView, UpdateView,
 };
 
 #[zbus::proxy(
@@ -166,4 +166,8 @@ pub trait Engineer1 {
     fn set_peak(&self, group: &str, on: bool) -> zbus::Result<()>;
     fn capacity_override(&self, scope: &str, on: bool, reason: &str) -> zbus::Result<()>;
     fn self_test(&self, device: &str, name: &str) -> zbus::Result<(bool, String)>;
+    /// Installs a RAUC bundle (a path on the device, or a URL on the central
+    /// system); `reboot` is `now` or `window`. Returns once it has started.
+    fn install_update(&self, source: &str, reboot: &str) -> zbus::Result<()>;
+    fn update_status(&self) -> zbus::Result<UpdateView>;
 }

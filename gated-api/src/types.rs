@@ -247,3 +247,50 @@ pub struct GroupOccupancy {
     /// given and who asked (absent: no override).
     pub override_reason: Option<String>,
 }
+
+/// `Engineer1.UpdateStatus`: the device's software, its A/B slots and the
+/// update under way or last made (docs/updates.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct UpdateView {
+    /// The running image's version (`IMAGE_VERSION` in os-release).
+    pub image_version: String,
+    /// The slot booted (its bootname, `A` or `B`; empty: RAUC not reachable).
+    pub booted_slot: String,
+    /// Why updates are not possible here (empty: RAUC answers).
+    pub unavailable: String,
+    /// `idle`, `downloading`, `waiting` (for a passage or a print to end,
+    /// or for the mode to allow it), `installing`, `installed` (rebooting
+    /// next), `rebooting`.
+    pub operation: String,
+    /// 0–100, and what RAUC says it is doing.
+    pub progress_percent: u32,
+    pub progress_message: String,
+    /// When the reboot into the new slot happens: `now` or the quiet window
+    /// (`02:00-05:00`).
+    pub reboot: String,
+    /// This boot's health check: `checking`, `good`, or why it failed.
+    pub health: String,
+    pub slots: Vec<UpdateSlot>,
+    /// The last update: its version, `installing`, `installed`, `good`,
+    /// `failed` or `rolled back`, in words why, and when (Unix ms).
+    pub last_version: String,
+    pub last_result: String,
+    pub last_detail: String,
+    pub last_at_ms: i64,
+}
+
+/// One root filesystem slot of [`UpdateView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct UpdateSlot {
+    /// RAUC's name (`rootfs.0`) and the bootloader's (`A`).
+    pub name: String,
+    pub bootname: String,
+    /// `booted`, `active` or `inactive`.
+    pub state: String,
+    /// `good` or `bad`, as the bootloader has it.
+    pub boot_status: String,
+    /// The version of the bundle last installed into it (empty: the factory image).
+    pub version: String,
+}

@@ -72,6 +72,58 @@ pub struct Config {
     /// Capacities of the site and its lane groups, and what each tier does.
     #[serde(default)]
     pub occupancy: Occupancy,
+    /// Software updates through RAUC and the health check after one.
+    #[serde(default)]
+    pub update: Update,
+}
+
+/// `[update]`: when a new slot counts as healthy, and when to reboot into it
+/// (docs/updates.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// After booting a new slot, how long gated may take to become healthy
+    /// (ready, store open, every configured device answered, the central
+    /// link up if required) before it reboots and the bootloader falls back.
+    #[serde(default = "default_health_deadline_s")]
+    pub health_deadline_s: Spanned<u32>,
+    /// A new slot is healthy only once the central system answered.
+    #[serde(default)]
+    pub health_requires_central: bool,
+    /// Where the reboot into an installed update waits for ("HH:MM-HH:MM",
+    /// the scenic area's time), unless the engineer asks for it at once.
+    pub quiet_window: Option<Spanned<String>>,
+    /// The running image's version is `IMAGE_VERSION` (else `VERSION_ID`) here.
+    #[serde(default = "default_os_release")]
+    pub os_release: Spanned<PathBuf>,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            health_deadline_s: default_health_deadline_s(),
+            health_requires_central: false,
+            quiet_window: None,
+            os_release: default_os_release(),
+        }
+    }
+}
+
+fn default_health_deadline_s() -> Spanned<u32> {
+    Spanned::new(0..0, 300)
+}
+
+fn default_os_release() -> Spanned<PathBuf> {
+    Spanned::new(0..0, PathBuf::from("/etc/os-release"))
+}
+
+impl Update {
+    /// The quiet window as minutes of the day, `[from, to)`; may wrap midnight.
+    pub fn window(&self) -> Option<(u16, u16)> {
+        let w = self.quiet_window.as_ref()?.get_ref();
+        let (a, b) = w.split_once('-')?;
+        Some((parse_hhmm(a.trim())?, parse_hhmm(b.trim())?))
+    }
 }
 
 /// `[occupancy]`: the approved maximum capacities (LB/T 034-2014) of the
@@ -915,6 +967,7 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     }
     validate_kiosk(&config.kiosk, r);
     validate_occupancy(&config.occupancy, r);
+    validate_update(&config.update, r);
 }
 
 fn validate_occupancy(o: &Occupancy, r: &mut Reporter<'_>) {
@@ -958,6 +1011,29 @@ fn validate_occupancy(o: &Occupancy, r: &mut Reporter<'_>) {
                 "0 admits nobody: leave it out to set no capacity".into(),
             );
         }
+    }
+}
+
+fn validate_update(u: &Update, r: &mut Reporter<'_>) {
+    if let Some(w) = &u.quiet_window
+        && (u.window().is_none() || u.window().is_some_and(|(a, b)| a == b))
+    {
+        r.push(
+            "update.quiet_window",
+            w.span(),
+            format!(
+                "{:?} is not a window: write \"HH:MM-HH:MM\" with two different times, for example \"02:00-05:00\"",
+                w.get_ref()
+            ),
+        );
+    }
+    let d = *u.health_deadline_s.get_ref();
+    if !(2..=3600).contains(&d) {
+        r.push(
+            "update.health_deadline_s",
+            u.health_deadline_s.span(),
+            format!("{d} s is outside 2–3600: a new slot needs time to start its devices, and a bad one must not run for hours"),
+        );
     }
 }
 

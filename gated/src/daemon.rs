@@ -88,14 +88,24 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let state = StateDir::open(config.state_dir.get_ref())?;
     info!(path = %state.path().display(), "state directory ready");
     // The one writer (and one reader) every part of gated shares.
-    let db = Db::open(&state.path().join("gated.db")).map_err(StartError::Store)?;
+    let db = match Db::open(&state.path().join("gated.db")) {
+        Ok(db) => db,
+        Err(e) => {
+            // On a new slot's first boots, a store it cannot open is a
+            // failed health check: back to the old slot, the store untouched.
+            crate::update::store_refused(state.path(), &e.to_string()).await;
+            return Err(StartError::Store(e));
+        }
+    };
     let reads = crate::reads::channel();
     // Counted by occupancy, shown on lane displays, reported in the heartbeat.
     let (occupancy_tx, occupancy_rx) = tokio::sync::watch::channel(Default::default());
+    // Passages and prints under way: an update's reboot waits for them.
+    let activity = crate::update::Activity::default();
     let (lanes, lanes_handle, registry) = match config.role {
         Role::Lane => {
             let (tasks, handle, registry) =
-                crate::lanes::start(&config, db.clone(), &reads, &occupancy_rx)
+                crate::lanes::start(&config, db.clone(), &reads, &occupancy_rx, &activity)
                     .await
                     .map_err(StartError::Lanes)?;
             (tasks, Some(handle), Some(registry))
@@ -107,12 +117,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tz: config.time_zone(),
     };
     let (fleet_tx, fleet) = tokio::sync::watch::channel(crate::peers::FleetStatus::default());
+    // Set once the modes run; the heartbeat reports it and passes on offers.
+    let updates_slot = crate::update::Slot::default();
     let link = crate::central::sync::start(
         &config,
         db.clone(),
         lanes_handle.clone(),
         fleet.clone(),
         occupancy_rx,
+        updates_slot.clone(),
     )
     .map_err(StartError::Store)?;
     let sync = link.tasks;
@@ -169,12 +182,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 link.status.clone(),
                 modes.view.clone(),
                 occupancy.view.clone(),
+                activity.clone(),
                 &mut services,
             )
             .map_err(StartError::Store)?,
         ),
         Role::Lane => None,
     };
+    let updates = crate::update::Updates::new(
+        crate::update::Settings::from_config(&config),
+        modes.view.clone(),
+        activity,
+        link.session.clone(),
+    );
+    let _ = updates_slot.set(updates.clone());
     // The bus is how the kiosk UI and gatectl reach gated; lanes work without it.
     let reader = crate::dbus::Reader::new(db.clone(), config.time_zone(), config.operating_day());
     let device = crate::dbus::Device {
@@ -200,6 +221,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         modes: modes.clone(),
         occupancy: occupancy.clone(),
         reader,
+        updates: updates.clone(),
     };
     // Held until gated stops: the name goes with the connection.
     let bus = match crate::dbus::serve(device, lane_iface, engineer).await {
@@ -240,6 +262,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
     systemd::ready(&status);
     info!("gated ready: {status}");
+    // Ready, the store open: the rest of this boot's health check.
+    let mut devices = reads.receivers();
+    for lane in registry.iter().flat_map(|r| r.iter()) {
+        if !devices
+            .iter()
+            .any(|(n, _)| *n == format!("gate {}", lane.gate_name))
+        {
+            devices.push((format!("gate {}", lane.gate_name), lane.gate.watch_state()));
+        }
+    }
+    let health = crate::update::Health {
+        devices,
+        printer: kiosk
+            .as_ref()
+            .filter(|_| config.devices.printer.is_some())
+            .map(|k| k.watch_printer()),
+        link: link.status.clone(),
+    };
+    services.spawn(async move { updates.check_health(health).await });
 
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     if let Some(w) = &watchdog {

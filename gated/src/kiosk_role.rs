@@ -22,6 +22,8 @@ use crate::store::{Db, StoreError};
 /// How often the printer is asked for its state between prints.
 const PRINTER_POLL: Duration = Duration::from_secs(5);
 
+// Each argument is a distinct input of the kiosk from a different subsystem.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     config: &Config,
     db: Db,
@@ -29,6 +31,7 @@ pub fn start(
     status: watch::Receiver<SyncStatus>,
     modes: watch::Receiver<crate::modes::ModeView>,
     occupancy: watch::Receiver<gated_api::types::OccupancyView>,
+    activity: crate::update::Activity,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<Kiosk>, StoreError> {
     let printer = config.devices.printer.as_ref().map(|p| {
@@ -41,18 +44,21 @@ pub fn start(
     let tz = config.time_zone();
     let nonces = db.writer().nonces(config.device_id.get_ref())?;
     let limits = SaleLimits::from_config(&config.kiosk);
-    let kiosk = Arc::new(Kiosk::new(
-        db,
-        nonces,
-        session,
-        status,
-        printer,
-        tz,
-        config.operating_day(),
-        occupancy,
-        modes,
-        limits,
-    ));
+    let kiosk = Arc::new(
+        Kiosk::new(
+            db,
+            nonces,
+            session,
+            status,
+            printer,
+            tz,
+            config.operating_day(),
+            occupancy,
+            modes,
+            limits,
+        )
+        .with_activity(activity),
+    );
     let k = kiosk.clone();
     tasks.spawn(async move {
         loop {

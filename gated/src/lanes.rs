@@ -192,6 +192,7 @@ pub async fn start(
     db: Db,
     reads: &crate::reads::Reads,
     occupancy: &tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
+    activity: &crate::update::Activity,
 ) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
     if db.writer().setting("id_hash_key")?.is_none() {
@@ -367,6 +368,7 @@ pub async fn start(
             occupancy: occupancy.clone(),
             notice: ("", ""),
             free_exit: lane.free_exit,
+            activity: activity.clone(),
         };
         info!(lane = name, group = lane.group, "lane ready");
         tasks.spawn(async move {
@@ -468,6 +470,8 @@ struct LaneCtx {
     notice: (&'static str, &'static str),
     /// The exit is open for everyone: a ticket shown is waved through.
     free_exit: bool,
+    /// Marks a passage under way (an update's reboot waits for it).
+    activity: crate::update::Activity,
 }
 
 /// How long a decision stays on the display before the occupancy notice returns.
@@ -602,8 +606,15 @@ impl LaneCtx {
                     );
                     continue;
                 }
-                Route::Enter => self.lanes.admit(&self.gate, &scan).await,
-                Route::Leave => self.lanes.let_out(&self.gate, &scan).await,
+                // A reboot for an update waits for the visitor to pass.
+                Route::Enter => {
+                    let _busy = self.activity.begin();
+                    self.lanes.admit(&self.gate, &scan).await
+                }
+                Route::Leave => {
+                    let _busy = self.activity.begin();
+                    self.lanes.let_out(&self.gate, &scan).await
+                }
             };
             let (outcome, ticket, persons, reason) = match &result {
                 Ok(Admission::Refused(r)) => ("refused", None, 0, Some(r.code())),

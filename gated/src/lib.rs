@@ -22,3 +22,4 @@ pub mod service_pin;
 pub mod store;
 pub mod systemd;
 pub mod tickets;
+pub mod update;

@@ -132,6 +132,7 @@ pub trait PowerOff: Send + Sync + 'static {
 trait Login1Manager {
     fn inhibit(&self, what: &str, who: &str, why: &str, mode: &str) -> zbus::Result<zbus::OwnedFd>;
     fn power_off(&self, interactive: bool) -> zbus::Result<()>;
+    fn reboot(&self, interactive: bool) -> zbus::Result<()>;
 }
 
 /// logind on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` chooses another).
@@ -146,6 +147,18 @@ impl Logind {
         Login1ManagerProxy::new(&conn)
             .await
             .map_err(|e| format!("logind: {e}"))
+    }
+}
+
+impl Logind {
+    /// Reboots the device (into a new slot after an update, or away from
+    /// one that is not healthy).
+    pub async fn reboot() -> Result<(), String> {
+        Self::proxy()
+            .await?
+            .reboot(false)
+            .await
+            .map_err(|e| format!("logind Reboot: {e}"))
     }
 }
 

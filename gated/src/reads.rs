@@ -16,7 +16,7 @@ pub struct Read {
 }
 
 /// A reader's label (`scanner qr`) and connection state.
-type Watched = (String, watch::Receiver<DeviceState>);
+pub type Watched = (String, watch::Receiver<DeviceState>);
 
 /// Every reader's reads (masked) and connection state.
 #[derive(Debug, Clone)]
@@ -41,6 +41,11 @@ impl Reads {
             .lock()
             .expect("reader states")
             .push((label, state));
+    }
+
+    /// Every registered reader's label and connection state, to follow.
+    pub fn receivers(&self) -> Vec<Watched> {
+        self.states.lock().expect("reader states").clone()
     }
 
     /// (label, state) of every registered reader.

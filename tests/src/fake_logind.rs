@@ -16,7 +16,13 @@ pub enum Call {
         mode: String,
     },
     /// With the snapshot taken when it arrived.
-    PowerOff { interactive: bool, snapshot: String },
+    PowerOff {
+        interactive: bool,
+        snapshot: String,
+    },
+    Reboot {
+        interactive: bool,
+    },
 }
 
 type Snapshot = Box<dyn Fn() -> String + Send + Sync>;
@@ -43,6 +49,13 @@ impl Manager {
         fcntl(&ours, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("O_NONBLOCK");
         self.held.lock().unwrap().push(ours);
         theirs.into()
+    }
+
+    fn reboot(&self, interactive: bool) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Reboot { interactive });
     }
 
     fn power_off(&self, interactive: bool) {
@@ -108,6 +121,14 @@ impl FakeLogind {
         })
         .await;
         self.calls()
+    }
+
+    /// Reboots asked for so far.
+    pub fn reboots(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Reboot { .. }))
+            .count()
     }
 
     /// True when every inhibitor taken was released (its pipe reads EOF).

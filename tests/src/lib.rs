@@ -3,6 +3,7 @@
 
 pub mod central_sim;
 pub mod fake_logind;
+pub mod fake_rauc;
 pub mod kiosk_device;
 pub mod kiosk_screen;
 pub mod latency;

@@ -490,6 +490,45 @@ pub struct Heartbeat {
     /// The site's occupancy as this device counts it (to compare devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occupancy: Option<OccupancyReport>,
+    /// The image, its slots and the last update (docs/updates.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateReport>,
+}
+
+/// The heartbeat's part on software updates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpdateReport {
+    /// The running image's version.
+    pub image_version: String,
+    /// The slot booted (`A`, `B`; empty: not known).
+    pub booted_slot: String,
+    /// What is happening now: `idle`, `downloading`, `waiting`,
+    /// `installing`, `installed`, `rebooting`.
+    pub operation: String,
+    /// The last update: its version and result (`installing`, `installed`,
+    /// `good`, `failed`, `rolled back`), why, and when (Unix ms). Absent
+    /// before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<UpdateResult>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpdateResult {
+    pub version: String,
+    pub result: String,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// The central system's word on what this device should run: a bundle to
+/// install when it runs another version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpdateOffer {
+    pub version: String,
+    /// On the central system's own origin.
+    pub url: String,
+    /// SHA-256 of the bundle file, hex.
+    pub sha256: String,
 }
 
 /// The heartbeat's part on occupancy: the whole site, this device's view.
@@ -524,4 +563,7 @@ pub struct PeerReport {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HeartbeatAck {
     pub server_time_ms: i64,
+    /// The version this device should run (absent: no rollout for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateOffer>,
 }

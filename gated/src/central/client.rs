@@ -244,4 +244,74 @@ impl Session {
         self.call(reqwest::Method::POST, path, &[], Some(body), CALL_TIMEOUT)
             .await
     }
+
+    /// Downloads `url` (on the central system's own origin: the same pinned
+    /// TLS, the same device token) into `to`, calling `progress(done, total)`
+    /// as it goes. Returns the SHA-256 of what was written, in hex.
+    pub async fn download(
+        &self,
+        url: &str,
+        to: &std::path::Path,
+        mut progress: impl FnMut(u64, Option<u64>) + Send,
+    ) -> Result<String, CentralError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let origin = |u: &str| {
+            url::Url::parse(u).ok().map(|u| {
+                (
+                    u.scheme().to_owned(),
+                    u.host_str().map(str::to_owned),
+                    u.port_or_known_default(),
+                )
+            })
+        };
+        if origin(url).is_none() || origin(url) != origin(&self.base) {
+            return Err(CentralError::Setup(format!(
+                "{url} is not on the central system ({}): bundles are fetched from it only",
+                self.base
+            )));
+        }
+        let token = self.bearer().await?;
+        let mut resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| CentralError::Unreachable(describe(&e)))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return Err(CentralError::Status {
+                status,
+                body: ApiError {
+                    error: "download".into(),
+                    message: format!("{url} could not be downloaded"),
+                },
+            });
+        }
+        let total = resp.content_length();
+        let io = |e: std::io::Error| CentralError::Setup(format!("{}: {e}", to.display()));
+        let mut file = tokio::fs::File::create(to).await.map_err(io)?;
+        let mut hash = sha2::Sha256::new();
+        let mut done = 0u64;
+        progress(0, total);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| CentralError::Unreachable(describe(&e)))?
+        {
+            hash.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+        if total.is_some_and(|t| t != done) {
+            return Err(CentralError::Unreachable(format!(
+                "{url}: the download ended after {done} of {} bytes",
+                total.unwrap_or_default()
+            )));
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok(hex::encode(hash.finalize()))
+    }
 }

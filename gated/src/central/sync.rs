@@ -342,6 +342,7 @@ pub fn start(
     lanes: Option<Engine>,
     fleet: watch::Receiver<crate::peers::FleetStatus>,
     occupancy: watch::Receiver<gated_api::types::OccupancyView>,
+    updates: crate::update::Slot,
 ) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let (nonces, status) = {
@@ -372,6 +373,7 @@ pub fn start(
         timings: Timings::from_config(config),
         fleet,
         occupancy,
+        updates,
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(Arc::new(link).run());
@@ -418,6 +420,9 @@ struct Link {
     fleet: watch::Receiver<crate::peers::FleetStatus>,
     /// The site's occupancy as counted here, reported in the heartbeat.
     occupancy: watch::Receiver<gated_api::types::OccupancyView>,
+    /// The software and its updates: reported in the heartbeat, which
+    /// brings the central system's update offers back.
+    updates: crate::update::Slot,
 }
 
 impl Link {
@@ -796,6 +801,7 @@ impl Link {
                         isolated: o.isolated,
                     }
                 }),
+                update: self.updates.get().map(crate::update::Updates::report),
             };
             match session
                 .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)
@@ -803,6 +809,9 @@ impl Link {
             {
                 Ok(ack) => {
                     self.online();
+                    if let (Some(offer), Some(u)) = (&ack.update, self.updates.get()) {
+                        u.offer(offer);
+                    }
                     let skew = ack.server_time_ms - (sent + now_ms()) / 2;
                     self.update(|s| s.clock_skew_ms = Some(skew));
                     let off = skew.unsigned_abs() > SKEW_REPORTED_MS as u64;

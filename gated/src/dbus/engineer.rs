@@ -16,6 +16,7 @@ pub struct Engineer {
     pub occupancy: crate::occupancy::Occupancy,
     /// The bus's reads, and (its `Db`) where Provision stores the keys received.
     pub reader: Reader,
+    pub updates: crate::update::Updates,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -81,6 +82,44 @@ impl Engineer {
                 Failure::Offline(m) => Error::Offline(m),
                 Failure::Other(m) => Error::Failed(m),
             })
+    }
+
+    /// Installs a RAUC bundle into the slot not booted: `source` is its
+    /// absolute path on the device or a URL on the central system (fetched
+    /// over the pinned TLS); `reboot` is `now` (as soon as no passage or
+    /// print is under way) or `window` (the quiet window). Refused while a
+    /// mode forces the gates. Returns once started: `UpdateStatus` follows it.
+    async fn install_update(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        source: &str,
+        reboot: &str,
+    ) -> Result<(), Error> {
+        let reboot: crate::update::Reboot = reboot.parse().map_err(Error::InvalidArgument)?;
+        let by = caller(&header, conn).await;
+        // RAUC's answer first: a device without it says so at once.
+        let view = self.updates.view().await;
+        if !view.unavailable.is_empty() {
+            return Err(Error::NotAvailable(format!(
+                "updates are not available here: {}",
+                view.unavailable
+            )));
+        }
+        use crate::update::Refused;
+        self.updates
+            .install(source, reboot, None, &by)
+            .map_err(|e| match e {
+                Refused::Mode(m) | Refused::Busy(m) | Refused::Unavailable(m) => {
+                    Error::NotAvailable(m)
+                }
+                Refused::Invalid(m) => Error::InvalidArgument(m),
+            })
+    }
+
+    /// The image version, the slots, the update under way and the last one.
+    async fn update_status(&self) -> gated_api::types::UpdateView {
+        self.updates.view().await
     }
 
     /// Drops the link to the central system and syncs again at once: a new

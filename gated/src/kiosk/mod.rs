@@ -155,6 +155,8 @@ pub struct Kiosk {
     modes: watch::Receiver<crate::modes::ModeView>,
     /// Per-ticket print progress, for the UI's progress display.
     progress: tokio::sync::broadcast::Sender<PrintProgress>,
+    /// Marks a print under way (an update's reboot waits for it).
+    activity: crate::update::Activity,
 }
 
 /// How far the printing of an order has come: `printed` of `total` tickets
@@ -198,6 +200,7 @@ impl Kiosk {
             occupancy,
             modes,
             progress: tokio::sync::broadcast::Sender::new(16),
+            activity: Default::default(),
         }
     }
 
@@ -234,6 +237,12 @@ impl Kiosk {
         f: impl FnOnce(&Store) -> Result<T, KioskError> + Send + 'static,
     ) -> Result<T, KioskError> {
         self.db.read(f).await
+    }
+
+    /// Shares `activity` with the updates (set before the kiosk is shared).
+    pub fn with_activity(mut self, activity: crate::update::Activity) -> Self {
+        self.activity = activity;
+        self
     }
 
     /// Follows the printer's state (for signals).

@@ -105,6 +105,8 @@ impl Kiosk {
             .map_or("", |c| c.scenic_area.as_str())
             .to_owned();
         let mut guard = self.printer.lock().await;
+        // A reboot for an update waits until the tickets are out.
+        let _busy = self.activity.begin();
         let printer = guard
             .as_mut()
             .ok_or_else(|| E::PrinterNotReady("this device has no ticket printer".into()))?;

@@ -1,7 +1,9 @@
 //! gated's SQLite database: one file under the state directory, WAL mode,
 //! every commit durable before it returns (`synchronous = FULL`), and a
 //! versioned schema migrated at start. A database written by a newer gated
-//! is refused, never altered.
+//! is opened only when that gated says its schema still admits this one
+//! (`schema_readers`: its migrations since only added); otherwise it is
+//! refused, never altered.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -212,7 +214,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX free_passages_by_minute ON free_passages(local_minute);
     CREATE INDEX passages_by_minute ON passages(local_minute);
     "#,
+    // 7: updates. Both root slots share this store: the oldest schema
+    // version a gated must know to use it (docs/updates.md, "The store").
+    r#"
+    CREATE TABLE schema_readers (oldest INTEGER NOT NULL);
+    INSERT INTO schema_readers (oldest) VALUES (7);
+    "#,
 ];
+
+/// The oldest schema version a gated must know to open a store this gated
+/// migrated. A migration that only adds (tables, columns with defaults,
+/// indexes) leaves it: a gated one release back, booted again after a
+/// rollback, opens the store and works on. A migration that changes or drops
+/// something sets it to its own version.
+const OLDEST_READER: u32 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -381,15 +396,37 @@ impl Store {
             conn,
             path: path.to_owned(),
         };
-        let found = store.schema_version()?;
-        if found > MIGRATIONS.len() as u32 {
-            return Err(StoreError::TooNew {
-                path: path.to_owned(),
-                found,
-                known: MIGRATIONS.len() as u32,
-            });
-        }
+        store.check_not_too_new()?;
         Ok(store)
+    }
+
+    /// Refuses a schema newer than this gated knows, unless the gated that
+    /// wrote it declared that older ones may still use it.
+    fn check_not_too_new(&self) -> Result<u32, StoreError> {
+        let found = self.schema_version()?;
+        let known = MIGRATIONS.len() as u32;
+        if found <= known {
+            return Ok(found);
+        }
+        let oldest: Option<u32> = self
+            .conn
+            .query_row("SELECT max(oldest) FROM schema_readers", [], |r| r.get(0))
+            .ok()
+            .flatten();
+        match oldest {
+            Some(oldest) if oldest <= known => {
+                tracing::warn!(
+                    path = %self.path.display(), found, known,
+                    "the store was migrated by a newer gated whose schema still admits this one (schema {oldest} on): opened as it is"
+                );
+                Ok(found)
+            }
+            _ => Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            }),
+        }
     }
 
     pub(crate) fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -407,15 +444,7 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let found = self.schema_version()?;
-        let known = MIGRATIONS.len() as u32;
-        if found > known {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found,
-                known,
-            });
-        }
+        let found = self.check_not_too_new()?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
                 path: self.path.clone(),
@@ -430,6 +459,14 @@ impl Store {
                     source: e,
                 })?;
             tracing::info!(path = %self.path.display(), version, "database schema migrated");
+        }
+        if found <= MIGRATIONS.len() as u32 {
+            self.conn
+                .execute(
+                    "UPDATE schema_readers SET oldest = ?1 WHERE oldest < ?1",
+                    [OLDEST_READER],
+                )
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -510,12 +547,44 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_schema_that_only_added_is_opened_and_kept() {
+        // The rollback case: the new slot's gated migrated the shared store
+        // with an additive migration; the old slot's gated works on with it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gated.db");
+        drop(Store::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let known = MIGRATIONS.len() as u32;
+        c.execute_batch("CREATE TABLE added_by_a_newer_gated (x INTEGER)")
+            .unwrap();
+        c.pragma_update(None, "user_version", known + 1).unwrap();
+        drop(c);
+        let s = Store::open(&path).unwrap();
+        s.put_setting("written_after_the_rollback", b"yes").unwrap();
+        assert_eq!(s.schema_version().unwrap(), known + 1, "not lowered");
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.setting("written_after_the_rollback").unwrap().as_deref(),
+            Some(&b"yes"[..])
+        );
+        let oldest: u32 = s
+            .conn
+            .query_row("SELECT oldest FROM schema_readers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(oldest, OLDEST_READER);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gated.db");
         drop(Store::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
+        // The newer gated changed something older ones cannot read.
+        c.execute("UPDATE schema_readers SET oldest = 99", [])
+            .unwrap();
         drop(c);
         let err = Store::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");

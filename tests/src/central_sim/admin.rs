@@ -35,6 +35,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         .route("/sim/devices/revoke", post(revoke_device))
         .route("/sim/products", post(put_product))
         .route("/sim/capacity", post(put_capacity))
+        .route("/sim/rollout", post(put_rollout))
         .route("/sim/expire-tokens", post(expire_tokens))
         .route("/sim/stats", get(stats))
         .route("/sim/events", get(events))
@@ -539,6 +540,47 @@ async fn put_capacity(
     };
     sim.seq.send_replace(seq);
     Ok(Json(json!({ "scope": req.scope, "seq": seq })))
+}
+
+/// `POST /sim/rollout {"device_id": "lane-1" or "*", "version", "url",
+/// "sha256"}`: the heartbeat answer names this update to the device(s); an
+/// empty version ends the rollout.
+#[derive(Debug, Deserialize)]
+struct Rollout {
+    device_id: String,
+    version: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    sha256: String,
+}
+
+async fn put_rollout(
+    State(sim): State<Arc<Sim>>,
+    Json(req): Json<Rollout>,
+) -> Result<Json<Value>, Fail> {
+    let conn = sim.db();
+    let mut all = db::rollouts(&conn)?;
+    if req.version.is_empty() {
+        all.remove(&req.device_id);
+    } else {
+        all.insert(
+            req.device_id.clone(),
+            gated::central::api::UpdateOffer {
+                version: req.version.clone(),
+                url: req.url,
+                sha256: req.sha256,
+            },
+        );
+    }
+    db::meta_put(
+        &conn,
+        "rollouts",
+        &serde_json::to_vec(&all).expect("rollouts serialize"),
+    )?;
+    Ok(Json(
+        json!({ "device_id": req.device_id, "version": req.version }),
+    ))
 }
 
 async fn put_product(

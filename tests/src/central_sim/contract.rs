@@ -77,6 +77,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         )
         .route(&p(PICKUP), get(pickup))
         .route(&p(HEARTBEAT), post(heartbeat))
+        .route(&format!("{PREFIX}/bundles/{{name}}"), get(bundle))
         .route(
             &format!("{PREFIX}/{TICKETS}/{{ticket_id}}"),
             get(ticket_status),
@@ -1121,10 +1122,39 @@ async fn heartbeat(
             sim.seq.send_replace(seq);
         }
     }
+    // The rollout naming this device, else the one for every device.
+    let rollouts = db::rollouts(&conn)?;
+    let update = rollouts
+        .get(&device_id)
+        .or_else(|| rollouts.get("*"))
+        .cloned();
     drop(conn);
     Ok(Json(api::HeartbeatAck {
         server_time_ms: sim.now_ms(),
+        update,
     }))
+}
+
+/// An update bundle, to enrolled devices only.
+async fn bundle(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Vec<u8>, Fail> {
+    device(&sim, &headers)?;
+    let not_found = || {
+        Fail(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no bundle {name}"),
+        )
+    };
+    if name.contains('/') || name.starts_with('.') {
+        return Err(not_found());
+    }
+    tokio::fs::read(sim.bundles.join(&name))
+        .await
+        .map_err(|_| not_found())
 }
 
 async fn ticket_status(

@@ -225,6 +225,15 @@ pub fn capacities(
         .unwrap_or_default())
 }
 
+/// Update offers by device id (`*`: every device without its own).
+pub fn rollouts(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::BTreeMap<String, gated::central::api::UpdateOffer>> {
+    Ok(meta(conn, "rollouts")?
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default())
+}
+
 pub fn catalog_version(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(meta(conn, "catalog_version")?
         .and_then(|v| String::from_utf8(v).ok())

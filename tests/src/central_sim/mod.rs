@@ -48,6 +48,9 @@ pub struct Sim {
     slow_ms: AtomicU64,
     /// Added to the server's clock in every answer.
     clock_offset_ms: AtomicI64,
+    /// Update bundles served at `bundles/NAME` (the `bundles` directory
+    /// beside the database; `POST /sim/rollout` names one to devices).
+    bundles: PathBuf,
     /// Counters for tests and benchmarks.
     pub stats: Stats,
 }
@@ -138,6 +141,11 @@ pub async fn start(opts: &Options) -> Result<(Listening, tokio::task::JoinSet<()
         fail: AtomicU8::new(0),
         slow_ms: AtomicU64::new(0),
         clock_offset_ms: AtomicI64::new(0),
+        bundles: opts
+            .db
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("bundles"),
         stats: Stats::default(),
     });
     let tls = tls::server_config(&opts.tls_dir)?;

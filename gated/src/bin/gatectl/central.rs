@@ -11,7 +11,7 @@ use gated::config::{self, Config, DeviceCheck};
 use gated_api::{Device1Proxy, Engineer1Proxy, ErrorName, Lane1Proxy};
 use serde_json::json;
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
+pub(crate) fn load(path: &Path) -> Result<Config, ExitCode> {
     config::load(path, DeviceCheck::Skip).map_err(|e| {
         eprintln!("{e}");
         eprintln!("fix {} first (gatectl config check)", path.display());
@@ -21,7 +21,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 
 /// A time in the scenic area's time zone (`timezone` in gated.toml), the
 /// one the tickets, slots and days are in, whatever the device's TZ says.
-fn when(ms: i64, tz: &jiff::tz::TimeZone) -> String {
+pub(crate) fn when(ms: i64, tz: &jiff::tz::TimeZone) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| {
             t.to_zoned(tz.clone())
@@ -556,15 +556,15 @@ impl From<zbus::Error> for Failure {
 }
 
 /// gated's interfaces on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` picks another).
-struct Gated {
+pub(crate) struct Gated {
     device: Device1Proxy<'static>,
     lane: Lane1Proxy<'static>,
-    engineer: Engineer1Proxy<'static>,
+    pub(crate) engineer: Engineer1Proxy<'static>,
     properties: zbus::fdo::PropertiesProxy<'static>,
 }
 
 /// Runs `f` against the running gated, on a runtime of its own.
-fn with_gated<T>(f: impl AsyncFnOnce(&Gated) -> zbus::Result<T>) -> Result<T, Failure> {
+pub(crate) fn with_gated<T>(f: impl AsyncFnOnce(&Gated) -> zbus::Result<T>) -> Result<T, Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -662,7 +662,7 @@ pub fn peak(group: &str, on: bool, json: bool) -> ExitCode {
 
 /// Reports a command's result: `m` on stdout, or `gatectl: WHAT: error` on
 /// stderr; with --json, `{ ...fields, "done": m }` or `{ ...fields, "error": e }`.
-fn done(
+pub(crate) fn done(
     what: &str,
     mut fields: serde_json::Value,
     r: Result<String, String>,

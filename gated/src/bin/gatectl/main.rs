@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod central;
 mod probe;
+mod update;
 
 use clap::{Parser, Subcommand};
 use gated::config::{self, Config, ConfigError, DeviceCheck};
@@ -131,6 +132,32 @@ enum Command {
         #[command(subcommand)]
         action: Option<CapacityAction>,
     },
+    /// Software updates (A/B slots with RAUC): `install`, `status`.
+    #[command(subcommand)]
+    Update(UpdateAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum UpdateAction {
+    /// Install a signed RAUC bundle into the slot not booted, through gated:
+    /// FILE on this device, or a URL on the central system (fetched over the
+    /// same pinned TLS as the rest of its API). Follows the install with a
+    /// progress bar; refused while the gates are forced (power fallback,
+    /// fire alarm, shutdown); waits for a passage or print under way.
+    Install {
+        /// The bundle (.raucb): a path, or https://… on the central system.
+        source: String,
+        /// `now`: reboot into it as soon as nothing is under way; `window`:
+        /// in `[update] quiet_window`.
+        #[arg(long, default_value = "now", value_parser = ["now", "window"])]
+        reboot: String,
+    },
+    /// The image version, both slots, the booted one, this boot's health
+    /// check and the last update's result.
+    Status {
+        #[arg(long, short, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +247,10 @@ fn main() -> ExitCode {
         Command::Alarm { action: _ } => central::alarm_reset(cli.json),
         Command::Peak { group, state } => central::peak(&group, state == "on", cli.json),
         Command::PinHash => pin_hash(cli.json),
+        Command::Update(UpdateAction::Install { source, reboot }) => {
+            update::install(&source, &reboot, cli.json)
+        }
+        Command::Update(UpdateAction::Status { config }) => update::status(&config, cli.json),
     }
 }
 
