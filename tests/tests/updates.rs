@@ -23,7 +23,7 @@ use tests::procs::{Bus, CentralSim, Gated, LOG_BOUND, gatectl, gatectl_on_bus, w
 /// its own private bus with a fake logind, and optionally central-sim.
 struct Lane {
     dir: tempfile::TempDir,
-    _scanner: SimScanner,
+    scanner: SimScanner,
     gate: SimGate,
     _server: TcpServer,
     ups: SimUpsd,
@@ -89,7 +89,7 @@ impl Lane {
         std::fs::write(dir.path().join("gated.toml"), toml).unwrap();
         let lane = Lane {
             dir,
-            _scanner: scanner,
+            scanner,
             gate,
             _server: server,
             ups,
@@ -301,6 +301,64 @@ async fn an_install_is_refused_in_power_fallback_and_fire_alarm() {
     assert_eq!(rc, 1);
     assert!(err.contains("fire alarm"), "{err}");
     assert!(rauc.installs().is_empty(), "{:?}", rauc.installs());
+    g.stop().await;
+}
+
+/// Neither the install nor the reboot cuts a visitor short: between the
+/// unlock and the passage the update waits, and goes on once they passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_waits_for_the_passage_under_way() {
+    let lane = Lane::start(true, None, "").await;
+    let rauc = FakeRauc::start(&lane.bus.address, "A", "2", "1").await;
+    rauc.state.lock().unwrap().bundle_version = "3".into();
+    let bundle = lane.dir.path().join("v3.raucb");
+    std::fs::write(&bundle, b"the fake RAUC does not read it").unwrap();
+    let c = lane.central.as_ref().unwrap();
+    let sold = c.admin("/sim/sell", json!({})).await;
+    let (id, token) = (
+        sold["ticket_id"].as_i64().unwrap(),
+        sold["token"].as_str().unwrap(),
+    );
+    let mut g = lane.gated().await;
+    let state = lane.state();
+    wait_until("the ticket synced", LOG_BOUND, || {
+        tests::procs::db_count(
+            &state,
+            &format!("SELECT COUNT(*) FROM tickets WHERE id = {id}"),
+        ) == 1
+    })
+    .await;
+    lane.scanner.scan(token).await.unwrap();
+    wait_until("the gate unlocked", LOG_BOUND, || {
+        lane.gate.permission(hal::gate::Direction::Entry) > 0
+    })
+    .await;
+    // gatectl follows the install to its end, so it runs beside the test.
+    let (bus, b) = (lane.bus.address.clone(), bundle.display().to_string());
+    let install =
+        tokio::spawn(async move { gatectl_on_bus(&bus, &["update", "install", &b]).await });
+    let deadline = tokio::time::Instant::now() + LOG_BOUND;
+    loop {
+        let (_, out, _) = lane
+            .gatectl(&["update", "status", "-c", &lane.config_str()])
+            .await;
+        if out.contains("operation  waiting") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never waiting: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rauc.installs().is_empty(), "installed during a passage");
+    assert!(lane.gate.walk(hal::gate::Direction::Entry));
+    g.wait_for(&["admitted"]).await;
+    wait_until("reboot asked", LOG_BOUND, || lane.logind.reboots() == 1).await;
+    assert_eq!(rauc.installs().len(), 1);
+    let (rc, out, err) = install.await.unwrap();
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("version 3 installed"), "{out}");
     g.stop().await;
 }
 
