@@ -532,6 +532,16 @@ impl Updates {
                 _ => "now".into(),
             };
         });
+        // Kept until RAUC answers: a power cut in between is reported at
+        // the next boot, not lost.
+        self.save(&Record {
+            version: String::new(),
+            result: result::INSTALLING.into(),
+            detail: format!("installing {source}"),
+            at_ms: now_ms(),
+            from_slot: from.clone(),
+            ..Default::default()
+        });
         let mut completed = match rauc.receive_completed().await {
             Ok(s) => s,
             Err(e) => return self.fail("", format!("RAUC: {e}")),
@@ -735,6 +745,22 @@ impl Updates {
         };
         self.set(|v| v.booted_slot = booted.clone());
         let mut record = Record::load(&state_dir);
+        if let Some(r) = record.clone().filter(|r| r.result == result::INSTALLING) {
+            // RAUC never answered before this boot: the power went, or the
+            // device restarted, in the middle of the install.
+            let failed = Record {
+                result: result::FAILED.into(),
+                detail: format!(
+                    "{} was interrupted (a power cut or a restart); slot {booted} runs on",
+                    r.detail
+                ),
+                at_ms: now_ms(),
+                ..r
+            };
+            warn!("update interrupted: {}", failed.detail);
+            self.save(&failed);
+            record = Some(failed);
+        }
         let pending = record
             .as_ref()
             .filter(|r| r.result == result::INSTALLED && !r.to_slot.is_empty());

@@ -276,6 +276,38 @@ async fn a_new_slot_that_refuses_the_store_reboots_and_changes_nothing() {
     );
 }
 
+/// An install the power cut short (RAUC never answered) is reported at the
+/// next boot as failed, in words, and the slot that runs is marked good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_cut_short_is_reported_at_the_next_boot() {
+    let lane = Lane::start(false, None, "").await;
+    let rauc = FakeRauc::start(&lane.bus.address, "B", "", "2").await;
+    std::fs::create_dir_all(lane.state()).unwrap();
+    std::fs::write(
+        lane.state().join("update.json"),
+        json!({"version": "", "result": "installing", "detail": "installing /data/v3.raucb",
+               "at_ms": 1, "to_slot": "", "from_slot": "B"})
+        .to_string(),
+    )
+    .unwrap();
+    let g = lane.gated().await;
+    wait_until("slot marked good", LOG_BOUND, || {
+        rauc.marks().contains(&("good".into(), "booted".into()))
+    })
+    .await;
+    let r = lane.record();
+    assert_eq!(r["result"], "failed", "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("installing /data/v3.raucb was interrupted"),
+        "{r}"
+    );
+    assert_eq!(lane.logind.reboots(), 0);
+    g.stop().await;
+}
+
 /// No install while the gates are forced open by the UPS or a fire alarm:
 /// the engineer is told why, and RAUC is never asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
