@@ -1468,6 +1468,23 @@ scanners = ["qr1"]
     }
 
     #[test]
+    fn the_update_window_and_deadline_are_checked() {
+        let c = check(&format!(
+            "{GOOD}\n[update]\nquiet_window = \"23:30-04:00\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.update.window(), Some((23 * 60 + 30, 4 * 60)));
+        assert_eq!(*c.update.health_deadline_s.get_ref(), 300);
+        let bad = format!("{GOOD}\n[update]\nquiet_window = \"2am\"\nhealth_deadline_s = 1\n");
+        let e = check(&bad).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["update.quiet_window", "update.health_deadline_s"]);
+        assert!(e.problems[0].message.contains("HH:MM-HH:MM"), "{e}");
+        let (line, _) = e.problems[0].line.expect("a line");
+        assert!(bad.lines().nth(line - 1).unwrap().starts_with("quiet_window"), "{e}");
+    }
+
+    #[test]
     fn kiosk_without_printer_is_refused() {
         let src = r#"
 role = "kiosk"

@@ -657,17 +657,10 @@ impl Updates {
         let Some((from, to)) = self.inner.settings.window else {
             return;
         };
-        let inside = |m: u16| {
-            if from < to {
-                (from..to).contains(&m)
-            } else {
-                m >= from || m < to
-            }
-        };
         loop {
             let now = jiff::Timestamp::now().to_zoned(self.inner.settings.tz.clone());
             let minute = (now.hour() as u16) * 60 + now.minute() as u16;
-            if inside(minute) {
+            if in_window(minute, (from, to)) {
                 return;
             }
             self.set(|v| {
@@ -938,5 +931,62 @@ impl Health {
         } else {
             missing.join("; ")
         }
+    }
+}
+
+/// Whether `minute` of the day lies in `[from, to)`, which may wrap midnight.
+fn in_window(minute: u16, (from, to): (u16, u16)) -> bool {
+    if from < to {
+        (from..to).contains(&minute)
+    } else {
+        minute >= from || minute < to
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quiet_window_may_wrap_midnight() {
+        let night = (23 * 60, 4 * 60);
+        assert!(in_window(23 * 60, night));
+        assert!(in_window(2 * 60, night));
+        assert!(!in_window(4 * 60, night), "the end is outside");
+        assert!(!in_window(12 * 60, night));
+        let early = (2 * 60, 5 * 60);
+        assert!(in_window(2 * 60, early));
+        assert!(!in_window(23 * 60, early));
+    }
+
+    #[test]
+    fn rauc_errors_are_told_in_words() {
+        assert!(
+            explain("signature verification failed: Verify error: self-signed certificate")
+                .starts_with("the bundle is not signed by a key this device trusts")
+        );
+        assert!(
+            explain("Invalid bundle format: Signature size is 0")
+                .starts_with("the file is not a complete, undamaged RAUC bundle")
+        );
+        assert!(
+            explain("Compatible mismatch: Expected 'a' but bundle manifest has 'b'")
+                .starts_with("the bundle is for another kind of device")
+        );
+        assert!(
+            explain("Failed mounting bundle: Failed to open /dev/mapper/control")
+                .starts_with("this device cannot mount the bundle")
+        );
+    }
+
+    #[test]
+    fn the_image_version_comes_from_os_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("os-release");
+        std::fs::write(&p, "ID=x\nVERSION_ID=\"12\"\nIMAGE_VERSION=\"2026.12.1\"\n").unwrap();
+        assert_eq!(image_version(&p), "2026.12.1");
+        std::fs::write(&p, "ID=x\nVERSION_ID=12\n").unwrap();
+        assert_eq!(image_version(&p), "12");
+        assert_eq!(image_version(&dir.path().join("none")), "unknown");
     }
 }

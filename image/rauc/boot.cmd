@@ -7,9 +7,10 @@
 # BOOT_ORDER with attempts left boots; an attempt is spent (saved before the
 # kernel is loaded) only when another slot with attempts left remains, so
 # power cuts during boot never leave both slots without attempts.
+# A factory card: A holds the image, B is empty until the first install.
 test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
 test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
-test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
+test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 0
 setenv BOOT_SLOT
 setenv FALLBACK
 for S in ${BOOT_ORDER}; do
@@ -35,6 +36,8 @@ if test "${BOOT_SLOT}" = "A"; then setenv SLOTPART 2; else setenv SLOTPART 3; fi
 echo "scenicpark: booting slot ${BOOT_SLOT} (BOOT_ORDER=${BOOT_ORDER} BOOT_A_LEFT=${BOOT_A_LEFT} BOOT_B_LEFT=${BOOT_B_LEFT})"
 test -n "${devtype}" || setenv devtype mmc
 test -n "${devnum}" || setenv devnum 0
+# The firmware's arguments (cmdline.txt: console, display memory) come first.
+if fdt addr ${fdt_addr}; then fdt get value bootargs /chosen bootargs; fi
 setenv bootargs "${bootargs} root=/dev/mmcblk0p${SLOTPART} ro rootwait rauc.slot=${BOOT_SLOT} panic=-1"
 load ${devtype} ${devnum}:${SLOTPART} ${kernel_addr_r} /boot/Image && booti ${kernel_addr_r} - ${fdt_addr}
 echo "scenicpark: slot ${BOOT_SLOT} has no kernel at /boot/Image"
