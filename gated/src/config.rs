@@ -1481,7 +1481,13 @@ scanners = ["qr1"]
         assert_eq!(keys, ["update.quiet_window", "update.health_deadline_s"]);
         assert!(e.problems[0].message.contains("HH:MM-HH:MM"), "{e}");
         let (line, _) = e.problems[0].line.expect("a line");
-        assert!(bad.lines().nth(line - 1).unwrap().starts_with("quiet_window"), "{e}");
+        assert!(
+            bad.lines()
+                .nth(line - 1)
+                .unwrap()
+                .starts_with("quiet_window"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -192,7 +192,8 @@ async fn a_new_slot_is_marked_good_once_its_devices_answer() {
 /// A new slot whose gate never answers is not marked good: gated reboots
 /// it, and once the bootloader is back in the old slot, that slot marks the
 /// new one bad, itself good, and tells the central system "rolled back"
-/// with the reason. The store from before is there, untouched, in both.
+/// with the reason. The store the new slot migrated (adding only) is the old
+/// slot's store still.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_that_never_gets_healthy_is_rebooted_and_the_rollback_is_reported() {
     // Nothing listens where the gate is configured.
@@ -219,7 +220,19 @@ async fn a_slot_that_never_gets_healthy_is_rebooted_and_the_rollback_is_reported
         rauc.marks()
     );
 
-    // The bootloader's attempts are used up: it boots A again.
+    // Version 3's gated had migrated the shared store, as migrations may:
+    // by adding only (a table, a newer schema version).
+    {
+        let c = rusqlite::Connection::open(lane.state().join("gated.db")).unwrap();
+        let v: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        c.execute_batch("CREATE TABLE added_by_version_3 (x INTEGER)")
+            .unwrap();
+        c.pragma_update(None, "user_version", v + 1).unwrap();
+    }
+    // The bootloader's attempts are used up: it boots A again, whose gated
+    // works on with that store.
     rauc.state.lock().unwrap().booted = "A".into();
     let g = lane.gated().await;
     wait_until("old slot marked good", LOG_BOUND, || {
