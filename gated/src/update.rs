@@ -305,7 +305,7 @@ async fn slots(rauc: &InstallerProxy<'_>) -> Result<Vec<UpdateSlot>, String> {
     let raw = rauc
         .get_slot_status()
         .await
-        .map_err(|e| format!("RAUC GetSlotStatus: {e}"))?;
+        .map_err(|e| format!("no answer from RAUC ({e})"))?;
     let mut slots: Vec<UpdateSlot> = raw
         .iter()
         .filter(|(_, m)| value_str(m, "class") == "rootfs")
