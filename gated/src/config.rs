@@ -1028,11 +1028,11 @@ fn validate_update(u: &Update, r: &mut Reporter<'_>) {
         );
     }
     let d = *u.health_deadline_s.get_ref();
-    if !(2..=3600).contains(&d) {
+    if !(2..=600).contains(&d) {
         r.push(
             "update.health_deadline_s",
             u.health_deadline_s.span(),
-            format!("{d} s is outside 2–3600: a new slot needs time to start its devices, and a bad one must not run for hours"),
+            format!("{d} s is outside 2–600: a new slot needs time to start its devices, and a bad one must not keep a lane down (the update watchdog reboots it 15 min after boot anyway)"),
         );
     }
 }

@@ -864,6 +864,57 @@ pub async fn store_refused(state_dir: &Path, why: &str) {
     reboot_now("update cannot open the store").await;
 }
 
+/// How long after boot the watchdog (`gatectl update watchdog`, run by
+/// gated-update-watchdog.timer) gives a new slot: past this, a slot still on
+/// trial is rebooted away from even if gated never started to judge it.
+pub const WATCHDOG_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The watchdog's verdict on this boot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watchdog {
+    /// No update on trial in the booted slot.
+    NothingOnTrial,
+    /// The slot is on trial and gated never marked it good: rebooted.
+    Rebooted(String),
+}
+
+/// Outside gated, for a new slot whose gated never starts (a configuration
+/// it refuses, a crash at start): still on trial this long after boot means
+/// not healthy, so the device reboots and the bootloader counts the attempt.
+pub async fn watchdog(state_dir: &Path) -> Result<Watchdog, String> {
+    let Some(r) = Record::load(state_dir).filter(|r| r.result == result::INSTALLED) else {
+        return Ok(Watchdog::NothingOnTrial);
+    };
+    let rauc = rauc().await?;
+    let booted = rauc
+        .boot_slot()
+        .await
+        .map_err(|e| format!("no answer from RAUC ({e})"))?;
+    if booted != r.to_slot {
+        return Ok(Watchdog::NothingOnTrial);
+    }
+    let why = format!(
+        "version {} in slot {booted} was still not healthy {} min after boot{}",
+        r.version,
+        WATCHDOG_AFTER.as_secs() / 60,
+        if r.detail.starts_with("installed into") {
+            " (gated never judged it: did it start?)".to_owned()
+        } else {
+            format!(" ({})", r.detail)
+        }
+    );
+    error!("{why}; rebooting");
+    Record {
+        detail: why.clone(),
+        failed_boots: r.failed_boots + 1,
+        ..r
+    }
+    .save(state_dir)
+    .map_err(|e| format!("cannot write the update record: {e}"))?;
+    crate::modes::Logind::reboot().await?;
+    Ok(Watchdog::Rebooted(why))
+}
+
 async fn reboot_now(why: &str) {
     info!("rebooting: {why}");
     if let Err(e) = crate::modes::Logind::reboot().await {

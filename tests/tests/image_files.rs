@@ -10,7 +10,13 @@ use std::process::Command;
 
 use tests::repo_root;
 
-const UNITS: &[&str] = &["gated.service", "kiosk.service", "gated-provision.service"];
+const UNITS: &[&str] = &[
+    "gated.service",
+    "kiosk.service",
+    "gated-provision.service",
+    "gated-update-watchdog.service",
+    "gated-update-watchdog.timer",
+];
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd

@@ -321,6 +321,45 @@ async fn an_install_cut_short_is_reported_at_the_next_boot() {
     g.stop().await;
 }
 
+/// A new slot whose gated never runs (here: none at all) is still rebooted:
+/// the watchdog finds it on trial long after boot. A slot not on trial is
+/// left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_reboots_a_slot_on_trial_that_gated_never_judged() {
+    let lane = Lane::start(false, None, "").await;
+    let rauc = FakeRauc::start(&lane.bus.address, "B", "1", "2").await;
+    let state = lane.state().display().to_string();
+    std::fs::create_dir_all(lane.state()).unwrap();
+    let (rc, out, err) = lane
+        .gatectl(&["update", "watchdog", "--state-dir", &state])
+        .await;
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("nothing on trial"), "{out}");
+    lane.installed("2");
+    let (rc, out, err) = lane
+        .gatectl(&["update", "watchdog", "--state-dir", &state])
+        .await;
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("rebooting"), "{out}");
+    assert_eq!(lane.logind.reboots(), 1);
+    let r = lane.record();
+    assert_eq!(r["failed_boots"], 1, "{r}");
+    assert!(
+        r["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gated never judged it"),
+        "{r}"
+    );
+    // Back in the old slot: nothing on trial there.
+    rauc.state.lock().unwrap().booted = "A".into();
+    let (_, out, _) = lane
+        .gatectl(&["update", "watchdog", "--state-dir", &state])
+        .await;
+    assert!(out.contains("nothing on trial"), "{out}");
+    assert_eq!(lane.logind.reboots(), 1);
+}
+
 /// No install while the gates are forced open by the UPS or a fire alarm:
 /// the engineer is told why, and RAUC is never asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,6 +152,15 @@ enum UpdateAction {
         #[arg(long, default_value = "now", value_parser = ["now", "window"])]
         reboot: String,
     },
+    /// Reboot a new slot still on trial (not marked good) long after boot,
+    /// even if gated never started to judge it. Run by
+    /// gated-update-watchdog.timer, as root; reads gated's update record only.
+    Watchdog {
+        /// gated's state directory (not read from gated.toml: a new slot's
+        /// configuration may be what keeps gated from starting).
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/gated")]
+        state_dir: PathBuf,
+    },
     /// The image version, both slots, the booted one, this boot's health
     /// check and the last update's result.
     Status {
@@ -251,6 +260,9 @@ fn main() -> ExitCode {
             update::install(&source, &reboot, cli.json)
         }
         Command::Update(UpdateAction::Status { config }) => update::status(&config, cli.json),
+        Command::Update(UpdateAction::Watchdog { state_dir }) => {
+            update::watchdog(&state_dir, cli.json)
+        }
     }
 }
 

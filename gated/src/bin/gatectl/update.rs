@@ -191,3 +191,22 @@ pub fn status(config: &Path, json: bool) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// `gatectl update watchdog`: run by gated-update-watchdog.timer long after
+/// boot; reboots a new slot that is still on trial (gated never marked it
+/// good, or never ran), so the bootloader counts the attempt.
+pub fn watchdog(state_dir: &Path, json: bool) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let r = rt
+        .block_on(gated::update::watchdog(state_dir))
+        .map(|w| match w {
+            gated::update::Watchdog::NothingOnTrial => {
+                "nothing on trial in the booted slot: no action".to_owned()
+            }
+            gated::update::Watchdog::Rebooted(why) => format!("{why}: rebooting"),
+        });
+    done("update watchdog", json!({}), r, json)
+}

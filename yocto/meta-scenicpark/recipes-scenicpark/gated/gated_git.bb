@@ -27,6 +27,7 @@ do_install:append() {
         ${D}${nonarch_base_libdir}/udev/rules.d ${D}${nonarch_libdir}/sysusers.d ${D}${nonarch_libdir}/tmpfiles.d \
         ${D}${sysconfdir}/systemd/journald.conf.d ${D}${datadir}/polkit-1/rules.d
     install -m 0644 $r/systemd/gated.service $r/systemd/gated-provision.service ${D}${systemd_system_unitdir}/
+    install -m 0644 $r/systemd/gated-update-watchdog.service $r/systemd/gated-update-watchdog.timer ${D}${systemd_system_unitdir}/
     install -m 0640 -g gated $r/image/etc/gated/gated.toml ${D}${sysconfdir}/gated/
     install -m 0644 $r/image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf ${D}${sysconfdir}/dbus-1/system.d/
     install -m 0644 $r/udev/70-scenicpark.rules ${D}${nonarch_base_libdir}/udev/rules.d/
@@ -41,7 +42,7 @@ USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "-r gpio; -r gated-engineer"
 USERADD_PARAM:${PN} = "--system --home ${localstatedir}/lib/gated --no-create-home --shell /sbin/nologin --user-group --groups dialout,input,gpio gated"
 
-SYSTEMD_SERVICE:${PN} = "gated.service gated-provision.service"
+SYSTEMD_SERVICE:${PN} = "gated.service gated-provision.service gated-update-watchdog.timer"
 SYSTEMD_AUTO_ENABLE = "enable"
 
 FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
