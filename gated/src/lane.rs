@@ -206,11 +206,12 @@ impl Engine {
         self.inner.nonces.next(lane)
     }
 
-    /// The keyed hash of an ID number, once the device is provisioned.
+    /// The keyed hash of an ID number, once the device is provisioned and
+    /// if the number is one (ASCII letters and digits).
     pub fn holder_hash(&self, id_number: &str) -> Option<[u8; 16]> {
         let catalog = self.inner.catalog.read().expect("catalog");
         let key = catalog.id_hash_key.as_deref()?;
-        Some(token::holder_hash(key, id_number))
+        token::holder_hash(key, id_number).ok()
     }
 
     /// The writer: a commit, a reservation's record, an event.
@@ -227,7 +228,9 @@ impl Engine {
     /// (no store read), anything else in the ticket table.
     fn candidates(&self, medium: &Medium, now: LocalMinute) -> Result<Vec<Ticket>, Reason> {
         let key = match medium {
-            Medium::Code(text) if text.starts_with(token::PREFIX) => {
+            // Any `T<digits>:` is a token (of a format this device may not
+            // know), never a serial.
+            Medium::Code(text) if token::is_token(text) => {
                 let catalog = self.inner.catalog.read().expect("catalog");
                 return admission::token_ticket(text, &catalog.keys, now).map(|t| vec![t]);
             }

@@ -88,7 +88,7 @@ impl Harness {
                 [],
             )
             .unwrap();
-            let holder = token::holder_hash(ID_KEY, &test_cards()[1].id_number);
+            let holder = token::holder_hash(ID_KEY, &test_cards()[1].id_number).unwrap();
             c.execute(
                 "INSERT INTO tickets (id, product_id, valid_from, valid_until, holder_hash) VALUES (77, 1, ?1, ?2, ?3)",
                 params![now - 60, now + 600, &holder[..]],

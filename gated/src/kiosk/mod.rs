@@ -328,7 +328,7 @@ impl Kiosk {
             .await
             .ok()
             .flatten()?;
-        let hash = token::holder_hash(&key, id_number);
+        let hash = token::holder_hash(&key, id_number).ok()?;
         let handle = identity::random_hex(12);
         let mut h = self.handles.lock().expect("handles");
         h.retain(|_, v| v.expires > Instant::now());

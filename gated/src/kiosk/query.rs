@@ -11,7 +11,9 @@ impl Kiosk {
         let catalog = self.catalog_stored().await.ok();
         let now = crate::lanes::local_now(&self.tz);
         // The lanes' own check: a key retired or not valid yet refuses here too.
-        let payload = admission::token_ticket(code.trim(), &keys, now)
+        // Only the scanner's line ending goes (ticket-token.md §2): a space
+        // is a Base45 digit.
+        let payload = admission::token_ticket(code.trim_end_matches(['\r', '\n']), &keys, now)
             .map_err(|r| E::InvalidArgument(format!("not a valid ticket: {}", r.message().1)))?;
         // A token always carries its entries (0 = unlimited).
         let entries = payload.entries_allowed.unwrap_or(0);

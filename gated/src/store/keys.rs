@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use ed25519_dalek::VerifyingKey;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Store, StoreError};
@@ -49,7 +48,18 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(id, k, valid_from, valid_until)| {
-                let key = VerifyingKey::from_bytes(&k.try_into().ok()?).ok()?;
+                // Only a canonical point not of small order (ticket-token.md §7).
+                let Some(key) = k
+                    .try_into()
+                    .ok()
+                    .and_then(|k| crate::tickets::token::usable_key(&k))
+                else {
+                    tracing::warn!(
+                        key_id = id,
+                        "signing key is not a usable Ed25519 key: not pinned"
+                    );
+                    return None;
+                };
                 Some((
                     id,
                     PinnedKey {

@@ -46,8 +46,15 @@ pub struct PinnedKey {
 }
 
 impl PinnedKey {
-    fn valid_at(&self, now: LocalMinute) -> bool {
-        now >= self.valid_from && self.valid_until.is_none_or(|u| now < u)
+    /// The key's state at `now` (docs/ticket-token.md §7).
+    fn at(&self, now: LocalMinute) -> token::KeyAt {
+        if now < self.valid_from {
+            token::KeyAt::NotYetValid
+        } else if self.valid_until.is_some_and(|u| now >= u) {
+            token::KeyAt::Retired
+        } else {
+            token::KeyAt::Usable(self.key)
+        }
     }
 }
 
@@ -94,11 +101,16 @@ pub fn token_ticket(
     keys: &HashMap<u16, PinnedKey>,
     now: LocalMinute,
 ) -> Result<Ticket, Reason> {
-    let key = |id| keys.get(&id).filter(|k| k.valid_at(now)).map(|k| k.key);
-    let p = token::verify(text, key).map_err(|e| match e {
-        TokenError::UnknownKey(_) => Reason::UnknownKey,
-        TokenError::BadSignature => Reason::Forged,
-        _ => Reason::NotATicket,
+    let key = |id| keys.get(&id).map_or(token::KeyAt::Unknown, |k| k.at(now));
+    let p = token::verify_at(text, key).map_err(|e| {
+        tracing::info!(reason = e.reason(), "token refused: {e}");
+        match e {
+            TokenError::UnknownKey(_)
+            | TokenError::KeyNotYetValid(_)
+            | TokenError::KeyRetired(_) => Reason::UnknownKey,
+            TokenError::BadSignature => Reason::Forged,
+            _ => Reason::NotATicket,
+        }
     })?;
     Ok(Ticket {
         id: p.ticket_id,
@@ -106,7 +118,7 @@ pub fn token_ticket(
         valid_from: p.valid_from,
         valid_until: p.valid_until,
         entries_allowed: Some(p.entries),
-        group_size: p.group.unwrap_or(1),
+        group_size: p.persons(),
     })
 }
 

@@ -150,7 +150,9 @@ async fn sell(
         let holder = req
             .id_number
             .as_deref()
-            .map(|n| hex::encode(gated::tickets::token::holder_hash(&sim.id_hash_key, n)));
+            .map(|n| gated::tickets::token::holder_hash(&sim.id_hash_key, n).map(hex::encode))
+            .transpose()
+            .map_err(|e| Fail(StatusCode::BAD_REQUEST, "bad_id_number", e.to_string()))?;
         let visit = contract::Visit {
             date,
             slot: p.slots[0],
@@ -200,7 +202,9 @@ async fn generate(
             let mut ins_c = tx.prepare("INSERT INTO changes (body) VALUES (?1)")?;
             for i in 0..req.count {
                 let number = format!("110101199001{i:06}");
-                let hash = hex::encode(gated::tickets::token::holder_hash(&s.id_hash_key, &number));
+                let hash = hex::encode(
+                    gated::tickets::token::holder_hash(&s.id_hash_key, &number).expect("digits"),
+                );
                 ins_t.execute(params![hash, p.price_cents])?;
                 let id = tx.last_insert_rowid();
                 first.get_or_insert(id);
@@ -416,8 +420,9 @@ async fn online_order(
         let holders = req
             .id_numbers
             .iter()
-            .map(|n| hex::encode(gated::tickets::token::holder_hash(&sim.id_hash_key, n)))
-            .collect();
+            .map(|n| gated::tickets::token::holder_hash(&sim.id_hash_key, n).map(hex::encode))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Fail(StatusCode::BAD_REQUEST, "bad_id_number", e.to_string()))?;
         let mut b = [0u8; 4];
         getrandom::fill(&mut b).expect("random");
         let order = api::Order {
