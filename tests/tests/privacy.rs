@@ -1,0 +1,156 @@
+//! The privacy sweep: a kiosk sells a real-name ticket read from an ID card
+//! and prints it, and a visitor collects a web order by ID card; then
+//! everything the device wrote is searched for the visitors' ID numbers and
+//! names in every encoding they travel in (UTF-8, GB18030, UCS-2 as the
+//! reader sends them) and for the unmasked forms: the state directory's
+//! files (the database with its WAL and free pages), gated's log, the
+//! printer's output, the events uploaded to the central system and the
+//! D-Bus signals the UI received. Zero hits is the pass.
+
+use futures_util::StreamExt;
+use hal::idcard::sim::test_cards;
+use serde_json::json;
+use tests::kiosk_device::{BOUND, Kiosk};
+use tests::procs::{db_count, wait_until};
+
+/// Every form in which a card's number or name must not appear.
+fn needles(id_number: &str, name: &str) -> Vec<(String, Vec<u8>)> {
+    let mut n = Vec::new();
+    let utf16 = |s: &str| {
+        s.encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect::<Vec<u8>>()
+    };
+    let gb = |s: &str| encoding_rs::GB18030.encode(s).0.into_owned();
+    for (what, s) in [
+        ("ID number", id_number.to_owned()),
+        ("ID number, lower-case x", id_number.to_ascii_lowercase()),
+        // What the masked form hides: the first 14 characters.
+        ("ID number's masked part", id_number[..14].to_owned()),
+        ("name", name.to_owned()),
+    ] {
+        n.push((format!("{what} (UTF-8)"), s.as_bytes().to_vec()));
+        n.push((format!("{what} (UCS-2)"), utf16(&s)));
+        n.push((format!("{what} (GB18030)"), gb(&s)));
+    }
+    n
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p.display().to_string(), b));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
+    let mut k = Kiosk::start().await;
+    let cards = test_cards();
+    let (buyer, collector) = (cards[1].clone(), cards[0].clone());
+    let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut reads = k.signals("IdCardRead").await;
+
+    // A real-name ticket sold at the kiosk from the ID card, paid, printed.
+    k.id_reader.present(buyer.clone());
+    let signal = tokio::time::timeout(BOUND, reads.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    seen.push((
+        "IdCardRead signal".into(),
+        format!("{handle} {name} {number}").into_bytes(),
+    ));
+    k.id_reader.remove();
+    let order = k.order(3, 1, &[handle.as_str()], "13800138000").await;
+    let no = order["order_no"].as_str().unwrap().to_owned();
+    assert_eq!(k.pay_code(&no, "2876543210981111").await.unwrap(), "paid");
+    assert_eq!(k.print(&no).await.unwrap(), 1);
+
+    // A web order bound to another visitor's ID card, collected with the card.
+    let online = k
+        .central
+        .admin(
+            "/sim/online-order",
+            json!({ "product_id": 3, "id_numbers": [collector.id_number] }),
+        )
+        .await;
+    let web = online["order_no"].as_str().unwrap().to_owned();
+    let q = format!("SELECT COUNT(*) FROM orders WHERE order_no = '{web}'");
+    wait_until("the web order synced", BOUND, || {
+        db_count(&k.state(), &q) == 1
+    })
+    .await;
+    k.id_reader.present(collector.clone());
+    let signal = tokio::time::timeout(BOUND, reads.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    seen.push((
+        "IdCardRead signal".into(),
+        format!("{handle} {name} {number}").into_bytes(),
+    ));
+    let found = k
+        .call_json("Pickup", &("id", handle.as_str(), ""))
+        .await
+        .unwrap();
+    assert_eq!(found[0]["order_no"], web.as_str());
+    assert_eq!(k.print(&web).await.unwrap(), 1);
+    let printed = k.printer.wait_for_tickets(2).await;
+    for t in &printed {
+        seen.push(("printed ticket".into(), t.lines.join("\n").into_bytes()));
+        seen.push(("printed QR".into(), t.qr.join("\n").into_bytes()));
+    }
+    // The sales reached the central system as events.
+    wait_until("the outbox drained", BOUND, || {
+        db_count(&k.state(), "SELECT COUNT(*) FROM outbox") == 0
+    })
+    .await;
+    for e in k.central.events().await {
+        seen.push(("uploaded event".into(), e.to_string().into_bytes()));
+    }
+    // The files while gated runs (WAL and all), then its log and the files
+    // after a clean stop.
+    seen.extend(files(&k.state()));
+    let log = k.gated.take().unwrap().kill_and_drain().await;
+    seen.push(("gated's log".into(), log.join("\n").into_bytes()));
+    seen.extend(files(&k.state()));
+
+    let mut hits = Vec::new();
+    for card in [&buyer, &collector] {
+        for (what, needle) in needles(&card.id_number, &card.name) {
+            for (place, hay) in &seen {
+                if find(hay, &needle) {
+                    hits.push(format!("{what} of {} in {place}", &card.id_number[14..]));
+                }
+            }
+        }
+    }
+    // The sweep looked at something, and finds what is there: the masked
+    // number's last four characters are in the signal the UI got.
+    assert!(seen.iter().any(|(p, _)| p.ends_with("gated.db")));
+    assert!(seen.iter().any(|(p, hay)| p == "IdCardRead signal"
+        && find(hay, buyer.id_number[14..].as_bytes())));
+    assert!(printed.len() == 2 && !log.is_empty());
+    assert!(
+        hits.is_empty(),
+        "{} hit(s):\n{}",
+        hits.len(),
+        hits.join("\n")
+    );
+}
