@@ -144,8 +144,11 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
     // The sweep looked at something, and finds what is there: the masked
     // number's last four characters are in the signal the UI got.
     assert!(seen.iter().any(|(p, _)| p.ends_with("gated.db")));
-    assert!(seen.iter().any(|(p, hay)| p == "IdCardRead signal"
-        && find(hay, buyer.id_number[14..].as_bytes())));
+    assert!(
+        seen.iter().any(
+            |(p, hay)| p == "IdCardRead signal" && find(hay, &buyer.id_number.as_bytes()[14..])
+        )
+    );
     assert!(printed.len() == 2 && !log.is_empty());
     assert!(
         hits.is_empty(),
