@@ -126,13 +126,10 @@ proptest! {
         for m in &mutations {
             text = apply(&text, m);
         }
-        match token::check(&text, &pinned(), NOW, ID_KEY, Some("11010519491231002X")) {
-            // Only the line ending may differ (the standard removes it).
-            Ok(p) => {
-                prop_assert_eq!(text.trim_end_matches(['\r', '\n']), original.as_str());
-                prop_assert_eq!(p, payload);
-            }
-            Err(_) => {}
+        // Only the line ending may differ (the standard removes it).
+        if let Ok(p) = token::check(&text, &pinned(), NOW, ID_KEY, Some("11010519491231002X")) {
+            prop_assert_eq!(text.trim_end_matches(['\r', '\n']), original.as_str());
+            prop_assert_eq!(p, payload);
         }
     }
 }
