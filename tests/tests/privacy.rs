@@ -1,5 +1,6 @@
 //! The privacy sweep: a kiosk sells a real-name ticket read from an ID card
-//! and prints it, and a visitor collects a web order by ID card; then
+//! and prints it, a visitor collects a web order by ID card, and a lane
+//! admits a visitor by ID card on a real-name ticket it got through sync; then
 //! everything the device wrote is searched for the visitors' ID numbers and
 //! names in every encoding they travel in (UTF-8, GB18030, UCS-2 as the
 //! reader sends them) and for the unmasked forms: the state directory's
@@ -8,10 +9,13 @@
 //! D-Bus signals the UI received. Zero hits is the pass.
 
 use futures_util::StreamExt;
-use hal::idcard::sim::test_cards;
+use hal::gate::map::RegisterMap;
+use hal::gate::sim::{GateKind, SimGate};
+use hal::idcard::sim::{SimIdReader, test_cards};
+use hal::pty::Pty;
 use serde_json::json;
 use tests::kiosk_device::{BOUND, Kiosk};
-use tests::procs::{db_count, wait_until};
+use tests::procs::{Gated, db_count, gatectl, wait_until};
 
 /// Every form in which a card's number or name must not appear.
 fn needles(id_number: &str, name: &str) -> Vec<(String, Vec<u8>)> {
@@ -124,15 +128,78 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
     for e in k.central.events().await {
         seen.push(("uploaded event".into(), e.to_string().into_bytes()));
     }
+    // A lane of the same site: a real-name ticket sold centrally reaches it
+    // through the change feed; the visitor enters with the ID card.
+    let walker = cards[2].clone();
+    let lane_dir = tempfile::tempdir().unwrap();
+    let d = lane_dir.path();
+    let lane_reader = SimIdReader::start(Pty::open_at(&d.join("id-reader")).unwrap());
+    let gate = SimGate::new(GateKind::Turnstile, RegisterMap::load("lot").unwrap(), 1);
+    gate.set_auto_walk(true);
+    let (addr, _server) = gate
+        .serve_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    std::fs::write(
+        d.join("gated.toml"),
+        format!(
+            "role = \"lane\"\ndevice_id = \"lane-1\"\nstate_dir = \"{d}/state\"\n\
+             [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n[peers]\nlisten = \"\"\n\
+             [devices.id_readers.id]\nport = \"{d}/id-reader\"\n\
+             [devices.gates.g]\nmodbus = \"tcp://{addr}\"\npoll_ms = 10\n\
+             [lanes.east-1]\ndirection = \"entry\"\ngroup = \"east\"\ngate = \"g\"\nid_reader = \"id\"\n",
+            d = d.display(),
+            url = k.central.at.api,
+            ca = k.central.at.ca_file.display(),
+        ),
+    )
+    .unwrap();
+    let code = k.central.pairing_code("lane-1", "lane", 600).await;
+    let cfg = d.join("gated.toml").display().to_string();
+    let (rc, out, err) = gatectl(&["provision", "--code", &code, "-c", &cfg]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let mut lane = Gated::start(&d.join("gated.toml"));
+    lane.wait_for(&["gated ready"]).await;
+    let sold = k
+        .central
+        .admin(
+            "/sim/sell",
+            json!({ "id_number": walker.id_number, "product_id": 3 }),
+        )
+        .await;
+    let id = sold["ticket_id"].as_i64().unwrap();
+    let lane_state = d.join("state");
+    wait_until("the real-name ticket at the lane", BOUND, || {
+        db_count(
+            &lane_state,
+            &format!("SELECT COUNT(*) FROM tickets WHERE id = {id}"),
+        ) == 1
+    })
+    .await;
+    lane_reader.present(walker.clone());
+    let admitted = lane.wait_for(&["admitted"]).await;
+    assert!(admitted.contains(&format!("ticket={id}")), "{admitted}");
+    wait_until("the passage uploaded", BOUND, || {
+        db_count(&lane_state, "SELECT COUNT(*) FROM outbox") == 0
+    })
+    .await;
+    seen.extend(files(&lane_state));
+    let lane_log = lane.kill_and_drain().await;
+    seen.push(("the lane's log".into(), lane_log.join("\n").into_bytes()));
+    seen.extend(files(&lane_state));
+    for e in k.central.events().await {
+        seen.push(("uploaded event".into(), e.to_string().into_bytes()));
+    }
+
     // The files while gated runs (WAL and all), then its log and the files
-    // after a clean stop.
+    // once it is gone.
     seen.extend(files(&k.state()));
     let log = k.gated.take().unwrap().kill_and_drain().await;
     seen.push(("gated's log".into(), log.join("\n").into_bytes()));
     seen.extend(files(&k.state()));
 
     let mut hits = Vec::new();
-    for card in [&buyer, &collector] {
+    for card in [&buyer, &collector, &walker] {
         for (what, needle) in needles(&card.id_number, &card.name) {
             for (place, hay) in &seen {
                 if find(hay, &needle) {
@@ -143,7 +210,7 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
     }
     // The sweep looked at something, and finds what is there: the masked
     // number's last four characters are in the signal the UI got.
-    assert!(seen.iter().any(|(p, _)| p.ends_with("gated.db")));
+    assert!(seen.iter().filter(|(p, _)| p.ends_with("gated.db")).count() >= 4);
     assert!(
         seen.iter().any(
             |(p, hay)| p == "IdCardRead signal" && find(hay, &buyer.id_number.as_bytes()[14..])
