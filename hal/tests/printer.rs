@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hal::printer::escpos::{Align, QrEcc, TicketBuilder};
 use hal::printer::sim::SimPrinter;
-use hal::printer::{Paper, PrinterError, SerialPrinter, TicketPrinter};
+use hal::printer::{Completion, Paper, PrinterError, SerialPrinter, TicketPrinter};
 use hal::pty::Pty;
 
 fn ticket(serial: &str) -> Vec<u8> {
@@ -54,6 +54,52 @@ async fn a_ticket_prints_and_the_simulator_reads_it_back() {
     );
     assert_eq!(tickets[0].qr, ["T1.SN0001"]);
     assert_eq!(tickets[0].barcodes, ["SN0001"]);
+}
+
+/// `GS r` is optional: a printer that ignores it still prints, each ticket
+/// once, confirmed by its status after the print time; one that runs out of
+/// paper mid-ticket is still caught.
+#[tokio::test]
+async fn a_printer_without_gs_r_is_confirmed_by_its_status_after_the_print_time() {
+    let mut r = rig();
+    r.sim.set_gs_r(false);
+    r.printer.print_speed_mm_s = 2000;
+    assert_eq!(
+        r.printer.completion().await.unwrap(),
+        Completion::StatusAfterPrintTime
+    );
+    r.printer.print(&ticket("SN0101")).await.unwrap();
+    r.printer.print(&ticket("SN0102")).await.unwrap();
+    let qrs: Vec<_> = r.sim.tickets().iter().map(|t| t.qr.clone()).collect();
+    assert_eq!(qrs, [["T1.SN0101"], ["T1.SN0102"]]);
+    r.sim.set_paper_left(Some(0));
+    let err = r.printer.print(&ticket("SN0103")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PrinterError::Failed {
+                problem: "out of paper",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(r.sim.tickets().len(), 2);
+}
+
+#[tokio::test]
+async fn a_printer_with_gs_r_is_confirmed_in_buffer_order() {
+    let mut r = rig();
+    assert_eq!(
+        r.printer.completion().await.unwrap(),
+        Completion::BufferOrder
+    );
+    // A longer ticket takes longer on paper.
+    let short = r.printer.print_time(&ticket("S"));
+    let long = r
+        .printer
+        .print_time(&[ticket("S"), vec![b'\n'; 40]].concat());
+    assert!(long > short, "{long:?} vs {short:?}");
 }
 
 #[tokio::test]

@@ -716,3 +716,32 @@ async fn at_the_tier_that_stops_sales_today_is_sold_out_and_later_dates_still_se
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `GS r` is optional in ESC/POS: with a printer that ignores it, a kiosk
+/// order prints every ticket once and records each as printed, and the
+/// engineer's test print says how prints are confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_printer_that_ignores_gs_r_prints_every_ticket_once() {
+    let mut k = Kiosk::start().await;
+    k.printer.set_gs_r(false);
+    // The printer may be another after a restart: gated asks again.
+    k.gated.take().unwrap().kill().await;
+    k.start_gated().await;
+    let order = k.order(1, 2, &[], "").await;
+    let no = order["order_no"].as_str().unwrap().to_owned();
+    assert_eq!(k.pay_code(&no, "2876543210981111").await.unwrap(), "paid");
+    assert_eq!(k.print(&no).await.unwrap(), 2);
+    let printed = k.printer.tickets();
+    assert_eq!(printed.len(), 2, "each ticket once");
+    assert_ne!(printed[0].qr, printed[1].qr);
+    let q = format!(
+        "SELECT COUNT(*) FROM order_tickets WHERE order_no = '{no}' AND printed_ms IS NOT NULL"
+    );
+    assert_eq!(db_count(&k.state(), &q), 2);
+    let (rc, out, err) = gatectl_on_bus(&k.bus.address, &["test", "printer"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("status after the estimated print time"),
+        "{out}"
+    );
+}

@@ -221,7 +221,16 @@ impl Kiosk {
         match printer.print(&slip).await {
             Ok(status) => {
                 self.printer_status.send_replace(Some(Ok(status)));
-                Ok(status.problem().unwrap_or("ready").to_owned())
+                // Known now: the print asked the printer.
+                let method = printer
+                    .completion()
+                    .await
+                    .map(|c| c.describe())
+                    .unwrap_or("unknown");
+                Ok(format!(
+                    "{}; prints confirmed by {method}",
+                    status.problem().unwrap_or("ready")
+                ))
             }
             Err(e) => Err(printer_error(e)),
         }

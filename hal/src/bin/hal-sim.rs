@@ -34,6 +34,9 @@ enum Device {
         /// Tickets left on the roll before the paper runs out.
         #[arg(long)]
         paper_left: Option<u32>,
+        /// Ignore `GS r` (an optional ESC/POS command many printers lack).
+        #[arg(long)]
+        no_gs_r: bool,
     },
     /// Serial QR/barcode scanner. stdin: one code per line, sent with CR.
     Scanner {
@@ -116,11 +119,16 @@ async fn run(device: Device) -> Result<(), String> {
     };
     let mut stdin = Commands(BufReader::new(tokio::io::stdin()).lines());
     match device {
-        Device::Printer { pty, paper_left } => {
+        Device::Printer {
+            pty,
+            paper_left,
+            no_gs_r,
+        } => {
             let pty = open(&pty)?;
             eprintln!("printer on {}", pty.path().display());
             let sim = SimPrinter::start(pty);
             sim.set_paper_left(paper_left);
+            sim.set_gs_r(!no_gs_r);
             let mut shown = 0;
             loop {
                 tokio::select! {

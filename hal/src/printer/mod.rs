@@ -55,6 +55,33 @@ pub trait TicketPrinter {
     -> impl Future<Output = Result<Status, PrinterError>> + Send;
 }
 
+/// How a print is confirmed. `GS r` is optional in ESC/POS: a printer that
+/// does not answer it is confirmed by its status after the print time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// `GS r 1` after the cut, answered in buffer order: the printer got
+    /// through the cut (a printer stopped by an error never answers).
+    BufferOrder,
+    /// No answer to `GS r`: after the ticket's estimated print time, `DLE
+    /// EOT` is asked until two answers agree with no error. Proves nothing
+    /// went wrong that the printer reports; not that the cut happened.
+    StatusAfterPrintTime,
+}
+
+impl Completion {
+    /// For engineers (`gatectl probe printer`, `gatectl test printer`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Completion::BufferOrder => {
+                "GS r 1 after the cut (answered in buffer order: proves the cut)"
+            }
+            Completion::StatusAfterPrintTime => {
+                "status after the estimated print time (the printer does not answer GS r: proves no reported error, not the cut)"
+            }
+        }
+    }
+}
+
 /// An ESC/POS printer on a serial port. The port is opened on first use and
 /// again after any I/O error, so an unplugged printer comes back by itself.
 #[derive(Debug)]
@@ -65,6 +92,11 @@ pub struct SerialPrinter {
     pub timeout: Duration,
     /// How long a ticket may take to print and cut.
     pub print_timeout: Duration,
+    /// Paper speed, for the print time of a printer without `GS r`.
+    pub print_speed_mm_s: u32,
+    /// How prints are confirmed on this printer (None: not asked yet, or
+    /// the port was reopened and the printer may be another).
+    completion: Option<Completion>,
     port: Option<tokio_serial::SerialStream>,
     state: watch::Sender<DeviceState>,
 }
@@ -76,6 +108,8 @@ impl SerialPrinter {
             baud,
             timeout: Duration::from_millis(1000),
             print_timeout: Duration::from_secs(10),
+            print_speed_mm_s: 100,
+            completion: None,
             port: None,
             state: watch::Sender::new(DeviceState::Connecting),
         }
@@ -105,6 +139,7 @@ impl SerialPrinter {
 
     fn fail(&mut self, error: String) {
         self.port = None;
+        self.completion = None;
         self.state
             .send_replace(DeviceState::Reconnecting { attempt: 1, error });
     }
@@ -155,6 +190,95 @@ impl SerialPrinter {
     }
 }
 
+impl SerialPrinter {
+    /// How this printer's prints are confirmed: asks `GS r 1` once (while
+    /// idle) and remembers whether it answers.
+    pub async fn completion(&mut self) -> Result<Completion, PrinterError> {
+        if let Some(c) = self.completion {
+            return Ok(c);
+        }
+        self.query().await?;
+        let timeout = self.timeout;
+        let port = self.port()?;
+        serial::discard_input(port);
+        let ask = async {
+            port.write_all(&escpos::GS_R_PAPER).await?;
+            port.flush().await?;
+            let mut byte = [0u8; 1];
+            loop {
+                port.read_exact(&mut byte).await?;
+                if escpos::is_paper_sensor_answer(byte[0]) {
+                    return Ok::<_, std::io::Error>(());
+                }
+            }
+        };
+        let c = match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(())) => Completion::BufferOrder,
+            Ok(Err(e)) => return Err(self.io_error(e)),
+            Err(_) => Completion::StatusAfterPrintTime,
+        };
+        tracing::info!(
+            port = self.port_name(),
+            method = c.describe(),
+            "printer completion"
+        );
+        self.completion = Some(c);
+        Ok(c)
+    }
+
+    /// How long `ticket` takes to reach the printer and come out of it:
+    /// the bytes at the line rate, and its length on paper at the print
+    /// speed (lines, QR codes, barcodes, the cut).
+    pub fn print_time(&self, ticket: &[u8]) -> Duration {
+        let count = |pat: &[u8]| ticket.windows(pat.len()).filter(|w| *w == pat).count() as u64;
+        let lines = ticket.iter().filter(|b| **b == b'\n').count() as u64;
+        // GS ( k … 49 51 48: print the stored QR symbol.
+        let qrs = count(&[0x1D, 0x28, 0x6B, 0x03, 0x00, 0x31, 0x51, 0x30]);
+        let barcodes = count(&escpos::BARCODE);
+        let mm = lines * 4 + qrs * 35 + barcodes * 15 + 20;
+        let wire_ms = ticket.len() as u64 * 10 * 1000 / u64::from(self.baud.max(1200));
+        let paper_ms = mm * 1000 / u64::from(self.print_speed_mm_s.max(1));
+        Duration::from_millis(wire_ms + paper_ms)
+    }
+
+    /// A printer without `GS r`: the bytes, the print time, then the status
+    /// until two answers agree.
+    async fn print_without_gs_r(&mut self, ticket: &[u8]) -> Result<Status, PrinterError> {
+        let wait = self.print_time(ticket);
+        let port = self.port()?;
+        let sent = async {
+            port.write_all(ticket).await?;
+            port.flush().await
+        };
+        if let Err(e) = sent.await {
+            return Err(self.io_error(e));
+        }
+        tokio::time::sleep(wait).await;
+        let mut last = self.query().await?;
+        let deadline = tokio::time::Instant::now() + self.print_timeout;
+        loop {
+            if let Some(problem) = last.problem() {
+                return Err(PrinterError::Failed {
+                    problem,
+                    status: last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.query().await?;
+            if now == last {
+                return Ok(now);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(PrinterError::Failed {
+                    problem: "the printer's status did not settle after the ticket",
+                    status: now,
+                });
+            }
+            last = now;
+        }
+    }
+}
+
 impl TicketPrinter for SerialPrinter {
     async fn status(&mut self) -> Result<Status, PrinterError> {
         self.query().await
@@ -167,6 +291,9 @@ impl TicketPrinter for SerialPrinter {
                 problem,
                 status: before,
             });
+        }
+        if self.completion().await? == Completion::StatusAfterPrintTime {
+            return self.print_without_gs_r(ticket).await;
         }
         // GS r 1 is answered in buffer order, unlike DLE EOT (answered on
         // receipt): its answer proves the printer got through the cut. A

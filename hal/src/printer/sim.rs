@@ -17,6 +17,8 @@ struct State {
     /// Tickets that can still be printed before the roll ends; None = endless.
     paper_left: Option<u32>,
     silent: bool,
+    /// Answers `GS r` (an optional command; not every printer has it).
+    gs_r: bool,
     tickets: Vec<PrintedTicket>,
     /// Tickets cut short by an error.
     spoiled: u32,
@@ -52,6 +54,7 @@ impl SimPrinter {
             status: READY,
             paper_left: None,
             silent: false,
+            gs_r: true,
             tickets: Vec::new(),
             spoiled: 0,
         }));
@@ -92,6 +95,11 @@ impl SimPrinter {
             s.status.cutter_error = error;
             s.status.online = ready_online(&s.status);
         });
+    }
+
+    /// Whether `GS r` is answered (many ESC/POS printers ignore it).
+    pub fn set_gs_r(&self, answers: bool) {
+        self.with(|s| s.gs_r = answers);
     }
 
     /// A silent printer answers nothing (powered off, wrong baud rate).
@@ -156,7 +164,7 @@ fn handle(
         Command::StatusQuery(_) => None,
         // Answered in buffer order; a printer stopped by an error never gets here.
         Command::PaperQuery => {
-            (!s.silent && s.status.online).then(|| encode_paper_sensor(s.status.paper))
+            (!s.silent && s.gs_r && s.status.online).then(|| encode_paper_sensor(s.status.paper))
         }
         _ => {
             if s.paper_left == Some(0) && s.status.paper != Paper::Out {

@@ -310,6 +310,8 @@ async fn printer(
 ) -> Result<(), String> {
     let mut p = SerialPrinter::new(port, baud);
     let status = p.status().await.map_err(|e| e.to_string())?;
+    // Whether it answers GS r decides how a print is confirmed.
+    let completion = p.completion().await.map_err(|e| e.to_string())?;
     let mut printed = None;
     if test_print {
         let id = device_id.unwrap_or_else(default_device_id);
@@ -338,6 +340,7 @@ async fn printer(
             "ready": status.ready(),
             "problem": status.problem(),
             "status": status,
+            "completion": completion.describe(),
         });
         if let Some(r) = &printed {
             v["test_print"] = match r {
@@ -348,6 +351,7 @@ async fn printer(
         println!("{v:#}");
     } else {
         print!("{}", status_text(port, baud, &status));
+        println!("prints are confirmed by: {}", completion.describe());
         match &printed {
             Some(Ok(_)) => println!("\ntest ticket printed: check the QR code and the cut"),
             Some(Err(e)) => println!("\ntest print FAILED: {e}"),
