@@ -45,6 +45,13 @@ proptest! {
     }
 
     #[test]
+    fn the_text_block_decoder_is_total(block in proptest::collection::vec(any::<u8>(), 256)) {
+        let block: [u8; sam::TEXT_LEN] = block.try_into().unwrap();
+        // Any layout, or a refusal naming the type character: never a panic.
+        let _ = sam::decode_text(&block);
+    }
+
+    #[test]
     fn sam_request_decoder_survives_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..4000)) {
         let mut d = sam::Decoder::requests();
         d.push(&bytes);

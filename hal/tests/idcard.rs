@@ -51,6 +51,36 @@ async fn a_presented_card_is_read_and_decoded() {
     assert_eq!(read.card.valid_to.unwrap().to_string(), "2040-01-01");
 }
 
+/// The same reader returns foreigners' cards (2017 and 2023) and Hong Kong,
+/// Macao and Taiwan residence permits: each is decoded in its own layout.
+#[tokio::test]
+async fn every_card_kind_is_read_in_its_own_layout() {
+    let mut r = rig(Duration::from_secs(2)).await;
+    for card in &test_cards()[3..] {
+        r.sim.present(card.clone());
+        let read = r.dev.next().await.unwrap();
+        assert_eq!(read.card, *card, "{:?}", card.kind);
+        assert!(read.card.check_digit_ok(), "{:?}", card.kind);
+        r.sim.remove();
+        polls(&r.sim, 2).await;
+    }
+}
+
+/// A card whose type character this reader does not know is refused, not
+/// read with the resident layout; the next card reads normally.
+#[tokio::test]
+async fn a_card_of_an_unknown_kind_is_refused() {
+    let mut r = rig(Duration::from_secs(2)).await;
+    r.sim.present_unknown_kind(test_cards()[0].clone(), 'Z');
+    polls(&r.sim, 6).await;
+    r.sim.remove();
+    polls(&r.sim, 2).await;
+    let next = test_cards()[5].clone();
+    r.sim.present(next.clone());
+    let read = r.dev.next().await.unwrap();
+    assert_eq!(read.card, next, "the unknown card was never delivered");
+}
+
 #[tokio::test]
 async fn a_card_is_reported_once_per_presentation() {
     let mut r = rig(Duration::from_secs(2)).await;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
-pub use sam::{IdCard, Sw3};
+pub use sam::{CardKind, IdCard, Sw3};
 
 use crate::Device;
 use crate::serial;
@@ -55,6 +55,12 @@ pub enum IdReaderError {
     },
     #[error("{port}: the card's answer is malformed ({len} data bytes)")]
     Malformed { port: String, len: usize },
+    /// A card of a kind this reader does not know: refused, not guessed.
+    #[error("{port}: {error}")]
+    UnknownCard {
+        port: String,
+        error: sam::UnknownCardType,
+    },
 }
 
 impl IdReaderError {
@@ -179,7 +185,10 @@ impl IdReader {
             });
         };
         // The photo (WLT) needs the vendor's decoder; it is neither decoded nor kept.
-        let card = sam::decode_text(text);
+        let card = sam::decode_text(text).map_err(|e| IdReaderError::UnknownCard {
+            port: self.port_name(),
+            error: e,
+        })?;
         let same = self.last_id.as_deref() == Some(card.id_number.as_str());
         if same && !self.absent_since_last {
             return Ok(None);

@@ -294,11 +294,12 @@ pub struct Request {
 // ---------------------------------------------------------------------------
 // The card's text block.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sex {
     Male,
     Female,
+    #[default]
     Unknown,
     NotStated,
 }
@@ -383,26 +384,103 @@ impl fmt::Display for ValidTo {
     }
 }
 
-/// The text fields of an ID card. `Debug` masks name, address and ID number:
+/// Which card the reader read: the same frames carry four layouts, named by
+/// the character at bytes 248–250 of the text block (docs: hal/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CardKind {
+    /// Resident Identity Card (a space at 248).
+    #[default]
+    Resident,
+    /// Foreigner's Permanent Residence ID Card, 2017 (`I`).
+    Foreigner2017,
+    /// Foreigner's Permanent Residence ID Card, 2023 (`Y`).
+    Foreigner2023,
+    /// Residence Permit for Hong Kong, Macao and Taiwan residents (`J`).
+    HkMacaoTaiwan,
+}
+
+impl CardKind {
+    /// The layout for a type character; any other is refused, never read
+    /// with the resident layout.
+    pub fn from_type_char(c: char) -> Result<Self, char> {
+        match c {
+            ' ' | '\0' => Ok(CardKind::Resident),
+            'I' => Ok(CardKind::Foreigner2017),
+            'Y' => Ok(CardKind::Foreigner2023),
+            'J' => Ok(CardKind::HkMacaoTaiwan),
+            other => Err(other),
+        }
+    }
+
+    pub fn type_char(self) -> char {
+        match self {
+            CardKind::Resident => ' ',
+            CardKind::Foreigner2017 => 'I',
+            CardKind::Foreigner2023 => 'Y',
+            CardKind::HkMacaoTaiwan => 'J',
+        }
+    }
+
+    /// (zh, en) for screens and engineers.
+    pub fn names(self) -> (&'static str, &'static str) {
+        match self {
+            CardKind::Resident => ("居民身份证", "Resident ID card"),
+            CardKind::Foreigner2017 => (
+                "外国人永久居留身份证（2017）",
+                "Foreigner's permanent residence ID card (2017)",
+            ),
+            CardKind::Foreigner2023 => (
+                "外国人永久居留身份证",
+                "Foreigner's permanent residence ID card",
+            ),
+            CardKind::HkMacaoTaiwan => (
+                "港澳台居民居住证",
+                "Residence permit for Hong Kong, Macao and Taiwan residents",
+            ),
+        }
+    }
+}
+
+/// The text fields of an ID card. `Debug` masks names, address and numbers:
 /// they must never reach a log.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct IdCard {
+    pub kind: CardKind,
+    /// The Chinese name (empty on a foreigner's card without one).
     pub name: String,
     pub sex: Sex,
-    /// Two-digit nation code (GB 3304), e.g. "01".
+    /// Two-digit nation code (GB 3304), e.g. "01"; resident cards only.
     pub nation_code: String,
     pub birth: Option<Date>,
+    /// Resident cards and residence permits.
     pub address: String,
+    /// The card's own number: 18 characters (resident, permit, 2023
+    /// foreigner's card) or 15 (2017 foreigner's card).
     pub id_number: String,
+    /// Issuing authority (resident, permit), or the issuing office's code
+    /// (2017 foreigner's card).
     pub issuer: String,
     pub valid_from: Option<Date>,
     pub valid_to: Option<ValidTo>,
+    /// Foreigner's cards: the name in Latin letters, surname first.
+    pub english_name: String,
+    /// Foreigner's cards: nationality, GB/T 2659 (ISO 3166 alpha-3), e.g. "CAN".
+    pub nationality: String,
+    /// Permits: the pass number (e.g. H12345678).
+    pub pass_number: String,
+    /// Permits: the issue count; 2023 foreigner's card: the renewal count.
+    pub issue_count: String,
+    /// 2023 foreigner's card: what links it to the holder's 2017 number.
+    pub previous_number: String,
 }
 
 impl fmt::Debug for IdCard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdCard")
+            .field("kind", &self.kind)
             .field("name", &mask_name(&self.name))
+            .field("english_name", &mask_name(&self.english_name))
+            .field("nationality", &self.nationality)
             .field("sex", &self.sex)
             .field("nation_code", &self.nation_code)
             .field("birth", &self.birth)
@@ -411,6 +489,7 @@ impl fmt::Debug for IdCard {
             .field("issuer", &self.issuer)
             .field("valid_from", &self.valid_from)
             .field("valid_to", &self.valid_to)
+            .field("pass_number", &mask_id(&self.pass_number))
             .finish()
     }
 }
@@ -421,9 +500,14 @@ impl IdCard {
         nation_name(&self.nation_code)
     }
 
-    /// Whether the ID number's last character is its GB 11643 check digit.
+    /// Whether the number's check character is right for its kind: MOD
+    /// 11-2 (GB 11643) for the 18-character numbers, 7-3-1 for the 2017
+    /// foreigner's card's 15 characters.
     pub fn check_digit_ok(&self) -> bool {
-        check_digit_ok(&self.id_number)
+        match self.kind {
+            CardKind::Foreigner2017 => check_digit_731_ok(&self.id_number),
+            _ => check_digit_ok(&self.id_number),
+        }
     }
 }
 
@@ -477,6 +561,34 @@ pub fn check_digit_ok(id: &str) -> bool {
         && check_digit(&id[..17]).is_some_and(|c| id[17..].eq_ignore_ascii_case(&c.to_string()))
 }
 
+/// The 2017 foreigner's card's check character: weights 7, 3, 1 over the
+/// first 14 characters (digits as themselves, letters A=10 … Z=35), the sum
+/// modulo 10 (as on passports' machine-readable lines).
+pub fn check_digit_731_ok(id: &str) -> bool {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() != 15 || !id.is_ascii() {
+        return false;
+    }
+    let value = |c: char| c.to_digit(36);
+    let mut sum = 0;
+    for (i, c) in chars[..14].iter().enumerate() {
+        let Some(v) = value(c.to_ascii_uppercase()) else {
+            return false;
+        };
+        sum += v * [7, 3, 1][i % 3];
+    }
+    chars[14].to_digit(10) == Some(sum % 10)
+}
+
+/// The check character a 2017 foreigner's number needs (the simulator's side).
+pub fn check_digit_731(first14: &str) -> Option<char> {
+    let mut sum = 0;
+    for (i, c) in first14.chars().enumerate() {
+        sum += c.to_ascii_uppercase().to_digit(36)? * [7, 3, 1][i % 3];
+    }
+    char::from_digit(sum % 10, 10)
+}
+
 /// Offsets (bytes) and lengths of the fields in the 256-byte UCS-2LE block.
 const FIELDS: [(usize, usize); 9] = [
     (0, 30),   // name, 15 chars
@@ -501,61 +613,220 @@ fn ucs2(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// Decodes the 256-byte text block of a 30 01 answer.
-pub fn decode_text(block: &[u8; TEXT_LEN]) -> IdCard {
-    let f = |i: usize| ucs2(&block[FIELDS[i].0..FIELDS[i].0 + FIELDS[i].1]);
-    let valid_to = f(8);
-    IdCard {
-        name: f(0),
-        sex: Sex::from_code(&f(1)),
-        nation_code: f(2),
-        birth: Date::parse_compact(&f(3)),
-        address: f(4),
-        id_number: f(5),
-        issuer: f(6),
-        valid_from: Date::parse_compact(&f(7)),
-        valid_to: if valid_to.starts_with("长期") {
-            Some(ValidTo::LongTerm)
-        } else {
-            Date::parse_compact(&valid_to).map(ValidTo::Date)
-        },
+/// A text block whose card type this decoder does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "card type {0:?} (byte 248 of the text block) is not one this reader knows: resident, I, Y or J"
+)]
+pub struct UnknownCardType(pub char);
+
+/// Offsets of the other layouts (bytes, UCS-2LE): hal/README.md cites the
+/// sources; where they are silent this table is the decision, one place to
+/// correct.
+mod layout {
+    pub type Field = (usize, usize);
+    pub const TYPE: Field = (248, 2);
+    pub mod foreigner_2017 {
+        use super::Field;
+        pub const ENGLISH_NAME: Field = (0, 120);
+        pub const SEX: Field = (120, 2);
+        pub const NUMBER: Field = (122, 30);
+        pub const NATIONALITY: Field = (152, 6);
+        pub const NAME: Field = (158, 30);
+        pub const VALID_FROM: Field = (188, 16);
+        pub const VALID_TO: Field = (204, 16);
+        pub const BIRTH: Field = (220, 16);
+        pub const OFFICE: Field = (240, 8);
+    }
+    pub mod foreigner_2023 {
+        use super::Field;
+        pub const NAME: Field = (0, 30);
+        pub const SEX: Field = (30, 2);
+        pub const RENEWALS: Field = (32, 4);
+        pub const BIRTH: Field = (36, 16);
+        /// The English name's characters 1–35 …
+        pub const ENGLISH_NAME_1: Field = (52, 70);
+        pub const NUMBER: Field = (122, 36);
+        pub const VALID_FROM: Field = (188, 16);
+        pub const VALID_TO: Field = (204, 16);
+        /// … and 36–46, joined raw (the split may fall mid-word).
+        pub const ENGLISH_NAME_2: Field = (220, 22);
+        pub const NATIONALITY: Field = (242, 6);
+        pub const PREVIOUS_NUMBER: Field = (250, 6);
+    }
+    pub mod permit {
+        use super::Field;
+        pub const PASS_NUMBER: Field = (220, 18);
+        pub const ISSUE_COUNT: Field = (238, 4);
     }
 }
 
-/// Encodes a card's text block (the simulator's side), space-padded.
+fn field_raw(block: &[u8; TEXT_LEN], (off, len): layout::Field) -> String {
+    let units = block[off..off + len]
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
+    char::decode_utf16(units)
+        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
+}
+
+fn field(block: &[u8; TEXT_LEN], f: layout::Field) -> String {
+    field_raw(block, f).trim_end_matches([' ', '\0']).to_owned()
+}
+
+fn valid_to(s: &str) -> Option<ValidTo> {
+    if s.starts_with("长期") {
+        Some(ValidTo::LongTerm)
+    } else {
+        Date::parse_compact(s).map(ValidTo::Date)
+    }
+}
+
+/// Decodes the 256-byte text block of a 30 01 answer, in the layout its
+/// card type names; an unknown type is refused.
+pub fn decode_text(block: &[u8; TEXT_LEN]) -> Result<IdCard, UnknownCardType> {
+    let type_char = field_raw(block, layout::TYPE).chars().next().unwrap_or(' ');
+    let kind = CardKind::from_type_char(type_char).map_err(UnknownCardType)?;
+    let f = |i: usize| ucs2(&block[FIELDS[i].0..FIELDS[i].0 + FIELDS[i].1]);
+    Ok(match kind {
+        CardKind::Resident | CardKind::HkMacaoTaiwan => {
+            let permit = kind == CardKind::HkMacaoTaiwan;
+            IdCard {
+                kind,
+                name: f(0),
+                sex: Sex::from_code(&f(1)),
+                // Reserved on the permit.
+                nation_code: if permit { String::new() } else { f(2) },
+                birth: Date::parse_compact(&f(3)),
+                address: f(4),
+                id_number: f(5),
+                issuer: f(6),
+                valid_from: Date::parse_compact(&f(7)),
+                valid_to: valid_to(&f(8)),
+                pass_number: if permit {
+                    field(block, layout::permit::PASS_NUMBER)
+                } else {
+                    String::new()
+                },
+                issue_count: if permit {
+                    field(block, layout::permit::ISSUE_COUNT)
+                } else {
+                    String::new()
+                },
+                ..IdCard::default()
+            }
+        }
+        CardKind::Foreigner2017 => {
+            use layout::foreigner_2017 as l;
+            IdCard {
+                kind,
+                name: field(block, l::NAME),
+                english_name: field(block, l::ENGLISH_NAME),
+                sex: Sex::from_code(&field(block, l::SEX)),
+                id_number: field(block, l::NUMBER),
+                nationality: field(block, l::NATIONALITY),
+                valid_from: Date::parse_compact(&field(block, l::VALID_FROM)),
+                valid_to: valid_to(&field(block, l::VALID_TO)),
+                birth: Date::parse_compact(&field(block, l::BIRTH)),
+                issuer: field(block, l::OFFICE),
+                ..IdCard::default()
+            }
+        }
+        CardKind::Foreigner2023 => {
+            use layout::foreigner_2023 as l;
+            let english =
+                field_raw(block, l::ENGLISH_NAME_1) + &field_raw(block, l::ENGLISH_NAME_2);
+            IdCard {
+                kind,
+                name: field(block, l::NAME),
+                sex: Sex::from_code(&field(block, l::SEX)),
+                issue_count: field(block, l::RENEWALS),
+                birth: Date::parse_compact(&field(block, l::BIRTH)),
+                english_name: english.trim_end_matches([' ', '\0']).to_owned(),
+                id_number: field(block, l::NUMBER),
+                valid_from: Date::parse_compact(&field(block, l::VALID_FROM)),
+                valid_to: valid_to(&field(block, l::VALID_TO)),
+                nationality: field(block, l::NATIONALITY),
+                previous_number: field(block, l::PREVIOUS_NUMBER),
+                ..IdCard::default()
+            }
+        }
+    })
+}
+
+/// Encodes a card's text block (the simulator's side), space-padded, in
+/// its kind's layout.
 pub fn encode_text(card: &IdCard) -> [u8; TEXT_LEN] {
     let mut block = [0u8; TEXT_LEN];
     for pair in block.chunks_exact_mut(2) {
         pair.copy_from_slice(&[0x20, 0x00]);
     }
-    let put = |block: &mut [u8; TEXT_LEN], i: usize, s: &str| {
-        let (off, len) = FIELDS[i];
+    let put = |block: &mut [u8; TEXT_LEN], (off, len): layout::Field, s: &str| {
         for (k, unit) in s.encode_utf16().take(len / 2).enumerate() {
             block[off + 2 * k..off + 2 * k + 2].copy_from_slice(&unit.to_le_bytes());
         }
     };
-    put(&mut block, 0, &card.name);
-    put(&mut block, 1, &card.sex.code().to_string());
-    put(&mut block, 2, &card.nation_code);
-    put(
-        &mut block,
-        3,
-        &card.birth.map(|d| d.compact()).unwrap_or_default(),
-    );
-    put(&mut block, 4, &card.address);
-    put(&mut block, 5, &card.id_number);
-    put(&mut block, 6, &card.issuer);
-    put(
-        &mut block,
-        7,
-        &card.valid_from.map(|d| d.compact()).unwrap_or_default(),
-    );
+    let date = |d: Option<Date>| d.map(|d| d.compact()).unwrap_or_default();
     let to = match card.valid_to {
         Some(ValidTo::Date(d)) => d.compact(),
         Some(ValidTo::LongTerm) => "长期".to_owned(),
         None => String::new(),
     };
-    put(&mut block, 8, &to);
+    let sex = card.sex.code().to_string();
+    match card.kind {
+        CardKind::Resident | CardKind::HkMacaoTaiwan => {
+            for (i, v) in [
+                &card.name,
+                &sex,
+                &card.nation_code,
+                &date(card.birth),
+                &card.address,
+                &card.id_number,
+                &card.issuer,
+                &date(card.valid_from),
+                &to,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                put(&mut block, FIELDS[i], v);
+            }
+            if card.kind == CardKind::HkMacaoTaiwan {
+                put(&mut block, layout::permit::PASS_NUMBER, &card.pass_number);
+                put(&mut block, layout::permit::ISSUE_COUNT, &card.issue_count);
+            }
+        }
+        CardKind::Foreigner2017 => {
+            use layout::foreigner_2017 as l;
+            put(&mut block, l::ENGLISH_NAME, &card.english_name);
+            put(&mut block, l::SEX, &sex);
+            put(&mut block, l::NUMBER, &card.id_number);
+            put(&mut block, l::NATIONALITY, &card.nationality);
+            put(&mut block, l::NAME, &card.name);
+            put(&mut block, l::VALID_FROM, &date(card.valid_from));
+            put(&mut block, l::VALID_TO, &to);
+            put(&mut block, l::BIRTH, &date(card.birth));
+            put(&mut block, l::OFFICE, &card.issuer);
+        }
+        CardKind::Foreigner2023 => {
+            use layout::foreigner_2023 as l;
+            let english: Vec<char> = card.english_name.chars().collect();
+            let first: String = english.iter().take(35).collect();
+            let rest: String = english.iter().skip(35).collect();
+            put(&mut block, l::NAME, &card.name);
+            put(&mut block, l::SEX, &sex);
+            put(&mut block, l::RENEWALS, &card.issue_count);
+            put(&mut block, l::BIRTH, &date(card.birth));
+            put(&mut block, l::ENGLISH_NAME_1, &first);
+            put(&mut block, l::NUMBER, &card.id_number);
+            put(&mut block, l::VALID_FROM, &date(card.valid_from));
+            put(&mut block, l::VALID_TO, &to);
+            put(&mut block, l::ENGLISH_NAME_2, &rest);
+            put(&mut block, l::NATIONALITY, &card.nationality);
+            put(&mut block, l::PREVIOUS_NUMBER, &card.previous_number);
+        }
+    }
+    put(&mut block, layout::TYPE, &card.kind.type_char().to_string());
     block
 }
 
@@ -765,7 +1036,8 @@ mod tests {
         block[..6].copy_from_slice(&[0x8B, 0x73, 0x8E, 0x7F, 0x1C, 0x5A]);
         block[30..32].copy_from_slice(&[0x32, 0x00]);
         block[32..36].copy_from_slice(&[0x30, 0x00, 0x31, 0x00]);
-        let card = decode_text(&block);
+        let card = decode_text(&block).unwrap();
+        assert_eq!(card.kind, CardKind::Resident);
         assert_eq!(card.name, "王美娜");
         assert_eq!(card.sex, Sex::Female);
         assert_eq!(card.nation(), "汉");
@@ -782,6 +1054,7 @@ mod tests {
             issuer: "北京市公安局东城分局".into(),
             valid_from: Date::parse_compact("20150101"),
             valid_to: Some(ValidTo::LongTerm),
+            ..IdCard::default()
         }
     }
 
@@ -794,7 +1067,62 @@ mod tests {
             &[0x7F, 0x95, 0x1F, 0x67],
             "长期 in UCS-2LE"
         );
-        assert_eq!(decode_text(&block), card);
+        assert_eq!(decode_text(&block), Ok(card));
+    }
+
+    // The simulator's test cards.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn every_card_kind_round_trips_and_an_unknown_kind_is_refused() {
+        for card in crate::idcard::sim::test_cards() {
+            let block = encode_text(&card);
+            assert_eq!(decode_text(&block).as_ref(), Ok(&card), "{:?}", card.kind);
+            assert!(
+                card.check_digit_ok(),
+                "{:?}: {}",
+                card.kind,
+                mask_id(&card.id_number)
+            );
+        }
+        let mut block = encode_text(&sample());
+        block[248..250].copy_from_slice(&[b'Z', 0]);
+        assert_eq!(decode_text(&block), Err(UnknownCardType('Z')));
+    }
+
+    // The simulator's test cards.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_2023_foreigners_card_reads_its_english_name_across_both_fields() {
+        let card = crate::idcard::sim::test_cards()[4].clone();
+        assert!(card.english_name.chars().count() > 35);
+        let block = encode_text(&card);
+        // The card's own split: characters 1–35 at 52, the rest at 220.
+        assert_eq!(&block[52..54], &[b'G', 0]);
+        let at_220: String = char::decode_utf16(
+            block[220..242]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]])),
+        )
+        .map(|c| c.unwrap())
+        .collect();
+        assert!(at_220.starts_with(&card.english_name.chars().skip(35).collect::<String>()));
+        let back = decode_text(&block).unwrap();
+        assert_eq!(back.english_name, card.english_name);
+        assert_eq!(back.kind, CardKind::Foreigner2023);
+        // Not read as a resident card: no address, no nation 汉.
+        assert!(back.address.is_empty() && back.nation_code.is_empty());
+    }
+
+    // The simulator's test cards.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn the_2017_number_has_a_7_3_1_check_character() {
+        let n = crate::idcard::sim::test_cards()[3].id_number.clone();
+        assert_eq!(n.len(), 15);
+        assert!(check_digit_731_ok(&n));
+        let mut wrong: Vec<char> = n.chars().collect();
+        wrong[14] = if wrong[14] == '0' { '1' } else { '0' };
+        assert!(!check_digit_731_ok(&wrong.into_iter().collect::<String>()));
     }
 
     #[test]
@@ -828,7 +1156,7 @@ mod tests {
         data.extend_from_slice(&encode_text(&card));
         data.extend_from_slice(&[0u8; PHOTO_LEN]);
         let (text, photo) = split_basic_info(&data).unwrap();
-        assert_eq!(decode_text(text), card);
+        assert_eq!(decode_text(text), Ok(card));
         assert_eq!(photo.len(), PHOTO_LEN);
         // The whole answer is 1295 bytes with LEN 0x0508.
         let frame = response([0, 0, 0x90], &data);

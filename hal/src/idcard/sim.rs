@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::sam::{self, Date, IdCard, Sex, Sw3, ValidTo};
+use super::sam::{self, CardKind, Date, IdCard, Sex, Sw3, ValidTo};
 use crate::pty::Pty;
 
 /// A fault to inject into the next answer.
@@ -24,6 +24,9 @@ pub enum Fault {
 #[derive(Debug, Default)]
 struct State {
     card: Option<IdCard>,
+    /// A card-type character (text byte 248) of a kind no decoder knows,
+    /// for the card on the reader.
+    unknown_type: Option<char>,
     /// Set once the present card was read: like real readers, find answers
     /// "no card" until the card is lifted and put down again.
     read: bool,
@@ -66,13 +69,21 @@ impl SimIdReader {
     pub fn present(&self, card: IdCard) {
         self.with(|s| {
             s.card = Some(card);
+            s.unknown_type = None;
             s.read = false;
         });
+    }
+
+    /// Puts a card of a kind no decoder knows (type character `c`) on the reader.
+    pub fn present_unknown_kind(&self, card: IdCard, c: char) {
+        self.present(card);
+        self.with(|s| s.unknown_type = Some(c));
     }
 
     pub fn remove(&self) {
         self.with(|s| {
             s.card = None;
+            s.unknown_type = None;
             s.read = false;
         });
     }
@@ -150,6 +161,9 @@ fn answer(s: &mut State, req: Result<sam::Request, sam::FrameError>) -> Option<V
                 let mut data = vec![0x01, 0x00, 0x04, 0x00];
                 data.extend_from_slice(&sam::encode_text(card));
                 data.extend_from_slice(&[0x55; sam::PHOTO_LEN]);
+                if let Some(c) = s.unknown_type {
+                    data[4 + 248..4 + 250].copy_from_slice(&(c as u16).to_le_bytes());
+                }
                 s.read = true;
                 (ok, data)
             }
@@ -186,6 +200,7 @@ pub fn test_cards() -> Vec<IdCard> {
             issuer: "测试市公安局".into(),
             valid_from: Date::parse_compact("20200101"),
             valid_to: to,
+            ..IdCard::default()
         }
     };
     vec![
@@ -213,5 +228,62 @@ pub fn test_cards() -> Vec<IdCard> {
             "江苏省南京市玄武区样例巷3号",
             Date::parse_compact("20300601").map(ValidTo::Date),
         ),
+        // 3: a Foreigner's Permanent Residence ID Card of 2017 (`I`).
+        IdCard {
+            kind: CardKind::Foreigner2017,
+            name: "马丁".into(),
+            english_name: "MARTIN, JOHN PAUL".into(),
+            sex: Sex::Male,
+            nationality: "CAN".into(),
+            id_number: {
+                let first = "CAN11008002151";
+                format!(
+                    "{first}{}",
+                    sam::check_digit_731(first).expect("14 characters")
+                )
+            },
+            birth: Date::parse_compact("19800215"),
+            issuer: "1100".into(),
+            valid_from: Date::parse_compact("20170601"),
+            valid_to: Date::parse_compact("20270601").map(ValidTo::Date),
+            ..IdCard::default()
+        },
+        // 4: its 2023 successor (`Y`), with an English name longer than the
+        // first field's 35 characters (split mid-word on the card).
+        IdCard {
+            kind: CardKind::Foreigner2023,
+            name: "玛丽亚".into(),
+            english_name: "GONZALEZ RODRIGUEZ, MARIA DEL CARMEN ALEJANDRA".into(),
+            sex: Sex::Female,
+            nationality: "ESP".into(),
+            id_number: {
+                let first = "91172419850720001";
+                format!("{first}{}", sam::check_digit(first).expect("17 digits"))
+            },
+            birth: Date::parse_compact("19850720"),
+            issue_count: "01".into(),
+            previous_number: "ESP".into(),
+            valid_from: Date::parse_compact("20230901"),
+            valid_to: Date::parse_compact("20330901").map(ValidTo::Date),
+            ..IdCard::default()
+        },
+        // 5: a Residence Permit for Hong Kong, Macao and Taiwan residents (`J`).
+        IdCard {
+            kind: CardKind::HkMacaoTaiwan,
+            name: "陈大文".into(),
+            sex: Sex::Male,
+            birth: Date::parse_compact("19850520"),
+            address: "广东省深圳市南山区样例道5号".into(),
+            id_number: {
+                let first = "81000019850520002";
+                format!("{first}{}", sam::check_digit(first).expect("17 digits"))
+            },
+            issuer: "深圳市公安局".into(),
+            pass_number: "H12345678".into(),
+            issue_count: "01".into(),
+            valid_from: Date::parse_compact("20220101"),
+            valid_to: Date::parse_compact("20270101").map(ValidTo::Date),
+            ..IdCard::default()
+        },
     ]
 }

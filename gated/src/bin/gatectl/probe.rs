@@ -464,7 +464,13 @@ fn mask_address(a: &str) -> String {
 fn card_json(c: &IdCard, show_pii: bool) -> serde_json::Value {
     let pii = |clear: &str, masked: String| if show_pii { clear.to_owned() } else { masked };
     json!({
+        "kind": c.kind.names().1,
+        "kind_zh": c.kind.names().0,
         "name": pii(&c.name, sam::mask_name(&c.name)),
+        "english_name": pii(&c.english_name, sam::mask_name(&c.english_name)),
+        "nationality": c.nationality,
+        "pass_number": pii(&c.pass_number, sam::mask_id(&c.pass_number)),
+        "issue_count": c.issue_count,
         "sex": c.sex,
         "nation": c.nation(),
         "birth": c.birth.map(|d| d.to_string()),
@@ -497,11 +503,30 @@ async fn id_reader(
         println!("{v:#}");
     } else {
         let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+        let c = &read.card;
+        println!("card        {} / {}", s("kind_zh"), s("kind"));
         println!("name        {}", s("name"));
-        println!("sex         {}", read.card.sex);
-        println!("nation      {} ({})", s("nation"), read.card.nation_code);
+        if !c.english_name.is_empty() {
+            println!("name (en)   {}", s("english_name"));
+        }
+        println!("sex         {}", c.sex);
+        if !c.nationality.is_empty() {
+            println!("nationality {}", c.nationality);
+        }
+        if !c.nation_code.is_empty() {
+            println!("nation      {} ({})", s("nation"), c.nation_code);
+        }
         println!("birth       {}", s("birth"));
-        println!("address     {}", s("address"));
+        if !c.address.is_empty() {
+            println!("address     {}", s("address"));
+        }
+        if !c.pass_number.is_empty() {
+            println!(
+                "pass        {}  (issue count {})",
+                s("pass_number"),
+                c.issue_count
+            );
+        }
         println!(
             "id number   {}  (check digit {})",
             s("id_number"),
