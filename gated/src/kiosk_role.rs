@@ -120,8 +120,14 @@ pub fn forward_reads(
                     warn!("ID card read, but no ID-hash key is provisioned");
                     continue;
                 };
+                // A foreigner's card may have no Chinese name: the Latin one, masked alike.
+                let shown = if read.card.name.is_empty() {
+                    &read.card.english_name
+                } else {
+                    &read.card.name
+                };
                 let (name, number) = (
-                    sam::mask_name(&read.card.name),
+                    sam::mask_name(shown),
                     sam::mask_id_tail(&read.card.id_number),
                 );
                 if let Err(e) = KioskIface::id_card_read(&emitter, &handle, &name, &number).await {

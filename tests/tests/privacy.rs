@@ -18,7 +18,7 @@ use tests::kiosk_device::{BOUND, Kiosk};
 use tests::procs::{Gated, db_count, gatectl, wait_until};
 
 /// Every form in which a card's number or name must not appear.
-fn needles(id_number: &str, name: &str) -> Vec<(String, Vec<u8>)> {
+fn needles(id_number: &str, name: &str, english_name: &str) -> Vec<(String, Vec<u8>)> {
     let mut n = Vec::new();
     let utf16 = |s: &str| {
         s.encode_utf16()
@@ -32,7 +32,11 @@ fn needles(id_number: &str, name: &str) -> Vec<(String, Vec<u8>)> {
         // What the masked form hides: the first 14 characters.
         ("ID number's masked part", id_number[..14].to_owned()),
         ("name", name.to_owned()),
+        ("Latin name", english_name.to_owned()),
     ] {
+        if s.is_empty() {
+            continue;
+        }
         n.push((format!("{what} (UTF-8)"), s.as_bytes().to_vec()));
         n.push((format!("{what} (UCS-2)"), utf16(&s)));
         n.push((format!("{what} (GB18030)"), gb(&s)));
@@ -130,7 +134,8 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
     }
     // A lane of the same site: a real-name ticket sold centrally reaches it
     // through the change feed; the visitor enters with the ID card.
-    let walker = cards[2].clone();
+    // A foreigner's card (2023): its own number and its Latin name too.
+    let walker = cards[4].clone();
     let lane_dir = tempfile::tempdir().unwrap();
     let d = lane_dir.path();
     let lane_reader = SimIdReader::start(Pty::open_at(&d.join("id-reader")).unwrap());
@@ -200,7 +205,7 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
 
     let mut hits = Vec::new();
     for card in [&buyer, &collector, &walker] {
-        for (what, needle) in needles(&card.id_number, &card.name) {
+        for (what, needle) in needles(&card.id_number, &card.name, &card.english_name) {
             for (place, hay) in &seen {
                 if find(hay, &needle) {
                     hits.push(format!("{what} of {} in {place}", &card.id_number[14..]));
