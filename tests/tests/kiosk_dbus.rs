@@ -745,3 +745,58 @@ async fn a_printer_that_ignores_gs_r_prints_every_ticket_once() {
         "{out}"
     );
 }
+
+/// The kiosk sells to and hands over to holders of every card kind: a
+/// real-name ticket sold on a 2017 foreigner's card, a web order collected
+/// with a Hong Kong/Macao/Taiwan residence permit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
+    let k = Kiosk::start().await;
+    let cards = test_cards();
+    let (foreigner, permit) = (cards[3].clone(), cards[5].clone());
+    let mut reads = k.signals("IdCardRead").await;
+
+    k.id_reader.present(foreigner.clone());
+    let signal = tokio::time::timeout(BOUND, reads.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    assert_eq!(name, "马*");
+    assert_eq!(number, format!("***********{}", &foreigner.id_number[11..]));
+    k.id_reader.remove();
+    let order = k.order(3, 1, &[handle.as_str()], "13800138000").await;
+    let no = order["order_no"].as_str().unwrap().to_owned();
+    assert_eq!(k.pay_code(&no, "2876543210981111").await.unwrap(), "paid");
+    assert_eq!(k.print(&no).await.unwrap(), 1);
+
+    let online = k
+        .central
+        .admin(
+            "/sim/online-order",
+            json!({ "product_id": 3, "id_numbers": [permit.id_number] }),
+        )
+        .await;
+    let web = online["order_no"].as_str().unwrap().to_owned();
+    let q = format!("SELECT COUNT(*) FROM orders WHERE order_no = '{web}'");
+    wait_until("the web order synced", BOUND, || {
+        db_count(&k.state(), &q) == 1
+    })
+    .await;
+    k.id_reader.present(permit.clone());
+    let signal = tokio::time::timeout(BOUND, reads.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (handle, name, _): (String, String, String) = signal.body().deserialize().unwrap();
+    assert_eq!(name, "陈**");
+    let found = k
+        .call_json("Pickup", &("id", handle.as_str(), ""))
+        .await
+        .unwrap();
+    assert_eq!(found[0]["order_no"], web.as_str());
+    assert_eq!(k.print(&web).await.unwrap(), 1);
+    assert_eq!(k.printer.wait_for_tickets(2).await.len(), 2);
+}
