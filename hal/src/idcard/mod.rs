@@ -2,6 +2,7 @@
 //! default). The reader is polled: find card → select → read basic
 //! information. A card is reported once per presentation, not once per poll.
 
+pub mod nationality;
 pub mod sam;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -511,7 +511,10 @@ async fn id_reader(
         }
         println!("sex         {}", c.sex);
         if !c.nationality.is_empty() {
-            println!("nationality {}", c.nationality);
+            match hal::idcard::nationality::names(&c.nationality) {
+                Some((zh, en)) => println!("nationality {} {zh} / {en}", c.nationality),
+                None => println!("nationality {} (not a GB/T 2659 code)", c.nationality),
+            }
         }
         if !c.nation_code.is_empty() {
             println!("nation      {} ({})", s("nation"), c.nation_code);
