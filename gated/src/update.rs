@@ -95,6 +95,15 @@ impl Record {
         }
     }
 
+    /// One more boot of the new slot that failed, and why.
+    fn failed_boot(self, detail: String) -> Record {
+        Record {
+            detail,
+            failed_boots: self.failed_boots + 1,
+            ..self
+        }
+    }
+
     /// Written whole or not at all: a power cut leaves the old record.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         use std::io::Write;
@@ -281,6 +290,16 @@ async fn rauc() -> Result<InstallerProxy<'static>, String> {
         .map_err(|e| format!("RAUC: {e}"))
 }
 
+/// RAUC and the slot it says was booted; an error says why updates cannot run.
+async fn rauc_booted() -> Result<(InstallerProxy<'static>, String), String> {
+    let r = rauc().await?;
+    let booted = r
+        .boot_slot()
+        .await
+        .map_err(|e| format!("no answer from RAUC ({e})"))?;
+    Ok((r, booted))
+}
+
 /// The same RAUC without the property cache.
 async fn fresh(cached: &InstallerProxy<'_>) -> Result<InstallerProxy<'static>, String> {
     InstallerProxy::builder(cached.inner().connection())
@@ -373,18 +392,16 @@ impl Updates {
 
     /// The status, with RAUC's slots read now.
     pub async fn view(&self) -> UpdateView {
-        match rauc().await {
-            Ok(r) => match (slots(&r).await, r.boot_slot().await) {
-                (Ok(s), Ok(b)) => self.set(|v| {
-                    v.slots = s;
-                    v.booted_slot = b;
-                    v.unavailable.clear();
-                }),
-                (Err(e), _) | (_, Err(zbus::Error::MethodError(_, Some(e), _))) => {
-                    self.set(|v| v.unavailable = e)
-                }
-                (_, Err(e)) => self.set(|v| v.unavailable = format!("RAUC: {e}")),
-            },
+        let read = async {
+            let (r, booted) = rauc_booted().await?;
+            Ok::<_, String>((slots(&r).await?, booted))
+        };
+        match read.await {
+            Ok((s, b)) => self.set(|v| {
+                v.slots = s;
+                v.booted_slot = b;
+                v.unavailable.clear();
+            }),
             Err(e) => self.set(|v| v.unavailable = e),
         }
         self.inner.view.borrow().clone()
@@ -482,15 +499,16 @@ impl Updates {
     async fn hold(&self, why: &str) {
         let mut modes = self.inner.modes.clone();
         loop {
-            if self.forbidden().is_none() && !self.inner.activity.busy() {
-                return;
-            }
+            let waiting = match self.forbidden() {
+                Some(m) => m,
+                None if self.inner.activity.busy() => {
+                    format!("{why} waits for the passage or print under way")
+                }
+                None => return,
+            };
             self.set(|v| {
                 v.operation = "waiting".into();
-                v.progress_message = match self.forbidden() {
-                    Some(m) => m,
-                    None => format!("{why} waits for the passage or print under way"),
-                };
+                v.progress_message = waiting;
             });
             tokio::select! {
                 _ = modes.changed() => {}
@@ -714,23 +732,12 @@ impl Updates {
     /// The health check of this boot (docs/updates.md, "Healthy").
     pub async fn check_health(&self, checks: Health) {
         let state_dir = self.inner.settings.state_dir.clone();
-        let rauc = match rauc().await {
+        let (rauc, booted) = match rauc_booted().await {
             Ok(r) => r,
             Err(e) => {
                 info!("updates unavailable: {e}");
                 self.set(|v| {
                     v.unavailable = e;
-                    v.health = "not checked: no RAUC".into();
-                });
-                return;
-            }
-        };
-        let booted = match rauc.boot_slot().await {
-            Ok(b) => b,
-            Err(e) => {
-                info!("updates unavailable: no RAUC on the system bus ({e})");
-                self.set(|v| {
-                    v.unavailable = format!("no RAUC on the system bus ({e})");
                     v.health = "not checked: no RAUC".into();
                 });
                 return;
@@ -818,11 +825,7 @@ impl Updates {
                         version = r.version,
                         "the new slot is not healthy: {why}; rebooting (the bootloader falls back after its attempts)"
                     );
-                    self.save(&Record {
-                        detail: why,
-                        failed_boots: r.failed_boots + 1,
-                        ..r
-                    });
+                    self.save(&r.failed_boot(why));
                     self.set(|v| v.operation = "rebooting".into());
                     reboot_now("update not healthy").await;
                 } else {
@@ -837,31 +840,28 @@ impl Updates {
 /// is a failed health check (a downgrade that refuses a newer schema), so
 /// the device reboots toward the old slot; the store is left as it is.
 pub async fn store_refused(state_dir: &Path, why: &str) {
-    let Some(r) = Record::load(state_dir).filter(|r| r.result == result::INSTALLED) else {
+    let Ok(Some(r)) = on_trial(state_dir).await else {
         return;
     };
-    let Ok(rauc) = rauc().await else { return };
-    let Ok(booted) = rauc.boot_slot().await else {
-        return;
-    };
-    if booted != r.to_slot {
-        return;
-    }
     error!(
         version = r.version,
         "the new slot cannot open the store: {why}; rebooting"
     );
     let detail = format!("the store could not be opened: {why}");
-    if let Err(e) = (Record {
-        detail,
-        failed_boots: r.failed_boots + 1,
-        ..r
-    })
-    .save(state_dir)
-    {
+    if let Err(e) = r.failed_boot(detail).save(state_dir) {
         error!("cannot write the update record: {e}");
     }
     reboot_now("update cannot open the store").await;
+}
+
+/// The record of the update, when the booted slot is the one it installed
+/// and that slot has not proven itself yet.
+async fn on_trial(state_dir: &Path) -> Result<Option<Record>, String> {
+    let Some(r) = Record::load(state_dir).filter(|r| r.result == result::INSTALLED) else {
+        return Ok(None);
+    };
+    let (_, booted) = rauc_booted().await?;
+    Ok((booted == r.to_slot).then_some(r))
 }
 
 /// How long after boot the watchdog (`gatectl update watchdog`, run by
@@ -882,20 +882,13 @@ pub enum Watchdog {
 /// it refuses, a crash at start): still on trial this long after boot means
 /// not healthy, so the device reboots and the bootloader counts the attempt.
 pub async fn watchdog(state_dir: &Path) -> Result<Watchdog, String> {
-    let Some(r) = Record::load(state_dir).filter(|r| r.result == result::INSTALLED) else {
+    let Some(r) = on_trial(state_dir).await? else {
         return Ok(Watchdog::NothingOnTrial);
     };
-    let rauc = rauc().await?;
-    let booted = rauc
-        .boot_slot()
-        .await
-        .map_err(|e| format!("no answer from RAUC ({e})"))?;
-    if booted != r.to_slot {
-        return Ok(Watchdog::NothingOnTrial);
-    }
     let why = format!(
-        "version {} in slot {booted} was still not healthy {} min after boot{}",
+        "version {} in slot {} was still not healthy {} min after boot{}",
         r.version,
+        r.to_slot,
         WATCHDOG_AFTER.as_secs() / 60,
         if r.detail.starts_with("installed into") {
             " (gated never judged it: did it start?)".to_owned()
@@ -904,13 +897,9 @@ pub async fn watchdog(state_dir: &Path) -> Result<Watchdog, String> {
         }
     );
     error!("{why}; rebooting");
-    Record {
-        detail: why.clone(),
-        failed_boots: r.failed_boots + 1,
-        ..r
-    }
-    .save(state_dir)
-    .map_err(|e| format!("cannot write the update record: {e}"))?;
+    r.failed_boot(why.clone())
+        .save(state_dir)
+        .map_err(|e| format!("cannot write the update record: {e}"))?;
     crate::modes::Logind::reboot().await?;
     Ok(Watchdog::Rebooted(why))
 }

@@ -242,6 +242,43 @@ impl Kiosk {
         let m = self.call("Print", &(order_no,)).await?;
         Ok(m.body().deserialize().unwrap())
     }
+
+    /// Places `card` on the reader and returns the `IdCardRead` it caused
+    /// (handle, masked name, masked number); `reads` from
+    /// [`signals`](Self::signals)`("IdCardRead")`, taken before.
+    pub async fn read_card(
+        &self,
+        reads: &mut zbus::MessageStream,
+        card: hal::idcard::IdCard,
+    ) -> (String, String, String) {
+        use futures_util::StreamExt;
+        self.id_reader.present(card);
+        let signal = tokio::time::timeout(BOUND, reads.next())
+            .await
+            .expect("IdCardRead in time")
+            .expect("signal stream")
+            .expect("signal");
+        signal.body().deserialize().unwrap()
+    }
+
+    /// A web-shop order of product 3 bound to `id_number`, once it has
+    /// reached this kiosk through the change feed; its order number.
+    pub async fn web_order_synced(&self, id_number: &str) -> String {
+        let online = self
+            .central
+            .admin(
+                "/sim/online-order",
+                serde_json::json!({ "product_id": 3, "id_numbers": [id_number] }),
+            )
+            .await;
+        let no = online["order_no"].as_str().unwrap().to_owned();
+        let q = format!("SELECT COUNT(*) FROM orders WHERE order_no = '{no}'");
+        crate::procs::wait_until("the web order synced to the kiosk", BOUND, || {
+            crate::procs::db_count(&self.state(), &q) == 1
+        })
+        .await;
+        no
+    }
 }
 
 /// A reply holding one record (`a{sv}`) or a list of them (`aa{sv}`) as

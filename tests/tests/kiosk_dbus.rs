@@ -319,19 +319,7 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
     let mut k = Kiosk::start().await;
     let card = test_cards()[0].clone();
     // Bought on the web shop, bound to the visitor's ID card.
-    let online = k
-        .central
-        .admin(
-            "/sim/online-order",
-            json!({ "product_id": 3, "id_numbers": [card.id_number] }),
-        )
-        .await;
-    let no = online["order_no"].as_str().unwrap().to_owned();
-    let q = format!("SELECT COUNT(*) FROM orders WHERE order_no = '{no}'");
-    wait_until("the order synced to the kiosk", BOUND, || {
-        db_count(&k.state(), &q) == 1
-    })
-    .await;
+    let no = k.web_order_synced(&card.id_number).await;
 
     // The central system goes away.
     let addr = k.central.api_addr();
@@ -756,13 +744,7 @@ async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
     let (foreigner, permit) = (cards[3].clone(), cards[5].clone());
     let mut reads = k.signals("IdCardRead").await;
 
-    k.id_reader.present(foreigner.clone());
-    let signal = tokio::time::timeout(BOUND, reads.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    let (handle, name, number) = k.read_card(&mut reads, foreigner.clone()).await;
     assert_eq!(name, "马*");
     assert_eq!(number, format!("***********{}", &foreigner.id_number[11..]));
     k.id_reader.remove();
@@ -771,26 +753,8 @@ async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
     assert_eq!(k.pay_code(&no, "2876543210981111").await.unwrap(), "paid");
     assert_eq!(k.print(&no).await.unwrap(), 1);
 
-    let online = k
-        .central
-        .admin(
-            "/sim/online-order",
-            json!({ "product_id": 3, "id_numbers": [permit.id_number] }),
-        )
-        .await;
-    let web = online["order_no"].as_str().unwrap().to_owned();
-    let q = format!("SELECT COUNT(*) FROM orders WHERE order_no = '{web}'");
-    wait_until("the web order synced", BOUND, || {
-        db_count(&k.state(), &q) == 1
-    })
-    .await;
-    k.id_reader.present(permit.clone());
-    let signal = tokio::time::timeout(BOUND, reads.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let (handle, name, _): (String, String, String) = signal.body().deserialize().unwrap();
+    let web = k.web_order_synced(&permit.id_number).await;
+    let (handle, name, _) = k.read_card(&mut reads, permit.clone()).await;
     assert_eq!(name, "陈**");
     let found = k
         .call_json("Pickup", &("id", handle.as_str(), ""))

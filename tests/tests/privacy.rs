@@ -8,7 +8,6 @@
 //! printer's output, the events uploaded to the central system and the
 //! D-Bus signals the UI received. Zero hits is the pass.
 
-use futures_util::StreamExt;
 use hal::gate::map::RegisterMap;
 use hal::gate::sim::{GateKind, SimGate};
 use hal::idcard::sim::{SimIdReader, test_cards};
@@ -71,13 +70,7 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
     let mut reads = k.signals("IdCardRead").await;
 
     // A real-name ticket sold at the kiosk from the ID card, paid, printed.
-    k.id_reader.present(buyer.clone());
-    let signal = tokio::time::timeout(BOUND, reads.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    let (handle, name, number) = k.read_card(&mut reads, buyer.clone()).await;
     seen.push((
         "IdCardRead signal".into(),
         format!("{handle} {name} {number}").into_bytes(),
@@ -89,26 +82,8 @@ async fn nothing_a_device_writes_holds_an_id_number_or_a_name() {
     assert_eq!(k.print(&no).await.unwrap(), 1);
 
     // A web order bound to another visitor's ID card, collected with the card.
-    let online = k
-        .central
-        .admin(
-            "/sim/online-order",
-            json!({ "product_id": 3, "id_numbers": [collector.id_number] }),
-        )
-        .await;
-    let web = online["order_no"].as_str().unwrap().to_owned();
-    let q = format!("SELECT COUNT(*) FROM orders WHERE order_no = '{web}'");
-    wait_until("the web order synced", BOUND, || {
-        db_count(&k.state(), &q) == 1
-    })
-    .await;
-    k.id_reader.present(collector.clone());
-    let signal = tokio::time::timeout(BOUND, reads.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    let web = k.web_order_synced(&collector.id_number).await;
+    let (handle, name, number) = k.read_card(&mut reads, collector.clone()).await;
     seen.push((
         "IdCardRead signal".into(),
         format!("{handle} {name} {number}").into_bytes(),

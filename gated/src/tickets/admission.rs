@@ -48,13 +48,7 @@ pub struct PinnedKey {
 impl PinnedKey {
     /// The key's state at `now` (docs/ticket-token.md §7).
     fn at(&self, now: LocalMinute) -> token::KeyAt {
-        if now < self.valid_from {
-            token::KeyAt::NotYetValid
-        } else if self.valid_until.is_some_and(|u| now >= u) {
-            token::KeyAt::Retired
-        } else {
-            token::KeyAt::Usable(self.key)
-        }
+        token::KeyAt::of(self.key, Some(self.valid_from), self.valid_until, now)
     }
 }
 

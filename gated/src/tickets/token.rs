@@ -130,18 +130,30 @@ pub fn usable_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
     (!key.is_weak()).then_some(key)
 }
 
-impl Pinned {
-    /// The key's state at `now`.
-    pub fn at(&self, now: LocalMinute) -> KeyAt {
-        let Some(key) = usable_key(&self.public_key) else {
-            return KeyAt::Unknown;
-        };
-        if self.valid_from.is_some_and(|f| now < f) {
+impl KeyAt {
+    /// A usable key's state at `now`, given its validity (`None`: no bound).
+    pub fn of(
+        key: VerifyingKey,
+        valid_from: Option<LocalMinute>,
+        valid_until: Option<LocalMinute>,
+        now: LocalMinute,
+    ) -> Self {
+        if valid_from.is_some_and(|f| now < f) {
             KeyAt::NotYetValid
-        } else if self.valid_until.is_some_and(|u| now >= u) {
+        } else if valid_until.is_some_and(|u| now >= u) {
             KeyAt::Retired
         } else {
             KeyAt::Usable(key)
+        }
+    }
+}
+
+impl Pinned {
+    /// The key's state at `now`.
+    pub fn at(&self, now: LocalMinute) -> KeyAt {
+        match usable_key(&self.public_key) {
+            Some(key) => KeyAt::of(key, self.valid_from, self.valid_until, now),
+            None => KeyAt::Unknown,
         }
     }
 }

@@ -602,17 +602,6 @@ const FIELDS: [(usize, usize); 9] = [
     (204, 16), // valid to, or 长期
 ];
 
-fn ucs2(bytes: &[u8]) -> String {
-    let units = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]));
-    char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect::<String>()
-        .trim_end_matches([' ', '\0'])
-        .to_owned()
-}
-
 /// A text block whose card type this decoder does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -687,7 +676,7 @@ fn valid_to(s: &str) -> Option<ValidTo> {
 pub fn decode_text(block: &[u8; TEXT_LEN]) -> Result<IdCard, UnknownCardType> {
     let type_char = field_raw(block, layout::TYPE).chars().next().unwrap_or(' ');
     let kind = CardKind::from_type_char(type_char).map_err(UnknownCardType)?;
-    let f = |i: usize| ucs2(&block[FIELDS[i].0..FIELDS[i].0 + FIELDS[i].1]);
+    let f = |i: usize| field(block, FIELDS[i]);
     Ok(match kind {
         CardKind::Resident | CardKind::HkMacaoTaiwan => {
             let permit = kind == CardKind::HkMacaoTaiwan;

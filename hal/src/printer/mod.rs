@@ -192,27 +192,16 @@ impl SerialPrinter {
 
 impl SerialPrinter {
     /// How this printer's prints are confirmed: asks `GS r 1` once (while
-    /// idle) and remembers whether it answers.
+    /// idle, after a status answer showed the printer is there) and
+    /// remembers whether it answers.
     pub async fn completion(&mut self) -> Result<Completion, PrinterError> {
         if let Some(c) = self.completion {
             return Ok(c);
         }
-        self.query().await?;
         let timeout = self.timeout;
         let port = self.port()?;
         serial::discard_input(port);
-        let ask = async {
-            port.write_all(&escpos::GS_R_PAPER).await?;
-            port.flush().await?;
-            let mut byte = [0u8; 1];
-            loop {
-                port.read_exact(&mut byte).await?;
-                if escpos::is_paper_sensor_answer(byte[0]) {
-                    return Ok::<_, std::io::Error>(());
-                }
-            }
-        };
-        let c = match tokio::time::timeout(timeout, ask).await {
+        let c = match tokio::time::timeout(timeout, send_then_paper_answer(port, &[])).await {
             Ok(Ok(())) => Completion::BufferOrder,
             Ok(Err(e)) => return Err(self.io_error(e)),
             Err(_) => Completion::StatusAfterPrintTime,
@@ -300,18 +289,7 @@ impl TicketPrinter for SerialPrinter {
         // printer that ran out of paper mid-ticket stops and never answers.
         let print_timeout = self.print_timeout;
         let port = self.port()?;
-        let job = async {
-            port.write_all(ticket).await?;
-            port.write_all(&escpos::GS_R_PAPER).await?;
-            port.flush().await?;
-            let mut byte = [0u8; 1];
-            loop {
-                port.read_exact(&mut byte).await?;
-                if escpos::is_paper_sensor_answer(byte[0]) {
-                    return Ok::<_, std::io::Error>(());
-                }
-            }
-        };
+        let job = send_then_paper_answer(port, ticket);
         let finished = match tokio::time::timeout(print_timeout, job).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => return Err(self.io_error(e)),
@@ -328,6 +306,24 @@ impl TicketPrinter for SerialPrinter {
                 problem: "the printer did not finish the ticket in time",
                 status: after,
             }),
+        }
+    }
+}
+
+/// Sends `bytes`, then `GS r 1`, and waits for its answer (real-time status
+/// bytes from earlier queries are skipped).
+async fn send_then_paper_answer(
+    port: &mut tokio_serial::SerialStream,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    port.write_all(bytes).await?;
+    port.write_all(&escpos::GS_R_PAPER).await?;
+    port.flush().await?;
+    let mut byte = [0u8; 1];
+    loop {
+        port.read_exact(&mut byte).await?;
+        if escpos::is_paper_sensor_answer(byte[0]) {
+            return Ok(());
         }
     }
 }
