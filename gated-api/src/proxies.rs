@@ -132,6 +132,7 @@ pub trait Kiosk1 {
         handle: String,
         name_masked: String,
         number_masked: String,
+        kind: String,
     ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn ticket_printed(&self, order_no: String, printed: u32, total: u32) -> zbus::Result<()>;

@@ -130,7 +130,10 @@ pub fn forward_reads(
                     sam::mask_name(shown),
                     sam::mask_id_tail(&read.card.id_number),
                 );
-                if let Err(e) = KioskIface::id_card_read(&emitter, &handle, &name, &number).await {
+                let kind = read.card.kind.code();
+                if let Err(e) =
+                    KioskIface::id_card_read(&emitter, &handle, &name, &number, kind).await
+                {
                     warn!("IdCardRead: {e}");
                 }
             }

@@ -134,11 +134,19 @@ pub fn set(ui: &AppWindow, name: &str) {
     ]));
     g.set_date_label("2026-11-22".into());
     g.set_phone("13800138000".into());
-    g.set_id_needed(2);
-    g.set_id_cards(model(vec![IdCard {
-        name: "张*".into(),
-        number: "**************1234".into(),
-    }]));
+    g.set_id_needed(3);
+    g.set_id_cards(model(vec![
+        IdCard {
+            name: "张*".into(),
+            number: "**************1234".into(),
+            kind: "resident".into(),
+        },
+        IdCard {
+            name: "玛**".into(),
+            number: "**************0036".into(),
+            kind: "foreigner-2023".into(),
+        },
+    ]));
     if let Ok(qr) = crate::qr::image("https://pay.example/q/O20261122042137?sig=3fa9c0", 14) {
         g.set_qr(qr);
     }

@@ -243,14 +243,13 @@ impl Kiosk {
         Ok(m.body().deserialize().unwrap())
     }
 
-    /// Places `card` on the reader and returns the `IdCardRead` it caused
-    /// (handle, masked name, masked number); `reads` from
-    /// [`signals`](Self::signals)`("IdCardRead")`, taken before.
+    /// Places `card` on the reader and returns the `IdCardRead` it caused;
+    /// `reads` from [`signals`](Self::signals)`("IdCardRead")`, taken before.
     pub async fn read_card(
         &self,
         reads: &mut zbus::MessageStream,
         card: hal::idcard::IdCard,
-    ) -> (String, String, String) {
+    ) -> CardRead {
         use futures_util::StreamExt;
         self.id_reader.present(card);
         let signal = tokio::time::timeout(BOUND, reads.next())
@@ -316,4 +315,13 @@ pub fn tomorrow() -> String {
         .tomorrow()
         .unwrap()
         .to_string()
+}
+
+/// The arguments of an `IdCardRead` signal.
+#[derive(Debug, serde::Deserialize, zbus::zvariant::Type)]
+pub struct CardRead {
+    pub handle: String,
+    pub name: String,
+    pub number: String,
+    pub kind: String,
 }

@@ -139,6 +139,13 @@ impl Screens {
         }
     }
 
+    /// Whether some element on screen is labelled `label` (a text shows it).
+    pub fn shows(&self, label: &str) -> bool {
+        ElementHandle::find_by_accessible_label(self.app.ui(), label)
+            .next()
+            .is_some()
+    }
+
     /// Whether the element labelled `label` is there and can be tapped.
     pub fn enabled(&self, label: &str) -> bool {
         self.find(label).accessible_enabled() != Some(false)

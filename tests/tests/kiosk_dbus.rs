@@ -335,8 +335,10 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
         .unwrap()
         .unwrap()
         .unwrap();
-    let (handle, name, number): (String, String, String) = signal.body().deserialize().unwrap();
+    let (handle, name, number, kind): (String, String, String, String) =
+        signal.body().deserialize().unwrap();
     assert_eq!(name, "张*");
+    assert_eq!(kind, "resident");
     assert!(number.ends_with(&card.id_number[14..]) && number.starts_with("**************"));
     assert!(!handle.contains(&card.id_number[..6]));
     let found = k
@@ -744,9 +746,14 @@ async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
     let (foreigner, permit) = (cards[3].clone(), cards[5].clone());
     let mut reads = k.signals("IdCardRead").await;
 
-    let (handle, name, number) = k.read_card(&mut reads, foreigner.clone()).await;
-    assert_eq!(name, "马*");
-    assert_eq!(number, format!("***********{}", &foreigner.id_number[11..]));
+    let read = k.read_card(&mut reads, foreigner.clone()).await;
+    let handle = read.handle;
+    assert_eq!(read.name, "马*");
+    assert_eq!(read.kind, "foreigner-2017");
+    assert_eq!(
+        read.number,
+        format!("***********{}", &foreigner.id_number[11..])
+    );
     k.id_reader.remove();
     let order = k.order(3, 1, &[handle.as_str()], "13800138000").await;
     let no = order["order_no"].as_str().unwrap().to_owned();
@@ -754,8 +761,10 @@ async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
     assert_eq!(k.print(&no).await.unwrap(), 1);
 
     let web = k.web_order_synced(&permit.id_number).await;
-    let (handle, name, _) = k.read_card(&mut reads, permit.clone()).await;
-    assert_eq!(name, "陈**");
+    let read = k.read_card(&mut reads, permit.clone()).await;
+    let handle = read.handle;
+    assert_eq!(read.name, "陈**");
+    assert_eq!(read.kind, "hk-macao-taiwan");
     let found = k
         .call_json("Pickup", &("id", handle.as_str(), ""))
         .await

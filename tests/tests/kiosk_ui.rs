@@ -98,7 +98,8 @@ fn real_name_purchase_with_two_id_cards_paid_by_code_then_collect_by_id_card() {
     s.wait_screen(Screen::IdCards);
     assert_eq!(s.g().get_id_needed(), 2);
     assert!(!s.enabled("Next"));
-    for (i, card) in cards[..2].iter().enumerate() {
+    // A resident and a 2023 foreigner's card: each named by its kind.
+    for (i, card) in [&cards[0], &cards[4]].into_iter().enumerate() {
         s.k.id_reader.present(card.clone());
         s.wait(&format!("ID card {}", i + 1), |s| {
             s.g().get_id_cards().row_count() == i + 1
@@ -111,6 +112,11 @@ fn real_name_purchase_with_two_id_cards_paid_by_code_then_collect_by_id_card() {
     assert_eq!(first.name, "张*");
     assert!(first.number.starts_with("**************"));
     assert!(!first.number.contains(&cards[0].id_number[..6]));
+    assert_eq!(first.kind, "resident");
+    assert!(s.shows("Resident ID card"));
+    let second = shown.row_data(1).unwrap();
+    assert_eq!(second.kind, "foreigner-2023");
+    assert!(s.shows("Foreigner's permanent residence ID card"));
     s.tap("Next");
     s.wait_screen(Screen::Confirm);
     s.tap("Pay");

@@ -239,13 +239,16 @@ impl KioskIface {
     #[zbus(signal)]
     pub async fn code_scanned(emitter: &SignalEmitter<'_>, code: &str) -> zbus::Result<()>;
 
-    /// An ID card was read: a handle to pass back, and masked fields to show.
+    /// An ID card was read: a handle to pass back, masked fields to show, and
+    /// the card's kind (`resident`, `foreigner-2017`, `foreigner-2023`,
+    /// `hk-macao-taiwan`).
     #[zbus(signal)]
     pub async fn id_card_read(
         emitter: &SignalEmitter<'_>,
         handle: &str,
         name_masked: &str,
         number_masked: &str,
+        kind: &str,
     ) -> zbus::Result<()>;
 
     /// Printing an order: `printed` of `total` tickets are out (0 before the first).

@@ -421,6 +421,17 @@ impl CardKind {
         }
     }
 
+    /// A stable name for APIs: `resident`, `foreigner-2017`, `foreigner-2023`
+    /// or `hk-macao-taiwan`.
+    pub fn code(self) -> &'static str {
+        match self {
+            CardKind::Resident => "resident",
+            CardKind::Foreigner2017 => "foreigner-2017",
+            CardKind::Foreigner2023 => "foreigner-2023",
+            CardKind::HkMacaoTaiwan => "hk-macao-taiwan",
+        }
+    }
+
     /// (zh, en) for screens and engineers.
     pub fn names(self) -> (&'static str, &'static str) {
         match self {

@@ -89,14 +89,13 @@ impl App {
         let k = g.kiosk.clone();
         self.forward(async move { k.receive_id_card_read().await }, |sig| {
             let a = sig.args().ok()?;
-            let (h, name, number) = (
-                a.handle.clone(),
-                a.name_masked.clone(),
-                a.number_masked.clone(),
-            );
-            Some(Box::new(move |app: &Rc<App>| {
-                app.id_card_read(h, name, number)
-            }))
+            let card = IdCard {
+                name: a.name_masked.as_str().into(),
+                number: a.number_masked.as_str().into(),
+                kind: a.kind.as_str().into(),
+            };
+            let h = a.handle.clone();
+            Some(Box::new(move |app: &Rc<App>| app.id_card_read(h, card)))
         });
         let k = g.kiosk;
         self.forward(async move { k.receive_ticket_printed().await }, |sig| {

@@ -474,7 +474,7 @@ impl App {
         }
     }
 
-    fn id_card_read(self: &Rc<Self>, handle: String, name: String, number: String) {
+    fn id_card_read(self: &Rc<Self>, handle: String, card: IdCard) {
         self.touched();
         match self.screen() {
             Screen::IdCards => {
@@ -485,10 +485,7 @@ impl App {
                     drop(st);
                     let cards = self.g().get_id_cards();
                     let mut v: Vec<IdCard> = cards.iter().collect();
-                    v.push(IdCard {
-                        name: name.into(),
-                        number: number.into(),
-                    });
+                    v.push(card);
                     self.g().set_id_cards(model(v));
                 }
             }
