@@ -75,6 +75,62 @@ pub struct Config {
     /// Software updates through RAUC and the health check after one.
     #[serde(default)]
     pub update: Update,
+    /// Spoken prompts at the lanes (none: the lanes are silent).
+    pub voice: Option<Spanned<Voice>>,
+}
+
+/// `[voice]`: spoken prompts at the lanes through ALSA (docs/voice.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voice {
+    /// The ALSA playback device.
+    #[serde(default = "default_voice_device")]
+    pub device: Spanned<String>,
+    /// `zh`, `en` or `both` (Chinese, then English).
+    #[serde(default = "default_voice_language")]
+    pub language: Spanned<String>,
+    /// Percent of the recorded level.
+    #[serde(default = "default_voice_volume")]
+    pub volume: Spanned<u8>,
+    /// "HH:MM-HH:MM" (the scenic area's time) when `quiet_volume` applies.
+    pub quiet_hours: Option<Spanned<String>>,
+    /// Percent during quiet hours; 0 is silent.
+    #[serde(default = "default_quiet_volume")]
+    pub quiet_volume: Spanned<u8>,
+    /// The default prompts shipped with gated.
+    #[serde(default = "default_voice_sounds")]
+    pub sounds: Spanned<PathBuf>,
+    /// Recorded prompts here replace the defaults of the same name.
+    #[serde(default = "default_voice_overrides")]
+    pub overrides: Spanned<PathBuf>,
+}
+
+fn default_voice_device() -> Spanned<String> {
+    Spanned::new(0..0, "default".into())
+}
+fn default_voice_language() -> Spanned<String> {
+    Spanned::new(0..0, "zh".into())
+}
+fn default_voice_volume() -> Spanned<u8> {
+    Spanned::new(0..0, 100)
+}
+fn default_quiet_volume() -> Spanned<u8> {
+    Spanned::new(0..0, 0)
+}
+fn default_voice_sounds() -> Spanned<PathBuf> {
+    Spanned::new(0..0, PathBuf::from("/usr/share/gated/sounds"))
+}
+fn default_voice_overrides() -> Spanned<PathBuf> {
+    Spanned::new(0..0, PathBuf::from("/etc/gated/sounds"))
+}
+
+impl Voice {
+    /// Quiet hours as minutes of the day, `[from, to)`; may wrap midnight.
+    pub fn quiet(&self) -> Option<(u16, u16)> {
+        let w = self.quiet_hours.as_ref()?.get_ref();
+        let (a, b) = w.split_once('-')?;
+        Some((parse_hhmm(a.trim())?, parse_hhmm(b.trim())?))
+    }
 }
 
 /// `[update]`: when a new slot counts as healthy, and when to reboot into it
@@ -968,6 +1024,9 @@ fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     validate_kiosk(&config.kiosk, r);
     validate_occupancy(&config.occupancy, r);
     validate_update(&config.update, r);
+    if let Some(v) = &config.voice {
+        validate_voice(v.get_ref(), r);
+    }
 }
 
 fn validate_occupancy(o: &Occupancy, r: &mut Reporter<'_>) {
@@ -1011,6 +1070,43 @@ fn validate_occupancy(o: &Occupancy, r: &mut Reporter<'_>) {
                 "0 admits nobody: leave it out to set no capacity".into(),
             );
         }
+    }
+}
+
+fn validate_voice(v: &Voice, r: &mut Reporter<'_>) {
+    if !["zh", "en", "both"].contains(&v.language.get_ref().as_str()) {
+        r.push(
+            "voice.language",
+            v.language.span(),
+            format!(
+                "{:?}: write \"zh\", \"en\" or \"both\"",
+                v.language.get_ref()
+            ),
+        );
+    }
+    for (key, pct) in [("volume", &v.volume), ("quiet_volume", &v.quiet_volume)] {
+        if *pct.get_ref() > 100 {
+            r.push(
+                &format!("voice.{key}"),
+                pct.span(),
+                format!(
+                    "{}: a percentage of the recorded level, 0–100",
+                    pct.get_ref()
+                ),
+            );
+        }
+    }
+    if let Some(w) = &v.quiet_hours
+        && (v.quiet().is_none() || v.quiet().is_some_and(|(a, b)| a == b))
+    {
+        r.push(
+            "voice.quiet_hours",
+            w.span(),
+            format!(
+                "{:?} is not a window: write \"HH:MM-HH:MM\" with two different times, for example \"21:00-07:00\"",
+                w.get_ref()
+            ),
+        );
     }
 }
 
@@ -1463,6 +1559,35 @@ scanners = ["qr1"]
         assert_eq!(e.problems[0].key, "devices.gates.g1.gpio");
         assert!(
             e.problems[0].message.contains("/nonexistent/gate.toml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_voice_settings_are_checked() {
+        let c = check(&format!(
+            "{GOOD}\n[voice]\nquiet_hours = \"21:00-07:00\"\nquiet_volume = 30\n"
+        ))
+        .unwrap();
+        let v = c.voice.as_ref().unwrap().get_ref();
+        assert_eq!(v.quiet(), Some((21 * 60, 7 * 60)));
+        assert_eq!(
+            (v.device.get_ref().as_str(), v.language.get_ref().as_str()),
+            ("default", "zh")
+        );
+        let bad =
+            format!("{GOOD}\n[voice]\nlanguage = \"fr\"\nvolume = 120\nquiet_hours = \"night\"\n");
+        let e = check(&bad).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["voice.language", "voice.volume", "voice.quiet_hours"],
+            "{e}"
+        );
+        assert!(e.problems[0].message.contains("\"both\""), "{e}");
+        let (line, _) = e.problems[1].line.expect("a line");
+        assert!(
+            bad.lines().nth(line - 1).unwrap().starts_with("volume"),
             "{e}"
         );
     }

@@ -102,12 +102,24 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let (occupancy_tx, occupancy_rx) = tokio::sync::watch::channel(Default::default());
     // Passages and prints under way: an update's reboot waits for them.
     let activity = crate::update::Activity::default();
+    // Spoken prompts: lanes only (a kiosk talks through its screen).
+    let voice = config
+        .voice
+        .as_ref()
+        .filter(|_| config.role == Role::Lane)
+        .map(|v| crate::voice::Voice::start(v.get_ref(), config.time_zone()));
     let (lanes, lanes_handle, registry) = match config.role {
         Role::Lane => {
-            let (tasks, handle, registry) =
-                crate::lanes::start(&config, db.clone(), &reads, &occupancy_rx, &activity)
-                    .await
-                    .map_err(StartError::Lanes)?;
+            let (tasks, handle, registry) = crate::lanes::start(
+                &config,
+                db.clone(),
+                &reads,
+                &occupancy_rx,
+                &activity,
+                voice.as_ref(),
+            )
+            .await
+            .map_err(StartError::Lanes)?;
             (tasks, Some(handle), Some(registry))
         }
         Role::Kiosk => (tokio::task::JoinSet::new(), None, None),
@@ -163,6 +175,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         upload_now: link.upload_now.clone(),
         logind: crate::modes::Logind,
     });
+    if let Some(v) = &voice {
+        services.spawn(crate::voice::follow_modes(v.clone(), modes.view.clone()));
+    }
     let occupancy = crate::occupancy::start(
         &config,
         db.clone(),
@@ -210,6 +225,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         power: power.clone(),
         reads: reads.clone(),
         modes: modes.clone(),
+        voice,
     };
     let engineer = crate::dbus::Engineer {
         power: power.clone(),

@@ -18,6 +18,7 @@ use crate::store::Db;
 use crate::store::passages::FreePassage;
 use crate::tickets::admission::{self, LaneNow, Route};
 use crate::tickets::token::LocalMinute;
+use crate::voice::Prompt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LanesError {
@@ -193,6 +194,7 @@ pub async fn start(
     reads: &crate::reads::Reads,
     occupancy: &tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
     activity: &crate::update::Activity,
+    voice: Option<&crate::voice::Voice>,
 ) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
     if db.writer().setting("id_hash_key")?.is_none() {
@@ -369,6 +371,7 @@ pub async fn start(
             notice: ("", ""),
             free_exit: lane.free_exit,
             activity: activity.clone(),
+            voice: voice.cloned(),
         };
         info!(lane = name, group = lane.group, "lane ready");
         tasks.spawn(async move {
@@ -453,6 +456,16 @@ struct Presented {
     exit: bool,
 }
 
+/// Shows a message on a lane's display; a broken display is reported and
+/// never stops the lane.
+async fn show(display: &mut Option<hal::display::LineDisplay>, lane: &str, zh: &str, en: &str) {
+    if let Some(d) = display
+        && let Err(e) = d.show(format!("{zh} {en}").trim()).await
+    {
+        warn!(lane, "display: {e}");
+    }
+}
+
 struct LaneCtx {
     /// The gate's name, when its counters outlive gated.
     gate_ledger: Option<String>,
@@ -472,19 +485,22 @@ struct LaneCtx {
     free_exit: bool,
     /// Marks a passage under way (an update's reboot waits for it).
     activity: crate::update::Activity,
+    voice: Option<crate::voice::Voice>,
 }
 
 /// How long a decision stays on the display before the occupancy notice returns.
 const NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl LaneCtx {
-    /// One presentation at a time: a lane has one gate.
     /// Tells the visitor; a broken display is reported and never stops the lane.
     async fn show(&mut self, zh: &str, en: &str) {
-        if let Some(d) = &mut self.display
-            && let Err(e) = d.show(format!("{zh} {en}").trim()).await
-        {
-            warn!(lane = self.name, "display: {e}");
+        show(&mut self.display, &self.name, zh, en).await;
+    }
+
+    /// Speaks, if the device has a voice; never waits.
+    fn say(&self, p: crate::voice::Prompt) {
+        if let Some(v) = &self.voice {
+            v.say(p);
         }
     }
 
@@ -539,6 +555,9 @@ impl LaneCtx {
         }
         if now != self.notice {
             info!(lane = self.name, "display notice: {}", now.1);
+            if let Some(name) = crate::occupancy::notice_name(now.1) {
+                self.say(crate::voice::Prompt::Occupancy(name));
+            }
         }
         self.notice = now;
         // Below the first tier the line goes blank again.
@@ -593,10 +612,12 @@ impl LaneCtx {
             } else {
                 admission::route(lane, exit)
             };
+            let mut told = false;
             let result = match route {
                 Route::Refuse(reason) => Ok(Admission::Refused(reason)),
                 Route::Free => {
                     self.show("请通行", "Please pass").await;
+                    self.say(Prompt::Pass);
                     self.state
                         .remember(decision(at_ms, kind, "free", None, 0, None));
                     info!(
@@ -607,13 +628,41 @@ impl LaneCtx {
                     continue;
                 }
                 // A reboot for an update waits for the visitor to pass.
-                Route::Enter => {
+                Route::Enter | Route::Leave => {
                     let _busy = self.activity.begin();
-                    self.lanes.admit(&self.gate, &scan).await
-                }
-                Route::Leave => {
-                    let _busy = self.activity.begin();
-                    self.lanes.let_out(&self.gate, &scan).await
+                    let entry = matches!(route, Route::Enter);
+                    let dir = if entry {
+                        hal::gate::Direction::Entry
+                    } else {
+                        hal::gate::Direction::Exit
+                    };
+                    let mut unlocks = self.gate.unlocks();
+                    let before = unlocks.borrow_and_update()[dir.index()];
+                    let (lanes, gate) = (&self.lanes, &self.gate);
+                    let transaction = async move {
+                        if entry {
+                            lanes.admit(gate, &scan).await
+                        } else {
+                            lanes.let_out(gate, &scan).await
+                        }
+                    };
+                    tokio::pin!(transaction);
+                    // Told to walk once the gate is unlocked, while it waits
+                    // for the visitor: the gate first, then the words.
+                    loop {
+                        tokio::select! {
+                            r = &mut transaction => break r,
+                            Ok(()) = unlocks.changed(), if !told => {
+                                if unlocks.borrow_and_update()[dir.index()] != before {
+                                    told = true;
+                                    show(&mut self.display, &self.name, "请通行", "Please pass").await;
+                                    if let Some(v) = &self.voice {
+                                        v.say(Prompt::Pass);
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             };
             let (outcome, ticket, persons, reason) = match &result {
@@ -644,6 +693,15 @@ impl LaneCtx {
                 }
             };
             self.show(zh, en).await;
+            match &result {
+                Ok(Admission::Refused(reason)) => self.say(Prompt::Refused(*reason)),
+                // Said at the unlock, unless the gate never showed it.
+                Ok(Admission::Admitted { .. }) if !told => self.say(Prompt::Pass),
+                Ok(Admission::Admitted { .. }) => {}
+                Ok(Admission::NotPassed { .. }) => self.say(Prompt::NotPassed),
+                Ok(Admission::Alarm { .. }) => self.say(Prompt::Tailgating),
+                Ok(Admission::GateFault { .. }) | Err(_) => self.say(Prompt::OutOfService),
+            }
             match result {
                 Ok(Admission::Refused(reason)) => {
                     let (zh, en) = reason.message();

@@ -23,3 +23,4 @@ pub mod store;
 pub mod systemd;
 pub mod tickets;
 pub mod update;
+pub mod voice;

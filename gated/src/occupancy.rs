@@ -340,26 +340,43 @@ pub fn lane_notice(view: &OccupancyView, group: &str) -> (&'static str, &'static
     notice(tier, view.sales_stopped, full)
 }
 
+/// The notices by tier, highest first: (prompt name, zh, en). The voice
+/// prompt of the same name says the same.
+pub const TIER_NOTICES: [(&str, &str, &str); 3] = [
+    (
+        "capacity_full",
+        "景区游客已满，请稍候入园",
+        "The park is full: please wait a moment",
+    ),
+    (
+        "sales_stopped",
+        "景区游客较多，今日门票暂停销售",
+        "The park is very busy: no more tickets for today",
+    ),
+    (
+        "busy",
+        "景区游客较多，请错峰游览",
+        "The park is busy: please plan your visit",
+    ),
+];
+
+/// The prompt name of a notice shown (by its English text).
+pub fn notice_name(en: &str) -> Option<&'static str> {
+    TIER_NOTICES.iter().find(|t| t.2 == en).map(|t| t.0)
+}
+
 /// What visitors are told at `tier` (zh, en).
 fn notice(tier: u8, sales_stopped: bool, full: bool) -> (&'static str, &'static str) {
-    if full {
-        (
-            "景区游客已满，请稍候入园",
-            "The park is full: please wait a moment",
-        )
+    let i = if full {
+        0
     } else if sales_stopped {
-        (
-            "景区游客较多，今日门票暂停销售",
-            "The park is very busy: no more tickets for today",
-        )
+        1
     } else if tier > 0 {
-        (
-            "景区游客较多，请错峰游览",
-            "The park is busy: please plan your visit",
-        )
+        2
     } else {
-        ("", "")
-    }
+        return ("", "");
+    };
+    (TIER_NOTICES[i].1, TIER_NOTICES[i].2)
 }
 
 /// Where a supervisor's overrides are kept (JSON: scope → reason): they

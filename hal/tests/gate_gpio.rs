@@ -45,7 +45,14 @@ async fn opening(
 #[tokio::test(start_paused = true)]
 async fn a_visitor_walks_through_on_one_pulse() {
     let (sim, gate) = rig(GateKind::Turnstile, UnlockMode::Pulse);
+    let mut unlocks = gate.unlocks();
     let open = opening(&sim, &gate, Entry, 1).await;
+    unlocks.changed().await.unwrap();
+    assert_eq!(
+        *unlocks.borrow(),
+        [1, 0],
+        "announced while the visitor has not walked"
+    );
     assert!(sim.walk(Entry));
     assert_eq!(open.await.unwrap(), Outcome::Passed { persons: 1 });
     assert_eq!(gate.status().await.unwrap().entry_counter, 1);

@@ -55,7 +55,13 @@ async fn opening(r: &Rig, dir: Direction, persons: u32) -> tokio::task::JoinHand
 async fn a_visitor_walks_through() {
     let r = rig(GateKind::Turnstile, "lot").await;
     let before = r.gate.status().await.unwrap();
+    let mut unlocks = r.gate.unlocks();
+    assert_eq!(*unlocks.borrow_and_update(), [0, 0]);
     let open = opening(&r, Entry, 1).await;
+    // The unlock is announced once the controller took it, the visitor not yet through.
+    unlocks.changed().await.unwrap();
+    assert_eq!(*unlocks.borrow(), [1, 0]);
+    assert!(!open.is_finished());
     assert!(r.sim.walk(Entry));
     assert_eq!(open.await.unwrap(), Outcome::Passed { persons: 1 });
     let after = r.gate.status().await.unwrap();

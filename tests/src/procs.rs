@@ -179,9 +179,16 @@ impl Gated {
 
     /// Starts gated with `address` as its system bus.
     pub fn start_on_bus(config: &Path, address: &str) -> Self {
+        Self::start_with_env(config, address, &[])
+    }
+
+    /// Starts gated with `address` as its system bus and more environment
+    /// (e.g. `ALSA_CONFIG_PATH`).
+    pub fn start_with_env(config: &Path, address: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin("gated"))
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .env("DBUS_SYSTEM_BUS_ADDRESS", address)
             .env("RUST_LOG", "info")
             .env_remove("NOTIFY_SOCKET")

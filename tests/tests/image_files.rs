@@ -156,7 +156,7 @@ fn sysusers_and_tmpfiles_create_the_users_groups_and_private_directories() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    for g in ["dialout", "input", "gpio"] {
+    for g in ["dialout", "input", "gpio", "audio"] {
         assert!(members(g).contains(&"gated".to_owned()), "gated not in {g}");
     }
     assert!(members("video").contains(&"kiosk".to_owned()));

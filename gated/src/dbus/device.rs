@@ -15,6 +15,7 @@ pub struct Device {
     pub lanes: Option<crate::lanes::LaneRegistry>,
     pub power: watch::Receiver<crate::power::PowerView>,
     pub reads: crate::reads::Reads,
+    pub voice: Option<crate::voice::Voice>,
     pub modes: crate::modes::Modes,
     pub reader: Reader,
 }
@@ -236,6 +237,9 @@ impl Device {
         }
         drop(p);
         out.extend(self.reads.states());
+        if let Some(v) = &self.voice {
+            out.push(("speaker".to_owned(), v.state()));
+        }
         for l in self.lanes.iter().flat_map(|r| r.iter()) {
             out.push((
                 format!("gate of {}", l.name),

@@ -135,6 +135,30 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for the tables that must cover them all.
+    pub const ALL: [Reason; 20] = [
+        Reason::NotATicket,
+        Reason::Forged,
+        Reason::UnknownKey,
+        Reason::UnknownTicket,
+        Reason::Revoked,
+        Reason::Blocked,
+        Reason::NotYetValid,
+        Reason::Expired,
+        Reason::WrongLaneGroup,
+        Reason::WrongDay,
+        Reason::OutsideTimeSlot,
+        Reason::AlreadyUsed,
+        Reason::DailyLimit,
+        Reason::ReentryTooSoon,
+        Reason::ExitFirst,
+        Reason::InUse,
+        Reason::LaneClosed,
+        Reason::EntryOnly,
+        Reason::CannotCheck,
+        Reason::CapacityFull,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             Reason::NotATicket => "not_a_ticket",
@@ -453,29 +477,31 @@ mod tests {
 
     #[test]
     fn every_reason_has_both_languages() {
-        use Reason::*;
-        for r in [
-            NotATicket,
-            Forged,
-            UnknownKey,
-            UnknownTicket,
-            Revoked,
-            Blocked,
-            NotYetValid,
-            Expired,
-            WrongLaneGroup,
-            WrongDay,
-            OutsideTimeSlot,
-            AlreadyUsed,
-            DailyLimit,
-            ReentryTooSoon,
-            ExitFirst,
-            InUse,
-            LaneClosed,
-            EntryOnly,
-            CannotCheck,
-            CapacityFull,
-        ] {
+        // A new variant fails to compile here until it is in `Reason::ALL`.
+        let position = |r: Reason| match r {
+            Reason::NotATicket => 0,
+            Reason::Forged => 1,
+            Reason::UnknownKey => 2,
+            Reason::UnknownTicket => 3,
+            Reason::Revoked => 4,
+            Reason::Blocked => 5,
+            Reason::NotYetValid => 6,
+            Reason::Expired => 7,
+            Reason::WrongLaneGroup => 8,
+            Reason::WrongDay => 9,
+            Reason::OutsideTimeSlot => 10,
+            Reason::AlreadyUsed => 11,
+            Reason::DailyLimit => 12,
+            Reason::ReentryTooSoon => 13,
+            Reason::ExitFirst => 14,
+            Reason::InUse => 15,
+            Reason::LaneClosed => 16,
+            Reason::EntryOnly => 17,
+            Reason::CannotCheck => 18,
+            Reason::CapacityFull => 19,
+        };
+        for (i, r) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(position(r), i);
             let (zh, en) = r.message();
             assert!(!zh.is_empty() && !en.is_empty() && !r.code().is_empty());
             assert!(!zh.is_ascii(), "{r:?}: Chinese text expected");

@@ -113,6 +113,7 @@ struct Driver<O> {
     events: broadcast::Sender<GateEvent>,
     broken: Option<String>,
     state: watch::Sender<DeviceState>,
+    unlocked: watch::Sender<[u64; 2]>,
 }
 
 /// Starts the gate's tasks; `name` names it in errors.
@@ -153,6 +154,7 @@ where
         watch(f, Which::Fire, s.fire_active_low);
     }
     let (state_tx, state) = watch::channel(DeviceState::Connected);
+    let (unlocked, unlocks) = watch::channel([0; 2]);
     let mut d = Driver {
         name: name.to_owned(),
         s,
@@ -166,11 +168,12 @@ where
         events: events.clone(),
         broken: None,
         state: state_tx,
+        unlocked,
     };
     // Start with every contact released.
     d.release_all();
     tasks.push(AbortOnDrop(tokio::spawn(d.run(rx, in_rx))));
-    GateHandle::new(tx, events, state, tasks)
+    GateHandle::new(tx, events, state, unlocks, tasks)
 }
 
 impl<O: OutputPin + Send + 'static> Driver<O> {
@@ -304,6 +307,7 @@ impl<O: OutputPin + Send + 'static> Driver<O> {
                     settle_at: Instant::now() + self.s.passage_timeout,
                     reply,
                 });
+                self.unlocked.send_modify(|n| n[dir.index()] += 1);
             }
         }
     }

@@ -211,6 +211,7 @@ pub struct GateHandle {
     tx: mpsc::Sender<Cmd>,
     events: broadcast::Sender<GateEvent>,
     state: watch::Receiver<DeviceState>,
+    unlocks: watch::Receiver<[u64; 2]>,
     _tasks: Arc<Vec<AbortOnDrop>>,
 }
 
@@ -219,14 +220,24 @@ impl GateHandle {
         tx: mpsc::Sender<Cmd>,
         events: broadcast::Sender<GateEvent>,
         state: watch::Receiver<DeviceState>,
+        unlocks: watch::Receiver<[u64; 2]>,
         tasks: Vec<AbortOnDrop>,
     ) -> Self {
         GateHandle {
             tx,
             events,
             state,
+            unlocks,
             _tasks: Arc::new(tasks),
         }
+    }
+
+    /// How many authorisations the gate has accepted, by
+    /// [`Direction::index`]: a count moves the moment an unlock is in force
+    /// (the controller acknowledged it, or the relay is set), while `open`
+    /// still waits for the visitor. A lane tells the visitor to walk then.
+    pub fn unlocks(&self) -> watch::Receiver<[u64; 2]> {
+        self.unlocks.clone()
     }
 
     /// The connection to the gate: `connected`, `reconnecting: why`, ….

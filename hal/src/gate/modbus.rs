@@ -64,8 +64,9 @@ pub fn spawn(settings: ModbusSettings) -> GateHandle {
     let (tx, rx) = mpsc::channel(16);
     let (events, _) = broadcast::channel(64);
     let (state_tx, state) = watch::channel(DeviceState::Connecting);
-    let task = tokio::spawn(run(settings, rx, events.clone(), state_tx));
-    GateHandle::new(tx, events, state, vec![AbortOnDrop(task)])
+    let (unlocked, unlocks) = watch::channel([0; 2]);
+    let task = tokio::spawn(run(settings, rx, events.clone(), state_tx, unlocked));
+    GateHandle::new(tx, events, state, unlocks, vec![AbortOnDrop(task)])
 }
 
 /// An authorisation under way.
@@ -86,6 +87,7 @@ struct Gatekeeper {
     s: ModbusSettings,
     device: String,
     events: broadcast::Sender<GateEvent>,
+    unlocked: watch::Sender<[u64; 2]>,
     auths: [Option<Auth>; 2],
     counters: Option<[u32; 2]>,
     mode: Option<GateMode>,
@@ -208,12 +210,14 @@ async fn run(
     mut rx: mpsc::Receiver<Cmd>,
     events: broadcast::Sender<GateEvent>,
     state: watch::Sender<DeviceState>,
+    unlocked: watch::Sender<[u64; 2]>,
 ) {
     let device = format!("gate {} unit {}", s.address, s.unit);
     let mut g = Gatekeeper {
         device: device.clone(),
         s,
         events,
+        unlocked,
         auths: [None, None],
         counters: None,
         mode: None,
@@ -393,6 +397,7 @@ impl Gatekeeper {
                     complete_at: None,
                     reply,
                 });
+                self.unlocked.send_modify(|n| n[dir.index()] += 1);
                 Ok(())
             }
         }

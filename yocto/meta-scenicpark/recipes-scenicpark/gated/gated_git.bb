@@ -7,7 +7,7 @@ SECTION = "console/utils"
 LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=4e349058bd8fe926ae6d7ae68a6c55cb"
 
-DEPENDS = "udev"
+DEPENDS = "udev alsa-lib"
 
 # Built from the repository this layer lives in (scenicpark_src: externalsrc).
 PV = "0.1.0+git"
@@ -25,7 +25,8 @@ do_install:append() {
     r=${SCENICPARK_REPO}
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/gated ${D}${sysconfdir}/dbus-1/system.d \
         ${D}${nonarch_base_libdir}/udev/rules.d ${D}${nonarch_libdir}/sysusers.d ${D}${nonarch_libdir}/tmpfiles.d \
-        ${D}${sysconfdir}/systemd/journald.conf.d ${D}${datadir}/polkit-1/rules.d
+        ${D}${sysconfdir}/systemd/journald.conf.d ${D}${datadir}/polkit-1/rules.d \
+        ${D}${datadir}/gated/sounds ${D}${sysconfdir}/gated/sounds
     install -m 0644 $r/systemd/gated.service $r/systemd/gated-provision.service ${D}${systemd_system_unitdir}/
     install -m 0644 $r/systemd/gated-update-watchdog.service $r/systemd/gated-update-watchdog.timer ${D}${systemd_system_unitdir}/
     install -m 0640 -g gated $r/image/etc/gated/gated.toml ${D}${sysconfdir}/gated/
@@ -35,17 +36,19 @@ do_install:append() {
     install -m 0644 $r/image/usr/lib/tmpfiles.d/scenicpark.conf ${D}${nonarch_libdir}/tmpfiles.d/
     install -m 0644 $r/image/etc/systemd/journald.conf.d/scenicpark.conf ${D}${sysconfdir}/systemd/journald.conf.d/
     install -m 0644 $r/image/usr/share/polkit-1/rules.d/50-scenicpark-gated.rules ${D}${datadir}/polkit-1/rules.d/
+    # The lanes' default voice prompts; a site's recordings go to /etc/gated/sounds.
+    install -m 0644 $r/gated/sounds/*.wav ${D}${datadir}/gated/sounds/
 }
 
 # The read-only root needs the users at build time; the same ones as sysusers.d.
 USERADD_PACKAGES = "${PN}"
 GROUPADD_PARAM:${PN} = "-r gpio; -r gated-engineer"
-USERADD_PARAM:${PN} = "--system --home ${localstatedir}/lib/gated --no-create-home --shell /sbin/nologin --user-group --groups dialout,input,gpio gated"
+USERADD_PARAM:${PN} = "--system --home ${localstatedir}/lib/gated --no-create-home --shell /sbin/nologin --user-group --groups dialout,input,gpio,audio gated"
 
 SYSTEMD_SERVICE:${PN} = "gated.service gated-provision.service gated-update-watchdog.timer"
 SYSTEMD_AUTO_ENABLE = "enable"
 
-FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
+FILES:${PN} += "${datadir}/gated ${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
 CONFFILES:${PN} = "${sysconfdir}/gated/gated.toml"
 # polkit: gated's power-off after a UPS power loss (its rule above).
 RDEPENDS:${PN} = "dbus polkit"
