@@ -61,9 +61,16 @@ pub fn start(
     );
     let k = kiosk.clone();
     tasks.spawn(async move {
+        let mut settled = false;
         loop {
-            if let Some(Err(e)) = k.refresh_printer().await {
-                tracing::debug!("printer status: {e}");
+            match k.refresh_printer().await {
+                Some(Err(e)) => tracing::debug!("printer status: {e}"),
+                // Once the printer answers: what a stop left held mid-print.
+                Some(Ok(_)) if !settled => match k.settle_held_prints().await {
+                    Ok(()) => settled = true,
+                    Err(e) => tracing::warn!("settling held prints: {e}"),
+                },
+                _ => {}
             }
             tokio::time::sleep(PRINTER_POLL).await;
         }

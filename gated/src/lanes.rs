@@ -692,7 +692,10 @@ impl LaneCtx {
                     ("暂停服务，请找工作人员", "Out of service: please ask staff")
                 }
             };
-            self.show(zh, en).await;
+            // "Please pass" is on the display since the unlock.
+            if !(told && matches!(result, Ok(Admission::Admitted { .. }))) {
+                self.show(zh, en).await;
+            }
             match &result {
                 Ok(Admission::Refused(reason)) => self.say(Prompt::Refused(*reason)),
                 // Said at the unlock, unless the gate never showed it.

@@ -34,6 +34,7 @@ fn rig() -> Rig {
     let mut printer = SerialPrinter::new(pty.path(), 115_200);
     printer.timeout = Duration::from_millis(300);
     printer.print_timeout = Duration::from_millis(500);
+    printer.probe_timeout = Duration::from_millis(300);
     Rig {
         sim: SimPrinter::start(pty),
         printer,
@@ -201,4 +202,66 @@ async fn an_unplugged_printer_is_reopened_when_it_comes_back() {
     let _sim = SimPrinter::start(Pty::open_at(&link).unwrap());
     assert!(printer.status().await.unwrap().ready());
     assert_eq!(printer.watch_state().borrow().to_string(), "connected");
+}
+
+/// The cut counter (GS g 2) is answered in buffer order: read right after a
+/// ticket's bytes, it already counts that ticket's cut, even while the
+/// ticket takes its time to print.
+#[tokio::test]
+async fn the_cut_counter_counts_each_ticket_once_the_printer_got_through_it() {
+    let mut r = rig();
+    r.printer.print_timeout = Duration::from_secs(5);
+    let before = r
+        .printer
+        .cut_count()
+        .await
+        .unwrap()
+        .expect("the simulator counts cuts");
+    assert_eq!(before, r.sim.cuts());
+    r.printer.print(&ticket("SN0301")).await.unwrap();
+    assert_eq!(r.printer.cut_count().await.unwrap(), Some(before + 1));
+    // A slow printer: the counter's answer waits for the ticket's cut.
+    r.sim.set_print_time(Duration::from_millis(400));
+    r.printer.print(&ticket("SN0302")).await.unwrap();
+    assert_eq!(r.printer.cut_count().await.unwrap(), Some(before + 2));
+    assert_eq!(r.sim.wait_for_tickets(2).await.len(), 2);
+}
+
+/// A ticket in the buffer when the power goes: no cut, the counter stays.
+#[tokio::test]
+async fn a_ticket_lost_in_a_power_cycle_leaves_the_counter_where_it_was() {
+    let mut r = rig();
+    r.printer.print_timeout = Duration::from_secs(5);
+    let before = r.printer.cut_count().await.unwrap().unwrap();
+    r.sim.set_print_time(Duration::from_secs(30));
+    // The bytes arrive and their sender goes away, as a killed gated would.
+    let mut port = std::fs::OpenOptions::new()
+        .write(true)
+        .open(r._dir.path().join("printer"))
+        .unwrap();
+    std::io::Write::write_all(&mut port, &ticket("SN0303")).unwrap();
+    drop(port);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !r.sim.printing() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the ticket under way");
+    r.sim.power_cycle();
+    assert_eq!(r.printer.cut_count().await.unwrap(), Some(before));
+    assert!(r.sim.tickets().is_empty());
+}
+
+/// `GS g 2` is optional too: a printer without it gives no count, asked once
+/// per connection.
+#[tokio::test]
+async fn a_printer_without_a_cut_counter_says_nothing_and_is_asked_once() {
+    let mut r = rig();
+    r.sim.set_counters(false);
+    assert_eq!(r.printer.cut_count().await.unwrap(), None);
+    r.sim.set_counters(true);
+    assert_eq!(r.printer.cut_count().await.unwrap(), None, "remembered");
+    r.printer.print(&ticket("SN0304")).await.unwrap();
+    assert_eq!(r.sim.wait_for_tickets(1).await.len(), 1);
 }

@@ -773,3 +773,113 @@ async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
     assert_eq!(k.print(&web).await.unwrap(), 1);
     assert_eq!(k.printer.wait_for_tickets(2).await.len(), 2);
 }
+
+/// SIGKILLs gated once the printer is in the middle of one of `order_no`'s
+/// tickets (its bytes in, its cut pending), then reaps it.
+async fn kill_mid_print(k: &mut Kiosk, order_no: &str) {
+    let pid = k.gated.as_ref().unwrap().child.id().unwrap();
+    {
+        let body = (order_no,);
+        let call = k.conn.call_method(
+            Some(NAME),
+            PATH,
+            Some("cn.scenicpark.Gated.Kiosk1"),
+            "Print",
+            &body,
+        );
+        tokio::pin!(call);
+        let printing = async {
+            while !k.printer.printing() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            r = &mut call => panic!("the print ended before the kill: {:?}", r.map(|_| ())),
+            _ = tokio::time::timeout(BOUND, printing) => {}
+        }
+        assert!(k.printer.printing(), "no ticket under way within {BOUND:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert!(call.await.is_err(), "gated was killed mid-print");
+    }
+    k.gated.take().unwrap().kill().await;
+}
+
+/// A paid order of `qty` adult tickets.
+async fn paid(k: &Kiosk, qty: u16) -> String {
+    let order = k.order(1, qty, &[], "").await;
+    let no = order["order_no"].as_str().unwrap().to_owned();
+    assert_eq!(k.pay_code(&no, "2876543210981111").await.unwrap(), "paid");
+    no
+}
+
+fn printed_of(k: &Kiosk, order_no: &str) -> i64 {
+    db_count(
+        &k.state(),
+        &format!(
+            "SELECT COUNT(*) FROM order_tickets WHERE order_no = '{order_no}' AND printed_ms IS NOT NULL"
+        ),
+    )
+}
+
+/// Tickets a kill left held mid-print are settled at the next start by the
+/// printer's cut counter (GS g 2): one that came out is recorded as printed,
+/// one the printer lost prints again, and none comes out twice. A printer
+/// without a counter leaves the ticket held for an engineer, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_print_is_settled_by_the_printers_cut_counter() {
+    let mut k = Kiosk::start().await;
+    k.printer.set_print_time(Duration::from_millis(700));
+    // The first ticket of two comes out after the kill.
+    let no = paid(&k, 2).await;
+    kill_mid_print(&mut k, &no).await;
+    assert_eq!(k.printer.wait_for_tickets(1).await.len(), 1);
+    k.start_gated().await;
+    wait_until("the held ticket recorded as printed", BOUND, || {
+        printed_of(&k, &no) == 1
+    })
+    .await;
+    assert_eq!(k.print(&no).await.unwrap(), 1, "only the other ticket");
+    let tickets = k.printer.wait_for_tickets(2).await;
+    assert_ne!(tickets[0].qr, tickets[1].qr, "two tickets, not one twice");
+
+    // The printer loses the ticket (power cycle): it prints again.
+    let no = paid(&k, 1).await;
+    kill_mid_print(&mut k, &no).await;
+    k.printer.power_cycle();
+    k.start_gated().await;
+    wait_until("the held ticket printable again", BOUND, || {
+        db_count(
+            &k.state(),
+            &format!(
+                "SELECT COUNT(*) FROM order_tickets WHERE order_no = '{no}' AND print_started_ms IS NULL"
+            ),
+        ) == 1
+    })
+    .await;
+    assert_eq!(k.print(&no).await.unwrap(), 1);
+    assert_eq!(k.printer.wait_for_tickets(3).await.len(), 3);
+    assert_eq!(printed_of(&k, &no), 1);
+
+    // No counter: held for an engineer, whether it came out or not.
+    k.printer.set_counters(false);
+    k.gated.take().unwrap().stop().await;
+    k.start_gated().await;
+    let no = paid(&k, 1).await;
+    kill_mid_print(&mut k, &no).await;
+    assert_eq!(k.printer.wait_for_tickets(4).await.len(), 4);
+    let mut g = tests::procs::Gated::start_on_bus(&k.config(), &k.bus.address);
+    g.wait_for_all(&[
+        &["held mid-print", "no cut count recorded"],
+        &["D-Bus API served"],
+    ])
+    .await;
+    k.gated = Some(g);
+    k.wait_for_sale(None).await;
+    let e = k.print(&no).await.unwrap_err();
+    assert_eq!(e.0, "cn.scenicpark.Gated.Error.AlreadyPrinted", "{e:?}");
+    assert_eq!(k.printer.tickets().len(), 4, "nothing printed twice");
+}

@@ -125,9 +125,12 @@ impl Kiosk {
                 .as_ref()
                 .and_then(|c| c.products.iter().find(|p| p.id == t.product_id));
             let bytes = self.ticket_bytes(&scenic, order, t, product)?;
+            // The cut counter, where the printer has one, lets the next start
+            // tell whether a ticket held by a crash came out.
+            let cuts = printer.cut_count().await.ok().flatten();
             // Durable before the first byte goes out (see the schema, 3).
             let id = t.ticket_id;
-            self.write(move |s, _| Ok(orders::print_started(s.conn_ref(), id, now_ms())?))
+            self.write(move |s, _| Ok(orders::print_started(s.conn_ref(), id, now_ms(), cuts)?))
                 .await?;
             match printer.print(&bytes).await {
                 Ok(status) => {
@@ -198,6 +201,97 @@ impl Kiosk {
         Ok(printed)
     }
 
+    /// Decides the ticket a stopped gated left held mid-print, by the
+    /// printer's cut counter recorded before its first byte. The counter is
+    /// answered in buffer order, so it is read once the printer is through
+    /// whatever it still held. Moved by one: the ticket came out (recorded
+    /// as printed); not moved: nothing was cut, it prints again when asked;
+    /// any other move, no counter or no answer: held for an engineer, as
+    /// before. Only the latest held ticket can be decided: the counter has
+    /// moved on since any earlier one.
+    pub async fn settle_held_prints(&self) -> Result<(), KioskError> {
+        let held = self
+            .read(|s| Ok(orders::held_prints(s.conn_ref())?))
+            .await?;
+        let Some(latest) = held.first().cloned() else {
+            return Ok(());
+        };
+        for h in &held[1..] {
+            tracing::warn!(
+                order = h.order_no,
+                ticket = h.ticket_id,
+                "ticket held mid-print by an earlier stop: staff check and reprint"
+            );
+        }
+        let Some(before) = latest.cuts_before else {
+            tracing::warn!(
+                order = latest.order_no,
+                ticket = latest.ticket_id,
+                "ticket held mid-print, no cut count recorded: staff check the printer's output and reprint"
+            );
+            return Ok(());
+        };
+        let mut guard = self.printer.lock().await;
+        let Some(printer) = guard.as_mut() else {
+            return Ok(());
+        };
+        let now = match printer.cut_count().await {
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    order = latest.order_no,
+                    ticket = latest.ticket_id,
+                    "ticket held mid-print: the printer gave no cut count now, staff check and reprint"
+                );
+                return Ok(());
+            }
+        };
+        let (id, order_no) = (latest.ticket_id, latest.order_no.clone());
+        match now.wrapping_sub(before) {
+            1 => {
+                let nonce = self.nonces.keyed("print", id);
+                let event = OutboxEvent::Print {
+                    order_no: order_no.clone(),
+                    ticket_id: id,
+                    serial: latest.serial.clone(),
+                };
+                let at = now_ms();
+                self.write(move |s, _| {
+                    Ok(s.in_transaction(|tx| {
+                        orders::printed(tx, id, at, None)?;
+                        outbox::queue(tx, &nonce, &event, at).map(|_| ())
+                    })?)
+                })
+                .await?;
+                tracing::info!(
+                    order = order_no,
+                    ticket = id,
+                    cuts_before = before,
+                    cuts_now = now,
+                    "ticket held mid-print came out (the printer cut once since): recorded as printed"
+                );
+            }
+            0 => {
+                self.write(move |s, _| Ok(orders::print_not_started(s.conn_ref(), id)?))
+                    .await?;
+                tracing::info!(
+                    order = order_no,
+                    ticket = id,
+                    cuts = now,
+                    "ticket held mid-print never came out (no cut since): printable again"
+                );
+            }
+            moved => tracing::warn!(
+                order = order_no,
+                ticket = id,
+                cuts_before = before,
+                cuts_now = now,
+                "ticket held mid-print: the printer cut {moved} times since (another print, or another printer): staff check and reprint"
+            ),
+        }
+        Ok(())
+    }
+
     /// Prints a test slip (not a ticket: no QR token) for the engineer's self-test.
     pub async fn print_test_slip(&self) -> Result<String, KioskError> {
         let slip = TicketBuilder::new()
@@ -227,8 +321,15 @@ impl Kiosk {
                     .await
                     .map(|c| c.describe())
                     .unwrap_or("unknown");
+                let counter = match printer.cut_count().await {
+                    Ok(Some(n)) => {
+                        format!("cut counter at {n}: a crash mid-print is settled by it")
+                    }
+                    _ => "no cut counter: a crash mid-print leaves the ticket for an engineer"
+                        .to_owned(),
+                };
                 Ok(format!(
-                    "{}; prints confirmed by {method}",
+                    "{}; prints confirmed by {method}; {counter}",
                     status.problem().unwrap_or("ready")
                 ))
             }

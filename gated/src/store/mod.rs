@@ -220,6 +220,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE schema_readers (oldest INTEGER NOT NULL);
     INSERT INTO schema_readers (oldest) VALUES (7);
     "#,
+    // 8: the printer's cut counter before a ticket's first byte (printers
+    // that count their cuts): the next start tells from it whether a ticket
+    // held mid-print came out (docs/ARCHITECTURE.md, "Printing").
+    r#"
+    ALTER TABLE order_tickets ADD COLUMN print_cuts_before INTEGER;
+    "#,
 ];
 
 /// The oldest schema version a gated must know to open a store this gated

@@ -148,13 +148,51 @@ pub fn order_of_ticket(conn: &Connection, ticket_id: u64) -> rusqlite::Result<Op
 }
 
 /// A ticket's print is under way: durable before the first byte goes out
-/// (see the schema, 3).
-pub fn print_started(conn: &Connection, ticket_id: u64, at_ms: i64) -> rusqlite::Result<()> {
+/// (see the schema, 3), with the printer's cut counter if it has one (8).
+pub fn print_started(
+    conn: &Connection,
+    ticket_id: u64,
+    at_ms: i64,
+    cuts_before: Option<u32>,
+) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE order_tickets SET print_started_ms = ?2 WHERE ticket_id = ?1",
-        params![ticket_id as i64, at_ms],
+        "UPDATE order_tickets SET print_started_ms = ?2, print_cuts_before = ?3 WHERE ticket_id = ?1",
+        params![ticket_id as i64, at_ms, cuts_before],
     )
     .map(|_| ())
+}
+
+/// A ticket whose print was under way when gated stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPrint {
+    pub ticket_id: u64,
+    pub order_no: String,
+    pub serial: String,
+    pub started_ms: i64,
+    pub cuts_before: Option<u32>,
+}
+
+/// Every ticket held mid-print on this kiosk, the latest first.
+pub fn held_prints(conn: &Connection) -> rusqlite::Result<Vec<HeldPrint>> {
+    let mut st = conn.prepare_cached(
+        "SELECT ticket_id, order_no, body, print_started_ms, print_cuts_before FROM order_tickets
+         WHERE printed_ms IS NULL AND print_started_ms IS NOT NULL
+         ORDER BY print_started_ms DESC, ticket_id DESC",
+    )?;
+    let rows = st.query_map([], |r| {
+        let body: String = r.get(2)?;
+        let serial = serde_json::from_str::<IssuedTicket>(&body)
+            .map(|t| t.serial)
+            .unwrap_or_default();
+        Ok(HeldPrint {
+            ticket_id: r.get::<_, i64>(0)? as u64,
+            order_no: r.get(1)?,
+            serial,
+            started_ms: r.get(3)?,
+            cuts_before: r.get(4)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// The printer said it printed nothing: the ticket is printable again.

@@ -26,7 +26,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Device {
     /// ESC/POS ticket printer. Prints each ticket it receives to stdout.
-    /// stdin: `paper ok|near-end|out`, `cover open|closed`, `silent on|off`.
+    /// stdin: `paper ok|near-end|out`, `cover open|closed`, `silent on|off`,
+    /// `power cycle` (what is in its buffer is lost).
     Printer {
         /// Where to link the device end of the PTY (what gated opens).
         #[arg(long)]
@@ -37,6 +38,12 @@ enum Device {
         /// Ignore `GS r` (an optional ESC/POS command many printers lack).
         #[arg(long)]
         no_gs_r: bool,
+        /// Ignore `GS g 2` (the maintenance counters; optional too).
+        #[arg(long)]
+        no_counters: bool,
+        /// Milliseconds each ticket takes to print, up to its cut.
+        #[arg(long, default_value_t = 0)]
+        print_ms: u64,
     },
     /// Serial QR/barcode scanner. stdin: one code per line, sent with CR.
     Scanner {
@@ -123,12 +130,16 @@ async fn run(device: Device) -> Result<(), String> {
             pty,
             paper_left,
             no_gs_r,
+            no_counters,
+            print_ms,
         } => {
             let pty = open(&pty)?;
             eprintln!("printer on {}", pty.path().display());
             let sim = SimPrinter::start(pty);
             sim.set_paper_left(paper_left);
             sim.set_gs_r(!no_gs_r);
+            sim.set_counters(!no_counters);
+            sim.set_print_time(std::time::Duration::from_millis(print_ms));
             let mut shown = 0;
             loop {
                 tokio::select! {
@@ -148,6 +159,7 @@ async fn run(device: Device) -> Result<(), String> {
                             ["paper", "out"] => sim.set_paper(Paper::Out),
                             ["cover", "open"] => sim.set_cover_open(true),
                             ["cover", "closed"] => sim.set_cover_open(false),
+                            ["power", "cycle"] => sim.power_cycle(),
                             ["silent", on] => sim.set_silent(on == "on"),
                             _ => eprintln!("? paper ok|near-end|out, cover open|closed, silent on|off"),
                         }

@@ -36,6 +36,20 @@ pub const CODE128: u8 = 0x49;
 pub const GS_R_PAPER: [u8; 3] = [0x1D, 0x72, 0x01];
 /// DLE EOT n: transmit real-time status n (1..=4), answered with one byte.
 pub const DLE_EOT: [u8; 2] = [0x10, 0x04];
+/// GS g 2 m nL nH, counter 178: transmit Epson's cumulative autocutter
+/// maintenance counter. Answered in buffer order: `_`, the count in ASCII
+/// decimal, NUL. Optional: many ESC/POS printers lack it.
+pub const CUT_COUNTER: [u8; 6] = [0x1D, 0x67, 0x32, 0x00, 178, 0x00];
+/// The counter number GS g 2 asks for the cumulative autocutter count.
+pub const CUT_COUNTER_ID: u16 = 178;
+
+/// A maintenance counter's answer (the simulator's side).
+pub fn encode_counter(value: u32) -> Vec<u8> {
+    let mut out = vec![b'_'];
+    out.extend_from_slice(value.to_string().as_bytes());
+    out.push(0);
+    out
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {

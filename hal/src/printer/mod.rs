@@ -94,9 +94,15 @@ pub struct SerialPrinter {
     pub print_timeout: Duration,
     /// Paper speed, for the print time of a printer without `GS r`.
     pub print_speed_mm_s: u32,
+    /// How long the first `GS r` or `GS g 2` of a connection may take: a
+    /// printer still printing what it had (a restart mid-ticket) answers
+    /// after that; one that does not answer has no such command.
+    pub probe_timeout: Duration,
     /// How prints are confirmed on this printer (None: not asked yet, or
     /// the port was reopened and the printer may be another).
     completion: Option<Completion>,
+    /// Whether the printer answers `GS g 2` (None: not asked yet).
+    counters: Option<bool>,
     port: Option<tokio_serial::SerialStream>,
     state: watch::Sender<DeviceState>,
 }
@@ -109,7 +115,9 @@ impl SerialPrinter {
             timeout: Duration::from_millis(1000),
             print_timeout: Duration::from_secs(10),
             print_speed_mm_s: 100,
+            probe_timeout: Duration::from_secs(3),
             completion: None,
+            counters: None,
             port: None,
             state: watch::Sender::new(DeviceState::Connecting),
         }
@@ -140,6 +148,7 @@ impl SerialPrinter {
     fn fail(&mut self, error: String) {
         self.port = None;
         self.completion = None;
+        self.counters = None;
         self.state
             .send_replace(DeviceState::Reconnecting { attempt: 1, error });
     }
@@ -198,7 +207,7 @@ impl SerialPrinter {
         if let Some(c) = self.completion {
             return Ok(c);
         }
-        let timeout = self.timeout;
+        let timeout = self.probe_timeout;
         let port = self.port()?;
         serial::discard_input(port);
         let c = match tokio::time::timeout(timeout, send_then_paper_answer(port, &[])).await {
@@ -213,6 +222,42 @@ impl SerialPrinter {
         );
         self.completion = Some(c);
         Ok(c)
+    }
+
+    /// The printer's cumulative cut count (Epson's maintenance counter 178,
+    /// `GS g 2`). Answered in buffer order: after everything sent before it
+    /// has been printed and cut. None: the printer has no such counter (no
+    /// answer within `probe_timeout` the first time on this connection), or
+    /// it did not answer this time within `print_timeout` (stopped by an
+    /// error): nothing can be concluded from it.
+    pub async fn cut_count(&mut self) -> Result<Option<u32>, PrinterError> {
+        let wait = match self.counters {
+            Some(false) => return Ok(None),
+            Some(true) => self.print_timeout,
+            None => self.probe_timeout,
+        };
+        let port_name = self.port_name();
+        let port = self.port()?;
+        serial::discard_input(port);
+        match tokio::time::timeout(wait, read_counter(port)).await {
+            Ok(Ok(n)) => {
+                if self.counters.is_none() {
+                    tracing::info!(port = port_name, "the printer counts its cuts (GS g 2)");
+                }
+                self.counters = Some(true);
+                Ok(Some(n))
+            }
+            Ok(Err(e)) => Err(self.io_error(e)),
+            Err(_) if self.counters.is_none() => {
+                tracing::info!(
+                    port = port_name,
+                    "the printer has no cut counter (no answer to GS g 2)"
+                );
+                self.counters = Some(false);
+                Ok(None)
+            }
+            Err(_) => Ok(None),
+        }
     }
 
     /// How long `ticket` takes to reach the printer and come out of it:
@@ -308,6 +353,42 @@ impl TicketPrinter for SerialPrinter {
             }),
         }
     }
+}
+
+/// Sends `GS g 2` for the cut counter and reads `_`, digits, NUL (bytes
+/// before the `_` are late answers to earlier queries).
+async fn read_counter(port: &mut tokio_serial::SerialStream) -> std::io::Result<u32> {
+    port.write_all(&escpos::CUT_COUNTER).await?;
+    port.flush().await?;
+    let mut byte = [0u8; 1];
+    loop {
+        port.read_exact(&mut byte).await?;
+        if byte[0] == b'_' {
+            break;
+        }
+    }
+    let mut value: u64 = 0;
+    for _ in 0..=10 {
+        port.read_exact(&mut byte).await?;
+        match byte[0] {
+            0 => {
+                return u32::try_from(value).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "cut counter over 2^32")
+                });
+            }
+            d @ b'0'..=b'9' => value = value * 10 + u64::from(d - b'0'),
+            other => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("cut counter answer has byte {other:#04x} among its digits"),
+                ));
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "cut counter answer longer than 10 digits",
+    ))
 }
 
 /// Sends `bytes`, then `GS r 1`, and waits for its answer (real-time status

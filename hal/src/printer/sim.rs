@@ -1,13 +1,18 @@
 //! A thermal printer on the far end of a PTY: parses the ESC/POS stream into
 //! tickets, answers status queries from its state, and can be told to run out
-//! of paper, open its cover or stop answering.
+//! of paper, open its cover or stop answering. Like a real one, it answers
+//! `DLE EOT` at once and everything else in buffer order, after the tickets
+//! before it have printed (each taking [`SimPrinter::set_print_time`]).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::escpos::{Paper, Status, encode_paper_sensor, encode_status};
+use super::escpos::{
+    CUT_COUNTER_ID, Paper, Status, encode_counter, encode_paper_sensor, encode_status,
+};
 use super::stream::{Command, PrintedTicket, StreamParser, TicketAssembler};
 use crate::pty::Pty;
 
@@ -19,6 +24,18 @@ struct State {
     silent: bool,
     /// Answers `GS r` (an optional command; not every printer has it).
     gs_r: bool,
+    /// Answers `GS g 2` (Epson's maintenance counters; optional too).
+    counters: bool,
+    /// Cuts made in the printer's life (counter 178).
+    cuts: u32,
+    /// How long a ticket takes from its first command to its cut.
+    print_time: Duration,
+    /// A ticket is being printed (its cut is pending).
+    printing: bool,
+    /// Bumped by a power cycle: what was in the buffer before is lost.
+    epoch: u64,
+    /// Wakes the print head when the power goes.
+    power: Arc<tokio::sync::Notify>,
     tickets: Vec<PrintedTicket>,
     /// Tickets cut short by an error.
     spoiled: u32,
@@ -55,6 +72,12 @@ impl SimPrinter {
             paper_left: None,
             silent: false,
             gs_r: true,
+            counters: true,
+            cuts: 1000,
+            print_time: Duration::ZERO,
+            printing: false,
+            epoch: 0,
+            power: Default::default(),
             tickets: Vec::new(),
             spoiled: 0,
         }));
@@ -102,6 +125,35 @@ impl SimPrinter {
         self.with(|s| s.gs_r = answers);
     }
 
+    /// Whether `GS g 2` is answered (the cut counter).
+    pub fn set_counters(&self, answers: bool) {
+        self.with(|s| s.counters = answers);
+    }
+
+    /// How long each ticket takes to print, up to its cut.
+    pub fn set_print_time(&self, d: Duration) {
+        self.with(|s| s.print_time = d);
+    }
+
+    /// Cuts made so far (counter 178).
+    pub fn cuts(&self) -> u32 {
+        self.with(|s| s.cuts)
+    }
+
+    /// Whether a ticket is being printed now.
+    pub fn printing(&self) -> bool {
+        self.with(|s| s.printing)
+    }
+
+    /// Off and on again: whatever was in the buffer is lost, unprinted.
+    pub fn power_cycle(&self) {
+        self.with(|s| {
+            s.epoch += 1;
+            s.printing = false;
+            s.power.notify_waiters();
+        });
+    }
+
     /// A silent printer answers nothing (powered off, wrong baud rate).
     pub fn set_silent(&self, silent: bool) {
         self.with(|s| s.silent = silent);
@@ -128,8 +180,21 @@ fn ready_online(s: &Status) -> bool {
 }
 
 async fn serve(pty: Pty, state: Arc<Mutex<State>>, printed: watch::Sender<usize>) {
+    let pty = Arc::new(pty);
+    let (tx, rx) = mpsc::unbounded_channel();
+    struct Abort(JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _mechanism = Abort(tokio::spawn(mechanism(
+        pty.clone(),
+        state.clone(),
+        rx,
+        printed,
+    )));
     let mut parser = StreamParser::new();
-    let mut assembler = TicketAssembler::default();
     let mut buf = [0u8; 4096];
     loop {
         let n = match pty.read(&mut buf).await {
@@ -137,35 +202,94 @@ async fn serve(pty: Pty, state: Arc<Mutex<State>>, printed: watch::Sender<usize>
             Ok(n) => n,
         };
         for cmd in parser.push(&buf[..n]) {
-            let reply = {
-                let mut s = state.lock().expect("sim state");
-                handle(&mut s, &mut assembler, &cmd, &printed)
-            };
-            if let Some(byte) = reply
-                && pty.write_all(&[byte]).await.is_err()
-            {
+            // Real-time: answered on receipt, whatever the buffer holds.
+            if let Command::StatusQuery(n) = cmd {
+                let reply = {
+                    let s = state.lock().expect("sim state");
+                    (!s.silent && (1..=4).contains(&n))
+                        .then(|| encode_status(&s.status)[n as usize - 1])
+                };
+                if let Some(byte) = reply
+                    && pty.write_all(&[byte]).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            let epoch = state.lock().expect("sim state").epoch;
+            if tx.send((epoch, cmd)).is_err() {
                 return;
             }
         }
     }
 }
 
-/// Applies one command; returns the byte to answer, if any.
+/// The buffer and the print head: commands in order, a cut after the
+/// ticket's print time.
+async fn mechanism(
+    pty: Arc<Pty>,
+    state: Arc<Mutex<State>>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Command)>,
+    printed: watch::Sender<usize>,
+) {
+    let mut assembler = TicketAssembler::default();
+    let mut seen_epoch = 0;
+    let power = state.lock().expect("sim state").power.clone();
+    while let Some((epoch, cmd)) = rx.recv().await {
+        let (delay, cut) = {
+            let mut s = state.lock().expect("sim state");
+            if epoch != s.epoch {
+                continue; // lost in a power cycle
+            }
+            if epoch != seen_epoch {
+                seen_epoch = epoch;
+                assembler.discard();
+            }
+            let delay = matches!(cmd, Command::Cut) && s.status.online;
+            s.printing = delay;
+            // Created under the lock: a power cycle from now on wakes it.
+            (delay.then_some(s.print_time), power.notified())
+        };
+        if let Some(d) = delay.filter(|d| !d.is_zero()) {
+            // A power cycle stops the head at once.
+            tokio::select! {
+                () = tokio::time::sleep(d) => {}
+                () = cut => {}
+            }
+        }
+        let reply = {
+            let mut s = state.lock().expect("sim state");
+            if epoch != s.epoch {
+                assembler.discard();
+                continue;
+            }
+            s.printing = false;
+            handle(&mut s, &mut assembler, &cmd, &printed)
+        };
+        if let Some(bytes) = reply
+            && pty.write_all(&bytes).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Applies one buffered command; returns the bytes to answer, if any.
 fn handle(
     s: &mut State,
     assembler: &mut TicketAssembler,
     cmd: &Command,
     printed: &watch::Sender<usize>,
-) -> Option<u8> {
+) -> Option<Vec<u8>> {
     match cmd {
-        Command::StatusQuery(n @ 1..=4) => {
-            (!s.silent).then(|| encode_status(&s.status)[*n as usize - 1])
-        }
         Command::StatusQuery(_) => None,
-        // Answered in buffer order; a printer stopped by an error never gets here.
-        Command::PaperQuery => {
-            (!s.silent && s.gs_r && s.status.online).then(|| encode_paper_sensor(s.status.paper))
-        }
+        // A printer stopped by an error never gets here.
+        Command::PaperQuery => (!s.silent && s.gs_r && s.status.online)
+            .then(|| vec![encode_paper_sensor(s.status.paper)]),
+        Command::CounterQuery(id) => (!s.silent && s.counters && s.status.online).then(|| {
+            // The other counters are not simulated: they read 0.
+            encode_counter(if *id == CUT_COUNTER_ID { s.cuts } else { 0 })
+        }),
         _ => {
             if s.paper_left == Some(0) && s.status.paper != Paper::Out {
                 s.status.paper = Paper::Out;
@@ -178,6 +302,9 @@ fn handle(
                 }
                 assembler.discard();
                 return None;
+            }
+            if matches!(cmd, Command::Cut) {
+                s.cuts += 1;
             }
             if let Some(ticket) = assembler.add(cmd) {
                 s.tickets.push(ticket);

@@ -24,6 +24,8 @@ pub enum Command {
     StatusQuery(u8),
     /// GS r 1: paper sensor status request, in buffer order.
     PaperQuery,
+    /// GS g 2: a maintenance counter's value, in buffer order.
+    CounterQuery(u16),
 }
 
 /// A whole ticket as the simulator saw it printed.
@@ -156,6 +158,12 @@ impl StreamParser {
                     None => Need::More,
                     Some(_) => Need::Take(3, Some(Command::PaperQuery)),
                 },
+                // GS g 0 m nL nH (reset a counter), GS g 2 m nL nH (send one).
+                Some(b'g') if b.len() < 6 => Need::More,
+                Some(b'g') => {
+                    let counter = u16::from_le_bytes([b[4], b[5]]);
+                    Need::Take(6, (b[2] == 0x32).then_some(Command::CounterQuery(counter)))
+                }
                 Some(b'V') => match at(2) {
                     None => Need::More,
                     Some(0x41 | 0x42) if at(3).is_none() => Need::More,
@@ -273,7 +281,7 @@ impl TicketAssembler {
             Command::Qr(q) => self.current.qr.push(q.clone()),
             Command::Barcode(b) => self.current.barcodes.push(b.clone()),
             Command::Cut => return Some(std::mem::take(&mut self.current)),
-            Command::StatusQuery(_) | Command::PaperQuery => {}
+            Command::StatusQuery(_) | Command::PaperQuery | Command::CounterQuery(_) => {}
         }
         None
     }

@@ -312,6 +312,9 @@ async fn printer(
     let status = p.status().await.map_err(|e| e.to_string())?;
     // Whether it answers GS r decides how a print is confirmed.
     let completion = p.completion().await.map_err(|e| e.to_string())?;
+    // Whether it counts its cuts decides whether a ticket held by a crash
+    // mid-print can be settled at the next start.
+    let cuts = p.cut_count().await.map_err(|e| e.to_string())?;
     let mut printed = None;
     if test_print {
         let id = device_id.unwrap_or_else(default_device_id);
@@ -341,6 +344,7 @@ async fn printer(
             "problem": status.problem(),
             "status": status,
             "completion": completion.describe(),
+            "cut_counter": cuts,
         });
         if let Some(r) = &printed {
             v["test_print"] = match r {
@@ -352,6 +356,14 @@ async fn printer(
     } else {
         print!("{}", status_text(port, baud, &status));
         println!("prints are confirmed by: {}", completion.describe());
+        match cuts {
+            Some(n) => println!(
+                "cut counter (GS g 2): {n} cuts; a ticket a crash leaves mid-print is settled by it at the next start"
+            ),
+            None => println!(
+                "cut counter: none (no answer to GS g 2); a ticket a crash leaves mid-print waits for an engineer"
+            ),
+        }
         match &printed {
             Some(Ok(_)) => println!("\ntest ticket printed: check the QR code and the cut"),
             Some(Err(e)) => println!("\ntest print FAILED: {e}"),
