@@ -7,7 +7,7 @@ SECTION = "console/utils"
 LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=4e349058bd8fe926ae6d7ae68a6c55cb"
 
-DEPENDS = "udev alsa-lib"
+DEPENDS = "alsa-lib udev"
 
 # Built from the repository this layer lives in (scenicpark_src: externalsrc).
 PV = "0.1.0+git"
@@ -48,7 +48,7 @@ USERADD_PARAM:${PN} = "--system --home ${localstatedir}/lib/gated --no-create-ho
 SYSTEMD_SERVICE:${PN} = "gated.service gated-provision.service gated-update-watchdog.timer"
 SYSTEMD_AUTO_ENABLE = "enable"
 
-FILES:${PN} += "${datadir}/gated ${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
+FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
 CONFFILES:${PN} = "${sysconfdir}/gated/gated.toml"
 # polkit: gated's power-off after a UPS power loss (its rule above).
 RDEPENDS:${PN} = "dbus polkit"
