@@ -73,6 +73,8 @@ pub fn set(ui: &AppWindow, name: &str) {
     let g = ui.global::<Ui>();
     g.set_busy(false);
     g.set_show_calendar(false);
+    g.set_catalog_offline(false);
+    g.set_large_text(false);
     g.set_scenic_area("青山景区 Green Hills Scenic Area".into());
     g.set_can_sell(true);
     g.set_can_collect(true);
@@ -303,4 +305,209 @@ pub fn render_all(
         }
     }
     Ok(out)
+}
+
+/// A named state of the UI and how to put the UI in it.
+pub type State = (String, Box<dyn Fn(&AppWindow)>);
+
+/// Every state that changes what a screen shows, for the layout check:
+/// every sample screen, the home screen with each reason and notice, each
+/// problem, and the longest names, prices and lists the samples allow
+/// (1 to 20 tickets).
+pub fn states() -> Vec<State> {
+    let mut out: Vec<State> = SCREENS
+        .iter()
+        .map(|&s| {
+            (
+                s.to_owned(),
+                Box::new(move |ui: &AppWindow| set(ui, s)) as Box<dyn Fn(&AppWindow)>,
+            )
+        })
+        .collect();
+    let mut add = |name: &str, f: Box<dyn Fn(&AppWindow)>| out.push((name.to_owned(), f));
+    let reasons = [
+        (Reason::Starting, false, false, false),
+        (Reason::NotSetUp, false, false, false),
+        (Reason::Offline, false, true, true),
+        (Reason::NoPaper, false, false, true),
+        (Reason::Printer, false, false, true),
+        (Reason::Power, false, false, true),
+        (Reason::Fire, false, false, false),
+    ];
+    for (reason, sell, collect, check) in reasons {
+        // With the busiest occupancy notice too: the most the screen holds.
+        add(
+            &format!("home-{reason:?}-and-notice"),
+            Box::new(move |ui| {
+                set(ui, "home");
+                let g = ui.global::<Ui>();
+                g.set_can_sell(sell);
+                g.set_can_collect(collect);
+                g.set_can_check(check);
+                g.set_reasons(model(vec![reason]));
+                g.set_notice_zh("景区游客已满，请稍候入园".into());
+                g.set_notice_en("The park is full: please wait a moment".into());
+            }),
+        );
+    }
+    let problems = [
+        Problem::SoldOut,
+        Problem::PaymentDeclined,
+        Problem::PaymentExpired,
+        Problem::PrinterAfterPayment,
+        Problem::Offline,
+        Problem::OutOfService,
+        Problem::NotFound,
+        Problem::AlreadyPrinted,
+        Problem::IdExpired,
+        Problem::NotATicket,
+        Problem::Failed,
+        Problem::Unavailable,
+    ];
+    for p in problems {
+        add(
+            &format!("problem-{p:?}"),
+            Box::new(move |ui| {
+                set(ui, "problem-sold-out");
+                let g = ui.global::<Ui>();
+                g.set_problem(p);
+                g.set_problem_detail(
+                    "the central system answered 503 Service Unavailable: try again in a minute (order O20261122042137)"
+                        .into(),
+                );
+            }),
+        );
+    }
+    let long_rows = || {
+        (0..12)
+            .map(|i| {
+                row(
+                    "夜游灯会与游船联票（含往返观光车）",
+                    "Night lantern festival and boat combined ticket (with the return shuttle)",
+                    if i % 2 == 0 { "18:30–21:45" } else { "" },
+                    "¥1,280.00",
+                    9999,
+                    if i == 0 { 20 } else { 0 },
+                    i % 3 == 0,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    add(
+        "buy-long-names-20-tickets",
+        Box::new(move |ui| {
+            set(ui, "buy");
+            let g = ui.global::<Ui>();
+            g.set_rows(model(long_rows()));
+            g.set_total("¥25,600.00".into());
+            g.set_ticket_count(20);
+        }),
+    );
+    add(
+        "buy-offline-nothing-on-sale",
+        Box::new(|ui| {
+            set(ui, "buy");
+            let g = ui.global::<Ui>();
+            g.set_catalog_offline(true);
+            g.set_rows(model(vec![]));
+            g.set_total("¥0.00".into());
+            g.set_ticket_count(0);
+        }),
+    );
+    for n in [1, 20] {
+        add(
+            &format!("id-cards-{n}-of-20"),
+            Box::new(move |ui| {
+                set(ui, "id-cards");
+                let g = ui.global::<Ui>();
+                g.set_id_needed(20);
+                g.set_id_cards(model(
+                    (0..n)
+                        .map(|i| IdCard {
+                            name: if i % 2 == 0 {
+                                "欧阳**"
+                            } else {
+                                "G********************"
+                            }
+                            .into(),
+                            number: "**************1234".into(),
+                            kind: [
+                                "resident",
+                                "foreigner-2017",
+                                "foreigner-2023",
+                                "hk-macao-taiwan",
+                            ][i % 4]
+                                .into(),
+                        })
+                        .collect(),
+                ));
+            }),
+        );
+    }
+    add(
+        "confirm-many-lines",
+        Box::new(|ui| {
+            set(ui, "confirm");
+            let g = ui.global::<Ui>();
+            g.set_lines(model(
+                (0..8)
+                    .map(|_| Line {
+                        name: "夜游灯会与游船联票（含往返观光车）".into(),
+                        name_en: "Night lantern festival and boat combined ticket (with the return shuttle)".into(),
+                        slot: "18:30–21:45".into(),
+                        quantity: 20,
+                        amount: "¥25,600.00".into(),
+                    })
+                    .collect(),
+            ));
+            g.set_total("¥204,800.00".into());
+            g.set_ticket_count(160);
+        }),
+    );
+    add(
+        "printing-20-of-20",
+        Box::new(|ui| {
+            set(ui, "printing");
+            let g = ui.global::<Ui>();
+            g.set_printed(20);
+            g.set_print_total(20);
+        }),
+    );
+    add(
+        "collect-found-many",
+        Box::new(|ui| {
+            set(ui, "collect-found");
+            ui.global::<Ui>().set_found(model(
+                (0..10)
+                    .map(|i| FoundOrder {
+                        order_no: format!("O2026112204213{i}").into(),
+                        date: "2026-11-22".into(),
+                        tickets: 20,
+                        unprinted: 20 - i,
+                    })
+                    .collect(),
+            ));
+        }),
+    );
+    add(
+        "check-result-used",
+        Box::new(|ui| {
+            set(ui, "check-result");
+            ui.global::<Ui>().set_ticket(TicketInfo {
+                state: "used".into(),
+                message: "票已使用，今日入园次数已满".into(),
+                message_en: "Ticket already used: no entries left today".into(),
+                product: "夜游灯会与游船联票（含往返观光车）".into(),
+                product_en:
+                    "Night lantern festival and boat combined ticket (with the return shuttle)"
+                        .into(),
+                valid_from: "2026-11-22 18:30".into(),
+                valid_until: "2026-11-22 21:45".into(),
+                entries_allowed: 20,
+                entries_used: 20,
+                entries_left: 0,
+            });
+        }),
+    );
+    out
 }

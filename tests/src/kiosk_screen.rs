@@ -139,11 +139,13 @@ impl Screens {
         }
     }
 
-    /// Whether some element on screen is labelled `label` (a text shows it).
-    pub fn shows(&self, label: &str) -> bool {
-        ElementHandle::find_by_accessible_label(self.app.ui(), label)
-            .next()
-            .is_some()
+    /// Whether some text on screen contains `text`.
+    pub fn shows(&self, text: &str) -> bool {
+        ElementQuery::from_root(self.app.ui())
+            .match_descendants()
+            .find_all()
+            .iter()
+            .any(|e| e.accessible_label().is_some_and(|l| l.contains(text)))
     }
 
     /// Whether the element labelled `label` is there and can be tapped.
