@@ -29,6 +29,10 @@ pub struct Config {
     /// without it a drawn landscape is shown.
     #[serde(default)]
     pub picture: Option<PathBuf>,
+    /// The home screen shows how many visitors are in the park now, and
+    /// the capacity if the site set one (gated's occupancy).
+    #[serde(default)]
+    pub show_occupancy: bool,
 }
 
 fn default_idle() -> u64 {
@@ -48,6 +52,7 @@ impl Default for Config {
             pay_timeout_s: default_pay(),
             language: default_language(),
             picture: None,
+            show_occupancy: false,
         }
     }
 }

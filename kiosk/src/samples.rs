@@ -21,7 +21,10 @@ pub const SCREENS: &[&str] = &[
     "home-out-of-service",
     "home-fire-alarm",
     "home-park-busy",
+    "home-occupancy",
+    "home-large-text",
     "buy",
+    "buy-large-text",
     "buy-calendar",
     "id-cards",
     "confirm",
@@ -75,6 +78,7 @@ pub fn set(ui: &AppWindow, name: &str) {
     g.set_show_calendar(false);
     g.set_catalog_offline(false);
     g.set_large_text(false);
+    g.set_show_occupancy(false);
     g.set_scenic_area("青山景区 Green Hills Scenic Area".into());
     g.set_can_sell(true);
     g.set_can_collect(true);
@@ -236,7 +240,24 @@ pub fn set(ui: &AppWindow, name: &str) {
             g.set_notice_en("The park is very busy: no more tickets for today".into());
             Screen::Home
         }
+        "home-occupancy" => {
+            // The site shows its figures: full, and the notice with them.
+            g.set_show_occupancy(true);
+            g.set_visitors_inside(5000);
+            g.set_visitors_capacity(5000);
+            g.set_notice_zh("景区游客已满，请稍候入园".into());
+            g.set_notice_en("The park is full: please wait a moment".into());
+            Screen::Home
+        }
+        "home-large-text" => {
+            g.set_large_text(true);
+            Screen::Home
+        }
         "buy" => Screen::Buy,
+        "buy-large-text" => {
+            g.set_large_text(true);
+            Screen::Buy
+        }
         "buy-calendar" => {
             g.set_show_calendar(true);
             Screen::Buy
@@ -335,7 +356,8 @@ pub fn states() -> Vec<State> {
         (Reason::Fire, false, false, false),
     ];
     for (reason, sell, collect, check) in reasons {
-        // With the busiest occupancy notice too: the most the screen holds.
+        // With the visitors inside and the busiest notice too: the most the
+        // screen holds.
         add(
             &format!("home-{reason:?}-and-notice"),
             Box::new(move |ui| {
@@ -345,6 +367,9 @@ pub fn states() -> Vec<State> {
                 g.set_can_collect(collect);
                 g.set_can_check(check);
                 g.set_reasons(model(vec![reason]));
+                g.set_show_occupancy(true);
+                g.set_visitors_inside(4812);
+                g.set_visitors_capacity(5000);
                 g.set_notice_zh("景区游客已满，请稍候入园".into());
                 g.set_notice_en("The park is full: please wait a moment".into());
             }),

@@ -41,6 +41,17 @@ impl Screens {
 
     /// The same, with `extra` sections in the device's gated.toml.
     pub fn start_with(extra: &str) -> Self {
+        Self::start_with_config(
+            extra,
+            Config {
+                language: "en".into(),
+                ..Config::default()
+            },
+        )
+    }
+
+    /// The same, with the app's own settings (kiosk.toml) too.
+    pub fn start_with_config(extra: &str, config: Config) -> Self {
         i_slint_backend_testing::init_no_event_loop();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -49,10 +60,6 @@ impl Screens {
             .unwrap();
         let k = rt.block_on(Kiosk::start_with(extra));
         let ui = AppWindow::new().unwrap();
-        let config = Config {
-            language: "en".into(),
-            ..Config::default()
-        };
         // No event loop here: the test pumps the app's jobs itself.
         let app = App::new(
             ui,
@@ -137,6 +144,11 @@ impl Screens {
                 self.screen()
             ),
         }
+    }
+
+    /// The height of the element labelled `label`, in logical pixels.
+    pub fn height_of(&self, label: &str) -> f32 {
+        self.find(label).size().height
     }
 
     /// Whether some text on screen contains `text`.

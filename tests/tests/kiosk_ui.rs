@@ -384,10 +384,21 @@ fn sold_out_payment_expired_inactivity_and_the_service_menu() {
 
 #[test]
 fn a_busy_park_is_told_on_the_home_screen_and_stops_today_s_sales_not_tomorrow_s() {
-    let s = Screens::start_with("[occupancy]\ndaily_capacity = 10\nstop_sales_at = 90\n");
+    // The site shows its visitors on the kiosk's home screen.
+    let s = Screens::start_with_config(
+        "[occupancy]\ndaily_capacity = 10\ninstant_capacity = 20\nstop_sales_at = 90\n",
+        kiosk::config::Config {
+            language: "en".into(),
+            show_occupancy: true,
+            ..Default::default()
+        },
+    );
     let busy = "The park is busy: please plan your visit";
     let very_busy = "The park is very busy: no more tickets for today";
     assert_eq!(s.g().get_notice_en(), "", "nobody in yet");
+    s.wait("the visitors inside", |s| {
+        s.shows("Visitors in the park now: 0 of 20")
+    });
     // Visitors in at a lane elsewhere on the site: 80 %, the first tier.
     s.block_on(
         s.k.central
@@ -395,6 +406,9 @@ fn a_busy_park_is_told_on_the_home_screen_and_stops_today_s_sales_not_tomorrow_s
     );
     s.wait("the first tier's notice", |s| s.g().get_notice_en() == busy);
     assert!(s.enabled(busy), "shown as text on the home screen");
+    s.wait("the visitors inside, with the notice", |s| {
+        s.shows("Visitors in the park now: 8 of 20")
+    });
     assert!(s.enabled("Buy tickets"));
     // 90 %: today's sales stop; the notice says so; Buy stays open for later dates.
     s.block_on(
@@ -422,4 +436,48 @@ fn a_busy_park_is_told_on_the_home_screen_and_stops_today_s_sales_not_tomorrow_s
     s.tap("Pay");
     s.wait_screen(Screen::Pay);
     assert!(s.g().get_order_no().starts_with('O'), "tomorrow sells");
+}
+
+/// Large text (长辈模式): one tap on the home screen, the same flows with
+/// larger text and targets, and it ends with the visit: after the tickets
+/// are out, or when the visitor walks away.
+#[test]
+fn large_text_is_one_visitors_and_ends_with_the_visit() {
+    let s = Screens::start();
+    let normal = s.height_of("Buy tickets");
+    s.tap("Large text");
+    assert!(s.g().get_large_text());
+    assert!(s.shows("Normal text"), "the toggle says how to go back");
+    s.tap("Buy tickets");
+    s.wait_screen(Screen::Buy);
+    // The same flow, each step larger: the steppers stand under their product.
+    assert!(s.height_of("Next") >= normal.min(104.0) * 1.3);
+    s.add("Adult day ticket", "", 1);
+    s.tap("Next");
+    s.wait_screen(Screen::Confirm);
+    s.tap("Pay");
+    s.wait_screen(Screen::Pay);
+    let no = s.g().get_order_no().to_string();
+    s.block_on(
+        s.k.central
+            .admin(&format!("/sim/orders/{no}/paid"), json!({})),
+    );
+    s.advance(Duration::from_secs(2));
+    s.wait_screen(Screen::Done);
+    assert!(s.g().get_large_text(), "kept through the visit");
+    s.tap("Done");
+    s.wait_screen(Screen::Home);
+    assert!(
+        !s.g().get_large_text(),
+        "the next visitor starts at the usual size"
+    );
+    assert!(!s.shows("Normal text"));
+
+    // Chosen and left: the next visitor does not inherit it.
+    s.tap("Large text");
+    assert!(s.g().get_large_text());
+    s.advance(Duration::from_secs(61));
+    s.wait("large text off after inactivity", |s| {
+        !s.g().get_large_text()
+    });
 }

@@ -35,6 +35,8 @@ impl App {
     pub(super) fn follow(self: &Rc<Self>, g: Gated) {
         let post = self.post();
         let k = g.kiosk.clone();
+        let d = g.device.clone();
+        let show_occupancy = self.config.show_occupancy;
         self.rt.spawn(async move {
             // Re-read on every change and whenever gated (re)appears. The
             // sale state changes by PropertiesChanged (a mode, the link), which
@@ -61,6 +63,14 @@ impl App {
             else {
                 return;
             };
+            // The visitors inside are Device1's: followed too when shown.
+            let mut occupancy_changed = match show_occupancy {
+                true => props
+                    .receive_properties_changed_with_args(&[(0, d.inner().interface().as_str())])
+                    .await
+                    .ok(),
+                false => None,
+            };
             loop {
                 let avail = k.sale_available().await;
                 let reasons = k.out_of_service_reasons().await;
@@ -70,14 +80,30 @@ impl App {
                 };
                 // An older gated has no notice: none is shown.
                 let notice = k.visitor_notice().await.unwrap_or_default();
+                let visitors = match show_occupancy {
+                    true => d
+                        .occupancy()
+                        .await
+                        .ok()
+                        .map(|o| (o.site.inside, o.site.instant_capacity)),
+                    false => None,
+                };
                 post(Box::new(move |app: &Rc<App>| {
                     app.set_reasons(state);
                     app.set_notice(notice);
+                    app.set_visitors(visitors);
                 }));
+                let occupancy = async {
+                    match &mut occupancy_changed {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = owner.next() => {}
                     m = props_changed.next() => if m.is_none() { return },
                     m = changes.next() => if m.is_none() { return },
+                    m = occupancy => if m.is_none() { return },
                 }
             }
         });
@@ -130,6 +156,17 @@ impl App {
                     Err(_) => app.state.borrow_mut().name_asked = false,
                 }
             });
+        }
+    }
+
+    /// Visitors in the park now and the capacity (0: none set), when the
+    /// home screen shows them; `None` hides the line (not known).
+    pub(super) fn set_visitors(&self, visitors: Option<(u64, Option<u32>)>) {
+        let g = self.g();
+        g.set_show_occupancy(visitors.is_some());
+        if let Some((inside, capacity)) = visitors {
+            g.set_visitors_inside(inside.min(i32::MAX as u64) as i32);
+            g.set_visitors_capacity(capacity.unwrap_or(0).min(i32::MAX as u32) as i32);
         }
     }
 

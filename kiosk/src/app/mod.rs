@@ -362,6 +362,10 @@ impl App {
         on!(on_touched, |app| app.touched());
         on!(on_choose_language, |app, lang| app.set_language(&lang));
         on!(on_go_home, |app| app.go_home());
+        on!(on_toggle_large_text, |app| {
+            let g = app.g();
+            g.set_large_text(!g.get_large_text());
+        });
         on!(on_start_buy, |app| app.start_buy());
         on!(on_start_collect, |app| app.show(Screen::Collect));
         on!(on_start_check, |app| app.show(Screen::Check));
@@ -418,10 +422,15 @@ impl App {
 
     fn idle_timeout(self: &Rc<Self>) {
         match self.screen() {
+            // Large text is one visitor's: gone when they are.
+            Screen::Home => self.g().set_large_text(false),
             // Never while paying (the order's own deadline ends it) or printing.
-            Screen::Home | Screen::Pay | Screen::Printing => {}
+            Screen::Pay | Screen::Printing => {}
             _ if self.g().get_busy() => self.touched(),
-            _ => self.go_home(),
+            _ => {
+                self.go_home();
+                self.g().set_large_text(false);
+            }
         }
     }
 
@@ -447,6 +456,11 @@ impl App {
         self.state.borrow_mut().sale = Sale::default();
         self.close_service_session();
         let g = self.g();
+        // A visit that ended (tickets out, a ticket checked) ends large text;
+        // a visitor going back home to choose again keeps it.
+        if matches!(self.screen(), Screen::Done | Screen::CheckResult) {
+            g.set_large_text(false);
+        }
         g.set_order_no("".into());
         g.set_show_calendar(false);
         g.set_problem_detail("".into());
