@@ -33,6 +33,81 @@ pub struct Config {
     /// the capacity if the site set one (gated's occupancy).
     #[serde(default)]
     pub show_occupancy: bool,
+    /// Where the devices are on the machine, for the guidance pictures.
+    #[serde(default)]
+    pub hardware: Hardware,
+}
+
+/// Where each device sits on the panel under the screen, as the visitor
+/// faces the machine: `left`, `center` or `right`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    #[serde(default = "left")]
+    pub id_reader: String,
+    /// The QR/barcode scanner's window (order QR codes, tickets).
+    #[serde(default = "center")]
+    pub scanner: String,
+    /// Where payment codes are shown: the scanner's window unless the
+    /// machine has a window of its own for them.
+    pub payment: Option<String>,
+    #[serde(default = "right")]
+    pub ticket_slot: String,
+}
+
+fn left() -> String {
+    "left".into()
+}
+fn center() -> String {
+    "center".into()
+}
+fn right() -> String {
+    "right".into()
+}
+
+impl Default for Hardware {
+    fn default() -> Self {
+        Hardware {
+            id_reader: left(),
+            scanner: center(),
+            payment: None,
+            ticket_slot: right(),
+        }
+    }
+}
+
+impl Hardware {
+    /// Where payment codes are shown.
+    pub fn payment(&self) -> &str {
+        self.payment.as_deref().unwrap_or(&self.scanner)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let places = [
+            ("id_reader", self.id_reader.as_str()),
+            ("scanner", self.scanner.as_str()),
+            ("payment", self.payment()),
+            ("ticket_slot", self.ticket_slot.as_str()),
+        ];
+        for (key, place) in places {
+            if !["left", "center", "right"].contains(&place) {
+                return Err(format!(
+                    "[hardware] {key} = {place:?}: where it is under the screen, \"left\", \"center\" or \"right\""
+                ));
+            }
+        }
+        // The payment window may be the scanner's; no other two share a place.
+        for (i, (a, pa)) in places.iter().enumerate() {
+            for (b, pb) in &places[i + 1..] {
+                if pa == pb && !(*a == "scanner" && *b == "payment") {
+                    return Err(format!(
+                        "[hardware] {a} and {b} are both {pa:?}: two devices cannot sit in one place"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_idle() -> u64 {
@@ -53,6 +128,7 @@ impl Default for Config {
             language: default_language(),
             picture: None,
             show_occupancy: false,
+            hardware: Hardware::default(),
         }
     }
 }
@@ -98,7 +174,7 @@ impl Config {
                 self.language
             ));
         }
-        Ok(())
+        self.hardware.check()
     }
 }
 
@@ -144,6 +220,19 @@ mod tests {
         assert!(e.contains("unknown field `idle_timeout`"), "{e}");
         assert!(Config::load(Path::new("/nonexistent/kiosk.toml")).is_err());
         assert_eq!(load("").unwrap().idle_timeout_s, 60);
+        let e = load("[hardware]\nscanner = \"top\"\n").unwrap_err();
+        assert!(e.contains("scanner = \"top\""), "{e}");
+        let e = load("[hardware]\nticket_slot = \"left\"\n").unwrap_err();
+        assert!(
+            e.contains("id_reader and ticket_slot are both \"left\""),
+            "{e}"
+        );
+        let h = load(
+            "[hardware]\nid_reader = \"right\"\nticket_slot = \"left\"\npayment = \"center\"\n",
+        )
+        .unwrap()
+        .hardware;
+        assert_eq!((h.id_reader.as_str(), h.payment()), ("right", "center"));
     }
 
     #[test]

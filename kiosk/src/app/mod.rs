@@ -229,6 +229,13 @@ impl App {
         });
         app.bind();
         app.set_language(&app.config.language.clone());
+        {
+            let (g, hw) = (app.g(), &app.config.hardware);
+            g.set_place_id_reader(hw.id_reader.as_str().into());
+            g.set_place_scanner(hw.scanner.as_str().into());
+            g.set_place_payment(hw.payment().into());
+            g.set_place_ticket_slot(hw.ticket_slot.as_str().into());
+        }
         if let Some(p) = app.config.picture.clone() {
             match slint::Image::load_from_path(&p) {
                 Ok(img) => {
