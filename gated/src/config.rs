@@ -127,9 +127,7 @@ fn default_voice_overrides() -> Spanned<PathBuf> {
 impl Voice {
     /// Quiet hours as minutes of the day, `[from, to)`; may wrap midnight.
     pub fn quiet(&self) -> Option<(u16, u16)> {
-        let w = self.quiet_hours.as_ref()?.get_ref();
-        let (a, b) = w.split_once('-')?;
-        Some((parse_hhmm(a.trim())?, parse_hhmm(b.trim())?))
+        parse_window(self.quiet_hours.as_ref()?)
     }
 }
 
@@ -176,9 +174,7 @@ fn default_os_release() -> Spanned<PathBuf> {
 impl Update {
     /// The quiet window as minutes of the day, `[from, to)`; may wrap midnight.
     pub fn window(&self) -> Option<(u16, u16)> {
-        let w = self.quiet_window.as_ref()?.get_ref();
-        let (a, b) = w.split_once('-')?;
-        Some((parse_hhmm(a.trim())?, parse_hhmm(b.trim())?))
+        parse_window(self.quiet_window.as_ref()?)
     }
 }
 
@@ -425,6 +421,21 @@ impl Config {
 
 fn default_day_start() -> Spanned<String> {
     Spanned::new(0..0, "04:00".to_owned())
+}
+
+/// "HH:MM-HH:MM" as minutes of the day, `[from, to)`.
+fn parse_window(w: &Spanned<String>) -> Option<(u16, u16)> {
+    let (a, b) = w.get_ref().split_once('-')?;
+    Some((parse_hhmm(a.trim())?, parse_hhmm(b.trim())?))
+}
+
+/// Whether `minute` of the day lies in `[from, to)`, which may wrap midnight.
+pub fn in_window(minute: u16, (from, to): (u16, u16)) -> bool {
+    if from < to {
+        (from..to).contains(&minute)
+    } else {
+        minute >= from || minute < to
+    }
 }
 
 /// Minutes after midnight of "HH:MM".

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::central::api::{UpdateOffer, UpdateReport, UpdateResult};
 use crate::central::client::Session;
+use crate::config::in_window;
 use crate::modes::{Mode, ModeView};
 
 /// RAUC's D-Bus API (rauc.readthedocs.io, "D-Bus API"), on the system bus.
@@ -971,15 +972,6 @@ impl Health {
         } else {
             missing.join("; ")
         }
-    }
-}
-
-/// Whether `minute` of the day lies in `[from, to)`, which may wrap midnight.
-fn in_window(minute: u16, (from, to): (u16, u16)) -> bool {
-    if from < to {
-        (from..to).contains(&minute)
-    } else {
-        minute >= from || minute < to
     }
 }
 

@@ -321,12 +321,7 @@ impl Player {
         };
         let now = jiff::Timestamp::now().to_zoned(self.tz.clone());
         let m = now.hour() as u16 * 60 + now.minute() as u16;
-        let inside = if from < to {
-            (from..to).contains(&m)
-        } else {
-            m >= from || m < to
-        };
-        if inside {
+        if crate::config::in_window(m, (from, to)) {
             quiet.min(self.volume)
         } else {
             self.volume

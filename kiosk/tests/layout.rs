@@ -111,8 +111,7 @@ fn check(ui: &AppWindow, size: (u32, u32)) -> Vec<String> {
     // A modal layer (the calendar, "please wait"): the one on top.
     let modal: Option<BTreeSet<String>> = all
         .iter()
-        .filter(|e| e.id().is_some_and(|id| id.ends_with("::modal")) && !Rect::of(e).empty())
-        .last()
+        .rfind(|e| e.id().is_some_and(|id| id.ends_with("::modal")) && !Rect::of(e).empty())
         .map(inside_of);
     // Scrolling lists: what is inside one may lie below or above the window.
     let lists: Vec<(Rect, BTreeSet<String>)> = all

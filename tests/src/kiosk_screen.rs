@@ -146,6 +146,16 @@ impl Screens {
         }
     }
 
+    /// From a chosen cart on the buy screen to the payment screen: Next,
+    /// Pay; the order's number.
+    pub fn checkout(&self) -> String {
+        self.tap("Next");
+        self.wait_screen(Screen::Confirm);
+        self.tap("Pay");
+        self.wait_screen(Screen::Pay);
+        self.g().get_order_no().to_string()
+    }
+
     /// The height of the element labelled `label`, in logical pixels.
     pub fn height_of(&self, label: &str) -> f32 {
         self.find(label).size().height

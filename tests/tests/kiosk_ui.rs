@@ -293,11 +293,7 @@ fn sold_out_payment_expired_inactivity_and_the_service_menu() {
     s.tap("Today");
     s.wait_screen(Screen::Buy);
     s.add("Adult day ticket", "", 1);
-    s.tap("Next");
-    s.wait_screen(Screen::Confirm);
-    s.tap("Pay");
-    s.wait_screen(Screen::Pay);
-    let no = s.g().get_order_no().to_string();
+    let no = s.checkout();
     s.block_on(
         s.k.central
             .admin(&format!("/sim/orders/{no}/expire"), json!({})),
@@ -453,11 +449,7 @@ fn large_text_is_one_visitors_and_ends_with_the_visit() {
     // The same flow, each step larger: the steppers stand under their product.
     assert!(s.height_of("Next") >= normal.min(104.0) * 1.3);
     s.add("Adult day ticket", "", 1);
-    s.tap("Next");
-    s.wait_screen(Screen::Confirm);
-    s.tap("Pay");
-    s.wait_screen(Screen::Pay);
-    let no = s.g().get_order_no().to_string();
+    let no = s.checkout();
     s.block_on(
         s.k.central
             .admin(&format!("/sim/orders/{no}/paid"), json!({})),
