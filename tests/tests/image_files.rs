@@ -583,6 +583,7 @@ fn installs(text: &str, source_prefix: &str, dest_prefix: &str) -> Vec<(String, 
         ("${sysconfdir}", "/etc"),
         ("${nonarch_base_libdir}", "/usr/lib"),
         ("${nonarch_libdir}", "/usr/lib"),
+        ("${mandir}", "/usr/share/man"),
         ("${datadir}", "/usr/share"),
     ];
     let mut out = Vec::new();

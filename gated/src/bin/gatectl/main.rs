@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
 #[command(
+    name = "gatectl",
     version,
     about = "Field engineer's tool for the kiosk and gate appliance",
     long_about = "Field engineer's tool for the kiosk and gate appliance.\n\n\
@@ -135,6 +136,10 @@ enum Command {
     /// Software updates (A/B slots with RAUC): `install`, `status`.
     #[command(subcommand)]
     Update(UpdateAction),
+    /// Writes the bash and zsh completions and the man pages into DIR (the
+    /// repository keeps them in gated/doc; the image installs them).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -256,6 +261,13 @@ fn main() -> ExitCode {
         Command::Alarm { action: _ } => central::alarm_reset(cli.json),
         Command::Peak { group, state } => central::peak(&group, state == "on", cli.json),
         Command::PinHash => pin_hash(cli.json),
+        Command::GenerateDocs { dir } => match generate_docs(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gatectl: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Update(UpdateAction::Install { source, reboot }) => {
             update::install(&source, &reboot, cli.json)
         }
@@ -497,4 +509,35 @@ fn problems_json(path: &std::path::Path, e: &ConfigError) -> Value {
             "message": p.message,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Completions for bash and zsh, and a man page for gatectl and for each of
+/// its commands (`gatectl-status.1`, …), from the clap definition above.
+fn generate_docs(dir: &std::path::Path) -> io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Cli::command();
+    for (shell, file) in [(Shell::Bash, "gatectl.bash"), (Shell::Zsh, "_gatectl")] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "gatectl", &mut out);
+        std::fs::write(dir.join(file), out)?;
+    }
+    cmd.build();
+    write_man(&cmd, "gatectl".to_owned(), dir)
+}
+
+/// A page for `cmd` as `name`, and one for each of its commands
+/// (`gatectl-update-install.1`, …), except `help` and hidden ones.
+fn write_man(cmd: &clap::Command, name: String, dir: &std::path::Path) -> io::Result<()> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone().name(name.clone())).render(&mut out)?;
+    std::fs::write(dir.join(format!("{name}.1")), out)?;
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() || sub.get_name() == "help" {
+            continue;
+        }
+        write_man(sub, format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(())
 }

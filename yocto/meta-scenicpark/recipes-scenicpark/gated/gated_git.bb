@@ -13,7 +13,7 @@ DEPENDS = "alsa-lib udev"
 PV = "0.1.0+git"
 SRC_URI = ""
 
-inherit scenicpark_src systemd useradd
+inherit bash-completion scenicpark_src systemd useradd
 
 # The Raspberry Pi GPIO backend is switched on by yocto/kas/raspberrypi4-64.yml.
 CARGO_FEATURES ?= ""
@@ -26,7 +26,8 @@ do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/gated ${D}${sysconfdir}/dbus-1/system.d \
         ${D}${nonarch_base_libdir}/udev/rules.d ${D}${nonarch_libdir}/sysusers.d ${D}${nonarch_libdir}/tmpfiles.d \
         ${D}${sysconfdir}/systemd/journald.conf.d ${D}${datadir}/polkit-1/rules.d \
-        ${D}${datadir}/gated/sounds ${D}${sysconfdir}/gated/sounds
+        ${D}${datadir}/gated/sounds ${D}${sysconfdir}/gated/sounds \
+        ${D}${datadir}/bash-completion/completions ${D}${datadir}/zsh/site-functions ${D}${mandir}/man1
     install -m 0644 $r/systemd/gated.service $r/systemd/gated-provision.service ${D}${systemd_system_unitdir}/
     install -m 0644 $r/systemd/gated-update-watchdog.service $r/systemd/gated-update-watchdog.timer ${D}${systemd_system_unitdir}/
     install -m 0640 -g gated $r/image/etc/gated/gated.toml ${D}${sysconfdir}/gated/
@@ -38,6 +39,10 @@ do_install:append() {
     install -m 0644 $r/image/usr/share/polkit-1/rules.d/50-scenicpark-gated.rules ${D}${datadir}/polkit-1/rules.d/
     # The lanes' default voice prompts; a site's recordings go to /etc/gated/sounds.
     install -m 0644 $r/gated/sounds/*.wav ${D}${datadir}/gated/sounds/
+    # gatectl's completions and man pages, generated from its clap definition.
+    install -m 0644 $r/gated/doc/gatectl.bash ${D}${datadir}/bash-completion/completions/gatectl
+    install -m 0644 $r/gated/doc/_gatectl ${D}${datadir}/zsh/site-functions/
+    install -m 0644 $r/gated/doc/*.1 ${D}${mandir}/man1/
 }
 
 # The read-only root needs the users at build time; the same ones as sysusers.d.
@@ -48,7 +53,7 @@ USERADD_PARAM:${PN} = "--system --home ${localstatedir}/lib/gated --no-create-ho
 SYSTEMD_SERVICE:${PN} = "gated.service gated-provision.service gated-update-watchdog.timer"
 SYSTEMD_AUTO_ENABLE = "enable"
 
-FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
+FILES:${PN} += "${datadir}/zsh/site-functions ${nonarch_base_libdir}/udev/rules.d ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${sysconfdir}/systemd/journald.conf.d ${datadir}/polkit-1/rules.d"
 CONFFILES:${PN} = "${sysconfdir}/gated/gated.toml"
 # polkit: gated's power-off after a UPS power loss (its rule above).
 RDEPENDS:${PN} = "dbus polkit"

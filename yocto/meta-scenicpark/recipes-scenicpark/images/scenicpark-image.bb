@@ -10,6 +10,8 @@ inherit core-image
 
 IMAGE_FEATURES += "read-only-rootfs"
 IMAGE_INSTALL += "gated kiosk dbus seatd libinput source-han-sans-cn-fonts systemd-analyze"
+# The engineer's tool where engineers expect it: `man gatectl`, tab completion.
+IMAGE_INSTALL += "gated-bash-completion gated-doc bash bash-completion man-db"
 # RAUC with its D-Bus service, system.conf and keyring (rauc-conf); the
 # kernel in the root slot itself, where the bootloader loads it from.
 IMAGE_INSTALL += "rauc rauc-conf kernel-image"
