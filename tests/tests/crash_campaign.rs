@@ -340,15 +340,17 @@ async fn lane_and_sync_lose_and_double_nothing_across_kills() {
 }
 
 /// Sale: orders created, paid at the central system and printed at the
-/// kiosk, gated killed anywhere in between. No ticket printed twice; every
-/// paid ticket printed once or, if gated died while it was printing, held
-/// for an engineer's reprint (printed, or not, is unknowable then) and
-/// never printed again by itself; every sale and print uploaded once.
+/// kiosk (a printer taking 30 ms a ticket and counting its cuts), gated
+/// killed anywhere in between. No ticket printed twice; every paid ticket
+/// printed once or, if gated died while it was printing and the cut counter
+/// could not settle it, held for an engineer's reprint and never printed
+/// again by itself; every sale and print uploaded once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kiosk_sales_and_prints_lose_and_double_nothing_across_kills() {
     let kills = count("CRASH_KILLS_SALE", 400);
     let mut rng = Rng::new(2);
     let mut k = Kiosk::start().await;
+    k.printer.set_print_time(Duration::from_millis(30));
     let mut orders: Vec<String> = Vec::new();
     for _ in 0..kills {
         if k.gated.is_none() {
