@@ -16,10 +16,7 @@ SRC_URI = ""
 inherit bash-completion scenicpark_src systemd useradd
 
 # The Raspberry Pi GPIO backend is switched on by yocto/kas/raspberrypi4-64.yml.
-CARGO_FEATURES ?= ""
-EXTRA_CARGO_FLAGS = "-p gated"
-# nooelint: oelint.task.network - cargo fetches the crates pinned by Cargo.lock
-do_compile[network] = "1"
+CARGO_BUILD_FLAGS += "-p gated"
 
 do_install:append() {
     r=${SCENICPARK_REPO}

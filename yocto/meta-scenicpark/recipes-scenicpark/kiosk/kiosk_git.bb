@@ -16,9 +16,7 @@ SRC_URI = ""
 inherit scenicpark_src systemd useradd features_check
 
 REQUIRED_DISTRO_FEATURES = "opengl"
-EXTRA_CARGO_FLAGS = "-p kiosk"
-# nooelint: oelint.task.network - cargo fetches the crates pinned by Cargo.lock
-do_compile[network] = "1"
+CARGO_BUILD_FLAGS += "-p kiosk"
 
 do_install:append() {
     r=${SCENICPARK_REPO}
