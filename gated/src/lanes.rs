@@ -368,7 +368,7 @@ pub async fn start(
             gate,
             tz: tz.clone(),
             occupancy: occupancy.clone(),
-            notice: ("", ""),
+            notice: None,
             free_exit: lane.free_exit,
             activity: activity.clone(),
             voice: voice.cloned(),
@@ -480,7 +480,7 @@ struct LaneCtx {
     /// The site's occupancy: its notice is shown between visitors.
     occupancy: tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
     /// The notice last shown.
-    notice: (&'static str, &'static str),
+    notice: Option<&'static crate::occupancy::TierNotice>,
     /// The exit is open for everyone: a ticket shown is waved through.
     free_exit: bool,
     /// Marks a passage under way (an update's reboot waits for it).
@@ -549,19 +549,20 @@ impl LaneCtx {
         let view = self.occupancy.borrow_and_update().clone();
         let now = crate::occupancy::lane_notice(&view, &self.group);
         // Unchanged: shown again only to replace a decision, and only if non-empty.
-        let repeat = again && !now.0.is_empty();
+        let repeat = again && now.is_some();
         if now == self.notice && !repeat {
             return;
         }
+        use crate::occupancy::TierNotice;
         if now != self.notice {
-            info!(lane = self.name, "display notice: {}", now.1);
-            if let Some(name) = crate::occupancy::notice_name(now.1) {
-                self.say(crate::voice::Prompt::Occupancy(name));
+            info!(lane = self.name, "display notice: {}", TierNotice::en(now));
+            if let Some(n) = now {
+                self.say(crate::voice::Prompt::Occupancy(n.prompt));
             }
         }
         self.notice = now;
         // Below the first tier the line goes blank again.
-        self.show(now.0, now.1).await;
+        self.show(TierNotice::zh(now), TierNotice::en(now)).await;
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {

@@ -327,56 +327,70 @@ fn holds(g: &GroupOccupancy) -> bool {
 fn set_notice(view: &mut OccupancyView) {
     let all = || std::iter::once(&view.site).chain(&view.groups);
     let tier = all().map(|g| g.tier).max().unwrap_or(0);
-    let (zh, en) = notice(tier, view.sales_stopped, all().any(holds));
-    (view.notice_zh, view.notice_en) = (zh.into(), en.into());
+    let n = notice(tier, view.sales_stopped, all().any(holds));
+    (view.notice_zh, view.notice_en) = (TierNotice::zh(n).into(), TierNotice::en(n).into());
 }
 
-/// What the displays of a lane in `group` show (zh, en; empty below the
-/// first tier): the site's figures and its own group's, not other groups'.
-pub fn lane_notice(view: &OccupancyView, group: &str) -> (&'static str, &'static str) {
+/// What the displays of a lane in `group` show (None below the first
+/// tier): the site's figures and its own group's, not other groups'.
+pub fn lane_notice(view: &OccupancyView, group: &str) -> Option<&'static TierNotice> {
     let own = view.groups.iter().find(|g| g.group == group);
     let tier = own.map_or(0, |g| g.tier).max(view.site.tier);
     let full = holds(&view.site) || own.is_some_and(holds);
     notice(tier, view.sales_stopped, full)
 }
 
-/// The notices by tier, highest first: (prompt name, zh, en). The voice
-/// prompt of the same name says the same.
-pub const TIER_NOTICES: [(&str, &str, &str); 3] = [
-    (
-        "capacity_full",
-        "景区游客已满，请稍候入园",
-        "The park is full: please wait a moment",
-    ),
-    (
-        "sales_stopped",
-        "景区游客较多，今日门票暂停销售",
-        "The park is very busy: no more tickets for today",
-    ),
-    (
-        "busy",
-        "景区游客较多，请错峰游览",
-        "The park is busy: please plan your visit",
-    ),
-];
-
-/// The prompt name of a notice shown (by its English text).
-pub fn notice_name(en: &str) -> Option<&'static str> {
-    TIER_NOTICES.iter().find(|t| t.2 == en).map(|t| t.0)
+/// What visitors are told at a tier: on the displays, and said by the
+/// voice prompt of the same name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TierNotice {
+    pub prompt: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
 }
 
-/// What visitors are told at `tier` (zh, en).
-fn notice(tier: u8, sales_stopped: bool, full: bool) -> (&'static str, &'static str) {
-    let i = if full {
-        0
+impl TierNotice {
+    /// The Chinese text, empty below the first tier.
+    pub fn zh(n: Option<&Self>) -> &'static str {
+        n.map_or("", |n| n.zh)
+    }
+
+    /// The English text, empty below the first tier.
+    pub fn en(n: Option<&Self>) -> &'static str {
+        n.map_or("", |n| n.en)
+    }
+}
+
+/// The notices by tier, highest first.
+pub const TIER_NOTICES: [TierNotice; 3] = [
+    TierNotice {
+        prompt: "capacity_full",
+        zh: "景区游客已满，请稍候入园",
+        en: "The park is full: please wait a moment",
+    },
+    TierNotice {
+        prompt: "sales_stopped",
+        zh: "景区游客较多，今日门票暂停销售",
+        en: "The park is very busy: no more tickets for today",
+    },
+    TierNotice {
+        prompt: "busy",
+        zh: "景区游客较多，请错峰游览",
+        en: "The park is busy: please plan your visit",
+    },
+];
+
+/// What visitors are told at `tier` (None below the first).
+fn notice(tier: u8, sales_stopped: bool, full: bool) -> Option<&'static TierNotice> {
+    if full {
+        Some(&TIER_NOTICES[0])
     } else if sales_stopped {
-        1
+        Some(&TIER_NOTICES[1])
     } else if tier > 0 {
-        2
+        Some(&TIER_NOTICES[2])
     } else {
-        return ("", "");
-    };
-    (TIER_NOTICES[i].1, TIER_NOTICES[i].2)
+        None
+    }
 }
 
 /// Where a supervisor's overrides are kept (JSON: scope → reason): they
@@ -762,18 +776,18 @@ mod tests {
             String::new(),
         );
         assert_eq!(
-            lane_notice(&v, "east").1,
+            TierNotice::en(lane_notice(&v, "east")),
             "The park is full: please wait a moment"
         );
         assert_eq!(
-            lane_notice(&v, "west").1,
+            TierNotice::en(lane_notice(&v, "west")),
             "The park is busy: please plan your visit",
             "80 % of the site, east's being full is not west's"
         );
         v.groups[0].override_reason = Some("school group".into());
         set_notice(&mut v);
         assert_eq!(
-            lane_notice(&v, "east").1,
+            TierNotice::en(lane_notice(&v, "east")),
             "The park is busy: please plan your visit"
         );
         assert!(!v.notice_en.contains("full"), "{}", v.notice_en);

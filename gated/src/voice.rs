@@ -439,7 +439,7 @@ mod tests {
         prompts.extend(
             crate::occupancy::TIER_NOTICES
                 .iter()
-                .map(|&(n, _, _)| Prompt::Occupancy(n)),
+                .map(|n| Prompt::Occupancy(n.prompt)),
         );
         for p in prompts {
             let row = rows
@@ -452,11 +452,11 @@ mod tests {
                 assert_eq!((row[1], row[2]), (zh, en), "{p:?}");
             }
             if let Prompt::Occupancy(n) = p {
-                let (_, zh, en) = crate::occupancy::TIER_NOTICES
+                let t = crate::occupancy::TIER_NOTICES
                     .iter()
-                    .find(|t| t.0 == n)
+                    .find(|t| t.prompt == n)
                     .unwrap();
-                assert_eq!((row[1], row[2]), (*zh, *en), "{p:?}");
+                assert_eq!((row[1], row[2]), (t.zh, t.en), "{p:?}");
             }
             for lang in ["zh", "en"] {
                 let clip = read_wav(&dir.join(format!("{}.{lang}.wav", p.name())))

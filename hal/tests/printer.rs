@@ -22,6 +22,20 @@ fn ticket(serial: &str) -> Vec<u8> {
         .cut()
 }
 
+/// The ticket under way failed because the paper ran out.
+fn assert_failed_out_of_paper(err: &PrinterError) {
+    assert!(
+        matches!(
+            err,
+            PrinterError::Failed {
+                problem: "out of paper",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
 struct Rig {
     _dir: tempfile::TempDir,
     sim: SimPrinter,
@@ -75,16 +89,7 @@ async fn a_printer_without_gs_r_is_confirmed_by_its_status_after_the_print_time(
     assert_eq!(qrs, [["T1.SN0101"], ["T1.SN0102"]]);
     r.sim.set_paper_left(Some(0));
     let err = r.printer.print(&ticket("SN0103")).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PrinterError::Failed {
-                problem: "out of paper",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_failed_out_of_paper(&err);
     assert_eq!(r.sim.tickets().len(), 2);
 }
 
@@ -137,16 +142,7 @@ async fn paper_running_out_mid_job_fails_that_ticket_only() {
     r.sim.set_paper_left(Some(1));
     r.printer.print(&ticket("SN0004")).await.unwrap();
     let err = r.printer.print(&ticket("SN0005")).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PrinterError::Failed {
-                problem: "out of paper",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_failed_out_of_paper(&err);
     assert_eq!(r.sim.tickets().len(), 1);
     assert_eq!(r.sim.spoiled(), 1);
     // Paper reloaded: the failed ticket prints on the retry.

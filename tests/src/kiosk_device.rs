@@ -260,6 +260,27 @@ impl Kiosk {
         signal.body().deserialize().unwrap()
     }
 
+    /// Sells one real-name ticket (product 3) to the holder of `handle`,
+    /// pays it by code and prints it; its order number.
+    pub async fn sell_real_name(&self, handle: &str) -> String {
+        let order = self.order(3, 1, &[handle], "13800138000").await;
+        let no = order["order_no"].as_str().unwrap().to_owned();
+        assert_eq!(
+            self.pay_code(&no, "2876543210981111").await.unwrap(),
+            "paid"
+        );
+        assert_eq!(self.print(&no).await.unwrap(), 1);
+        no
+    }
+
+    /// Collects order `no` with the ID card behind `handle`: found by the
+    /// card, then its one ticket printed.
+    pub async fn collect_by_id(&self, handle: &str, no: &str) {
+        let found = self.call_json("Pickup", &("id", handle, "")).await.unwrap();
+        assert_eq!(found[0]["order_no"], no);
+        assert_eq!(self.print(no).await.unwrap(), 1);
+    }
+
     /// A web-shop order of product 3 bound to `id_number`, once it has
     /// reached this kiosk through the change feed; its order number.
     pub async fn web_order_synced(&self, id_number: &str) -> String {

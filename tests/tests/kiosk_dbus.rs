@@ -341,12 +341,7 @@ async fn pickup_by_id_card_offline_and_query_of_a_used_and_a_valid_ticket() {
     assert_eq!(kind, "resident");
     assert!(number.ends_with(&card.id_number[14..]) && number.starts_with("**************"));
     assert!(!handle.contains(&card.id_number[..6]));
-    let found = k
-        .call_json("Pickup", &("id", handle.as_str(), ""))
-        .await
-        .unwrap();
-    assert_eq!(found[0]["order_no"], no.as_str());
-    assert_eq!(k.print(&no).await.unwrap(), 1);
+    k.collect_by_id(&handle, &no).await;
     let printed = k.printer.wait_for_tickets(1).await;
     assert!(printed[0].lines.join("\n").contains("实名票"));
     // Offline: no sale, pickup still worked.
@@ -755,22 +750,14 @@ async fn foreigners_and_permit_holders_buy_and_collect_with_their_cards() {
         format!("***********{}", &foreigner.id_number[11..])
     );
     k.id_reader.remove();
-    let order = k.order(3, 1, &[handle.as_str()], "13800138000").await;
-    let no = order["order_no"].as_str().unwrap().to_owned();
-    assert_eq!(k.pay_code(&no, "2876543210981111").await.unwrap(), "paid");
-    assert_eq!(k.print(&no).await.unwrap(), 1);
+    k.sell_real_name(&handle).await;
 
     let web = k.web_order_synced(&permit.id_number).await;
     let read = k.read_card(&mut reads, permit.clone()).await;
     let handle = read.handle;
     assert_eq!(read.name, "陈**");
     assert_eq!(read.kind, "hk-macao-taiwan");
-    let found = k
-        .call_json("Pickup", &("id", handle.as_str(), ""))
-        .await
-        .unwrap();
-    assert_eq!(found[0]["order_no"], web.as_str());
-    assert_eq!(k.print(&web).await.unwrap(), 1);
+    k.collect_by_id(&handle, &web).await;
     assert_eq!(k.printer.wait_for_tickets(2).await.len(), 2);
 }
 
