@@ -3,8 +3,8 @@
 //! compares it with what gated serves). Records arrive as [`crate::types`].
 
 use crate::types::{
-    CatalogView, Enrolled, FleetView, GateOutcome, LaneView, OccupancyView, OrderView, PickupView,
-    QueryView, UpdateView,
+    CatalogView, Enrolled, FleetView, GateOutcome, HealthView, LaneView, OccupancyView, OrderView,
+    PickupView, QueryView, SetupResult, UpdateView,
 };
 
 #[zbus::proxy(
@@ -18,6 +18,9 @@ pub trait Device1 {
 
     /// The site network: peers, lag, conflicts.
     fn fleet(&self) -> zbus::Result<FleetView>;
+
+    /// Green, amber or red per subsystem, with what to check.
+    fn health(&self) -> zbus::Result<HealthView>;
 
     /// The site's figures as properties (PropertiesChanged on every change).
     #[zbus(property)]
@@ -111,6 +114,13 @@ pub trait Kiosk1 {
     fn close_service_session(&self, token: &str) -> zbus::Result<()>;
     fn service_test_print(&self, token: &str) -> zbus::Result<(bool, String)>;
     fn service_sync_now(&self, token: &str) -> zbus::Result<()>;
+    /// First enrollment from the setup screen (only while not enrolled).
+    fn setup(&self, code: &str) -> zbus::Result<SetupResult>;
+    /// Enrollment again, from the service menu.
+    fn service_provision(&self, token: &str, code: &str) -> zbus::Result<SetupResult>;
+    /// The device waits for its setup: the kiosk shows the setup screen.
+    #[zbus(property)]
+    fn needs_setup(&self) -> zbus::Result<bool>;
 
     #[zbus(property)]
     fn max_quantity(&self) -> zbus::Result<u32>;

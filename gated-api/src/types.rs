@@ -158,6 +158,45 @@ pub struct Enrolled {
     pub clock_skew_ms: i64,
 }
 
+/// `Device1.Health`: what works and what does not, one line per subsystem
+/// (the central link, the clock, each device, the data partition, the UPS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct HealthView {
+    /// `green`, `amber` or `red`: the worst of the items.
+    pub level: String,
+    pub items: Vec<HealthLine>,
+}
+
+/// One subsystem of [`HealthView`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct HealthLine {
+    /// `central`, `clock`, `disk`, `ups`, `printer`, `scanner north-1` …
+    pub subsystem: String,
+    pub name_zh: String,
+    /// `green`, `amber` or `red`.
+    pub level: String,
+    /// What was found.
+    pub detail: String,
+    /// What to check when not green (empty when green).
+    pub check_en: String,
+    pub check_zh: String,
+}
+
+/// `Kiosk1.Setup`: enrolled, and what the device found right after.
+#[derive(Debug, Clone, Default, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
+#[zbus(signature = "a{sv}")]
+pub struct SetupResult {
+    pub device_id: String,
+    pub central_url: String,
+    /// Site and lane group named by the setup code (empty: none).
+    pub site: String,
+    pub lane_groups: Vec<String>,
+    pub clock_skew_ms: i64,
+    pub health: HealthView,
+}
+
 /// `Device1.Fleet`: the site network as this device sees it.
 #[derive(Debug, Clone, PartialEq, Eq, SerializeDict, DeserializeDict, Type)]
 #[zbus(signature = "a{sv}")]

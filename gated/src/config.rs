@@ -40,7 +40,10 @@ impl fmt::Display for Role {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub role: Role,
-    /// Set at provisioning; names this device to the central system.
+    /// Names this device to the central system. May be left out: then the
+    /// setup code scanned at enrollment names it, and it is read back from
+    /// the credentials at every start (`Config::resolve_device_id`).
+    #[serde(default = "no_device_id")]
     pub device_id: Spanned<String>,
     /// Where gated keeps its database and state (systemd's StateDirectory).
     #[serde(default = "default_state_dir")]
@@ -103,6 +106,28 @@ pub struct Voice {
     /// Recorded prompts here replace the defaults of the same name.
     #[serde(default = "default_voice_overrides")]
     pub overrides: Spanned<PathBuf>,
+}
+
+fn no_device_id() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
+}
+
+impl Config {
+    /// Takes the device id from the enrollment when gated.toml names none.
+    /// Unreadable credentials (gatectl run by an engineer) leave it empty.
+    pub fn resolve_device_id(&mut self) {
+        if self.device_id.get_ref().is_empty()
+            && let Ok(Some(c)) =
+                crate::central::identity::load_credentials(self.state_dir.get_ref())
+        {
+            self.device_id = Spanned::new(0..0, c.device_id);
+        }
+    }
+
+    /// The device id is not in gated.toml: enrollment names it.
+    pub fn device_id_from_enrollment(&self) -> bool {
+        self.device_id.span() == (0..0)
+    }
 }
 
 fn default_voice_device() -> Spanned<String> {
@@ -908,7 +933,8 @@ fn dotted_key(path: &serde_path_to_error::Path) -> String {
 
 fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     let id = config.device_id.get_ref();
-    let id_ok = !id.is_empty()
+    // Absent (empty, no span) is allowed: the setup code names the device.
+    let id_ok = (!id.is_empty() || config.device_id.span() == (0..0))
         && id.len() <= 64
         && id
             .chars()
@@ -1504,9 +1530,9 @@ scanners = ["qr1"]
 
     #[test]
     fn missing_key_is_named() {
-        let src = GOOD.replace("device_id = \"north-gate-1\"\n", "");
+        let src = GOOD.replace("role = \"lane\"\n", "");
         let e = check(&src).unwrap_err();
-        assert_eq!(e.problems[0].key, "device_id");
+        assert_eq!(e.problems[0].key, "role");
         assert_eq!(e.problems[0].message, "required key is missing");
     }
 

@@ -77,8 +77,18 @@ impl StateDir {
     }
 }
 
-/// Runs gated until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// How gated stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// Enrolled under a device id gated.toml does not name: start again
+    /// (the same program, the same arguments) as that device.
+    Restart,
+}
+
+/// Runs gated until SIGTERM or SIGINT, or until it must start again.
+pub async fn run(config: Config) -> Result<Stopped, StartError> {
     // Signal handlers first: a SIGTERM during start-up must still stop us cleanly.
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
@@ -98,10 +108,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     };
     let reads = crate::reads::channel();
+    // Enrollment by setup code: the lanes' scanners, Kiosk1, Engineer1.
+    let restart = std::sync::Arc::new(tokio::sync::Notify::new());
+    let setup = crate::setup::Setup::new(config.clone(), db.clone(), restart.clone());
     // Counted by occupancy, shown on lane displays, reported in the heartbeat.
     let (occupancy_tx, occupancy_rx) = tokio::sync::watch::channel(Default::default());
     // Passages and prints under way: an update's reboot waits for them.
     let activity = crate::update::Activity::default();
+    // Set once every part runs; the heartbeat and the lanes' service code show it.
+    let health_slot = crate::health::Slot::default();
     // Spoken prompts: lanes only (a kiosk talks through its screen).
     let voice = config
         .voice
@@ -117,6 +132,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 &occupancy_rx,
                 &activity,
                 voice.as_ref(),
+                &setup,
+                &health_slot,
             )
             .await
             .map_err(StartError::Lanes)?;
@@ -138,6 +155,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         fleet.clone(),
         occupancy_rx,
         updates_slot.clone(),
+        health_slot.clone(),
     )
     .map_err(StartError::Store)?;
     let sync = link.tasks;
@@ -211,6 +229,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         link.session.clone(),
     );
     let _ = updates_slot.set(updates.clone());
+    let health_sources = crate::health::Sources {
+        status: link.status.clone(),
+        power: power.clone(),
+        reads: reads.clone(),
+        kiosk: kiosk.clone(),
+        lanes: registry.clone(),
+        voice,
+        state_dir: state.path().to_owned(),
+    };
+    let _ = health_slot.set(health_sources.clone());
     // The bus is how the kiosk UI and gatectl reach gated; lanes work without it.
     let reader = crate::dbus::Reader::new(db.clone(), config.time_zone(), config.operating_day());
     let device = crate::dbus::Device {
@@ -220,12 +248,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         status: link.status.clone(),
         fleet,
         occupancy: occupancy.view.clone(),
-        kiosk: kiosk.clone(),
-        lanes: registry.clone(),
         power: power.clone(),
-        reads: reads.clone(),
         modes: modes.clone(),
-        voice,
+        health: health_sources.clone(),
     };
     let engineer = crate::dbus::Engineer {
         power: power.clone(),
@@ -238,6 +263,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         occupancy: occupancy.clone(),
         reader,
         updates: updates.clone(),
+        setup: setup.clone(),
     };
     // Held until gated stops: the name goes with the connection.
     let bus = match crate::dbus::serve(device, lane_iface, engineer).await {
@@ -307,12 +333,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let cause = loop {
         tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => break "SIGTERM received",
+            _ = int.recv() => break "SIGINT received",
+            _ = restart.notified() => break "enrolled under a new device id",
             _ = tick(&mut watchdog) => systemd::watchdog(),
         }
     };
-    info!("{cause} received, stopping");
+    info!("{cause}, stopping");
     systemd::stopping();
     if tokio::time::timeout(SHUTDOWN_GRACE, shutdown(lanes, sync, services, state))
         .await
@@ -323,7 +350,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     modes_task.abort();
     drop(bus);
     info!("gated stopped");
-    Ok(())
+    Ok(if cause.starts_with("enrolled") {
+        Stopped::Restart
+    } else {
+        Stopped::Signal
+    })
 }
 
 /// Stops subsystems in reverse order of start. Every passage was committed

@@ -214,6 +214,12 @@ impl Engine {
         token::holder_hash(key, id_number).ok()
     }
 
+    /// A pinned ticket-signing key, by id (service codes are signed with them).
+    pub fn signing_key(&self, key_id: u16) -> Option<ed25519_dalek::VerifyingKey> {
+        let key = self.reader().signing_key(key_id).ok().flatten()?;
+        token::usable_key(&key)
+    }
+
     /// The writer: a commit, a reservation's record, an event.
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.inner.db.writer()

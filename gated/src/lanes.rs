@@ -195,6 +195,8 @@ pub async fn start(
     occupancy: &tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
     activity: &crate::update::Activity,
     voice: Option<&crate::voice::Voice>,
+    setup: &crate::setup::Setup,
+    health: &crate::health::Slot,
 ) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
     if db.writer().setting("id_hash_key")?.is_none() {
@@ -372,6 +374,9 @@ pub async fn start(
             free_exit: lane.free_exit,
             activity: activity.clone(),
             voice: voice.cloned(),
+            setup: setup.clone(),
+            health: health.clone(),
+            device_id: config.device_id.get_ref().clone(),
         };
         info!(lane = name, group = lane.group, "lane ready");
         tasks.spawn(async move {
@@ -486,6 +491,42 @@ struct LaneCtx {
     /// Marks a passage under way (an update's reboot waits for it).
     activity: crate::update::Activity,
     voice: Option<crate::voice::Voice>,
+    /// Enrollment by setup code while the device is not enrolled.
+    setup: crate::setup::Setup,
+    /// The device's health, shown for an engineer's service code.
+    health: crate::health::Slot,
+    device_id: String,
+}
+
+/// What an unenrolled lane shows, and says, between scans.
+const SETUP_WAITING: (&str, &str) = ("等待设置：请扫描设置码", "Waiting for setup: scan the setup code");
+
+/// The health summary as one line of a lane display: the level, then what
+/// is not green.
+fn health_line(h: &crate::central::api::HealthReport) -> (String, String) {
+    let bad: Vec<_> = h.items.iter().filter(|i| i.level != "green").collect();
+    let level_zh = match h.level.as_str() {
+        "green" => "正常",
+        "amber" => "注意",
+        _ => "故障",
+    };
+    let zh = std::iter::once(format!("设备{level_zh}"))
+        .chain(bad.iter().map(|i| i.name_zh.clone()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let en = if bad.is_empty() {
+        format!("Health GREEN: all {} OK", h.items.len())
+    } else {
+        format!(
+            "Health {}: {}",
+            h.level.to_uppercase(),
+            bad.iter()
+                .map(|i| format!("{} {} ({})", i.level, i.subsystem, i.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    (zh, en)
 }
 
 /// How long a decision stays on the display before the occupancy notice returns.
@@ -565,9 +606,70 @@ impl LaneCtx {
         self.show(TierNotice::zh(now), TierNotice::en(now)).await;
     }
 
+    /// Not enrolled: a setup code enrolls the device, anything else is
+    /// told that the lane waits for one.
+    async fn provisioning(&mut self, medium: Medium) {
+        use crate::central::setup_code;
+        use crate::voice::Prompt;
+        let text = match medium {
+            Medium::Code(t) if setup_code::claims(&t) => t,
+            _ => {
+                self.show(SETUP_WAITING.0, SETUP_WAITING.1).await;
+                self.say(Prompt::SetupWaiting);
+                return;
+            }
+        };
+        self.show("正在设置…", "Setting up…").await;
+        let by = format!("setup code at lane {}", self.name);
+        match self.setup.enroll(&text, &by).await {
+            Ok((code, e)) => {
+                let site = code.site.map(|s| format!(" {s}")).unwrap_or_default();
+                self.show(
+                    &format!("设置完成：{}{site}", e.device_id),
+                    &format!("Setup complete: {}", e.device_id),
+                )
+                .await;
+                self.say(Prompt::SetupDone);
+            }
+            Err(r) => {
+                self.show(&format!("设置失败：{}", r.zh), &format!("Setup failed: {}", r.en))
+                    .await;
+                self.say(Prompt::SetupFailed);
+            }
+        }
+    }
+
+    /// An engineer's service code: the display answers with the health.
+    async fn service(&mut self, text: &str) {
+        use crate::central::service_code;
+        let now = jiff::Timestamp::now().as_millisecond();
+        let lanes = self.lanes.clone();
+        match service_code::verify(text, |id| lanes.signing_key(id), &self.device_id, now) {
+            Ok(_) => {
+                let Some(sources) = self.health.get() else {
+                    self.show("设备正在启动", "Still starting").await;
+                    return;
+                };
+                let (zh, en) = health_line(&sources.summary());
+                info!(lane = self.name, "service code: showing the health: {en}");
+                self.show(&zh, &en).await;
+            }
+            Err(e) => {
+                warn!(lane = self.name, "service code refused: {e}");
+                self.show("维护码无效", &format!("Service code refused: {e}"))
+                    .await;
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {
         self.reconcile().await;
-        self.show_notice(false).await;
+        if self.setup.waiting() {
+            self.show(SETUP_WAITING.0, SETUP_WAITING.1).await;
+            self.say(crate::voice::Prompt::SetupWaiting);
+        } else {
+            self.show_notice(false).await;
+        }
         let mut shown_at: Option<tokio::time::Instant> = None;
         loop {
             let back = async move {
@@ -592,6 +694,19 @@ impl LaneCtx {
                 break;
             };
             shown_at = Some(tokio::time::Instant::now());
+            if self.setup.waiting() {
+                self.provisioning(medium).await;
+                // The result stays until the next scan.
+                shown_at = None;
+                continue;
+            }
+            if let Medium::Code(t) = &medium
+                && crate::central::service_code::claims(t)
+            {
+                let t = t.clone();
+                self.service(&t).await;
+                continue;
+            }
             let at_ms = jiff::Timestamp::now().as_millisecond();
             let nonce = self.lanes.nonce(&self.name);
             let scan = Presentation {

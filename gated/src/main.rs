@@ -19,7 +19,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // A bad config is refused before anything starts (exit 2, like a usage error).
-    let config = match config::load(&args.config, DeviceCheck::Present) {
+    let mut config = match config::load(&args.config, DeviceCheck::Present) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.resolve_device_id();
     gated::logging::init("gated", gated::logging::Style::Daemon);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -40,7 +41,18 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(gated::daemon::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(gated::daemon::Stopped::Signal) => ExitCode::SUCCESS,
+        Ok(gated::daemon::Stopped::Restart) => {
+            drop(runtime);
+            // Same program, same arguments, same PID (systemd keeps
+            // watching it); every descriptor is close-on-exec.
+            let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+            let e = std::os::unix::process::CommandExt::exec(
+                std::process::Command::new(exe).args(std::env::args_os().skip(1)),
+            );
+            tracing::error!("cannot start again: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             tracing::error!("gated failed to start: {e}");
             ExitCode::FAILURE

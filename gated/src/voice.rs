@@ -37,6 +37,12 @@ pub enum Prompt {
     Occupancy(&'static str),
     FireAlarm,
     PowerFallback,
+    /// Not enrolled: "waiting for setup, scan the setup code".
+    SetupWaiting,
+    /// Enrolled by the setup code just scanned.
+    SetupDone,
+    /// The setup code was refused (the display says why).
+    SetupFailed,
 }
 
 impl Prompt {
@@ -52,6 +58,9 @@ impl Prompt {
             Prompt::Occupancy(tier) => tier,
             Prompt::FireAlarm => "fire_alarm",
             Prompt::PowerFallback => "power_fallback",
+            Prompt::SetupWaiting => "setup_waiting",
+            Prompt::SetupDone => "setup_done",
+            Prompt::SetupFailed => "setup_failed",
         }
     }
 }
@@ -434,6 +443,9 @@ mod tests {
             Prompt::Present,
             Prompt::FireAlarm,
             Prompt::PowerFallback,
+            Prompt::SetupWaiting,
+            Prompt::SetupDone,
+            Prompt::SetupFailed,
         ];
         prompts.extend(Reason::ALL.iter().map(|&r| Prompt::Refused(r)));
         prompts.extend(

@@ -43,6 +43,21 @@ impl Kiosk {
 
     /// The same, gated.toml ending with `extra` (whole sections).
     pub async fn start_with(extra: &str) -> Self {
+        let mut k = Self::prepare(extra, true).await;
+        k.start_gated().await;
+        k
+    }
+
+    /// gated running, the kiosk not enrolled: it waits for its setup.
+    pub async fn start_unenrolled() -> Self {
+        let mut k = Self::prepare("", false).await;
+        let mut g = Gated::start_on_bus(&k.config(), &k.bus.address);
+        g.wait_for(&["D-Bus API served"]).await;
+        k.gated = Some(g);
+        k
+    }
+
+    async fn prepare(extra: &str, enroll: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
         let policy = crate::repo_root().join("image/etc/dbus-1/system.d/cn.scenicpark.Gated.conf");
@@ -79,16 +94,18 @@ impl Kiosk {
             pin = gated::service_pin::PinHash::new(SERVICE_PIN, 1000).unwrap(),
         );
         std::fs::write(d.join("gated.toml"), toml).unwrap();
-        let code = central.pairing_code("kiosk-1", "kiosk", 600).await;
-        let cfg = d.join("gated.toml");
-        let (rc, out, err) =
-            gatectl(&["provision", "--code", &code, "-c", cfg.to_str().unwrap()]).await;
-        assert_eq!(rc, 0, "{out}{err}");
+        if enroll {
+            let code = central.pairing_code("kiosk-1", "kiosk", 600).await;
+            let cfg = d.join("gated.toml");
+            let (rc, out, err) =
+                gatectl(&["provision", "--code", &code, "-c", cfg.to_str().unwrap()]).await;
+            assert_eq!(rc, 0, "{out}{err}");
+        }
         let conn = zbus::connection::Builder::address(bus.address.as_str())
             .build()
             .await
             .unwrap();
-        let mut k = Kiosk {
+        Kiosk {
             dir,
             central,
             bus,
@@ -98,9 +115,7 @@ impl Kiosk {
             id_reader,
             ups,
             gated: None,
-        };
-        k.start_gated().await;
-        k
+        }
     }
 
     pub fn config(&self) -> PathBuf {

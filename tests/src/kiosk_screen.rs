@@ -52,13 +52,32 @@ impl Screens {
 
     /// The same, with the app's own settings (kiosk.toml) too.
     pub fn start_with_config(extra: &str, config: Config) -> Self {
+        let s = Self::open(config, |rt| rt.block_on(Kiosk::start_with(extra)));
+        s.wait("the home screen to allow a sale", |s| s.g().get_can_sell());
+        s
+    }
+
+    /// A kiosk device not enrolled yet, and the app on its setup screen.
+    pub fn start_unenrolled() -> Self {
+        let s = Self::open(
+            Config {
+                language: "en".into(),
+                ..Config::default()
+            },
+            |rt| rt.block_on(Kiosk::start_unenrolled()),
+        );
+        s.wait_screen(Screen::Setup);
+        s
+    }
+
+    fn open(config: Config, device: impl FnOnce(&tokio::runtime::Runtime) -> Kiosk) -> Self {
         i_slint_backend_testing::init_no_event_loop();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let k = rt.block_on(Kiosk::start_with(extra));
+        let k = device(&rt);
         let ui = AppWindow::new().unwrap();
         // No event loop here: the test pumps the app's jobs itself.
         let app = App::new(
@@ -73,9 +92,7 @@ impl Screens {
             .window()
             .set_size(slint::PhysicalSize::new(1080, 1920));
         app.ui().show().unwrap();
-        let s = Screens { rt, k, app };
-        s.wait("the home screen to allow a sale", |s| s.g().get_can_sell());
-        s
+        Screens { rt, k, app }
     }
 
     pub fn g(&self) -> Ui<'_> {

@@ -115,6 +115,18 @@ impl CentralSim {
             .expect("stats")
     }
 
+    /// Every device it knows, with its state and last health (`/sim/devices`).
+    pub async fn devices(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/sim/devices", self.at.admin))
+            .send()
+            .await
+            .expect("control panel reachable")
+            .json()
+            .await
+            .expect("devices")
+    }
+
     pub async fn events(&self) -> Vec<Value> {
         self.http
             .get(format!("{}/sim/events", self.at.admin))
@@ -153,6 +165,35 @@ impl CentralSim {
             )
             .await;
         v["code"].as_str().expect("code").to_owned()
+    }
+
+    /// A setup code (the QR code's text) for `device_id`, naming `central`
+    /// (default: this central-sim) and the lane group `east`.
+    pub async fn setup_code(
+        &self,
+        device_id: &str,
+        role: &str,
+        ttl_s: i64,
+        central: Option<&str>,
+    ) -> String {
+        let v = self
+            .admin(
+                "/sim/pairing-codes",
+                serde_json::json!({ "device_id": device_id, "role": role, "lane_groups": ["east"], "ttl_s": ttl_s, "central": central }),
+            )
+            .await;
+        v["setup_code"].as_str().expect("setup_code").to_owned()
+    }
+
+    /// An engineer's service code for `device_id` (`*`: every device).
+    pub async fn service_code(&self, device_id: &str, ttl_s: i64) -> String {
+        let v = self
+            .admin(
+                "/sim/service-codes",
+                serde_json::json!({ "device_id": device_id, "ttl_s": ttl_s }),
+            )
+            .await;
+        v["service_code"].as_str().expect("service_code").to_owned()
     }
 
     /// Stops it at once, like a crash or a pulled cable.

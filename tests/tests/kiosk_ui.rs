@@ -473,3 +473,83 @@ fn large_text_is_one_visitors_and_ends_with_the_visit() {
         !s.g().get_large_text()
     });
 }
+
+/// An engineer's first minutes at a kiosk that is not enrolled: the setup
+/// screen instead of the attract screen; a wrong pairing code and a setup
+/// code for another device refused with gated's reason; the right setup code
+/// scanned; the result screen with what the device found; then selling.
+/// Later, from the service menu, enrolling again after a confirmation.
+#[test]
+fn an_unenrolled_kiosk_is_set_up_through_its_screens_and_enrolled_again_from_the_service_menu() {
+    let s = Screens::start_unenrolled();
+    assert!(s.shows("Scan the setup code"));
+    assert!(!s.enabled("Enroll"), "nothing typed yet");
+    // A typed pairing code the central system never issued.
+    s.type_digits("12345678");
+    assert_eq!(s.g().get_setup_code(), "12345678");
+    s.tap("Enroll");
+    s.wait("the unknown code refused", |s| {
+        !s.g().get_busy() && s.g().get_setup_report().contains("does not exist")
+    });
+    assert_eq!(s.screen(), Screen::Setup);
+    assert!(s.shows("setup refused"));
+    // A setup code printed for another kiosk, scanned here.
+    let other = s.block_on(s.k.central.setup_code("kiosk-9", "kiosk", 600, None));
+    s.block_on(s.k.scanner.scan(&other)).unwrap();
+    s.wait("the other device's code refused", |s| {
+        s.g().get_setup_report().contains("for device kiosk-9")
+    });
+    // Nothing of it was kept.
+    assert!(!s.k.state().join("credentials.json").exists());
+
+    let good = s.block_on(s.k.central.setup_code("kiosk-1", "kiosk", 600, None));
+    s.block_on(s.k.scanner.scan(&good)).unwrap();
+    s.wait_screen(Screen::SetupResult);
+    assert_eq!(s.g().get_setup_device(), "kiosk-1");
+    assert!(s.shows("Enrolled as kiosk-1"));
+    let rows: Vec<(String, String)> = s
+        .g()
+        .get_health()
+        .iter()
+        .map(|r| (r.name.to_string(), r.level.to_string()))
+        .collect();
+    assert!(
+        rows.contains(&("central".into(), "green".into())),
+        "online before the result is shown: {rows:?}"
+    );
+    for part in ["clock", "printer", "disk", "ups", "scanner qr"] {
+        assert!(rows.iter().any(|(n, _)| n == part), "{part}: {rows:?}");
+    }
+    s.tap("Start");
+    s.wait("the home screen to allow a sale", |s| {
+        s.screen() == Screen::Home && s.g().get_can_sell()
+    });
+    // Enrolled: the setup method is closed to the kiosk; the PIN opens it.
+    let (name, msg) = s
+        .block_on(s.k.call("Setup", &(good.as_str(),)))
+        .unwrap_err();
+    assert!(name.ends_with("NotAuthorized"), "{name}: {msg}");
+
+    s.tap("service");
+    s.wait_screen(Screen::ServicePin);
+    s.type_digits(PIN);
+    s.tap("Enter");
+    s.wait_screen(Screen::Service);
+    s.wait("the health lines", |s| s.g().get_health().row_count() >= 5);
+    s.tap("Enroll again");
+    assert!(s.g().get_confirm_enroll_again(), "asked first");
+    assert!(s.shows("leaves its current central system"));
+    s.tap("Cancel");
+    assert_eq!(s.screen(), Screen::Service);
+    s.tap("Enroll again");
+    s.tap("Enroll again");
+    s.wait_screen(Screen::Setup);
+    assert!(s.g().get_setup_again());
+    let again = s.block_on(s.k.central.setup_code("kiosk-1", "kiosk", 600, None));
+    s.block_on(s.k.scanner.scan(&again)).unwrap();
+    s.wait_screen(Screen::SetupResult);
+    s.tap("Start");
+    s.wait("selling again", |s| {
+        s.screen() == Screen::Home && s.g().get_can_sell()
+    });
+}

@@ -493,6 +493,36 @@ pub struct Heartbeat {
     /// The image, its slots and the last update (docs/updates.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateReport>,
+    /// What works and what does not (`Device1.Health`): a device that
+    /// reaches the central system again says what it found meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthReport>,
+}
+
+/// The health summary: the worst level, and one line per subsystem.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthReport {
+    /// `green`, `amber` or `red`: the worst of the items.
+    pub level: String,
+    pub items: Vec<HealthItem>,
+}
+
+/// One subsystem of [`HealthReport`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthItem {
+    /// `central`, `clock`, `disk`, `ups`, `printer`, `scanner north-1` …
+    pub subsystem: String,
+    /// The subsystem's name in Chinese, for the kiosk and the lane display.
+    pub name_zh: String,
+    /// `green`, `amber` or `red`.
+    pub level: String,
+    /// What was found ("online", "offline for 12 min: connection refused").
+    pub detail: String,
+    /// What to check, when not green (English, Chinese).
+    #[serde(default)]
+    pub check_en: String,
+    #[serde(default)]
+    pub check_zh: String,
 }
 
 /// The heartbeat's part on software updates.

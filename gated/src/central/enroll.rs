@@ -38,6 +38,7 @@ pub async fn enroll(
     db: Option<&Db>,
     central_url: &str,
     code: &str,
+    device_id: &str,
 ) -> Result<Enrolled, EnrollError> {
     let http = client::http_client(
         config
@@ -49,7 +50,7 @@ pub async fn enroll(
     let key = identity::generate_key();
     let request = EnrollRequest {
         code: code.trim().to_owned(),
-        device_id: config.device_id.get_ref().clone(),
+        device_id: device_id.to_owned(),
         role: config.role.to_string(),
         public_key: hex::encode(key.verifying_key().to_bytes()),
     };
@@ -95,6 +96,9 @@ pub async fn enroll(
             &id_hash_key,
         )?,
     }
+    // The key first, the credentials last: they name the key they go
+    // with, so a cut between the two leaves a device that is not enrolled
+    // (and says so), never one half-enrolled.
     identity::save_key(state_dir, &key)?;
     identity::save_credentials(
         state_dir,
@@ -104,6 +108,7 @@ pub async fn enroll(
             central_url: central_url.to_owned(),
             lane_groups: answer.lane_groups.clone(),
             access: answer.access.clone(),
+            public_key: Some(hex::encode(key.verifying_key().to_bytes())),
         },
     )?;
     Ok(Enrolled {

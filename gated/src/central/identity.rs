@@ -25,6 +25,10 @@ pub struct Credentials {
     pub central_url: String,
     pub lane_groups: Vec<String>,
     pub access: AccessToken,
+    /// The public half of the device key enrolled with (hex): a key file
+    /// that does not match is an enrollment cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -104,6 +108,38 @@ pub fn load_credentials(state_dir: &Path) -> Result<Option<Credentials>, Identit
         })
 }
 
+/// The credentials and key of a complete enrollment as `device_id`
+/// (empty: any) and `role`, or why the device is not enrolled.
+pub fn enrolled(
+    state_dir: &Path,
+    device_id: &str,
+    role: &str,
+) -> Result<(Credentials, SigningKey), String> {
+    let creds = load_credentials(state_dir)
+        .map_err(|e| e.to_string())?
+        .ok_or("not provisioned")?;
+    let key = load_key(state_dir)
+        .map_err(|e| e.to_string())?
+        .ok_or("device.key is missing: provision the device again")?;
+    if let Some(public) = &creds.public_key
+        && *public != hex::encode(key.verifying_key().to_bytes())
+    {
+        return Err(
+            "device.key does not match credentials.json (an enrollment was cut short): provision the device again"
+                .into(),
+        );
+    }
+    if (!device_id.is_empty() && creds.device_id != device_id) || creds.role != role {
+        return Err(format!(
+            "enrolled as {} ({}) but gated.toml says {} ({role}): provision again",
+            creds.device_id,
+            creds.role,
+            if device_id.is_empty() { "no device id" } else { device_id },
+        ));
+    }
+    Ok((creds, key))
+}
+
 pub fn save_key(state_dir: &Path, key: &SigningKey) -> Result<(), IdentityError> {
     write_private(
         &state_dir.join(KEY_FILE),
@@ -164,6 +200,7 @@ mod tests {
                 token: "secret-token".into(),
                 expires_at_ms: 5,
             },
+            public_key: None,
         };
         save_credentials(dir.path(), &c).unwrap();
         assert_eq!(load_credentials(dir.path()).unwrap().unwrap(), c);

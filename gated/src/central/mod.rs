@@ -6,6 +6,8 @@ pub mod api;
 pub mod client;
 pub mod enroll;
 pub mod identity;
+pub mod service_code;
+pub mod setup_code;
 pub mod sync;
 
 use crate::tickets::token::LocalMinute;

@@ -343,6 +343,7 @@ pub fn start(
     fleet: watch::Receiver<crate::peers::FleetStatus>,
     occupancy: watch::Receiver<gated_api::types::OccupancyView>,
     updates: crate::update::Slot,
+    health: crate::health::Slot,
 ) -> Result<Started, StoreError> {
     let state_dir = config.state_dir.get_ref().clone();
     let (nonces, status) = {
@@ -374,6 +375,7 @@ pub fn start(
         fleet,
         occupancy,
         updates,
+        health,
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(Arc::new(link).run());
@@ -423,6 +425,8 @@ struct Link {
     /// The software and its updates: reported in the heartbeat, which
     /// brings the central system's update offers back.
     updates: crate::update::Slot,
+    /// What works and what does not, reported in the heartbeat.
+    health: crate::health::Slot,
 }
 
 impl Link {
@@ -485,18 +489,7 @@ impl Link {
     }
 
     fn session(&self) -> Result<Session, String> {
-        let creds = identity::load_credentials(&self.state_dir)
-            .map_err(|e| e.to_string())?
-            .ok_or("not provisioned")?;
-        let key = identity::load_key(&self.state_dir)
-            .map_err(|e| e.to_string())?
-            .ok_or("device.key is missing: provision the device again")?;
-        if creds.device_id != self.device_id || creds.role != self.role {
-            return Err(format!(
-                "enrolled as {} ({}) but gated.toml says {} ({}): provision again",
-                creds.device_id, creds.role, self.device_id, self.role
-            ));
-        }
+        let (creds, key) = identity::enrolled(&self.state_dir, &self.device_id, &self.role)?;
         let http = client::http_client(self.ca_file.as_deref()).map_err(|e| e.to_string())?;
         if let Some(lanes) = &self.lanes
             && let Err(e) = lanes.reload()
@@ -802,6 +795,7 @@ impl Link {
                     }
                 }),
                 update: self.updates.get().map(crate::update::Updates::report),
+                health: self.health.get().map(crate::health::Sources::summary),
             };
             match session
                 .post::<_, api::HeartbeatAck>(paths::HEARTBEAT, &beat)

@@ -11,11 +11,8 @@ pub struct Device {
     pub status: watch::Receiver<SyncStatus>,
     pub fleet: watch::Receiver<crate::peers::FleetStatus>,
     pub occupancy: watch::Receiver<gated_api::types::OccupancyView>,
-    pub kiosk: Option<Arc<Kiosk>>,
-    pub lanes: Option<crate::lanes::LaneRegistry>,
     pub power: watch::Receiver<crate::power::PowerView>,
-    pub reads: crate::reads::Reads,
-    pub voice: Option<crate::voice::Voice>,
+    pub health: crate::health::Sources,
     pub modes: crate::modes::Modes,
     pub reader: Reader,
 }
@@ -226,26 +223,14 @@ impl Device {
     /// Attached devices and their state: (family, state).
     #[zbus(property)]
     pub(super) fn devices(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Some(k) = &self.kiosk {
-            let state = printer_state(k.watch_printer().borrow().as_ref());
-            out.push(("printer".to_owned(), state));
-        }
-        let p = self.power.borrow();
-        if let Some(src) = &p.source {
-            out.push((format!("ups ({src})"), p.connection.clone()));
-        }
-        drop(p);
-        out.extend(self.reads.states());
-        if let Some(v) = &self.voice {
-            out.push(("speaker".to_owned(), v.state()));
-        }
-        for l in self.lanes.iter().flat_map(|r| r.iter()) {
-            out.push((
-                format!("gate of {}", l.name),
-                l.gate.watch_state().borrow().to_string(),
-            ));
-        }
-        out
+        self.health.devices()
+    }
+
+    /// What works and what does not: green, amber or red per subsystem
+    /// (central link, clock, each device, data partition, UPS), each line
+    /// not green with what to check. The heartbeat carries the same.
+    #[zbus(out_args("health"))]
+    async fn health(&self) -> gated_api::types::HealthView {
+        self.health.summary().into()
     }
 }

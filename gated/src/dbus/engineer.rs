@@ -17,6 +17,7 @@ pub struct Engineer {
     /// The bus's reads, and (its `Db`) where Provision stores the keys received.
     pub reader: Reader,
     pub updates: crate::update::Updates,
+    pub setup: crate::setup::Setup,
 }
 
 /// How long a self-test waits for the engineer to scan or place a card.
@@ -68,14 +69,30 @@ impl Engineer {
         if code.trim().is_empty() {
             return Err(Error::InvalidArgument("a pairing code is needed".into()));
         }
+        let by = caller(&header, conn).await;
+        if crate::central::setup_code::claims(code) {
+            tracing::info!(by, "provisioning by setup code requested");
+            return self
+                .setup
+                .enroll(code, &by)
+                .await
+                .map(|(_, e)| e)
+                .map_err(refusal);
+        }
         let url = if central.is_empty() {
             self.config.central.url.get_ref().clone()
         } else {
             central.to_owned()
         };
-        let by = caller(&header, conn).await;
+        let id = self.config.device_id.get_ref();
+        if id.is_empty() {
+            return Err(Error::InvalidArgument(
+                "gated.toml names no device id: enroll with the device's setup code, which names it"
+                    .into(),
+            ));
+        }
         tracing::info!(central = url, by, "provisioning requested");
-        crate::central::enroll::enroll(&self.config, Some(&self.reader.db), &url, code)
+        crate::central::enroll::enroll(&self.config, Some(&self.reader.db), &url, code, id)
             .await
             .map_err(|e| match crate::central::enroll::explain(&e) {
                 Failure::Code(m) => Error::InvalidArgument(m),

@@ -11,6 +11,35 @@ pub struct KioskIface {
     pub kiosk: Option<Arc<Kiosk>>,
     pub pin: ServicePin,
     pub resync: Arc<tokio::sync::Notify>,
+    pub setup: crate::setup::Setup,
+    pub health: crate::health::Sources,
+}
+
+/// How long the setup screen waits for the link after an enrollment, so
+/// its result shows the device online (or why not).
+const SETUP_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl KioskIface {
+    /// Enrolls by a setup code's text or a typed pairing code, then says
+    /// what the device found.
+    async fn enroll(&self, code: &str, by: &str) -> Result<gated_api::types::SetupResult, Error> {
+        let (site, enrolled) = if crate::central::setup_code::claims(code) {
+            let (c, e) = self.setup.enroll(code, by).await.map_err(refusal)?;
+            (c.site.unwrap_or_default(), e)
+        } else {
+            let e = self.setup.enroll_typed(code, by).await.map_err(refusal)?;
+            (String::new(), e)
+        };
+        crate::setup::Setup::settle(self.health.status.clone(), SETUP_SETTLE).await;
+        Ok(gated_api::types::SetupResult {
+            device_id: enrolled.device_id,
+            central_url: enrolled.central_url,
+            site,
+            lane_groups: enrolled.lane_groups,
+            clock_skew_ms: enrolled.clock_skew_ms,
+            health: self.health.summary().into(),
+        })
+    }
 }
 
 impl KioskIface {
@@ -190,6 +219,50 @@ impl KioskIface {
         tracing::info!("sync requested from the kiosk's service menu");
         self.resync.notify_one();
         Ok(())
+    }
+
+    /// Enrolls the kiosk from its setup screen: `code` is a setup code's
+    /// text (scanned) or a pairing code (typed; the configured central
+    /// system and device id). Open to the kiosk only while the device is not
+    /// enrolled: afterwards `ServiceProvision`, behind the service PIN.
+    /// Returns what the device found once its link came up (or 10 s passed).
+    #[zbus(out_args("result"))]
+    async fn setup(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        code: &str,
+    ) -> Result<gated_api::types::SetupResult, Error> {
+        if !self.setup.waiting() {
+            return Err(Error::NotAuthorized(
+                "this device is enrolled: enrolling it again needs the service PIN".into(),
+            ));
+        }
+        let by = format!("kiosk setup screen ({})", caller(&header, conn).await);
+        self.enroll(code, &by).await
+    }
+
+    /// Enrolls the device again (moved to another site, replaced central
+    /// system), from the service menu: as `Setup`, with the session of the
+    /// service PIN.
+    #[zbus(out_args("result"))]
+    async fn service_provision(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        token: &str,
+        code: &str,
+    ) -> Result<gated_api::types::SetupResult, Error> {
+        self.serviced(&header, conn, token).await?;
+        let by = format!("kiosk service menu ({})", caller(&header, conn).await);
+        self.enroll(code, &by).await
+    }
+
+    /// Whether the device waits for its setup (not enrolled): the kiosk
+    /// shows its setup screen.
+    #[zbus(property)]
+    fn needs_setup(&self) -> bool {
+        self.setup.waiting()
     }
 
     /// Tickets of one product in one order, at most.

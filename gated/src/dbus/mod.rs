@@ -60,6 +60,15 @@ impl From<KioskError> for Error {
     }
 }
 
+/// A setup code refused, as the error a caller can show.
+pub(crate) fn refusal(r: crate::setup::Refusal) -> Error {
+    match r.reason {
+        "offline" => Error::Offline(r.en),
+        "failed" => Error::Failed(r.en),
+        _ => Error::InvalidArgument(r.en),
+    }
+}
+
 /// The bus's reads of gated's database (counts, the timeline), through
 /// the device's reader connection, off the async threads.
 #[derive(Debug, Clone)]
@@ -106,7 +115,7 @@ async fn printer_self_test(k: &Kiosk) -> (bool, String) {
 }
 
 /// The printer's state as `Devices` and `PrinterStatus` say it.
-fn printer_state(s: Option<&Result<hal::printer::Status, String>>) -> String {
+pub(crate) fn printer_state(s: Option<&Result<hal::printer::Status, String>>) -> String {
     match s {
         None => "unknown".to_owned(),
         Some(Ok(s)) => s.problem().unwrap_or("ready").to_owned(),
@@ -149,9 +158,11 @@ pub async fn serve(
     engineer: Engineer,
 ) -> zbus::Result<zbus::Connection> {
     let kiosk = KioskIface {
-        kiosk: device.kiosk.clone(),
+        kiosk: device.health.kiosk.clone(),
         pin: ServicePin::new(engineer.config.kiosk.pin_hash()),
         resync: engineer.resync.clone(),
+        setup: engineer.setup.clone(),
+        health: device.health.clone(),
     };
     zbus::connection::Builder::system()
         .serve_at(OBJECT_PATH, device)
@@ -297,5 +308,6 @@ pub async fn follow(
             .out_of_service_reasons_changed(kiosk_iface.signal_emitter())
             .await;
         let _ = k.visitor_notice_changed(kiosk_iface.signal_emitter()).await;
+        let _ = k.needs_setup_changed(kiosk_iface.signal_emitter()).await;
     }
 }

@@ -31,6 +31,15 @@ impl App {
                     g.set_entry_phone(s.into());
                 }
             }
+            Screen::Setup => {
+                if k == "enter" {
+                    self.setup_submit();
+                    return;
+                }
+                let mut s = g.get_setup_code().to_string();
+                edit(&mut s, 16);
+                g.set_setup_code(s.into());
+            }
             Screen::ServicePin => {
                 let mut st = self.state.borrow_mut();
                 if k == "enter" {

@@ -80,6 +80,7 @@ impl App {
                 };
                 // An older gated has no notice: none is shown.
                 let notice = k.visitor_notice().await.unwrap_or_default();
+                let needs_setup = k.needs_setup().await.unwrap_or(false);
                 let visitors = match show_occupancy {
                     true => d
                         .occupancy()
@@ -92,6 +93,7 @@ impl App {
                     app.set_reasons(state);
                     app.set_notice(notice);
                     app.set_visitors(visitors);
+                    app.set_needs_setup(needs_setup);
                 }));
                 let occupancy = async {
                     match &mut occupancy_changed {

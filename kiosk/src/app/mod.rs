@@ -14,6 +14,9 @@ mod link;
 mod pay;
 mod print;
 mod service;
+mod setup;
+
+pub use setup::health_rows;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -88,6 +91,8 @@ struct State {
     service_token: Option<String>,
     /// The scenic area's name was asked for (once, not per state change).
     name_asked: bool,
+    /// gated waits for the device's setup (Kiosk1.NeedsSetup).
+    needs_setup: bool,
 }
 
 pub struct App {
@@ -411,6 +416,10 @@ impl App {
         on!(on_service_test_print, |app| app.service_test_print());
         on!(on_service_sync, |app| app.service_sync());
         on!(on_service_refresh, |app| app.service_refresh());
+        on!(on_service_enroll_again, |app, step| app
+            .service_enroll_again(&step));
+        on!(on_setup_submit, |app| app.setup_submit());
+        on!(on_setup_finish, |app| app.setup_finish());
     }
 
     /// Every tap restarts the inactivity timer.
@@ -431,8 +440,10 @@ impl App {
         match self.screen() {
             // Large text is one visitor's: gone when they are.
             Screen::Home => self.g().set_large_text(false),
-            // Never while paying (the order's own deadline ends it) or printing.
-            Screen::Pay | Screen::Printing => {}
+            // Never while paying (the order's own deadline ends it) or
+            // printing, nor while an engineer sets the device up.
+            Screen::Pay | Screen::Printing | Screen::SetupResult => {}
+            Screen::Setup if !self.g().get_setup_again() => {}
             _ if self.g().get_busy() => self.touched(),
             _ => {
                 self.go_home();
@@ -472,8 +483,15 @@ impl App {
         g.set_show_calendar(false);
         g.set_problem_detail("".into());
         self.set_language(&self.config.language.clone());
+        g.set_confirm_enroll_again(false);
+        g.set_setup_again(false);
         self.show(Screen::Home);
         self.idle.stop();
+        // Not enrolled: the setup screen is the home screen.
+        let needs_setup = self.state.borrow().needs_setup;
+        if needs_setup {
+            self.set_needs_setup(true);
+        }
     }
 
     // --- signals ---
@@ -481,6 +499,7 @@ impl App {
     fn code_scanned(self: &Rc<Self>, code: String) {
         self.touched();
         match self.screen() {
+            Screen::Setup => self.setup_scanned(code),
             Screen::Pay => self.pay_with_code(code),
             Screen::Collect | Screen::CollectNumber => {
                 self.pickup("order_code", code, String::new())

@@ -93,10 +93,15 @@ impl App {
                 let mut out: Vec<(String, String)> =
                     facts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
                 out.extend(d.devices().await?);
-                Ok(out)
+                // An older gated has no health summary: the facts remain.
+                let health = d.health().await.ok();
+                Ok((out, health))
             },
             |app, r| match r {
-                Ok(facts) => app.g().set_facts(model(
+                Ok((facts, health)) => {
+                    let rows = health.as_ref().map(super::health_rows).unwrap_or_default();
+                    app.g().set_health(model(rows));
+                    app.g().set_facts(model(
                     facts
                         .into_iter()
                         .map(|(k, v)| Fact {
@@ -104,7 +109,8 @@ impl App {
                             value: v.into(),
                         })
                         .collect(),
-                )),
+                    ))
+                }
                 Err(e) => app
                     .g()
                     .set_service_report(SharedString::from(gated::error_name(&e).1)),

@@ -28,6 +28,9 @@ struct Args {
     /// A pairing code to accept, `CODE,DEVICE,ROLE[,GROUP…]` (repeatable).
     #[arg(long = "pairing-code", value_name = "SPEC")]
     pairing_codes: Vec<String>,
+    /// The API URL setup codes name (default: the address it listens on).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         api: args.listen,
         admin: args.admin,
         pairing_codes: args.pairing_codes,
+        public_url: args.public_url,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -23,6 +23,8 @@ pub const TIME_ZONE: &str = "Asia/Shanghai";
 pub fn router(sim: Arc<Sim>) -> axum::Router {
     axum::Router::new()
         .route("/sim/pairing-codes", post(pairing_code))
+        .route("/sim/service-codes", post(service_code))
+        .route("/sim/devices", get(devices))
         .route("/sim/sell", post(sell))
         .route("/sim/tickets", post(generate))
         .route("/sim/refund", post(refund))
@@ -76,6 +78,8 @@ struct PairingCode {
     /// Negative: already expired (tests).
     #[serde(default = "default_ttl")]
     ttl_s: i64,
+    /// The central URL the setup code names (default: this central-sim's).
+    central: Option<String>,
 }
 
 fn default_ttl() -> i64 {
@@ -95,7 +99,95 @@ async fn pairing_code(
         "INSERT INTO pairing_codes (code, device_id, role, lane_groups, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![code, req.device_id, req.role, req.lane_groups.join(","), expires],
     )?;
-    Ok(Json(json!({ "code": code, "expires_at_ms": expires })))
+    // The QR code a field engineer scans at the device (docs/setup-code.md).
+    let setup = gated::central::setup_code::encode(&gated::central::setup_code::SetupCode {
+        central: req.central.unwrap_or_else(|| sim.api_url.clone()),
+        code: code.clone(),
+        device_id: req.device_id,
+        role: req.role,
+        site: Some(sim.site.clone()),
+        lane_group: req.lane_groups.first().cloned(),
+        expires_at_ms: Some(expires),
+    });
+    Ok(Json(
+        json!({ "code": code, "expires_at_ms": expires, "setup_code": setup }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ServiceCodeReq {
+    /// One device, or `*` for every device of the site.
+    device_id: String,
+    /// Negative: already expired (tests).
+    #[serde(default = "default_ttl")]
+    ttl_s: i64,
+}
+
+/// An engineer's service code: scanned at a lane, its display shows the
+/// device's health (signed with the ticket-signing key, key id 1).
+async fn service_code(State(sim): State<Arc<Sim>>, Json(req): Json<ServiceCodeReq>) -> Json<Value> {
+    let expires = real_now_ms() + req.ttl_s * 1000;
+    let text = gated::central::service_code::issue(
+        &gated::central::service_code::ServiceCode {
+            key_id: 1,
+            expires_at_ms: expires,
+            device_id: req.device_id,
+        },
+        &sim.signing_key,
+    );
+    Json(json!({ "service_code": text, "expires_at_ms": expires }))
+}
+
+/// Every device the central system knows, enrolled or only expected (a
+/// pairing code issued, never used), with its last heartbeat and health:
+/// a device enrolled but silent shows as such, not as enrolled.
+async fn devices(State(sim): State<Arc<Sim>>) -> Result<Json<Vec<Value>>, Fail> {
+    let conn = sim.db();
+    let now = real_now_ms();
+    let mut out: Vec<Value> = conn
+        .prepare(
+            "SELECT d.device_id, d.role, d.enrolled_ms, d.revoked, h.json, h.received_ms
+             FROM devices d LEFT JOIN heartbeats h ON h.device_id = d.device_id
+             ORDER BY d.device_id",
+        )?
+        .query_map([], |r| {
+            let beat: Option<String> = r.get(4)?;
+            let received: Option<i64> = r.get(5)?;
+            let revoked: bool = r.get(3)?;
+            let beat: Option<api::Heartbeat> =
+                beat.and_then(|b| serde_json::from_str(&b).ok());
+            let state = match (revoked, received) {
+                (true, _) => "revoked",
+                (false, None) => "enrolled, no heartbeat yet",
+                (false, Some(t)) if now - t > 3 * 60_000 => "silent",
+                (false, Some(_)) => "reporting",
+            };
+            Ok(json!({
+                "device_id": r.get::<_, String>(0)?,
+                "role": r.get::<_, String>(1)?,
+                "enrolled_ms": r.get::<_, i64>(2)?,
+                "state": state,
+                "last_heartbeat_ms": received,
+                "health": beat.and_then(|b| b.health),
+            }))
+        })?
+        .collect::<Result<_, _>>()?;
+    let expected = conn
+        .prepare(
+            "SELECT device_id, role FROM pairing_codes
+             WHERE used_ms IS NULL AND device_id NOT IN (SELECT device_id FROM devices)
+             GROUP BY device_id ORDER BY device_id",
+        )?
+        .query_map([], |r| {
+            Ok(json!({
+                "device_id": r.get::<_, String>(0)?,
+                "role": r.get::<_, String>(1)?,
+                "state": "not enrolled",
+            }))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    out.extend(expected);
+    Ok(Json(out))
 }
 
 #[derive(Debug, Deserialize)]

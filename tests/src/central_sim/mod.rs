@@ -51,6 +51,10 @@ pub struct Sim {
     /// Update bundles served at `bundles/NAME` (the `bundles` directory
     /// beside the database; `POST /sim/rollout` names one to devices).
     bundles: PathBuf,
+    /// Its own API URL, as setup codes name it.
+    api_url: String,
+    /// The scenic area's name, as setup codes carry it.
+    site: String,
     /// Counters for tests and benchmarks.
     pub stats: Stats,
 }
@@ -99,6 +103,9 @@ impl Sim {
     }
 }
 
+/// The scenic area central-sim stands for (setup codes name it).
+pub const SITE_NAME: &str = "泰山景区 Mount Tai";
+
 pub fn real_now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -112,6 +119,9 @@ pub struct Options {
     pub admin: SocketAddr,
     /// `CODE,DEVICE,ROLE[,GROUP…]` pairing codes made at start (the demo's).
     pub pairing_codes: Vec<String>,
+    /// The API URL setup codes name (default: the address it listens on),
+    /// for a central system behind a name or a proxy.
+    pub public_url: Option<String>,
 }
 
 /// What a started central-sim listens on (printed as one JSON line).
@@ -133,21 +143,6 @@ pub async fn start(opts: &Options) -> Result<(Listening, tokio::task::JoinSet<()
     for spec in &opts.pairing_codes {
         admin::seed_pairing_code(&conn, spec)?;
     }
-    let sim = Arc::new(Sim {
-        db: Mutex::new(conn),
-        signing_key,
-        id_hash_key,
-        seq: watch::channel(seq).0,
-        fail: AtomicU8::new(0),
-        slow_ms: AtomicU64::new(0),
-        clock_offset_ms: AtomicI64::new(0),
-        bundles: opts
-            .db
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("bundles"),
-        stats: Stats::default(),
-    });
     let tls = tls::server_config(&opts.tls_dir)?;
     let api = TcpListener::bind(opts.api)
         .await
@@ -166,6 +161,26 @@ pub async fn start(opts: &Options) -> Result<(Listening, tokio::task::JoinSet<()
         ),
         ca_file: opts.tls_dir.join(tls::CA_FILE),
     };
+    let sim = Arc::new(Sim {
+        db: Mutex::new(conn),
+        signing_key,
+        id_hash_key,
+        seq: watch::channel(seq).0,
+        fail: AtomicU8::new(0),
+        slow_ms: AtomicU64::new(0),
+        clock_offset_ms: AtomicI64::new(0),
+        bundles: opts
+            .db
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("bundles"),
+        api_url: opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| listening.api.clone()),
+        site: SITE_NAME.to_owned(),
+        stats: Stats::default(),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(contract::serve(api, tls, sim.clone()));
     let admin_router = admin::router(sim);

@@ -12,11 +12,13 @@ use gated_api::{Device1Proxy, Engineer1Proxy, ErrorName, Lane1Proxy};
 use serde_json::json;
 
 pub(crate) fn load(path: &Path) -> Result<Config, ExitCode> {
-    config::load(path, DeviceCheck::Skip).map_err(|e| {
+    let mut config = config::load(path, DeviceCheck::Skip).map_err(|e| {
         eprintln!("{e}");
         eprintln!("fix {} first (gatectl config check)", path.display());
         ExitCode::from(2)
-    })
+    })?;
+    config.resolve_device_id();
+    Ok(config)
 }
 
 /// A time in the scenic area's time zone (`timezone` in gated.toml), the
@@ -45,6 +47,35 @@ fn skew_text(ms: i64) -> String {
     format!("{:+.1} s", ms as f64 / 1000.0)
 }
 
+/// Green, amber or red per subsystem, what to check under each line not green.
+fn print_health(h: &gated_api::types::HealthView) {
+    let count = |l: &str| h.items.iter().filter(|i| i.level == l).count();
+    println!(
+        "  health        {}: {} red, {} amber, {} green",
+        h.level.to_uppercase(),
+        count("red"),
+        count("amber"),
+        count("green")
+    );
+    let width = h
+        .items
+        .iter()
+        .map(|i| i.subsystem.chars().count())
+        .max()
+        .unwrap_or(0);
+    for i in &h.items {
+        let mark = match i.level.as_str() {
+            "green" => "ok  ",
+            "amber" => "WARN",
+            _ => "FAIL",
+        };
+        println!("    {mark}  {:<width$}  {}", i.subsystem, i.detail);
+        if !i.check_en.is_empty() {
+            println!("          {:<width$}  → {}", "", i.check_en);
+        }
+    }
+}
+
 pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bool) -> ExitCode {
     let config = match load(config_path) {
         Ok(c) => c,
@@ -66,12 +97,24 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            rt.block_on(enroll::enroll(&config, None, &url, code))
-                .map(|e| gated_api::to_json(&e))
-                .map_err(|e| match enroll::explain(&e) {
-                    enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
-                    enroll::Failure::Offline(m) => format!("Offline: {m}"),
-                })
+            // A setup code names the central system and the device itself.
+            let target = if gated::central::setup_code::claims(code) {
+                gated::setup::check(&config, code)
+                    .map(|c| (c.central, c.code, c.device_id))
+                    .map_err(|r| r.en)
+            } else if config.device_id.get_ref().is_empty() {
+                Err("gated.toml names no device id: enroll with the device's setup code, which names it".into())
+            } else {
+                Ok((url.clone(), code.to_owned(), config.device_id.get_ref().clone()))
+            };
+            target.and_then(|(url, code, id)| {
+                rt.block_on(enroll::enroll(&config, None, &url, &code, &id))
+                    .map(|e| gated_api::to_json(&e))
+                    .map_err(|e| match enroll::explain(&e) {
+                        enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
+                        enroll::Failure::Offline(m) => format!("Offline: {m}"),
+                    })
+            })
         }
     };
     match result {
@@ -181,9 +224,10 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
         // A lane list that cannot be read leaves the rest of the status.
         let lanes = g.lane.lanes().await.ok();
         let (fleet, occupancy) = (g.device.fleet().await.ok(), g.device.occupancy().await.ok());
-        Ok((props, counts, lanes, fleet, occupancy))
+        let health = g.device.health().await.ok();
+        Ok((props, counts, lanes, fleet, occupancy, health))
     });
-    let (props, (tickets, revoked, blocked, entered, outbox), lanes, fleet, occupancy) =
+    let (props, (tickets, revoked, blocked, entered, outbox), lanes, fleet, occupancy, health) =
         match snapshot {
             Ok(s) => s,
             Err(e) => return not_running(&config, &e.to_string(), json),
@@ -238,14 +282,21 @@ pub fn status(config_path: &Path, json: bool) -> ExitCode {
                     "devices": devices.as_ref().ok().map(|d| d.iter().map(|(f, s)| json!({"device": f, "state": s})).collect::<Vec<_>>()),
                     "fleet": fleet.as_ref().map(gated_api::to_json),
                     "occupancy": occupancy.as_ref().map(gated_api::to_json),
+                    "health": health.as_ref().map(gated_api::to_json),
                 })
             )
         );
         return ExitCode::SUCCESS;
     }
     println!("{} {}", config.role, config.device_id.get_ref());
+    if let Some(h) = &health {
+        print_health(h);
+    }
     let link = match mode.as_str() {
-        "unprovisioned" => "NOT PROVISIONED: run `gatectl provision --code CODE`".to_owned(),
+        "unprovisioned" => {
+            "NOT PROVISIONED: scan the setup code at the device, or `gatectl provision --code CODE`"
+                .to_owned()
+        }
         "online" => format!("online since {}", when(since, &tz)),
         "offline" => format!("OFFLINE since {}", when(since, &tz)),
         other => other.to_owned(),

@@ -43,11 +43,14 @@ enum Command {
     Probe(probe::Probe),
     /// Enroll this device with the central system using a one-time pairing code.
     ///
-    /// The device makes its own key pair (the private key never leaves it) and
+    /// The code may also be the text of a setup code (`S1:…`, the QR code the
+    /// central system prints for the device): it names the central system
+    /// and the device id itself; the device's `[central] ca_file` decides
+    /// whether that central system is trusted. The device makes its own key pair (the private key never leaves it) and
     /// stores what the central system returns in gated's state directory.
     /// Prints what was received, never the secrets.
     Provision {
-        /// The pairing code the central system's operator gave you.
+        /// The pairing code the central system's operator gave you, or a setup code's text.
         #[arg(long, required_unless_present = "code_file")]
         code: Option<String>,
         /// Read the pairing code from FILE (first-boot provisioning,
