@@ -132,8 +132,10 @@ pub async fn run(config: Config) -> Result<Stopped, StartError> {
                 &occupancy_rx,
                 &activity,
                 voice.as_ref(),
-                &setup,
-                &health_slot,
+                &crate::lanes::FieldCodes {
+                    setup: setup.clone(),
+                    health: health_slot.clone(),
+                },
             )
             .await
             .map_err(StartError::Lanes)?;

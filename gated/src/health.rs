@@ -124,7 +124,11 @@ fn item(
     detail: String,
     check: (&str, &str),
 ) -> HealthItem {
-    let (en, zh) = if level == Level::Green { ("", "") } else { check };
+    let (en, zh) = if level == Level::Green {
+        ("", "")
+    } else {
+        check
+    };
     HealthItem {
         subsystem: subsystem.to_owned(),
         name_zh: name_zh.to_owned(),
@@ -218,8 +222,7 @@ fn device(name: &str, state: &str) -> HealthItem {
         "display" => "显示屏",
         _ => "设备",
     };
-    let level = if state == "connected" || state == "ready"
-    {
+    let level = if state == "connected" || state == "ready" {
         Level::Green
     } else if state.starts_with("failed") || state == "out of paper" || state.contains("error") {
         Level::Red
@@ -247,6 +250,8 @@ fn device(name: &str, state: &str) -> HealthItem {
     item(name, name_zh, level, state.to_owned(), check)
 }
 
+// fsblkcnt_t and c_ulong are 32 bits on some targets: the conversions stay.
+#[allow(clippy::useless_conversion)]
 fn disk(dir: &std::path::Path) -> HealthItem {
     let check = (
         "the data partition is filling up: check journal and log sizes, then call support",
@@ -254,9 +259,9 @@ fn disk(dir: &std::path::Path) -> HealthItem {
     );
     match nix::sys::statvfs::statvfs(dir) {
         Ok(v) => {
-            let block = v.fragment_size() as u64;
-            let free = v.blocks_available() as u64 * block;
-            let total = (v.blocks() as u64 * block).max(1);
+            let block = u64::from(v.fragment_size());
+            let free = u64::from(v.blocks_available()) * block;
+            let total = (u64::from(v.blocks()) * block).max(1);
             let percent = free as f64 * 100.0 / total as f64;
             let level = if percent < DISK_RED_PERCENT {
                 Level::Red
@@ -307,10 +312,7 @@ fn ups(p: &crate::power::PowerView) -> HealthItem {
     } else if p.state.is_none() {
         (
             Level::Amber,
-            (
-                "waiting for the UPS's first answer",
-                "等待UPS应答",
-            ),
+            ("waiting for the UPS's first answer", "等待UPS应答"),
         )
     } else if p.on_battery() {
         (

@@ -187,6 +187,14 @@ pub fn local_minute(at: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> LocalMinute
     minutes.max(0) as LocalMinute
 }
 
+/// What a field engineer's codes reach at a lane: enrollment by setup code
+/// while the device is not enrolled, the health for a service code.
+#[derive(Debug, Clone)]
+pub struct FieldCodes {
+    pub setup: crate::setup::Setup,
+    pub health: crate::health::Slot,
+}
+
 /// Starts every lane of `config`; the tasks run until the set is dropped.
 pub async fn start(
     config: &Config,
@@ -195,8 +203,7 @@ pub async fn start(
     occupancy: &tokio::sync::watch::Receiver<gated_api::types::OccupancyView>,
     activity: &crate::update::Activity,
     voice: Option<&crate::voice::Voice>,
-    setup: &crate::setup::Setup,
-    health: &crate::health::Slot,
+    codes: &FieldCodes,
 ) -> Result<(JoinSet<()>, Engine, LaneRegistry), LanesError> {
     let tz = config.time_zone();
     if db.writer().setting("id_hash_key")?.is_none() {
@@ -374,8 +381,8 @@ pub async fn start(
             free_exit: lane.free_exit,
             activity: activity.clone(),
             voice: voice.cloned(),
-            setup: setup.clone(),
-            health: health.clone(),
+            setup: codes.setup.clone(),
+            health: codes.health.clone(),
             device_id: config.device_id.get_ref().clone(),
         };
         info!(lane = name, group = lane.group, "lane ready");
@@ -498,8 +505,14 @@ struct LaneCtx {
     device_id: String,
 }
 
+/// How long a lane waits for its link after a setup before it shows the health.
+const HEALTH_AFTER_SETUP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What an unenrolled lane shows, and says, between scans.
-const SETUP_WAITING: (&str, &str) = ("等待设置：请扫描设置码", "Waiting for setup: scan the setup code");
+const SETUP_WAITING: (&str, &str) = (
+    "等待设置：请扫描设置码",
+    "Waiting for setup: scan the setup code",
+);
 
 /// The health summary as one line of a lane display: the level, then what
 /// is not green.
@@ -606,18 +619,20 @@ impl LaneCtx {
         self.show(TierNotice::zh(now), TierNotice::en(now)).await;
     }
 
-    /// Not enrolled: a setup code enrolls the device, anything else is
-    /// told that the lane waits for one.
-    async fn provisioning(&mut self, medium: Medium) {
+    /// Not enrolled: a setup code enrolls the device; with nothing to check
+    /// tickets against, anything else is told that the lane waits for one.
+    /// `Some`: the medium is the lane's to decide as usual.
+    async fn provisioning(&mut self, medium: Medium) -> Option<Medium> {
         use crate::central::setup_code;
         use crate::voice::Prompt;
         let text = match medium {
             Medium::Code(t) if setup_code::claims(&t) => t,
-            _ => {
+            _ if self.setup.lane_idle() => {
                 self.show(SETUP_WAITING.0, SETUP_WAITING.1).await;
                 self.say(Prompt::SetupWaiting);
-                return;
+                return None;
             }
+            m => return Some(m),
         };
         self.show("正在设置…", "Setting up…").await;
         let by = format!("setup code at lane {}", self.name);
@@ -630,13 +645,26 @@ impl LaneCtx {
                 )
                 .await;
                 self.say(Prompt::SetupDone);
+                // Then what the device found, unless gated starts again
+                // under its new id (it shows its state after the restart).
+                if !self.device_id.is_empty()
+                    && let Some(sources) = self.health.get()
+                {
+                    crate::setup::Setup::settle(sources.status.clone(), HEALTH_AFTER_SETUP).await;
+                    let (zh, en) = health_line(&sources.summary());
+                    self.show(&zh, &en).await;
+                }
             }
             Err(r) => {
-                self.show(&format!("设置失败：{}", r.zh), &format!("Setup failed: {}", r.en))
-                    .await;
+                self.show(
+                    &format!("设置失败：{}", r.zh),
+                    &format!("Setup failed: {}", r.en),
+                )
+                .await;
                 self.say(Prompt::SetupFailed);
             }
         }
+        None
     }
 
     /// An engineer's service code: the display answers with the health.
@@ -664,7 +692,7 @@ impl LaneCtx {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {
         self.reconcile().await;
-        if self.setup.waiting() {
+        if self.setup.lane_idle() {
             self.show(SETUP_WAITING.0, SETUP_WAITING.1).await;
             self.say(crate::voice::Prompt::SetupWaiting);
         } else {
@@ -694,12 +722,18 @@ impl LaneCtx {
                 break;
             };
             shown_at = Some(tokio::time::Instant::now());
-            if self.setup.waiting() {
-                self.provisioning(medium).await;
-                // The result stays until the next scan.
-                shown_at = None;
-                continue;
-            }
+            let medium = if self.setup.waiting() {
+                match self.provisioning(medium).await {
+                    Some(m) => m,
+                    None => {
+                        // The result stays until the next scan.
+                        shown_at = None;
+                        continue;
+                    }
+                }
+            } else {
+                medium
+            };
             if let Medium::Code(t) = &medium
                 && crate::central::service_code::claims(t)
             {

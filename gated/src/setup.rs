@@ -53,6 +53,9 @@ pub struct Setup {
     restart: Arc<Notify>,
     /// One enrollment at a time (two scanners, the kiosk and gatectl).
     busy: Arc<tokio::sync::Mutex<()>>,
+    /// Seen enrolled once: a lane's every scan asks, the files are read
+    /// until then only.
+    enrolled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Setup {
@@ -62,6 +65,7 @@ impl Setup {
             db,
             restart,
             busy: Default::default(),
+            enrolled: Default::default(),
         }
     }
 
@@ -69,12 +73,31 @@ impl Setup {
     /// or cut short): the device waits for a setup code. The files the
     /// link itself goes by decide.
     pub fn waiting(&self) -> bool {
-        crate::central::identity::enrolled(
+        use std::sync::atomic::Ordering;
+        if self.enrolled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let enrolled = crate::central::identity::enrolled(
             self.config.state_dir.get_ref(),
             self.config.device_id.get_ref(),
             &self.config.role.to_string(),
         )
-        .is_err()
+        .is_ok();
+        self.enrolled.store(enrolled, Ordering::Relaxed);
+        !enrolled
+    }
+
+    /// A lane with nothing to check tickets against: not enrolled, and no
+    /// ticket-signing key pinned (a device whose enrollment was cut short
+    /// keeps its keys and checks tickets offline; a setup code still
+    /// enrolls it). Its display asks for the setup code.
+    pub fn lane_idle(&self) -> bool {
+        self.waiting()
+            && self
+                .db
+                .reader()
+                .pinned_keys()
+                .map_or(true, |k| k.is_empty())
     }
 
     /// Checks `text` as a setup code and enrolls with it.
@@ -104,7 +127,10 @@ impl Setup {
         if self.config.device_id.get_ref().is_empty() {
             // Nonces, passages and peers carry the device id from the start:
             // gated starts again as the device it now is.
-            info!("gated.toml names no device id: starting again as {}", enrolled.device_id);
+            info!(
+                "gated.toml names no device id: starting again as {}",
+                enrolled.device_id
+            );
             self.restart.notify_one();
         }
         Ok((code, enrolled))

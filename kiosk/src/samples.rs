@@ -7,8 +7,8 @@ use slint::platform::software_renderer::MinimalSoftwareWindow;
 use slint::{ComponentHandle, ModelRc, PlatformError, VecModel};
 
 use crate::{
-    AppWindow, DateChoice, Fact, FoundOrder, IdCard, Line, PayNote, Problem, Reason, SaleRow,
-    Screen, TicketInfo, Ui, Week,
+    AppWindow, DateChoice, Fact, FoundOrder, HealthRow, IdCard, Line, PayNote, Problem, Reason,
+    SaleRow, Screen, TicketInfo, Ui, Week,
 };
 
 fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
@@ -42,7 +42,84 @@ pub const SCREENS: &[&str] = &[
     "service-pin",
     "service-pin-wrong",
     "service",
+    "service-enroll-again",
+    "setup",
+    "setup-refused",
+    "setup-again",
+    "setup-result",
+    "setup-result-red",
 ];
+
+/// A health line as gated sends it.
+fn health(level: &str, name: &str, zh: &str, detail: &str, check: (&str, &str)) -> HealthRow {
+    HealthRow {
+        level: level.into(),
+        name: name.into(),
+        name_zh: zh.into(),
+        detail: detail.into(),
+        check_en: check.0.into(),
+        check_zh: check.1.into(),
+    }
+}
+
+/// A kiosk just enrolled: online, the printer low on nothing, no UPS answer.
+fn health_rows(red: bool) -> Vec<HealthRow> {
+    let ok = ("", "");
+    let mut rows = vec![
+        health(
+            "green",
+            "central",
+            "中心连接",
+            "online (https://central.example/api/v1)",
+            ok,
+        ),
+        health(
+            "green",
+            "clock",
+            "时钟",
+            "+0.3 s from the central system",
+            ok,
+        ),
+        health("green", "scanner kiosk-qr", "扫码器", "connected", ok),
+        health("green", "id-reader desk", "身份证阅读器", "connected", ok),
+        health(
+            "green",
+            "disk",
+            "数据分区",
+            "5120 MB free of 7800 MB (66 %)",
+            ok,
+        ),
+    ];
+    if red {
+        rows.insert(
+            0,
+            health(
+                "red",
+                "printer",
+                "打印机",
+                "out of paper",
+                (
+                    "open the printer: paper, cover, cable and power",
+                    "检查打印机：纸张、盖子、线缆和电源",
+                ),
+            ),
+        );
+        rows.push(health(
+            "amber",
+            "ups",
+            "不间断电源",
+            "no UPS configured",
+            (
+                "no UPS configured: a power cut stops the device without its fallback",
+                "未配置UPS：断电时无法进入应急模式",
+            ),
+        ));
+    } else {
+        rows.insert(2, health("green", "printer", "打印机", "ready", ok));
+        rows.push(health("green", "ups", "不间断电源", "on mains (100 %)", ok));
+    }
+    rows
+}
 
 fn date(i: i32) -> DateChoice {
     // 2026-11-22 is a Sunday.
@@ -218,6 +295,15 @@ pub fn set(ui: &AppWindow, name: &str) {
     ));
     g.set_service_report("PASS: printed a test slip; printer ready".into());
     g.set_problem_detail("".into());
+    g.set_health(model(health_rows(false)));
+    g.set_health_level("green".into());
+    g.set_confirm_enroll_again(false);
+    g.set_setup_again(false);
+    g.set_setup_code("4821".into());
+    g.set_setup_report("".into());
+    g.set_setup_device("kiosk-1".into());
+    g.set_setup_site("泰山景区 Mount Tai".into());
+    g.set_setup_central("https://central.example/api/v1".into());
     let screen = match name {
         "home" => Screen::Home,
         "home-out-of-service" => {
@@ -292,6 +378,28 @@ pub fn set(ui: &AppWindow, name: &str) {
             Screen::ServicePin
         }
         "service" => Screen::Service,
+        "service-enroll-again" => {
+            g.set_confirm_enroll_again(true);
+            Screen::Service
+        }
+        "setup" => Screen::Setup,
+        "setup-refused" => {
+            g.set_setup_code("".into());
+            g.set_setup_report(
+                "this pairing code was already used: ask for a new one (code_used)".into(),
+            );
+            Screen::Setup
+        }
+        "setup-again" => {
+            g.set_setup_again(true);
+            Screen::Setup
+        }
+        "setup-result" => Screen::SetupResult,
+        "setup-result-red" => {
+            g.set_health(model(health_rows(true)));
+            g.set_health_level("red".into());
+            Screen::SetupResult
+        }
         other => panic!("no sample screen {other}"),
     };
     g.set_screen(screen);

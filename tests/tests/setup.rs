@@ -30,8 +30,8 @@ struct Lane {
 }
 
 impl Lane {
-    /// A lane whose gated.toml names no device id.
-    async fn new(central: &CentralSim) -> Lane {
+    /// A lane whose gated.toml names `id`, or no device id.
+    async fn new(central: &CentralSim, id: Option<&str>) -> Lane {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let scanner = SimScanner::new(Pty::open_at(&d.join("scanner")).unwrap());
@@ -47,8 +47,11 @@ impl Lane {
             hal::power::sim::SimUpsd::start("127.0.0.1:0".parse().unwrap(), "ups")
                 .await
                 .unwrap();
+        let id_line = id
+            .map(|i| format!("device_id = \"{i}\"\n"))
+            .unwrap_or_default();
         let toml = format!(
-            "role = \"lane\"\nstate_dir = \"{d}/state\"\n\
+            "role = \"lane\"\n{id_line}state_dir = \"{d}/state\"\n\
              [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n\
              [peers]\nlisten = \"\"\n\
              [power]\nnut = \"{ups_addr}/ups\"\npoll_ms = 50\n\
@@ -91,9 +94,7 @@ impl Lane {
                 .wait_until(|v| v.len() > before && v[before..].iter().any(|m| m.contains(want))),
         )
         .await
-        .unwrap_or_else(|_| {
-            panic!("after scanning {code:?}, the display never showed {want:?}")
-        });
+        .unwrap_or_else(|_| panic!("after scanning {code:?}, the display never showed {want:?}"));
         shown[before..]
             .iter()
             .find(|m| m.contains(want))
@@ -109,7 +110,7 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
     // Another central system with a CA of its own: a QR code pointing there
     // must not enroll the lane.
     let mut rogue = CentralSim::start(&dir.path().join("rogue"), "127.0.0.1:0").await;
-    let lane = Lane::new(&central).await;
+    let lane = Lane::new(&central, None).await;
     let bus = Bus::start(&dir.path().join("bus"), None).await;
     let mut g = Gated::start_on_bus(&lane.config(), &bus.address);
     g.wait_for(&["lane ready"]).await;
@@ -132,7 +133,10 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
     // Each bad code is refused with its reason, on the display.
     let cut = &good[..good.len() - 9];
     let m = lane.scan_shows(cut, "Setup failed").await;
-    assert!(m.contains("cannot be read") && m.contains("设置码无法识别"), "{m}");
+    assert!(
+        m.contains("cannot be read") && m.contains("设置码无法识别"),
+        "{m}"
+    );
     let newer = good.replacen("S1:", "S2:", 1);
     let m = lane.scan_shows(&newer, "Setup failed").await;
     assert!(m.contains("version 2") && m.contains("update"), "{m}");
@@ -163,14 +167,15 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
     .await;
     let passed_before = lane.gate.counters()[0];
     lane.scan_shows(&ticket, "Please pass").await;
-    g.wait_for(&["admitted", "lane=\"east-1\"", "ticket=1"]).await;
+    g.wait_for(&["admitted", "lane=\"east-1\"", "ticket=1"])
+        .await;
     wait_until("the visitor walked through", BOUND, || {
         lane.gate.counters()[0] > passed_before
     })
     .await;
 
     // The same setup code on a second device: used, refused, nothing kept.
-    let second = Lane::new(&central).await;
+    let second = Lane::new(&central, None).await;
     let (rc, out, err) = gatectl(&[
         "provision",
         "--code",
@@ -195,9 +200,10 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
             .find(|d| d["device_id"] == "lane-7")
             .unwrap_or(Value::Null);
         // Reporting, and the UPS answered (its first answer takes a poll).
-        let ups_green = device["health"]["items"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["subsystem"] == "ups" && i["level"] == "green"));
+        let ups_green = device["health"]["items"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["subsystem"] == "ups" && i["level"] == "green")
+        });
         if device["state"] == "reporting" && ups_green {
             break;
         }
@@ -274,4 +280,42 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     g.stop().await;
+}
+
+/// A lane whose gated.toml names its id: the setup code must be for that
+/// id; once enrolled the lane keeps running (no restart) and shows what it
+/// found on its display.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_that_knows_its_id_takes_only_its_own_setup_code_and_then_shows_its_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = CentralSim::start(&dir.path().join("central"), "127.0.0.1:0").await;
+    let lane = Lane::new(&central, Some("lane-3")).await;
+    let bus = Bus::start(&dir.path().join("bus"), None).await;
+    let mut g = Gated::start_on_bus(&lane.config(), &bus.address);
+    g.wait_for(&["lane ready"]).await;
+    let other = central.setup_code("lane-4", "lane", 600, None).await;
+    let m = lane.scan_shows(&other, "Setup failed").await;
+    assert!(
+        m.contains("for device lane-4; this device is lane-3"),
+        "{m}"
+    );
+    let own = central.setup_code("lane-3", "lane", 600, None).await;
+    lane.scan_shows(&own, "Setup complete: lane-3").await;
+    // Online within the wait: the central link is green on the display.
+    let after_setup = |v: &[String]| {
+        let done = v
+            .iter()
+            .rposition(|m| m.contains("Setup complete: lane-3"))?;
+        v[done..].iter().find(|m| m.contains("Health")).cloned()
+    };
+    let shown = tokio::time::timeout(BOUND, lane.display.wait_until(|v| after_setup(v).is_some()))
+        .await
+        .expect("the health after the setup");
+    let health = after_setup(&shown).unwrap();
+    assert!(!health.contains("central ("), "the link is up: {health}");
+    let log = g.kill_and_drain().await;
+    assert!(
+        !log.iter().any(|l| l.contains("starting again")),
+        "no restart: the id did not change"
+    );
 }

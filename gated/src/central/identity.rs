@@ -134,7 +134,11 @@ pub fn enrolled(
             "enrolled as {} ({}) but gated.toml says {} ({role}): provision again",
             creds.device_id,
             creds.role,
-            if device_id.is_empty() { "no device id" } else { device_id },
+            if device_id.is_empty() {
+                "no device id"
+            } else {
+                device_id
+            },
         ));
     }
     Ok((creds, key))
@@ -205,6 +209,34 @@ mod tests {
         save_credentials(dir.path(), &c).unwrap();
         assert_eq!(load_credentials(dir.path()).unwrap().unwrap(), c);
         assert!(!format!("{c:?}").contains("secret-token"));
+    }
+
+    /// An enrollment cut between the key and the credentials: the new key
+    /// with the old credentials is no enrollment, and says why.
+    #[test]
+    fn a_key_without_its_credentials_is_not_enrolled() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = generate_key();
+        let creds = |key: &SigningKey| Credentials {
+            device_id: "lane-1".into(),
+            role: "lane".into(),
+            central_url: "https://c/api/v1".into(),
+            lane_groups: vec![],
+            access: AccessToken {
+                token: "t".into(),
+                expires_at_ms: 5,
+            },
+            public_key: Some(hex::encode(key.verifying_key().to_bytes())),
+        };
+        save_key(dir.path(), &old).unwrap();
+        save_credentials(dir.path(), &creds(&old)).unwrap();
+        assert!(enrolled(dir.path(), "lane-1", "lane").is_ok());
+        assert!(enrolled(dir.path(), "", "lane").is_ok(), "any id");
+        assert!(enrolled(dir.path(), "lane-2", "lane").is_err());
+        // Cut here: the new key is on disk, its credentials are not.
+        save_key(dir.path(), &generate_key()).unwrap();
+        let e = enrolled(dir.path(), "lane-1", "lane").unwrap_err();
+        assert!(e.contains("cut short"), "{e}");
     }
 
     #[test]

@@ -124,9 +124,10 @@ mod tests {
     fn round_trip_and_the_line_ending_of_a_scanner() {
         let text = encode(&sample());
         assert!(text.starts_with("S1:"));
-        assert!(text.bytes().all(|b| b" $%*+-./:".contains(&b)
-            || b.is_ascii_digit()
-            || b.is_ascii_uppercase()));
+        assert!(
+            text.bytes()
+                .all(|b| b" $%*+-./:".contains(&b) || b.is_ascii_digit() || b.is_ascii_uppercase())
+        );
         assert_eq!(parse(&format!("{text}\r\n")).unwrap(), sample());
     }
 

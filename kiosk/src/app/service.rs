@@ -102,13 +102,13 @@ impl App {
                     let rows = health.as_ref().map(super::health_rows).unwrap_or_default();
                     app.g().set_health(model(rows));
                     app.g().set_facts(model(
-                    facts
-                        .into_iter()
-                        .map(|(k, v)| Fact {
-                            key: k.into(),
-                            value: v.into(),
-                        })
-                        .collect(),
+                        facts
+                            .into_iter()
+                            .map(|(k, v)| Fact {
+                                key: k.into(),
+                                value: v.into(),
+                            })
+                            .collect(),
                     ))
                 }
                 Err(e) => app

@@ -154,8 +154,7 @@ async fn devices(State(sim): State<Arc<Sim>>) -> Result<Json<Vec<Value>>, Fail> 
             let beat: Option<String> = r.get(4)?;
             let received: Option<i64> = r.get(5)?;
             let revoked: bool = r.get(3)?;
-            let beat: Option<api::Heartbeat> =
-                beat.and_then(|b| serde_json::from_str(&b).ok());
+            let beat: Option<api::Heartbeat> = beat.and_then(|b| serde_json::from_str(&b).ok());
             let state = match (revoked, received) {
                 (true, _) => "revoked",
                 (false, None) => "enrolled, no heartbeat yet",

@@ -105,7 +105,11 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
             } else if config.device_id.get_ref().is_empty() {
                 Err("gated.toml names no device id: enroll with the device's setup code, which names it".into())
             } else {
-                Ok((url.clone(), code.to_owned(), config.device_id.get_ref().clone()))
+                Ok((
+                    url.clone(),
+                    code.to_owned(),
+                    config.device_id.get_ref().clone(),
+                ))
             };
             target.and_then(|(url, code, id)| {
                 rt.block_on(enroll::enroll(&config, None, &url, &code, &id))
