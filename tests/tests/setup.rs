@@ -122,6 +122,17 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
     .await
     .expect("the lane says it waits for its setup");
 
+    // gatectl says so too, with what to do.
+    let (_, out, _) = gatectl_on_bus(
+        &bus.address,
+        &["status", "-c", lane.config().to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.contains("NOT PROVISIONED: scan the setup code at the device"),
+        "{out}"
+    );
+
     // A ticket before the setup: the lane still waits for a setup code.
     let ticket = central.admin("/sim/sell", json!({})).await["token"]
         .as_str()
@@ -270,6 +281,7 @@ async fn a_lane_enrolls_by_the_setup_code_it_scans_refuses_bad_ones_and_then_adm
     .await;
     assert_eq!(rc, 0, "{err}");
     assert!(out.starts_with("lane lane-7\n  health "), "{out}");
+    assert!(out.contains("central       online"), "{out}");
     assert!(out.contains("    ok    ups"), "{out}");
 
     // The central system goes away: the heartbeat stops, and the central
