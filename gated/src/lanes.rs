@@ -645,6 +645,7 @@ impl LaneCtx {
                 )
                 .await;
                 self.say(Prompt::SetupDone);
+                self.setup.restart_if_needed(&e.device_id);
                 // Then what the device found, unless gated starts again
                 // under its new id (it shows its state after the restart).
                 if !self.device_id.is_empty()

@@ -20,6 +20,9 @@ use crate::central::sync::{Mode as LinkMode, SyncStatus};
 use crate::config::Config;
 use crate::store::Db;
 
+/// How long an enrollment's answer has before gated starts again.
+const RESTART_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why a setup code was refused: a reason's name (as in the vectors and
 /// logs) and what to tell the engineer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,16 +127,24 @@ impl Setup {
             r
         })?;
         info!(device = enrolled.device_id, "enrolled by setup code");
-        if self.config.device_id.get_ref().is_empty() {
-            // Nonces, passages and peers carry the device id from the start:
-            // gated starts again as the device it now is.
-            info!(
-                "gated.toml names no device id: starting again as {}",
-                enrolled.device_id
-            );
-            self.restart.notify_one();
-        }
         Ok((code, enrolled))
+    }
+
+    /// After an enrollment, once its caller has answered (the display, the
+    /// D-Bus reply): a device whose gated.toml names no id starts again as
+    /// the device it now is, since nonces, passages and peers carry the id
+    /// from the start.
+    pub fn restart_if_needed(&self, device_id: &str) {
+        if !self.config.device_id.get_ref().is_empty() {
+            return;
+        }
+        info!("gated.toml names no device id: starting again as {device_id}");
+        let restart = self.restart.clone();
+        tokio::spawn(async move {
+            // The reply on its way first: it is sent when the method returns.
+            tokio::time::sleep(RESTART_AFTER).await;
+            restart.notify_one();
+        });
     }
 
     /// Enrolls with a pairing code typed alone: the configured central

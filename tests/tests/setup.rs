@@ -350,3 +350,61 @@ async fn a_lane_that_knows_its_id_takes_only_its_own_setup_code_and_then_shows_i
         "no restart: the id did not change"
     );
 }
+
+/// A kiosk whose gated.toml names no device id, set up over `Kiosk1.Setup`
+/// as its setup screen does: the answer (with the health) arrives before
+/// gated starts again as the device the setup code named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kiosk_without_an_id_gets_its_answer_before_gated_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let central = CentralSim::start(&d.join("central"), "127.0.0.1:0").await;
+    let _printer = hal::printer::sim::SimPrinter::start(Pty::open_at(&d.join("printer")).unwrap());
+    std::fs::write(
+        d.join("gated.toml"),
+        format!(
+            "role = \"kiosk\"\nstate_dir = \"{d}/state\"\n\
+             [central]\nurl = \"{url}\"\nca_file = \"{ca}\"\nheartbeat_s = 1\n\
+             [peers]\nlisten = \"\"\n\
+             [devices.printer]\nport = \"{d}/printer\"\n",
+            d = d.display(),
+            url = central.at.api,
+            ca = central.at.ca_file.display(),
+        ),
+    )
+    .unwrap();
+    let bus = Bus::start(&d.join("bus"), None).await;
+    let mut g = Gated::start_on_bus(&d.join("gated.toml"), &bus.address);
+    g.wait_for(&["D-Bus API served"]).await;
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let kiosk = gated_api::Kiosk1Proxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    assert!(kiosk.needs_setup().await.unwrap());
+    let code = central.setup_code("kiosk-5", "kiosk", 600, None).await;
+    let result = kiosk
+        .setup(&code)
+        .await
+        .expect("the answer, before the restart");
+    assert_eq!(result.device_id, "kiosk-5");
+    assert!(
+        result.health.items.iter().any(|i| i.subsystem == "printer"),
+        "{result:?}"
+    );
+    g.wait_for(&["starting again as kiosk-5"]).await;
+    g.wait_for(&["gated ready", "device kiosk-5"]).await;
+    // The new gated on the bus: enrolled, the setup closed.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while kiosk.needs_setup().await.unwrap_or(true) {
+        assert!(tokio::time::Instant::now() < deadline, "still needs setup");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = kiosk.setup(&code).await.unwrap_err().to_string();
+    assert!(again.contains("enrolled"), "{again}");
+    g.stop().await;
+}

@@ -72,12 +72,9 @@ impl Engineer {
         let by = caller(&header, conn).await;
         if crate::central::setup_code::claims(code) {
             tracing::info!(by, "provisioning by setup code requested");
-            return self
-                .setup
-                .enroll(code, &by)
-                .await
-                .map(|(_, e)| e)
-                .map_err(refusal);
+            let (_, e) = self.setup.enroll(code, &by).await.map_err(refusal)?;
+            self.setup.restart_if_needed(&e.device_id);
+            return Ok(e);
         }
         let url = if central.is_empty() {
             self.config.central.url.get_ref().clone()

@@ -31,6 +31,7 @@ impl KioskIface {
             (String::new(), e)
         };
         crate::setup::Setup::settle(self.health.status.clone(), SETUP_SETTLE).await;
+        self.setup.restart_if_needed(&enrolled.device_id);
         Ok(gated_api::types::SetupResult {
             device_id: enrolled.device_id,
             central_url: enrolled.central_url,
