@@ -934,7 +934,7 @@ fn dotted_key(path: &serde_path_to_error::Path) -> String {
 fn validate(config: &Config, devices: DeviceCheck, r: &mut Reporter<'_>) {
     let id = config.device_id.get_ref();
     // Absent (empty, no span) is allowed: the setup code names the device.
-    let id_ok = (!id.is_empty() || config.device_id.span() == (0..0))
+    let id_ok = (!id.is_empty() || config.device_id_from_enrollment())
         && id.len() <= 64
         && id
             .chars()

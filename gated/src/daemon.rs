@@ -333,11 +333,11 @@ pub async fn run(config: Config) -> Result<Stopped, StartError> {
             "systemd watchdog armed"
         );
     }
-    let cause = loop {
+    let (cause, stopped) = loop {
         tokio::select! {
-            _ = term.recv() => break "SIGTERM received",
-            _ = int.recv() => break "SIGINT received",
-            _ = restart.notified() => break "enrolled under a new device id",
+            _ = term.recv() => break ("SIGTERM received", Stopped::Signal),
+            _ = int.recv() => break ("SIGINT received", Stopped::Signal),
+            _ = restart.notified() => break ("enrolled under a new device id", Stopped::Restart),
             _ = tick(&mut watchdog) => systemd::watchdog(),
         }
     };
@@ -352,11 +352,7 @@ pub async fn run(config: Config) -> Result<Stopped, StartError> {
     modes_task.abort();
     drop(bus);
     info!("gated stopped");
-    Ok(if cause.starts_with("enrolled") {
-        Stopped::Restart
-    } else {
-        Stopped::Signal
-    })
+    Ok(stopped)
 }
 
 /// Stops subsystems in reverse order of start. Every passage was committed

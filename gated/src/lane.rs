@@ -214,6 +214,12 @@ impl Engine {
         token::holder_hash(key, id_number).ok()
     }
 
+    /// Whether any ticket-signing key is pinned: without one no ticket can
+    /// be checked (a device never enrolled).
+    pub fn has_keys(&self) -> bool {
+        !self.inner.catalog.read().expect("catalog").keys.is_empty()
+    }
+
     /// A pinned ticket-signing key, by id (service codes are signed with them).
     pub fn signing_key(&self, key_id: u16) -> Option<ed25519_dalek::VerifyingKey> {
         let key = self.reader().signing_key(key_id).ok().flatten()?;

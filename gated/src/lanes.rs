@@ -619,15 +619,15 @@ impl LaneCtx {
         self.show(TierNotice::zh(now), TierNotice::en(now)).await;
     }
 
-    /// Not enrolled: a setup code enrolls the device; with nothing to check
-    /// tickets against, anything else is told that the lane waits for one.
+    /// Not enrolled: a setup code enrolls the device; with no key to check
+    /// tickets with, anything else is told that the lane waits for one.
     /// `Some`: the medium is the lane's to decide as usual.
     async fn provisioning(&mut self, medium: Medium) -> Option<Medium> {
         use crate::central::setup_code;
         use crate::voice::Prompt;
         let text = match medium {
             Medium::Code(t) if setup_code::claims(&t) => t,
-            _ if self.setup.lane_idle() => {
+            _ if !self.lanes.has_keys() => {
                 self.show(SETUP_WAITING.0, SETUP_WAITING.1).await;
                 self.say(Prompt::SetupWaiting);
                 return None;
@@ -637,8 +637,8 @@ impl LaneCtx {
         self.show("正在设置…", "Setting up…").await;
         let by = format!("setup code at lane {}", self.name);
         match self.setup.enroll(&text, &by).await {
-            Ok((code, e)) => {
-                let site = code.site.map(|s| format!(" {s}")).unwrap_or_default();
+            Ok((target, e)) => {
+                let site = target.site.map(|s| format!(" {s}")).unwrap_or_default();
                 self.show(
                     &format!("设置完成：{}{site}", e.device_id),
                     &format!("Setup complete: {}", e.device_id),
@@ -693,7 +693,9 @@ impl LaneCtx {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Presented>) {
         self.reconcile().await;
-        if self.setup.lane_idle() {
+        // Not enrolled, and no key to check a ticket with: a device never
+        // enrolled (one cut short keeps its keys and checks tickets offline).
+        if self.setup.waiting() && !self.lanes.has_keys() {
             self.show(SETUP_WAITING.0, SETUP_WAITING.1).await;
             self.say(crate::voice::Prompt::SetupWaiting);
         } else {

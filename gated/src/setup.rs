@@ -90,44 +90,27 @@ impl Setup {
         !enrolled
     }
 
-    /// A lane with nothing to check tickets against: not enrolled, and no
-    /// ticket-signing key pinned (a device whose enrollment was cut short
-    /// keeps its keys and checks tickets offline; a setup code still
-    /// enrolls it). Its display asks for the setup code.
-    pub fn lane_idle(&self) -> bool {
-        self.waiting()
-            && self
-                .db
-                .reader()
-                .pinned_keys()
-                .map_or(true, |k| k.is_empty())
-    }
-
-    /// Checks `text` as a setup code and enrolls with it.
-    pub async fn enroll(&self, text: &str, by: &str) -> Result<(SetupCode, Enrolled), Refusal> {
+    /// Enrolls with a setup code's text, or a pairing code typed alone
+    /// (the configured central system and device id): see [`target`].
+    pub async fn enroll(&self, text: &str, by: &str) -> Result<(Target, Enrolled), Refusal> {
         let _one = self.busy.lock().await;
-        let code = check(&self.config, text)?;
-        info!(
-            central = code.central,
-            device = code.device_id,
-            by,
-            "enrolling by setup code"
-        );
+        let t = target(&self.config, None, text)?;
+        info!(central = t.central, device = t.device_id, by, "enrolling");
         let enrolled = enroll::enroll(
             &self.config,
             Some(&self.db),
-            &code.central,
-            &code.code,
-            &code.device_id,
+            &t.central,
+            &t.code,
+            &t.device_id,
         )
         .await
         .map_err(|e| {
             let r = explain(&e);
-            warn!(reason = r.reason, "setup code refused: {}", r.en);
+            warn!(reason = r.reason, "enrollment refused: {}", r.en);
             r
         })?;
-        info!(device = enrolled.device_id, "enrolled by setup code");
-        Ok((code, enrolled))
+        info!(device = enrolled.device_id, "enrolled");
+        Ok((t, enrolled))
     }
 
     /// After an enrollment, once its caller has answered (the display, the
@@ -147,33 +130,6 @@ impl Setup {
         });
     }
 
-    /// Enrolls with a pairing code typed alone: the configured central
-    /// system and device id (a setup code names both).
-    pub async fn enroll_typed(&self, code: &str, by: &str) -> Result<Enrolled, Refusal> {
-        let _one = self.busy.lock().await;
-        let code = code.trim();
-        if code.is_empty() || code.len() > 64 {
-            return Err(refuse(
-                "garbled",
-                "type the pairing code, or scan the setup code",
-                "请输入配对码或扫描设置码",
-            ));
-        }
-        let id = self.config.device_id.get_ref();
-        if id.is_empty() {
-            return Err(refuse(
-                "no_device_id",
-                "gated.toml names no device id: scan the setup code, which names it",
-                "配置中没有设备编号：请扫描设置码",
-            ));
-        }
-        let url = self.config.central.url.get_ref();
-        info!(central = url, by, "enrolling by typed pairing code");
-        enroll::enroll(&self.config, Some(&self.db), url, code, id)
-            .await
-            .map_err(|e| explain(&e))
-    }
-
     /// Waits (at most `limit`) for the link to come up after an enrollment,
     /// so what is shown next is what the device found, not its start-up.
     pub async fn settle(mut s: watch::Receiver<SyncStatus>, limit: std::time::Duration) {
@@ -186,6 +142,53 @@ impl Setup {
         })
         .await;
     }
+}
+
+/// Whom to enroll with, as what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub central: String,
+    pub code: String,
+    pub device_id: String,
+    /// The scenic area a setup code names (shown, not trusted).
+    pub site: Option<String>,
+}
+
+/// What `text` enrolls with: a setup code names the central system and the
+/// device ([`check`]); a pairing code alone takes `central` (default: the
+/// configured one) and gated.toml's device id, which it then needs.
+pub fn target(config: &Config, central: Option<&str>, text: &str) -> Result<Target, Refusal> {
+    if setup_code::claims(text) {
+        let c = check(config, text)?;
+        return Ok(Target {
+            central: c.central,
+            code: c.code,
+            device_id: c.device_id,
+            site: c.site,
+        });
+    }
+    let code = text.trim();
+    if code.is_empty() || code.len() > 64 {
+        return Err(refuse(
+            "garbled",
+            "type the pairing code, or scan the setup code",
+            "请输入配对码或扫描设置码",
+        ));
+    }
+    let id = config.device_id.get_ref();
+    if id.is_empty() {
+        return Err(refuse(
+            "no_device_id",
+            "gated.toml names no device id: enroll with the device's setup code, which names it",
+            "配置中没有设备编号：请扫描设置码",
+        ));
+    }
+    Ok(Target {
+        central: central.unwrap_or(config.central.url.get_ref()).to_owned(),
+        code: code.to_owned(),
+        device_id: id.clone(),
+        site: None,
+    })
 }
 
 /// Everything that can be refused before asking the central system.

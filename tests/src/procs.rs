@@ -104,38 +104,29 @@ impl CentralSim {
         v
     }
 
-    pub async fn stats(&self) -> crate::central_sim::SimStats {
+    /// A control-panel page as JSON.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.http
-            .get(format!("{}/sim/stats", self.at.admin))
+            .get(format!("{}{path}", self.at.admin))
             .send()
             .await
             .expect("control panel reachable")
             .json()
             .await
-            .expect("stats")
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    pub async fn stats(&self) -> crate::central_sim::SimStats {
+        self.get("/sim/stats").await
     }
 
     /// Every device it knows, with its state and last health (`/sim/devices`).
     pub async fn devices(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/sim/devices", self.at.admin))
-            .send()
-            .await
-            .expect("control panel reachable")
-            .json()
-            .await
-            .expect("devices")
+        self.get("/sim/devices").await
     }
 
     pub async fn events(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/sim/events", self.at.admin))
-            .send()
-            .await
-            .expect("control panel reachable")
-            .json()
-            .await
-            .expect("events")
+        self.get("/sim/events").await
     }
 
     /// The nonces of the events of `kind` it received, sorted.
@@ -158,12 +149,7 @@ impl CentralSim {
 
     /// A pairing code for `device_id` as `role`, valid `ttl_s` seconds.
     pub async fn pairing_code(&self, device_id: &str, role: &str, ttl_s: i64) -> String {
-        let v = self
-            .admin(
-                "/sim/pairing-codes",
-                serde_json::json!({ "device_id": device_id, "role": role, "lane_groups": ["east"], "ttl_s": ttl_s }),
-            )
-            .await;
+        let v = self.issue_pairing(device_id, role, ttl_s, None).await;
         v["code"].as_str().expect("code").to_owned()
     }
 
@@ -176,13 +162,23 @@ impl CentralSim {
         ttl_s: i64,
         central: Option<&str>,
     ) -> String {
-        let v = self
-            .admin(
-                "/sim/pairing-codes",
-                serde_json::json!({ "device_id": device_id, "role": role, "lane_groups": ["east"], "ttl_s": ttl_s, "central": central }),
-            )
-            .await;
+        let v = self.issue_pairing(device_id, role, ttl_s, central).await;
         v["setup_code"].as_str().expect("setup_code").to_owned()
+    }
+
+    /// A pairing code in lane group `east`, with its setup code.
+    async fn issue_pairing(
+        &self,
+        device_id: &str,
+        role: &str,
+        ttl_s: i64,
+        central: Option<&str>,
+    ) -> Value {
+        self.admin(
+            "/sim/pairing-codes",
+            serde_json::json!({ "device_id": device_id, "role": role, "lane_groups": ["east"], "ttl_s": ttl_s, "central": central }),
+        )
+        .await
     }
 
     /// An engineer's service code for `device_id` (`*`: every device).

@@ -76,26 +76,22 @@ impl Engineer {
             self.setup.restart_if_needed(&e.device_id);
             return Ok(e);
         }
-        let url = if central.is_empty() {
-            self.config.central.url.get_ref().clone()
-        } else {
-            central.to_owned()
-        };
-        let id = self.config.device_id.get_ref();
-        if id.is_empty() {
-            return Err(Error::InvalidArgument(
-                "gated.toml names no device id: enroll with the device's setup code, which names it"
-                    .into(),
-            ));
-        }
-        tracing::info!(central = url, by, "provisioning requested");
-        crate::central::enroll::enroll(&self.config, Some(&self.reader.db), &url, code, id)
-            .await
-            .map_err(|e| match crate::central::enroll::explain(&e) {
-                Failure::Code(m) => Error::InvalidArgument(m),
-                Failure::Offline(m) => Error::Offline(m),
-                Failure::Other(m) => Error::Failed(m),
-            })
+        let central = Some(central).filter(|c| !c.is_empty());
+        let t = crate::setup::target(&self.config, central, code).map_err(refusal)?;
+        tracing::info!(central = t.central, by, "provisioning requested");
+        crate::central::enroll::enroll(
+            &self.config,
+            Some(&self.reader.db),
+            &t.central,
+            &t.code,
+            &t.device_id,
+        )
+        .await
+        .map_err(|e| match crate::central::enroll::explain(&e) {
+            Failure::Code(m) => Error::InvalidArgument(m),
+            Failure::Offline(m) => Error::Offline(m),
+            Failure::Other(m) => Error::Failed(m),
+        })
     }
 
     /// Installs a RAUC bundle into the slot not booted: `source` is its

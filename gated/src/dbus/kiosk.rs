@@ -23,19 +23,13 @@ impl KioskIface {
     /// Enrolls by a setup code's text or a typed pairing code, then says
     /// what the device found.
     async fn enroll(&self, code: &str, by: &str) -> Result<gated_api::types::SetupResult, Error> {
-        let (site, enrolled) = if crate::central::setup_code::claims(code) {
-            let (c, e) = self.setup.enroll(code, by).await.map_err(refusal)?;
-            (c.site.unwrap_or_default(), e)
-        } else {
-            let e = self.setup.enroll_typed(code, by).await.map_err(refusal)?;
-            (String::new(), e)
-        };
+        let (target, enrolled) = self.setup.enroll(code, by).await.map_err(refusal)?;
         crate::setup::Setup::settle(self.health.status.clone(), SETUP_SETTLE).await;
         self.setup.restart_if_needed(&enrolled.device_id);
         Ok(gated_api::types::SetupResult {
             device_id: enrolled.device_id,
             central_url: enrolled.central_url,
-            site,
+            site: target.site.unwrap_or_default(),
             lane_groups: enrolled.lane_groups,
             clock_skew_ms: enrolled.clock_skew_ms,
             health: self.health.summary().into(),

@@ -499,7 +499,7 @@ impl App {
     fn code_scanned(self: &Rc<Self>, code: String) {
         self.touched();
         match self.screen() {
-            Screen::Setup => self.setup_scanned(code),
+            Screen::Setup => self.enroll(code),
             Screen::Pay => self.pay_with_code(code),
             Screen::Collect | Screen::CollectNumber => {
                 self.pickup("order_code", code, String::new())

@@ -38,17 +38,13 @@ impl App {
         }
     }
 
-    /// A code scanned on the setup screen: a setup code, sent as it is.
-    pub(super) fn setup_scanned(self: &Rc<Self>, code: String) {
-        self.enroll(code);
-    }
-
     pub(super) fn setup_submit(self: &Rc<Self>) {
         let code = self.g().get_setup_code().to_string();
         self.enroll(code);
     }
 
-    fn enroll(self: &Rc<Self>, code: String) {
+    /// Enrolls with a scanned setup code or the typed pairing code.
+    pub(super) fn enroll(self: &Rc<Self>, code: String) {
         let again = self.g().get_setup_again();
         let token = self.service_token();
         self.g().set_setup_report("".into());

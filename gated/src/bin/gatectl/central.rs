@@ -98,26 +98,20 @@ pub fn provision(config_path: &Path, central: Option<&str>, code: &str, json: bo
                 .build()
                 .expect("tokio runtime");
             // A setup code names the central system and the device itself.
-            let target = if gated::central::setup_code::claims(code) {
-                gated::setup::check(&config, code)
-                    .map(|c| (c.central, c.code, c.device_id))
-                    .map_err(|r| r.en)
-            } else if config.device_id.get_ref().is_empty() {
-                Err("gated.toml names no device id: enroll with the device's setup code, which names it".into())
-            } else {
-                Ok((
-                    url.clone(),
-                    code.to_owned(),
-                    config.device_id.get_ref().clone(),
+            let target = gated::setup::target(&config, Some(&url), code).map_err(|r| r.en);
+            target.and_then(|t| {
+                rt.block_on(enroll::enroll(
+                    &config,
+                    None,
+                    &t.central,
+                    &t.code,
+                    &t.device_id,
                 ))
-            };
-            target.and_then(|(url, code, id)| {
-                rt.block_on(enroll::enroll(&config, None, &url, &code, &id))
-                    .map(|e| gated_api::to_json(&e))
-                    .map_err(|e| match enroll::explain(&e) {
-                        enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
-                        enroll::Failure::Offline(m) => format!("Offline: {m}"),
-                    })
+                .map(|e| gated_api::to_json(&e))
+                .map_err(|e| match enroll::explain(&e) {
+                    enroll::Failure::Code(m) | enroll::Failure::Other(m) => m,
+                    enroll::Failure::Offline(m) => format!("Offline: {m}"),
+                })
             })
         }
     };
