@@ -536,20 +536,16 @@ fn each_udev_rule_names_the_device_it_is_written_for() {
     };
     assert_eq!(apply(&rules, &keyboard), Outcome::default());
 
-    // The touch panel's touches are turned with the panel (90° clockwise).
+    // A touchscreen's touches are left as the panel reports them: a blanket
+    // 90° turn put every tap elsewhere on a panel whose axes match its mode
+    // (the QEMU image's kiosk: its tap on "English" landed off the button).
     let touch = Device {
         subsystem: "input",
         kernel: "event5",
         env: BTreeMap::from([("ID_INPUT_TOUCHSCREEN".to_owned(), "1".to_owned())]),
         ..Device::default()
     };
-    assert_eq!(
-        apply(&rules, &touch)
-            .env
-            .get("LIBINPUT_CALIBRATION_MATRIX")
-            .map(String::as_str),
-        Some("0 -1 1 1 0 0")
-    );
+    assert_eq!(apply(&rules, &touch), Outcome::default());
     let drm = Device {
         subsystem: "drm",
         kernel: "card0",
