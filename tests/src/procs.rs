@@ -125,6 +125,11 @@ impl CentralSim {
         self.get("/sim/devices").await
     }
 
+    /// Every order, oldest first, with its status (`/sim/orders`).
+    pub async fn orders(&self) -> Vec<Value> {
+        self.get("/sim/orders").await
+    }
+
     pub async fn events(&self) -> Vec<Value> {
         self.get("/sim/events").await
     }

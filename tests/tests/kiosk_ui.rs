@@ -46,12 +46,22 @@ fn buy_two_adults_and_a_child_paid_by_qr_prints_three_tickets_then_one_is_checke
     assert!(s.g().get_seconds_left() > 60);
 
     // The visitor pays with a wallet app; the next poll sees it.
+    let pending = s.block_on(s.k.central.orders());
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["order_no"], no.as_str());
+    assert_eq!(pending[0]["status"], "unpaid", "{pending:?}");
     s.block_on(
         s.k.central
             .admin(&format!("/sim/orders/{no}/paid"), json!({})),
     );
     s.advance(Duration::from_secs(2));
     s.wait_screen(Screen::Done);
+    let paid = s.block_on(s.k.central.orders());
+    assert_eq!(
+        (paid[0]["status"].as_str(), paid[0]["tickets"].as_u64()),
+        (Some("paid"), Some(3)),
+        "{paid:?}"
+    );
     assert_eq!(s.g().get_printed(), 3);
     assert_eq!(s.g().get_print_total(), 3);
     let tickets = s.block_on(s.k.printer.wait_for_tickets(3));

@@ -58,6 +58,19 @@ enum Device {
         #[arg(long, default_value = "hal-sim virtual scanner")]
         name: String,
     },
+    /// A kiosk's touch panel as a kernel input device (uinput): a direct
+    /// multi-touch screen, as libinput sees one. stdin: `tap X Y` (panel
+    /// pixels from the top left), answered `tapped X Y` on stdout. Prints
+    /// the event node first.
+    UinputTouch {
+        #[arg(long, default_value = "hal-sim virtual touch panel")]
+        name: String,
+        /// The panel's size in pixels (its axes' ranges).
+        #[arg(long, default_value_t = 1080)]
+        width: i32,
+        #[arg(long, default_value_t = 1920)]
+        height: i32,
+    },
     /// 2nd-gen ID-card reader (SAM protocol). stdin: `present N` (a test
     /// card), `remove`, `fault checksum|truncate|status HEX`, `silent on|off`.
     IdReader {
@@ -194,6 +207,42 @@ async fn run(device: Device) -> Result<(), String> {
                     continue;
                 };
                 type_keys(&mut dev, &keys).map_err(|e| format!("uinput: {e}"))?;
+            }
+        }
+        Device::UinputTouch {
+            name,
+            width,
+            height,
+        } => {
+            let (mut dev, node) = uinput_touch(&name, width, height)
+                .map_err(|e| format!("cannot create a uinput device (/dev/uinput): {e}"))?;
+            println!("{}", node.display());
+            eprintln!(
+                "touch panel {name:?} ({width}x{height}) on {}",
+                node.display()
+            );
+            let mut id = 0;
+            loop {
+                let line = stdin.next().await;
+                let xy: Vec<i32> = line
+                    .strip_prefix("tap ")
+                    .map(|r| {
+                        r.split_whitespace()
+                            .filter_map(|n| n.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let [x, y] = xy[..] else {
+                    eprintln!("? {:?}: expected `tap X Y`", line.trim_end());
+                    continue;
+                };
+                if !(0..width).contains(&x) || !(0..height).contains(&y) {
+                    eprintln!("? ({x}, {y}) is off the {width}x{height} panel");
+                    continue;
+                }
+                id += 1;
+                tap(&mut dev, id, x, y).map_err(|e| format!("uinput: {e}"))?;
+                println!("tapped {x} {y}");
             }
         }
         Device::IdReader { pty } => {
@@ -413,6 +462,62 @@ fn uinput_scanner(
         std::thread::sleep(Duration::from_millis(10));
     }
     Err(std::io::Error::other("no /dev/input/event* node appeared"))
+}
+
+/// A direct-touch panel (INPUT_PROP_DIRECT, multi-touch protocol B): udev
+/// tags it ID_INPUT_TOUCHSCREEN, so libinput hands its touches to the app
+/// in panel coordinates.
+fn uinput_touch(
+    name: &str,
+    width: i32,
+    height: i32,
+) -> std::io::Result<(evdev::uinput::VirtualDevice, std::path::PathBuf)> {
+    use evdev::{AbsInfo, AbsoluteAxisCode as Abs, UinputAbsSetup};
+    let axis = |code, max| UinputAbsSetup::new(code, AbsInfo::new(0, 0, max, 0, 0, 0));
+    let mut keys = evdev::AttributeSet::<evdev::KeyCode>::new();
+    keys.insert(evdev::KeyCode::BTN_TOUCH);
+    let mut props = evdev::AttributeSet::<evdev::PropType>::new();
+    props.insert(evdev::PropType::DIRECT);
+    let mut dev = evdev::uinput::VirtualDevice::builder()?
+        .name(name)
+        .with_keys(&keys)?
+        .with_properties(&props)?
+        .with_absolute_axis(&axis(Abs::ABS_X, width - 1))?
+        .with_absolute_axis(&axis(Abs::ABS_Y, height - 1))?
+        .with_absolute_axis(&axis(Abs::ABS_MT_SLOT, 9))?
+        .with_absolute_axis(&axis(Abs::ABS_MT_TRACKING_ID, 65535))?
+        .with_absolute_axis(&axis(Abs::ABS_MT_POSITION_X, width - 1))?
+        .with_absolute_axis(&axis(Abs::ABS_MT_POSITION_Y, height - 1))?
+        .build()?;
+    for _ in 0..200 {
+        if let Some(node) = dev
+            .enumerate_dev_nodes_blocking()?
+            .filter_map(Result::ok)
+            .find(|p| p.exists())
+        {
+            return Ok((dev, node));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(std::io::Error::other("no /dev/input/event* node appeared"))
+}
+
+/// One finger down at (x, y), held as long as a visitor's tap (80 ms), and up.
+fn tap(dev: &mut evdev::uinput::VirtualDevice, id: i32, x: i32, y: i32) -> std::io::Result<()> {
+    use evdev::{AbsoluteAxisCode as Abs, EventType, InputEvent, KeyCode};
+    let abs = |c: Abs, v: i32| InputEvent::new(EventType::ABSOLUTE.0, c.0, v);
+    let touch = |v: i32| InputEvent::new(EventType::KEY.0, KeyCode::BTN_TOUCH.0, v);
+    dev.emit(&[
+        abs(Abs::ABS_MT_SLOT, 0),
+        abs(Abs::ABS_MT_TRACKING_ID, id),
+        abs(Abs::ABS_MT_POSITION_X, x),
+        abs(Abs::ABS_MT_POSITION_Y, y),
+        touch(1),
+        abs(Abs::ABS_X, x),
+        abs(Abs::ABS_Y, y),
+    ])?;
+    std::thread::sleep(Duration::from_millis(80));
+    dev.emit(&[abs(Abs::ABS_MT_TRACKING_ID, -1), touch(0)])
 }
 
 /// Key down and up for each key (with shift around it where needed), then

@@ -30,6 +30,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
         .route("/sim/refund", post(refund))
         .route("/sim/fail", post(fail))
         .route("/sim/quota", post(quota))
+        .route("/sim/orders", get(orders))
         .route("/sim/orders/{order_no}/paid", post(paid))
         .route("/sim/orders/{order_no}/expire", post(expire))
         .route("/sim/online-order", post(online_order))
@@ -446,6 +447,28 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Result<Json<SimStats>, Fail> {
         longpoll_waiting: s.longpoll_waiting.load(Ordering::Relaxed),
         heartbeats,
     }))
+}
+
+/// Every order, oldest first: number, device, status, total, what was
+/// bought (a payment provider's view: what it can mark paid).
+async fn orders(State(sim): State<Arc<Sim>>) -> Result<Json<Vec<Value>>, Fail> {
+    let conn = sim.db();
+    let out = conn
+        .prepare("SELECT device_id, json FROM orders ORDER BY rowid")?
+        .query_map([], |r| {
+            let order: api::Order =
+                serde_json::from_str(&r.get::<_, String>(1)?).expect("stored order");
+            Ok(json!({
+                "order_no": order.order_no,
+                "device_id": r.get::<_, String>(0)?,
+                "status": order.status,
+                "total_cents": order.total_cents,
+                "items": order.items,
+                "tickets": order.tickets.len(),
+            }))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Json(out))
 }
 
 /// Every stored event: nonce, device, kind.
