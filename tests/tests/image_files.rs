@@ -625,6 +625,18 @@ fn installs(text: &str, source_prefix: &str, dest_prefix: &str) -> Vec<(String, 
     out
 }
 
+/// The QEMU kiosk guest's host side reads the home screen for the scenic
+/// area's name central-sim gives; the two must not drift apart.
+#[test]
+fn the_qemu_kiosk_check_looks_for_the_name_central_sim_gives() {
+    let check = std::fs::read_to_string(repo_root().join("image/qemu/kiosk-check")).unwrap();
+    let line = format!("SCENIC_AREA = \"{}\"", tests::central_sim::SCENIC_AREA);
+    assert!(
+        check.contains(&line),
+        "image/qemu/kiosk-check lacks {line:?}"
+    );
+}
+
 /// The QEMU test image installs every file the Yocto recipes install, at
 /// the same place with the same mode: "exactly as the recipes do" is
 /// checked, not trusted.

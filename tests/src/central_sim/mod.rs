@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use admin::SimStats;
+pub use contract::SCENIC_AREA;
 
 /// What the control panel can make the API do wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
