@@ -446,11 +446,18 @@ fn uinput_scanner(
     ] {
         keys.insert(k);
     }
-    let mut dev = evdev::uinput::VirtualDevice::builder()?
+    let dev = evdev::uinput::VirtualDevice::builder()?
         .name(name)
         .with_keys(&keys)?
         .build()?;
-    // udev makes the node a moment after the device exists.
+    with_node(dev)
+}
+
+/// The device and its /dev/input/event* node, which udev makes a moment
+/// after the device exists.
+fn with_node(
+    mut dev: evdev::uinput::VirtualDevice,
+) -> std::io::Result<(evdev::uinput::VirtualDevice, std::path::PathBuf)> {
     for _ in 0..200 {
         if let Some(node) = dev
             .enumerate_dev_nodes_blocking()?
@@ -478,7 +485,7 @@ fn uinput_touch(
     keys.insert(evdev::KeyCode::BTN_TOUCH);
     let mut props = evdev::AttributeSet::<evdev::PropType>::new();
     props.insert(evdev::PropType::DIRECT);
-    let mut dev = evdev::uinput::VirtualDevice::builder()?
+    let dev = evdev::uinput::VirtualDevice::builder()?
         .name(name)
         .with_keys(&keys)?
         .with_properties(&props)?
@@ -489,17 +496,7 @@ fn uinput_touch(
         .with_absolute_axis(&axis(Abs::ABS_MT_POSITION_X, width - 1))?
         .with_absolute_axis(&axis(Abs::ABS_MT_POSITION_Y, height - 1))?
         .build()?;
-    for _ in 0..200 {
-        if let Some(node) = dev
-            .enumerate_dev_nodes_blocking()?
-            .filter_map(Result::ok)
-            .find(|p| p.exists())
-        {
-            return Ok((dev, node));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Err(std::io::Error::other("no /dev/input/event* node appeared"))
+    with_node(dev)
 }
 
 /// One finger down at (x, y), held as long as a visitor's tap (80 ms), and up.
